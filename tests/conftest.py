@@ -1,0 +1,2 @@
+"""Shared fixtures. Each area's fixtures live in tests/plugins/ and are re-exported here."""
+from tests.plugins.sandbox import *  # noqa: F401,F403

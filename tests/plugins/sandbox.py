@@ -1,0 +1,1 @@
+# placeholder: the sandbox fixtures are written with the sandbox
