@@ -1,2 +1,3 @@
 """Shared fixtures. Each area's fixtures live in tests/plugins/ and are re-exported here."""
+from tests.plugins.db import *  # noqa: F401,F403
 from tests.plugins.sandbox import *  # noqa: F401,F403

@@ -1,0 +1,34 @@
+"""Alembic environment: the URL comes from models.migrate.alembic_config (or DATABASE_URL)."""
+from alembic import context
+from sqlalchemy import pool, create_engine
+
+from models.db import database_url
+from models.tables import Base
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url") or database_url()
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True,
+                      render_as_batch=url.startswith("sqlite"))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    # A private engine: the app's SQLite engine issues BEGIN IMMEDIATE itself, which
+    # would collide with Alembic's own transaction handling.
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata,
+                          render_as_batch=url.startswith("sqlite"), compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,192 @@
+"""Job queries: idempotent creation, state transitions, result files, history listing."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from models.states import EventSource, JobStatus, can_transition
+from models.tables import Job, JobEvent, ResultFile, utcnow
+
+
+def create_job(
+    session: Session,
+    endpoint_id: str,
+    input: dict[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    source: EventSource = EventSource.API,
+) -> tuple[Job, bool]:
+    """Insert a pending job; with an external_id already taken, return that job instead.
+
+    The unique index decides, not a prior SELECT: two callers racing with the same
+    external_id both reach the INSERT, one wins, the other's savepoint rolls back and it
+    reads the winner's row.
+    """
+    job = Job(id=uuid.uuid4(), endpoint_id=endpoint_id, input=input,
+              external_id=external_id, meta=metadata, status=JobStatus.PENDING.value)
+    if external_id is not None:
+        try:
+            with session.begin_nested():
+                session.add(job)
+        except IntegrityError:
+            existing = session.scalar(select(Job).where(Job.external_id == external_id))
+            if existing is None:  # the conflict was on something else: don't hide it
+                raise
+            return existing, False
+    else:
+        session.add(job)
+        session.flush()
+    _add_event(session, job.id, None, JobStatus.PENDING, source)
+    return job, True
+
+
+def get_job(session: Session, job_id: uuid.UUID | str, *, full: bool = False) -> Job | None:
+    job_uuid = parse_uuid(job_id)
+    if job_uuid is None:
+        return None
+    stmt = select(Job).where(Job.id == job_uuid)
+    if full:
+        stmt = stmt.options(selectinload(Job.files), selectinload(Job.events))
+    return session.scalar(stmt)
+
+
+def lock_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    """Read a job holding its row lock (PostgreSQL) for the rest of the transaction.
+
+    SQLite needs no row lock: every transaction there begins IMMEDIATE, so writers are
+    already serialised.
+    """
+    return session.scalar(
+        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    )
+
+
+def job_by_request_id(session: Session, request_id: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.request_id == request_id))
+
+
+def transition(
+    session: Session,
+    job: Job,
+    new: JobStatus,
+    source: EventSource,
+    detail: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    """Move a locked job to `new` if the state machine allows it; record the event.
+
+    Returns False (and changes nothing) for repeated, stale or out-of-order events.
+    """
+    current = JobStatus(job.status)
+    if not can_transition(current, new):
+        return False
+    values = dict(fields, status=new.value, updated_at=utcnow())
+    if new.is_terminal and "completed_at" not in values:
+        values["completed_at"] = utcnow()
+    # Conditional on the status we read, so that even without a row lock a concurrent
+    # writer cannot be overwritten: the loser's UPDATE matches no row.
+    result = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == current.value).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        # Reflect the UPDATE in the loaded object without making the ORM write it again.
+        set_committed_value(job, name, value)
+    _add_event(session, job.id, current, new, source, detail)
+    return True
+
+
+def _add_event(session: Session, job_id: uuid.UUID, old: JobStatus | None, new: JobStatus,
+               source: EventSource, detail: dict[str, Any] | None = None) -> None:
+    session.add(JobEvent(job_id=job_id, from_status=old.value if old else None,
+                         to_status=new.value, source=source.value, detail=detail, at=utcnow()))
+
+
+def add_result_files(session: Session, job_id: uuid.UUID, files: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    for f in files:
+        session.add(ResultFile(job_id=job_id, **f))
+        count += 1
+    session.flush()
+    return count
+
+
+# -- listing -----------------------------------------------------------------
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    status: str | None = None
+    endpoint_id: str | None = None
+    external_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class CursorError(ValueError):
+    pass
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at, uuid.UUID(job_id)
+    except (ValueError, TypeError) as exc:
+        raise CursorError("cursor is not one this API issued") from exc
+
+
+def list_jobs(session: Session, filters: JobFilters, *, limit: int = 50,
+              cursor: str | None = None) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id) so deep pages cost what the first does."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+    stmt = select(Job)
+    if filters.status:
+        stmt = stmt.where(Job.status == filters.status)
+    if filters.endpoint_id:
+        stmt = stmt.where(Job.endpoint_id == filters.endpoint_id)
+    if filters.external_id:
+        stmt = stmt.where(Job.external_id == filters.external_id)
+    if filters.created_after:
+        stmt = stmt.where(Job.created_at >= filters.created_after)
+    if filters.created_before:
+        stmt = stmt.where(Job.created_at < filters.created_before)
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(at, last_id))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def parse_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
