@@ -1,0 +1,48 @@
+"""Shared helpers for the fal client tests (a module, not a conftest, to stay in scope)."""
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+
+import httpx
+import pytest
+
+from tests.plugins.sandbox import TEST_FAL_KEY
+from worker.fal import QueueClient
+
+PASS_THROUGH = "fal-ai/flux/dev"
+
+
+def png_data_uri(width: int = 8, height: int = 6) -> str:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))  # filter byte + grey pixels
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+IMAGE = png_data_uri()
+EVF_INPUT = {"prompt": "the grey square", "image_url": IMAGE}
+
+
+@pytest.fixture
+def client(sandbox):
+    with QueueClient(sandbox.url, TEST_FAL_KEY) as queue:
+        yield queue
+
+
+def short_read_timeout_client(sandbox, read_s: float = 0.2) -> QueueClient:
+    return QueueClient(sandbox.url, TEST_FAL_KEY, timeout=httpx.Timeout(5.0, read=read_s))
+
+
+def only_request(sandbox) -> dict:
+    truth = sandbox.ground_truth()
+    assert len(truth["requests"]) == 1, truth
+    return truth["requests"][0]

@@ -1,0 +1,75 @@
+"""Building queue requests and reading their answers: the parts with no I/O."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from worker.fal.endpoints import fallback_queue_urls
+from worker.fal.errors import OutcomeUnknownError
+from worker.fal.records import Submission
+
+
+def parse_submission(base_url: str, endpoint_id: str, response: httpx.Response) -> Submission:
+    """Read a 2xx submit answer, filling any missing URL from the documented fallback."""
+    body = json_or_none(response)
+    body = body if isinstance(body, dict) else {}
+    request_id = body.get("request_id") or response.headers.get("x-fal-request-id")
+    if not isinstance(request_id, str) or not request_id.strip():
+        # fal said yes but not to what: a job probably exists that we cannot address.
+        raise OutcomeUnknownError(
+            f"fal submit {endpoint_id}: HTTP {response.status_code} without a request_id",
+            status_code=response.status_code,
+        )
+    fallback = fallback_queue_urls(base_url, endpoint_id, request_id)
+    gateway_id = body.get("gateway_request_id")
+    position = body.get("queue_position")
+    return Submission(
+        endpoint_id=endpoint_id,
+        request_id=request_id,
+        status_url=_str_field(body, "status_url") or fallback.status_url,
+        response_url=_str_field(body, "response_url") or fallback.response_url,
+        cancel_url=_str_field(body, "cancel_url") or fallback.cancel_url,
+        gateway_request_id=gateway_id if isinstance(gateway_id, str) else "",
+        queue_position=position if isinstance(position, int) and not isinstance(position, bool) else None,
+    )
+
+
+def checked_webhook_url(webhook_url: str) -> str:
+    try:
+        url = httpx.URL(webhook_url)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("webhook_url must be an absolute http(s) URL")
+    return webhook_url
+
+
+def loggable_target(url: str, params: Mapping[str, str] | None) -> str:
+    # Query strings can carry tokens (a webhook URL often does); keep only the path and
+    # the webhook's host.
+    path = httpx.URL(url).path
+    webhook = (params or {}).get("fal_webhook")
+    return f"{path} (webhook host {httpx.URL(webhook).host})" if webhook else path
+
+
+def json_object(data: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", exclude_unset=True)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"input must be a JSON object, got {type(data).__name__}")
+    return dict(data)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _str_field(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) and value else None
