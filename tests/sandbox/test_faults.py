@@ -1,0 +1,251 @@
+"""Fault injection: every knob's effect, seen from the sink and the ground truth."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from sandbox.config import Faults
+from sandbox.server import SandboxServer
+from tests.plugins.sandbox import SandboxHandle, sandbox_test_config, verify_fal_signature
+from tests.sandbox.helpers import ECHO, status_of, submit
+
+
+@pytest.fixture
+def client(sandbox):
+    with sandbox.client() as client:
+        yield client
+
+
+def test_drop_never_delivers(sandbox, client, webhook_sink):
+    sandbox.set_faults(drop=1.0)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    sandbox.wait_idle()
+
+    assert webhook_sink.received == []
+    truth = sandbox.request(submitted["request_id"])
+    assert truth["faults"] == ["drop"]
+    assert truth["webhook_state"] == "dropped" and truth["deliveries"] == []
+    assert truth["outcome"] == "OK"
+
+
+def test_duplicate_sends_extra_separately_signed_copies(sandbox, client, webhook_sink):
+    sandbox.set_faults(duplicate=1.0, duplicate_copies=2)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    sandbox.wait_idle()
+
+    hooks = webhook_sink.received
+    assert len(hooks) == 3
+    assert len({hook.body for hook in hooks}) == 1
+    assert all(verify_fal_signature(hook, sandbox.jwks()) for hook in hooks)
+    truth = sandbox.request(submitted["request_id"])
+    assert [(d["kind"], d["copy"]) for d in truth["deliveries"]] == [("original", 0), ("duplicate", 1),
+                                                                     ("duplicate", 2)]
+
+
+def test_delay_holds_back_the_first_delivery(sandbox, client, webhook_sink):
+    sandbox.set_faults(delay=1.0, delay_s=0.3)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+
+    truth = sandbox.request(submitted["request_id"])
+    assert truth["faults"] == ["delay"]
+    assert hook.received_at - truth["completed_at"] >= 0.29
+
+
+def test_reorder_holds_deliveries_back_by_random_amounts(sandbox, client, webhook_sink):
+    sandbox.set_faults(reorder=1.0, reorder_window_s=0.6)
+    ids = [submit(client, sandbox.url, ECHO, {"n": n}, webhook=webhook_sink.url).json()["request_id"]
+           for n in range(6)]
+    sandbox.wait_idle()
+
+    truths = {rid: sandbox.request(rid) for rid in ids}
+    holds = {rid: truths[rid]["fault_params"]["reorder_delay_s"] for rid in ids}
+    assert all(0 <= hold <= 0.6 for hold in holds.values())
+    assert [holds[rid] for rid in ids] != sorted(holds[rid] for rid in ids)  # seed 0: not monotonic
+    arrivals = [hook.json()["request_id"] for hook in webhook_sink.received]
+    assert arrivals != ids
+    for rid in ids:
+        assert truths[rid]["deliveries"][0]["at"] - truths[rid]["completed_at"] >= holds[rid] - 0.01
+    for a in ids:  # clearly separated holds arrive in hold order
+        for b in ids:
+            if holds[a] + 0.15 < holds[b]:
+                assert arrivals.index(a) < arrivals.index(b)
+
+
+def test_webhook_before_response(sandbox, client, webhook_sink):
+    sandbox.set_faults(webhook_before_response=1.0)
+    response = submit(client, sandbox.url, ECHO, {"x": 1}, webhook=webhook_sink.url)
+    received_before_response = webhook_sink.received
+
+    assert response.status_code == 200
+    submitted = response.json()
+    assert [hook.json()["request_id"] for hook in received_before_response] == [submitted["request_id"]]
+    assert received_before_response[0].json()["payload"] == {"endpoint_id": ECHO, "echo": {"x": 1}}
+    assert status_of(client, submitted)["status"] == "COMPLETED"
+    assert sandbox.request(submitted["request_id"])["faults"] == ["webhook_before_response"]
+
+
+@pytest.mark.parametrize("status", [503, 502])
+def test_submit_5xx_creates_no_job(sandbox, client, status):
+    sandbox.set_faults(submit_5xx=1.0, submit_5xx_status=status)
+    response = submit(client, sandbox.url, ECHO, {})
+
+    assert response.status_code == status
+    assert "nginx" in response.text and "x-fal-request-id" not in response.headers
+    truth = sandbox.ground_truth()
+    assert truth["requests"] == []
+    assert [(r["http_status"], r["reason"]) for r in truth["rejected_submits"]] == [(status, "submit_5xx")]
+
+
+def test_submit_429_has_retry_after_and_creates_no_job(sandbox, client):
+    sandbox.set_faults(submit_429=1.0, retry_after_s=2)
+    response = submit(client, sandbox.url, ECHO, {})
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    truth = sandbox.ground_truth()
+    assert truth["requests"] == [] and truth["rejected_submits"][0]["reason"] == "submit_429"
+
+
+def test_submit_response_lost_runs_the_job_but_closes_the_connection(sandbox, client, webhook_sink, capfd):
+    sandbox.set_faults(submit_response_lost=1.0)
+    with pytest.raises(httpx.TransportError):
+        submit(client, sandbox.url, ECHO, {"lost": True}, webhook=webhook_sink.url)
+    [hook] = webhook_sink.wait_for(1)
+    sandbox.wait_idle()
+
+    [truth] = sandbox.ground_truth()["requests"]
+    assert truth["submit_response_lost"] is True and truth["outcome"] == "OK"
+    assert hook.json()["request_id"] == truth["request_id"]
+    sandbox.set_faults(submit_response_lost=0.0)
+    assert submit(client, sandbox.url, ECHO, {}).status_code == 200  # the client recovers
+    assert capfd.readouterr().err == ""
+
+
+def test_submit_delay_trips_client_read_timeouts_but_creates_the_job(sandbox, client):
+    sandbox.set_faults(submit_delay=1.0, submit_delay_s=0.5)
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(f"{sandbox.url}/{ECHO}", json={}, timeout=httpx.Timeout(5, read=0.1))
+    sandbox.wait_idle()
+
+    [truth] = sandbox.ground_truth()["requests"]
+    assert truth["faults"] == ["submit_delay"] and truth["outcome"] == "OK"
+
+
+def test_payload_error_sends_null_payload_but_result_stays_fetchable(sandbox, client, webhook_sink):
+    sandbox.set_faults(payload_error=1.0)
+    submitted = submit(client, sandbox.url, ECHO, {"big": "x"}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+
+    body = hook.json()
+    assert body["status"] == "OK" and body["payload"] is None
+    assert isinstance(body["payload_error"], str) and body["payload_error"]
+    assert client.get(submitted["response_url"]).json() == {"endpoint_id": ECHO, "echo": {"big": "x"}}
+
+
+def test_error_fails_the_job_with_a_runner_error(sandbox, client, webhook_sink):
+    sandbox.set_faults(error=1.0)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+    sandbox.wait_idle()
+
+    failure = {"detail": "Injected runner failure", "error_type": "runner_server_error"}
+    assert hook.json() == {"request_id": submitted["request_id"], "gateway_request_id": submitted["request_id"],
+                           "status": "ERROR", "error": "Invalid status code: 500", "payload": failure}
+    result = client.get(submitted["response_url"])
+    assert (result.status_code, result.json()) == (500, failure)
+    assert result.headers["X-Fal-Error-Type"] == "runner_server_error"
+    status = status_of(client, submitted)
+    assert (status["error"], status["error_type"]) == ("Injected runner failure", "runner_server_error")
+
+
+def test_bad_signature_fails_verification(sandbox, client, webhook_sink):
+    sandbox.set_faults(bad_signature=1.0)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+    sandbox.wait_idle()
+
+    signature = hook.headers["x-fal-webhook-signature"]
+    assert len(signature) == 128 and int(signature, 16) >= 0
+    assert not verify_fal_signature(hook, sandbox.jwks())
+    assert sandbox.request(submitted["request_id"])["deliveries"][0]["signature_valid"] is False
+
+
+def test_stale_timestamp_is_shifted_back_but_correctly_signed(sandbox, client, webhook_sink):
+    sandbox.set_faults(stale_timestamp=1.0, stale_by_s=600)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+    sandbox.wait_idle()
+
+    assert abs(time.time() - 600 - int(hook.headers["x-fal-webhook-timestamp"])) < 5
+    assert verify_fal_signature(hook, sandbox.jwks())
+    attempt = sandbox.request(submitted["request_id"])["deliveries"][0]
+    assert attempt["timestamp_stale"] is True and attempt["signature_valid"] is True
+
+
+def _fault_trace(sandbox, client, webhook_url):
+    sandbox.set_faults(drop=0.3, duplicate=0.3, delay=0.3, delay_s=0.01, payload_error=0.3, error=0.3,
+                       bad_signature=0.3, submit_5xx=0.2, submit_429=0.1)
+    for n in range(25):
+        submit(client, sandbox.url, ECHO, {"n": n}, webhook=webhook_url)
+    sandbox.wait_idle()
+    truth = sandbox.ground_truth()
+    accepted = sorted((r["seq"], tuple(r["faults"]), r["outcome"],
+                       tuple(d["signature_valid"] for d in r["deliveries"])) for r in truth["requests"])
+    rejected = [(r["seq"], r["http_status"]) for r in truth["rejected_submits"]]
+    return accepted, rejected
+
+
+def test_same_seed_and_submit_sequence_give_the_same_faults(sandbox, client, webhook_sink):
+    first = _fault_trace(sandbox, client, webhook_sink.url)
+    sandbox.reset()
+    second = _fault_trace(sandbox, client, webhook_sink.url)
+    sandbox.reset()
+    sandbox.set_config(seed=12345)
+    other_seed = _fault_trace(sandbox, client, webhook_sink.url)
+
+    assert first == second
+    assert first != other_seed
+    applied = {fault for _, faults, _, _ in first[0] for fault in faults}
+    assert {"drop", "duplicate", "error"} <= applied and first[1]
+
+
+def test_initial_faults_come_from_config_and_survive_reset():
+    config = sandbox_test_config(faults=Faults(drop=1.0))
+    with SandboxServer(config) as server:
+        handle = SandboxHandle(server)
+        assert handle.faults()["drop"] == 1.0
+        handle.set_faults(drop=0.0, error=0.5)
+        handle.reset()
+        assert handle.faults() == Faults(drop=1.0).as_dict()
+        handle.close()
+
+
+def test_fault_admin_api_validates_and_updates_partially(sandbox):
+    admin = httpx.Client(base_url=sandbox.url, verify=False)
+    unknown = admin.put("/_sandbox/faults", json={"drop": 0.1, "explode": 1})
+    assert unknown.status_code == 400 and "explode" in unknown.json()["detail"]
+    assert admin.put("/_sandbox/faults", json={"drop": 1.5}).status_code == 400
+    assert admin.put("/_sandbox/faults", json={"duplicate_copies": "2"}).status_code == 400
+    assert admin.put("/_sandbox/faults", json=[1]).status_code == 400
+    assert sandbox.faults()["drop"] == 0.0  # rejected updates change nothing
+
+    updated = admin.put("/_sandbox/faults", json={"duplicate": 0.25}).json()
+    assert updated == {**Faults().as_dict(), "duplicate": 0.25}
+
+    bad_config = admin.put("/_sandbox/config", json={"host": "0.0.0.0"})
+    assert bad_config.status_code == 400 and "host" in bad_config.json()["detail"]
+    assert admin.put("/_sandbox/config", json={"concurrency": 0}).status_code == 400
+    assert admin.get("/_sandbox/config").json()["latency_s"] == 0.01
+    admin.close()
+
+
+def test_idle_endpoint_times_out_with_408_while_busy(sandbox, client):
+    sandbox.set_config(latency_s=0.5)
+    submit(client, sandbox.url, ECHO, {})
+    busy = httpx.get(f"{sandbox.url}/_sandbox/idle", params={"timeout": 0.05}, verify=False)
+
+    assert (busy.status_code, busy.json()) == (408, {"idle": False})
+    sandbox.wait_idle()
