@@ -1,0 +1,29 @@
+"""falbridge: run fal.ai model jobs at volume, webhook-driven, nothing lost, nothing twice.
+
+    import falbridge
+    job = falbridge.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": Path("cat.png")})
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | None = None,
+           metadata: Mapping[str, Any] | None = None):
+    """Store and enqueue a job; returns it. The same external_id returns the same job."""
+    from worker.api import submit as _submit
+
+    job, _created = _submit(endpoint_id, input, external_id=external_id, metadata=metadata)
+    return job
+
+
+def get_job(job_id):
+    from worker.api import get
+
+    return get(job_id, full=True)
+
+
+def cancel(job_id):
+    from worker.api import cancel as _cancel
+
+    return _cancel(job_id)[0]

@@ -3,9 +3,17 @@ from alembic import context
 from sqlalchemy import pool, create_engine
 
 from models.db import database_url
-from models.tables import Base
+from models.tables import Base, UTCDateTime
 
 config = context.config
+
+
+def render_item(type_, obj, autogen_context):
+    # Migrations must not import the models: render our UTC wrapper as the plain type.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
 url = config.get_main_option("sqlalchemy.url") or database_url()
 
 
@@ -22,7 +30,8 @@ def run_migrations_online() -> None:
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata,
-                          render_as_batch=url.startswith("sqlite"), compare_type=True)
+                          render_as_batch=url.startswith("sqlite"), compare_type=True,
+                          render_item=render_item)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

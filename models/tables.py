@@ -94,6 +94,13 @@ class Job(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while a worker has claimed the job and is talking to fal; an expired lease on a
+    # pending job means a worker died mid-submit, so the outcome is unknown.
+    submit_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The reconciler's bookkeeping: when it last asked fal about this job, and when it
+    # resubmitted a job whose first submit outcome stayed unknown (at most once).
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resubmitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     poll_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -114,6 +121,8 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
         Index("ix_jobs_endpoint_id_created_at_id", "endpoint_id", "created_at", "id"),
+        # The sweeper scans non-terminal jobs by status and age.
+        Index("ix_jobs_status_updated_at", "status", "updated_at"),
     )
 
     @property

@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('cancel_requested_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('submit_lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('submit_attempts', sa.Integer(), nullable=False),
     sa.Column('poll_attempts', sa.Integer(), nullable=False),
     sa.Column('webhook_count', sa.Integer(), nullable=False),

@@ -1,0 +1,16 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY falbridge ./falbridge
+COPY models ./models
+COPY worker ./worker
+COPY webhooks ./webhooks
+COPY sandbox ./sandbox
+COPY migrations ./migrations
+# Editable, so that `falbridge db upgrade` finds migrations/ next to the packages.
+RUN pip install -e . && useradd --create-home --uid 10001 falbridge
+USER falbridge
+EXPOSE 8000
+CMD ["falbridge", "serve", "--host", "0.0.0.0", "--port", "8000"]

