@@ -12,6 +12,7 @@ import importlib
 import click
 
 from worker.cli import COMMANDS, CliGroup, Failure
+from worker.cli_ops import download, reconcile
 
 # name -> (module, attribute)
 LAZY_COMMANDS = {
@@ -60,3 +61,6 @@ def main() -> None:
 
 for _command in COMMANDS:
     main.add_command(_command)
+
+main.add_command(reconcile)
+main.commands["jobs"].add_command(download)

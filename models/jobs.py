@@ -154,7 +154,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         if at.tzinfo is None:
             raise ValueError("naive")
         return at, uuid.UUID(job_id)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise CursorError("cursor is not one this API issued") from exc
 
 

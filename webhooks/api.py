@@ -20,7 +20,7 @@ from models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_j
 from models.states import ALL_STATUSES
 from models.tables import Job
 from webhooks.errors import ApiError
-from webhooks.serialize import job_detail, job_summary
+from models.serialize import job_detail, job_summary
 from worker import api as jobs
 from worker.fal import InputValidationError, validate_endpoint_id
 

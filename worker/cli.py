@@ -23,7 +23,9 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.jobs import MAX_PAGE
+from models.serialize import job_detail, job_summary
 from models.states import ALL_STATUSES
+from worker.render import format_when, make_console, make_table, show_job_tables
 
 POLL_INTERVAL_S = 0.5
 
@@ -154,7 +156,7 @@ def _image_url(value: str) -> str:
 def _wait_and_show(job_id, timeout: float) -> None:
     from worker.api import get
 
-    out = _console()
+    out = make_console()
     deadline = time.monotonic() + timeout
     job = get(job_id)
     with out.status(f"waiting for {job_id}") if out.is_terminal else nullcontext():
@@ -164,7 +166,7 @@ def _wait_and_show(job_id, timeout: float) -> None:
     if not job.job_status.is_terminal:
         raise Failure(f"job {job_id} is still {job.status} after {timeout:g}s; "
                       "is a worker running? (falbridge worker)")
-    _show(out, get(job_id, full=True))
+    show_job_tables(out, get(job_id, full=True))
     if job.status != "completed":
         sys.exit(1)
 
@@ -215,14 +217,14 @@ def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cur
         counts = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)
                                 .where(ResultFile.job_id.in_([j.id for j in rows]))).all())
     if as_json:
-        click.echo(json.dumps({"jobs": [as_dict(j) for j in rows], "next_cursor": next_cursor}))
+        click.echo(json.dumps({"jobs": [job_summary(j) for j in rows], "next_cursor": next_cursor}))
         return
-    out = _console()
-    table = _table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "files / error")
+    out = make_console()
+    table = make_table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "files / error")
     for j in rows:
         failed = j.status in ("failed", "cancelled")
         outcome = (j.error_type or (j.error or "")[:60]) if failed else str(counts.get(j.id, 0))
-        table.add_row(str(j.id), j.endpoint_id, j.status, _when(j.created_at), _when(j.completed_at), outcome)
+        table.add_row(str(j.id), j.endpoint_id, j.status, format_when(j.created_at), format_when(j.completed_at), outcome)
     out.print(table)
     if next_cursor:
         out.print(f"next page: --cursor {next_cursor}")
@@ -235,9 +237,9 @@ def show_job(job_id, as_json):
     """Every field of a job, its files and its history."""
     job = _existing_job(job_id, full=True)
     if as_json:
-        click.echo(json.dumps(as_dict(job, full=True)))
+        click.echo(json.dumps(job_detail(job)))
     else:
-        _show(_console(), job)
+        show_job_tables(make_console(), job)
 
 
 @click.command()
@@ -315,79 +317,3 @@ def worker_command(concurrency, pool, loglevel):
 
 
 COMMANDS = (submit, jobs, cancel, db, worker_command)
-
-
-# -- rendering -----------------------------------------------------------------
-
-def _console():
-    from rich.console import Console
-
-    # Not a terminal: no colours or boxes, and wide enough that rows never wrap.
-    tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, markup=False, highlight=False, emoji=False,
-                   width=None if tty else 400)
-
-
-def _table(out, *columns: str, title: str | None = None):
-    from rich import box
-    from rich.table import Table
-
-    return Table(*columns, title=title, box=box.SIMPLE if out.is_terminal else None, title_justify="left")
-
-
-def _when(at: datetime | None) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if at else ""
-
-
-def _short_json(value: Any) -> str:
-    """JSON with long strings (data URIs, base64) cut down, for reading in a terminal."""
-    def cut(v):
-        if isinstance(v, str) and len(v) > 120:
-            return f"{v[:60]}… ({len(v)} chars)"
-        if isinstance(v, dict):
-            return {k: cut(x) for k, x in v.items()}
-        return [cut(x) for x in v] if isinstance(v, list) else v
-    return "" if value is None else json.dumps(cut(value), ensure_ascii=False)
-
-
-def _show(out, job) -> None:
-    data = as_dict(job, full=True)
-    fields = _table(out, "field", "value", title=f"job {job.id}")
-    for key, value in data.items():
-        if key in ("files", "events"):
-            continue
-        text = _short_json(value) if isinstance(value, (dict, list)) else "" if value is None else str(value)
-        fields.add_row(key, text)
-    out.print(fields)
-    if job.files:
-        files = _table(out, "path", "url", "content type", "size", "dimensions", title="files")
-        for f in job.files:
-            dims = f"{f.width}x{f.height}" if f.width and f.height else ""
-            files.add_row(f.path, f.url, f.content_type or "", "" if f.file_size is None else str(f.file_size), dims)
-        out.print(files)
-    events = _table(out, "at (UTC)", "source", "from", "to", "detail", title="history")
-    for e in job.events:
-        events.add_row(_when(e.at), e.source, e.from_status or "", e.to_status, _short_json(e.detail))
-    out.print(events)
-
-
-def as_dict(job, *, full: bool = False) -> dict[str, Any]:
-    """The HTTP API's job_summary / job_detail shapes (webhooks/serialize.py, which this
-    layer may not import; a test keeps the two equal)."""
-    from sqlalchemy import inspect
-
-    def plain(v):
-        return v.astimezone(timezone.utc).isoformat() if isinstance(v, datetime) else v
-
-    def columns(row, skip=()):
-        return {a.columns[0].name: plain(getattr(row, a.key)) for a in inspect(row).mapper.column_attrs
-                if a.key not in skip}
-
-    bulky = () if full else ("input", "result", "status_url", "response_url", "cancel_url")
-    data = columns(job, skip=("submit_lease_until", *bulky))
-    data["id"] = str(job.id)
-    data["result_pending"] = bool(job.result_pending)
-    if full:
-        data["files"] = [columns(f, skip=("job_id",)) for f in job.files]
-        data["events"] = [columns(e, skip=("id", "job_id")) for e in job.events]
-    return data

@@ -126,7 +126,7 @@ def test_filters_across_pages(engine, filters, expected):
     assert len(got) == len(set(got))
 
 
-@pytest.mark.parametrize("bad", ["", "not-base64!", "bnVsbA", "WyJ4IiwgInkiXQ"])
+@pytest.mark.parametrize("bad", ["", "not-base64!", "bnVsbA", "WyJ4IiwgInkiXQ", "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgNV0"])
 def test_bad_cursor_is_rejected(bad):
     with pytest.raises(CursorError):
         decode_cursor(bad)

@@ -24,7 +24,7 @@ from models.db import transaction
 from models.jobs import add_result_files, create_job, get_job, lock_job, transition
 from models.states import EventSource, JobStatus
 from models.tables import Job
-from webhooks.serialize import job_detail, job_summary
+from models.serialize import job_detail, job_summary
 
 EVF = "fal-ai/evf-sam"
 REGION = "fal-ai/florence-2-large/region-proposal"

@@ -1,0 +1,60 @@
+"""Terminal rendering for the CLI: rich tables, plain and wide when not on a terminal."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from models.serialize import job_detail
+
+def make_console():
+    from rich.console import Console
+
+    # Not a terminal: no colours or boxes, and wide enough that rows never wrap.
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, markup=False, highlight=False, emoji=False,
+                   width=None if tty else 400)
+
+
+def make_table(out, *columns: str, title: str | None = None):
+    from rich import box
+    from rich.table import Table
+
+    return Table(*columns, title=title, box=box.SIMPLE if out.is_terminal else None, title_justify="left")
+
+
+def format_when(at: datetime | None) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if at else ""
+
+
+def short_json(value: Any) -> str:
+    """JSON with long strings (data URIs, base64) cut down, for reading in a terminal."""
+    def cut(v):
+        if isinstance(v, str) and len(v) > 120:
+            return f"{v[:60]}… ({len(v)} chars)"
+        if isinstance(v, dict):
+            return {k: cut(x) for k, x in v.items()}
+        return [cut(x) for x in v] if isinstance(v, list) else v
+    return "" if value is None else json.dumps(cut(value), ensure_ascii=False)
+
+
+def show_job_tables(out, job) -> None:
+    data = job_detail(job)
+    fields = make_table(out, "field", "value", title=f"job {job.id}")
+    for key, value in data.items():
+        if key in ("files", "events"):
+            continue
+        text = short_json(value) if isinstance(value, (dict, list)) else "" if value is None else str(value)
+        fields.add_row(key, text)
+    out.print(fields)
+    if job.files:
+        files = make_table(out, "path", "url", "content type", "size", "dimensions", title="files")
+        for f in job.files:
+            dims = f"{f.width}x{f.height}" if f.width and f.height else ""
+            files.add_row(f.path, f.url, f.content_type or "", "" if f.file_size is None else str(f.file_size), dims)
+        out.print(files)
+    events = make_table(out, "at (UTC)", "source", "from", "to", "detail", title="history")
+    for e in job.events:
+        events.add_row(format_when(e.at), e.source, e.from_status or "", e.to_status, short_json(e.detail))
+    out.print(events)
