@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -110,15 +109,19 @@ def _history(console: Console, jobs) -> None:
 
 
 def _seed_outputs(console: Console, seeds, run_dir: Path) -> None:
+    from worker.downloads import download_result_files
+    from worker.fetch import FetchPolicy
+
     evf, florence = seeds
+    # The sandbox serves files on loopback, which the fetcher refuses unless told.
+    policy = FetchPolicy(allow_private=not real_fal_configured())
+    try:
+        for target in download_result_files(evf, run_dir / "masks", policy):
+            console.print(f"EVF-SAM mask ({target.stat().st_size} bytes) saved to {target}")
+    except Exception as exc:  # the history above is the demo's result; a copy is a bonus
+        console.print(f"EVF-SAM mask could not be downloaded: {exc}")
     for f in evf.files:
-        target = run_dir / "masks" / f"{evf.id}.png"
-        target.parent.mkdir(exist_ok=True)
-        try:
-            target.write_bytes(httpx.get(f.url, timeout=10).content)
-            console.print(f"EVF-SAM mask ({f.file_size} bytes) saved to {target}\n  fal URL: {f.url}")
-        except httpx.HTTPError as exc:
-            console.print(f"EVF-SAM mask at {f.url} (download failed: {exc})")
+        console.print(f"  fal URL: {f.url}")
     if florence.result:
         boxes = florence.result.get("results", {}).get("bboxes", [])
         console.print(f"Florence-2 region proposal: {len(boxes)} boxes, e.g. {boxes[:2]}")
