@@ -91,8 +91,9 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
     os.environ["FALBRIDGE_VAR_DIR"] = str(run_dir)
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{run_dir / 'falbridge.db'}")
     stack = Stack(run_dir)
+    started_redis = not os.environ.get("REDIS_URL")
     try:
-        if not os.environ.get("REDIS_URL"):
+        if started_redis:
             from worker.broker import embedded_redis_url
 
             os.environ["REDIS_URL"] = embedded_redis_url()  # the children share this server
@@ -118,3 +119,7 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+        if started_redis:
+            from worker.broker import shutdown_embedded
+
+            shutdown_embedded()
