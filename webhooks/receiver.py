@@ -1,6 +1,7 @@
 """POST /webhooks/fal: verify, store, enqueue after commit, answer in milliseconds."""
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
@@ -29,6 +30,15 @@ def _jwks() -> JwksCache:
     return cache
 
 
+def _body_request_id(body: bytes) -> str | None:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = doc.get("request_id") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
 @receiver.post("/webhooks/fal")
 def fal_webhook():
     settings = current_app.config["RECEIVER"]
@@ -46,6 +56,14 @@ def fal_webhook():
             store_rejected(s, request_id=headers.get("X-Fal-Webhook-Request-Id"), body=body,
                            headers=headers, reason=exc.reason)
         return error_response(401, "invalid_signature", exc.reason)
+
+    if _body_request_id(body) != verified.request_id:
+        # Signed, but the signature covers the header's id: a body naming another request
+        # must not be applied to it.
+        reason = "X-Fal-Webhook-Request-Id does not match the body's request_id"
+        with transaction() as s:
+            store_rejected(s, request_id=verified.request_id, body=body, headers=headers, reason=reason)
+        return error_response(401, "request_id_mismatch", reason)
 
     with transaction() as s:
         stored = store_verified(s, request_id=verified.request_id, body=body, headers=headers)

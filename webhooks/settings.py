@@ -23,6 +23,8 @@ class ReceiverSettings:
             jwks_url=env.get("FAL_JWKS_URL") or FAL_JWKS_URL,
             webhook_user_id=env.get("FAL_WEBHOOK_USER_ID") or None,
             timestamp_tolerance_s=int(env.get("FALBRIDGE_WEBHOOK_TOLERANCE_S", 300)),
+            jwks_cache_ttl_s=int(env.get("FALBRIDGE_JWKS_CACHE_TTL_S", 24 * 3600)),
+            jwks_refetch_min_age_s=int(env.get("FALBRIDGE_JWKS_REFETCH_MIN_AGE_S", 60)),
             max_body_bytes=int(env.get("FALBRIDGE_MAX_WEBHOOK_BYTES", 10 * 1024 * 1024)),
         )
         return replace(base, **overrides)

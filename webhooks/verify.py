@@ -69,6 +69,7 @@ class JwksCache:
         self._keys: list[Ed25519PublicKey] = []
         self._fetched_at: float | None = None
         self._lock = threading.Lock()
+        self.fetches = 0  # JWKS requests made, for operators and tests
 
     def _age(self) -> float:
         return float("inf") if self._fetched_at is None else time.monotonic() - self._fetched_at
@@ -90,6 +91,7 @@ class JwksCache:
         with self._lock:
             if self._age() < stale_after:
                 return False  # another thread refreshed while we waited
+            self.fetches += 1
             try:
                 response = self._http.get(self.url)
                 response.raise_for_status()
