@@ -41,20 +41,23 @@ def process_delivery(self, delivery_id: int) -> str:
     return outcome
 
 
+def _retrying(task, operation, *args) -> str:
+    """Run an idempotent queue call; retryable failures retry the task with backoff (after
+    max_retries the job is left to the sweeper, which asks again later)."""
+    try:
+        return operation(*args)
+    except RetryableError as exc:
+        raise task.retry(countdown=_backoff(task.request.retries, exc.retry_after), exc=exc)
+
+
 @celery_app.task(bind=True, name="falbridge.fetch_result", max_retries=10)
 def fetch_result(self, job_id: str) -> str:
-    try:
-        return queue_ops.fetch_result(job_id)
-    except RetryableError as exc:
-        raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after), exc=exc)
+    return _retrying(self, queue_ops.fetch_result, job_id)
 
 
 @celery_app.task(bind=True, name="falbridge.cancel_job", max_retries=10)
 def cancel_job(self, job_id: str) -> str:
-    try:
-        return queue_ops.cancel_at_fal(job_id)
-    except RetryableError as exc:
-        raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after), exc=exc)
+    return _retrying(self, queue_ops.cancel_at_fal, job_id)
 
 
 @celery_app.task(bind=True, name="falbridge.resubmit_job", max_retries=None)

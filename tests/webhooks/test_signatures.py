@@ -95,6 +95,16 @@ def test_rejections_are_recorded_and_change_nothing(pipeline, sandbox_server, ca
         assert s.get(Job, job.id).status == "submitted"
 
 
+def _the_delivery_once_processed(timeout: float = 10.0) -> WebhookDelivery:
+    deadline = time.monotonic() + timeout
+    while True:
+        with transaction() as s:
+            row = s.scalars(select(WebhookDelivery)).one()
+        if row.processed_at or time.monotonic() > deadline:
+            return row
+        time.sleep(0.02)
+
+
 def test_the_valid_pair_is_accepted_and_applied(pipeline, sandbox_server):
     with transaction() as s:
         job, _ = create_job(s, "fal-ai/some/model", {})
@@ -115,13 +125,7 @@ def test_a_request_we_never_submitted_is_recorded_and_ignored(pipeline, sandbox_
     response = httpx.post(f"{pipeline.receiver_url}/webhooks/fal", content=body,
                           headers=signed_headers(sandbox_server, body, request_id="req-stranger"))
     assert response.status_code == 200  # genuinely from fal: stop its retries
-    deadline = time.monotonic() + 10
-    while True:
-        with transaction() as s:
-            row = s.scalars(select(WebhookDelivery)).one()
-        if row.processed_at or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    row = _the_delivery_once_processed()
     assert row.verified and row.outcome == "unknown_job" and row.job_id is None
     with transaction() as s:
         assert s.get(Job, job.id).status == "submitted"
@@ -134,13 +138,7 @@ def test_a_signed_callback_naming_our_job_but_another_request_is_not_applied(pip
     body = _body("req-attacker")  # someone else's fal job pointed at our URL with our job id
     httpx.post(f"{pipeline.receiver_url}/webhooks/fal?job={job.id}", content=body,
                headers=signed_headers(sandbox_server, body, request_id="req-attacker"))
-    deadline = time.monotonic() + 10
-    while True:
-        with transaction() as s:
-            row = s.scalars(select(WebhookDelivery)).one()
-        if row.processed_at or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    row = _the_delivery_once_processed()
     assert row.outcome == "request_id_mismatch"
     with transaction() as s:
         assert s.get(Job, job.id).result is None
