@@ -1,18 +1,18 @@
 """The jobs API under /api: submit, list, show, cancel. JSON in, JSON out.
 
-Every route lives on the `api` blueprint, so authentication can later be one
-`@api.before_request` hook. Every error is an ApiError, rendered by webhooks.errors as
+Every /api route needs a bearer token (webhooks.auth, checked before any body is read).
+Every error is an ApiError, rendered by webhooks.errors as
 {"error": {"code", "message", "details"}}; field problems carry details
 [{"field": ..., "message": ...}], the same shape as InputValidationError.errors.
+The OpenAPI document (webhooks.openapi) describes exactly these shapes and limits.
 """
 from __future__ import annotations
 
 import difflib
-import json
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from models.db import transaction
@@ -20,20 +20,27 @@ from models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_j
 from models.states import ALL_STATUSES
 from models.tables import Job
 from webhooks.errors import ApiError
+from webhooks.limits import json_size, parse_json, read_body
+from webhooks.openapi import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILTER, document
 from models.serialize import job_detail, job_summary
 from worker import api as jobs
 from worker.fal import InputValidationError, validate_endpoint_id
+from worker.fal.inputs import KNOWN_ENDPOINTS
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
-# Room for an 8 MiB image inlined as a base64 data URI (worker.datauri's limit) plus JSON.
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_EXTERNAL_ID = 255
 DEFAULT_PAGE = 50
 
 SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata")
 LIST_PARAMS = ("status", "endpoint_id", "external_id", "created_after", "created_before",
                "limit", "cursor")
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+@api.get("/openapi.json")
+def openapi_document():
+    return jsonify(document(current_app.config["RECEIVER"]))
 
 
 @api.post("/jobs")
@@ -88,21 +95,31 @@ def _not_found(job_id) -> ApiError:
     return ApiError(404, "not_found", f"no job with id {str(job_id)[:64]!r}")
 
 
-def _reject_constant(name: str):
-    # NaN and Infinity are not JSON; PostgreSQL's jsonb would refuse them after the fact.
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _json_object() -> dict[str, Any]:
-    request.max_content_length = MAX_BODY_BYTES  # over it: werkzeug's 413, as JSON
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    settings = current_app.config["RECEIVER"]
+    if not _is_json(request.mimetype):
+        raise ApiError(415, "unsupported_media_type",
+                       "request body must be JSON: send Content-Type: application/json")
+    raw = read_body(settings.max_api_body_bytes, "FALBRIDGE_MAX_API_BODY_BYTES")
+    body = parse_json(raw, max_depth=settings.max_json_depth)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", f"request body must be a JSON object, got {_type(body)}")
     return body
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/")
+                                              and mimetype.endswith("+json"))
+
+
+def _check_sizes(fields: dict[str, Any]) -> None:
+    settings = current_app.config["RECEIVER"]
+    for name, limit, setting in (("input", settings.max_input_bytes, "FALBRIDGE_MAX_INPUT_BYTES"),
+                                 ("metadata", settings.max_metadata_bytes, "FALBRIDGE_MAX_METADATA_BYTES")):
+        if fields[name] is not None and json_size(fields[name]) > limit:
+            raise ApiError(413, f"{name}_too_large",
+                           f"{name} is larger than the {limit}-byte limit (as compact JSON)",
+                           {"field": name, "limit_bytes": limit, "setting": setting})
 
 
 def _submit_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +128,8 @@ def _submit_fields(body: dict[str, Any]) -> dict[str, Any]:
     external_id, metadata = body.get("external_id"), body.get("metadata")
     if not isinstance(endpoint_id, str):
         errors.append(_field("endpoint_id", _required_or_type(body, "endpoint_id", "a string")))
+    elif len(endpoint_id) > MAX_FILTER:
+        errors.append(_field("endpoint_id", f"must be at most {MAX_FILTER} characters long"))
     if not isinstance(payload, dict):
         errors.append(_field("input", _required_or_type(body, "input", "a JSON object")))
     if external_id is not None and not isinstance(external_id, str):
@@ -121,12 +140,23 @@ def _submit_fields(body: dict[str, Any]) -> dict[str, Any]:
         errors.append(_field("metadata", f"must be a JSON object or null (got {_type(metadata)})"))
     if errors:
         raise _invalid_request(errors)
+    _check_sizes({"input": payload, "metadata": metadata})
     try:
         validate_endpoint_id(endpoint_id)
     except ValueError as exc:
         raise ApiError(422, "invalid_endpoint_id", str(exc), [_field("endpoint_id", str(exc))]) from None
-    return {"endpoint_id": endpoint_id, "input": payload, "external_id": external_id,
-            "metadata": metadata}
+    return {"endpoint_id": endpoint_id, "input": _json_integers(endpoint_id, payload),
+            "external_id": external_id, "metadata": metadata}
+
+
+def _json_integers(endpoint_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees), but the typed
+    inputs are strict models that refuse a float for an int field. Their fields are flat,
+    and a strict float field still takes an int, so converting is safe there; pass-through
+    inputs are left exactly as sent."""
+    if endpoint_id not in KNOWN_ENDPOINTS:
+        return payload
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in payload.items()}
 
 
 def _list_args(args: MultiDict) -> tuple[JobFilters, int, str | None]:
@@ -134,27 +164,44 @@ def _list_args(args: MultiDict) -> tuple[JobFilters, int, str | None]:
     errors += [_field(name, "given more than once") for name in args if len(args.getlist(name)) > 1]
     # An empty value means "not given", as an HTML form would send it.
     value = {name: args.get(name) or None for name in LIST_PARAMS}
+    for name in LIST_PARAMS:
+        # NUL: PostgreSQL refuses it in a query parameter (a 500, not "no match").
+        if value[name] is not None and "\x00" in value[name]:
+            errors.append(_field(name, "must not contain a NUL character"))
+            value[name] = None
+    for name, most in (("endpoint_id", MAX_FILTER), ("external_id", MAX_FILTER), ("cursor", MAX_CURSOR)):
+        if value[name] is not None and len(value[name]) > most:
+            errors.append(_field(name, f"must be at most {most} characters long"))
+            value[name] = None
     if value["status"] is not None and value["status"] not in ALL_STATUSES:
         errors.append(_field("status", f"must be one of {', '.join(ALL_STATUSES)}"))
     dates = {}
     for name in ("created_after", "created_before"):
         try:
             dates[name] = _parse_time(value[name])
-        except (ValueError, OverflowError):
+        except ValueError:
             errors.append(_field(name, "must be an ISO-8601 date or time, e.g. 2024-05-01T12:00:00Z"))
     limit = _parse_limit(value["limit"], errors)
     if errors:
         raise _invalid_request(errors)
     if value["cursor"] is not None:
-        try:
-            decode_cursor(value["cursor"])
-        # AttributeError: decode_cursor lets a crafted cursor holding a number as the id through.
-        except (CursorError, AttributeError):
-            raise ApiError(422, "invalid_cursor", "cursor is not one this API issued",
-                           [_field("cursor", "not a cursor from a previous page")]) from None
+        _check_cursor(value["cursor"])
     filters = JobFilters(status=value["status"], endpoint_id=value["endpoint_id"],
                          external_id=value["external_id"], **dates)
     return filters, limit, value["cursor"]
+
+
+def _check_cursor(cursor: str) -> None:
+    try:
+        at, _ = decode_cursor(cursor)
+        # The database layer converts to UTC; a crafted instant outside datetime's range
+        # (year 1 with a positive offset) would overflow there, as a 500.
+        at.astimezone(timezone.utc)
+    # AttributeError: decode_cursor lets a crafted cursor holding a number as the id through.
+    # RecursionError: a crafted cursor can hold deeply nested JSON.
+    except (CursorError, AttributeError, RecursionError, OverflowError):
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API issued",
+                       [_field("cursor", "not a cursor from a previous page")]) from None
 
 
 def _parse_limit(raw: str | None, errors: list[dict[str, str]]) -> int:
@@ -174,7 +221,12 @@ def _parse_time(raw: str | None) -> datetime | None:
     at = datetime.fromisoformat(raw)
     if at.tzinfo is None:
         return at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc)
+    try:
+        return at.astimezone(timezone.utc)
+    except OverflowError:
+        # A valid instant just outside datetime's range (0001-01-01T00:00+05:00): as a
+        # bound it means "since forever" or "until forever", so clamp rather than refuse.
+        return _EARLIEST if at.year == 1 else _LATEST
 
 
 def _field(name: str, message: str) -> dict[str, str]:
@@ -182,6 +234,7 @@ def _field(name: str, message: str) -> dict[str, str]:
 
 
 def _unknown(name: str, known: tuple[str, ...], noun: str) -> dict[str, str]:
+    name = name[:64]  # a key can be megabytes long: neither echo it nor diff it whole
     close = difflib.get_close_matches(name, known, n=1)
     return _field(name, f"unknown {noun}" + (f" (did you mean {close[0]!r}?)" if close else ""))
 

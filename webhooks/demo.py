@@ -63,7 +63,7 @@ def run_demo(*, batch: int, timeout: float) -> int:
         done = _wait(console, ids, timeout)
         jobs = _load(ids)
         _history(console, jobs)
-        _seed_outputs(console, jobs[:2], run_dir)
+        _seed_outputs(console, jobs[:2], run_dir, real_fal=real_fal)
     console.print(f"{done}/{len(ids)} jobs reached a terminal state")
     return 0 if done == len(ids) else 1
 
@@ -108,13 +108,13 @@ def _history(console: Console, jobs) -> None:
     console.print(table)
 
 
-def _seed_outputs(console: Console, seeds, run_dir: Path) -> None:
+def _seed_outputs(console: Console, seeds, run_dir: Path, *, real_fal: bool) -> None:
     from worker.downloads import download_result_files
     from worker.fetch import FetchPolicy
 
     evf, florence = seeds
     # The sandbox serves files on loopback, which the fetcher refuses unless told.
-    policy = FetchPolicy(allow_private=not real_fal_configured())
+    policy = FetchPolicy(allow_private=not real_fal)
     try:
         for target in download_result_files(evf, run_dir / "masks", policy):
             console.print(f"EVF-SAM mask ({target.stat().st_size} bytes) saved to {target}")

@@ -108,6 +108,10 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
             os.environ.update(FAL_QUEUE_URL=stack.sandbox_url, FAL_KEY="demo-key:demo-secret",
                               FAL_JWKS_URL=f"{stack.sandbox_url}/.well-known/jwks.json",
                               PUBLIC_BASE_URL=f"http://127.0.0.1:{receiver_port}")
+            # Loopback only, so the API can be tried with curl. Never with real fal: there a
+            # tunnel makes the receiver's port public, and the API keeps its tokens.
+            os.environ["FALBRIDGE_API_AUTH"] = "off"
+            print("API authentication is OFF (embedded demo only)", flush=True)
             proc = stack.spawn("sandbox", "sandbox", "--port", str(sandbox_port), "--latency", "0.3",
                                "--concurrency", "16")
             wait_http(f"{stack.sandbox_url}/.well-known/jwks.json", proc)

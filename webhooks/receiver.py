@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from flask import Blueprint, current_app, jsonify, request
 
 from models.db import transaction
 from models.inbox import store_rejected, store_verified
 from webhooks.errors import error_response
-from webhooks.verify import (SIGNATURE_HEADERS, JwksCache, JwksUnavailable, VerificationError,
-                             verify)
+from webhooks.limits import read_body
+from webhooks.verify import (HEADER_REQUEST_ID, SIGNATURE_HEADERS, JwksCache, JwksUnavailable,
+                             VerificationError, verify)
 from worker.celery_app import enqueue
 from worker.tasks import process_delivery
 
@@ -18,6 +20,11 @@ log = logging.getLogger(__name__)
 receiver = Blueprint("receiver", __name__)
 
 _KEPT_HEADERS = (*SIGNATURE_HEADERS, "Content-Type", "User-Agent")
+# What the database can't hold in text or JSON (NUL, lone surrogates), and a cap on
+# stored header values: a rejected delivery is evidence, not a place to park megabytes.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_MAX_STORED_HEADER = 1024
+MAX_REQUEST_ID = 128  # webhook_deliveries.request_id and jobs.request_id are VARCHAR(128)
 
 
 def _jwks() -> JwksCache:
@@ -30,10 +37,16 @@ def _jwks() -> JwksCache:
     return cache
 
 
+def _storable(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value[:_MAX_STORED_HEADER])
+
+
 def _body_request_id(body: bytes) -> str | None:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # a signed body can still be nested 100 000 deep
         return None
     value = doc.get("request_id") if isinstance(doc, dict) else None
     return value if isinstance(value, str) else None
@@ -42,9 +55,10 @@ def _body_request_id(body: bytes) -> str | None:
 @receiver.post("/webhooks/fal")
 def fal_webhook():
     settings = current_app.config["RECEIVER"]
-    body = request.get_data(cache=False)
-    headers = {name: request.headers[name] for name in _KEPT_HEADERS if name in request.headers}
-    headers["query_job_id"] = request.args.get("job")
+    body = read_body(settings.max_body_bytes, "FALBRIDGE_MAX_WEBHOOK_BYTES")  # 413 past it
+    headers = {name: _storable(request.headers[name]) for name in _KEPT_HEADERS
+               if name in request.headers}
+    headers["query_job_id"] = _storable(request.args.get("job"))
     try:
         verified = verify(request.headers, body, _jwks(), tolerance_s=settings.timestamp_tolerance_s,
                           expected_user_id=settings.webhook_user_id)
@@ -53,17 +67,25 @@ def fal_webhook():
         return error_response(503, "jwks_unavailable", "cannot verify signatures right now; retry later")
     except VerificationError as exc:
         with transaction() as s:
-            store_rejected(s, request_id=headers.get("X-Fal-Webhook-Request-Id"), body=body,
+            store_rejected(s, request_id=headers.get(HEADER_REQUEST_ID), body=body,
                            headers=headers, reason=exc.reason)
         return error_response(401, "invalid_signature", exc.reason)
 
+    code = reason = None
     if _body_request_id(body) != verified.request_id:
         # Signed, but the signature covers the header's id: a body naming another request
         # must not be applied to it.
-        reason = "X-Fal-Webhook-Request-Id does not match the body's request_id"
+        code, reason = "request_id_mismatch", "X-Fal-Webhook-Request-Id does not match the body's request_id"
+    elif len(verified.request_id) > MAX_REQUEST_ID or _storable(verified.request_id) != verified.request_id:
+        # fal's ids are UUIDs; one the database can't hold would fail the insert (a 500,
+        # retried by fal forever), so it is recorded as a rejection instead.
+        code = "unusable_request_id"
+        reason = f"request id is not storable (over {MAX_REQUEST_ID} characters, NUL or surrogate)"
+    if reason is not None:
         with transaction() as s:
-            store_rejected(s, request_id=verified.request_id, body=body, headers=headers, reason=reason)
-        return error_response(401, "request_id_mismatch", reason)
+            store_rejected(s, request_id=_storable(verified.request_id), body=body, headers=headers,
+                           reason=reason)
+        return error_response(401, code, reason)
 
     with transaction() as s:
         stored = store_verified(s, request_id=verified.request_id, body=body, headers=headers)

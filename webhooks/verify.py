@@ -124,6 +124,10 @@ def verify(headers: Mapping[str, str], body: bytes, jwks: JwksCache, *,
     raw_timestamp, raw_signature = values[HEADER_TIMESTAMP], values[HEADER_SIGNATURE]
     if not raw_timestamp.isascii() or not raw_timestamp.isdigit():
         raise VerificationError("timestamp is not an integer")
+    if len(raw_timestamp) > 12:
+        # Beyond any plausible Unix time; and a few hundred digits would overflow the float
+        # arithmetic below (OverflowError), a few thousand int() itself (ValueError): a 500.
+        raise VerificationError("timestamp outside tolerance (not a plausible Unix time)")
     timestamp = int(raw_timestamp)
     skew = (time.time() if now is None else now) - timestamp
     if abs(skew) > tolerance_s:
@@ -134,8 +138,10 @@ def verify(headers: Mapping[str, str], body: bytes, jwks: JwksCache, *,
         raise VerificationError("signature is not hex") from None
     if len(signature) != 64:
         raise VerificationError("signature has the wrong length")
+    # surrogatepass: a header str can hold a lone surrogate (never from the wire, which is
+    # latin-1); it must fail as a bad signature, not as a UnicodeEncodeError.
     message = "\n".join([request_id, user_id, raw_timestamp,
-                         hashlib.sha256(body).hexdigest()]).encode()
+                         hashlib.sha256(body).hexdigest()]).encode("utf-8", "surrogatepass")
     if not _any_key_verifies(jwks.keys(), signature, message):
         if not (jwks.refresh_for_rotation() and _any_key_verifies(jwks.keys(), signature, message)):
             raise VerificationError("signature does not verify with any fal key")

@@ -15,7 +15,11 @@ from models.db import transaction
 from models.jobs import get_job
 from tests.plugins.db import free_port
 
-TEST_FAL_KEY = "sandbox-key-id:sandbox-key-secret"
+# Recognisable on purpose: tests/webhooks/test_secret_hygiene.py searches every log line,
+# database row and API response of a pipeline run for these and expects none.
+TEST_FAL_KEY = "fal-SENTINEL-KEY-ID-5b1f0c:fal-SENTINEL-KEY-SECRET-e93a7d"
+TEST_API_TOKEN = "falbridge-SENTINEL-API-TOKEN-4c2e9a71d0"
+API_HEADERS = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +60,7 @@ def pipeline_env(sandbox_server, redis_url):
     mp.setenv("REDIS_URL", redis_url)
     mp.setenv("FAL_QUEUE_URL", sandbox_server.url)
     mp.setenv("FAL_KEY", TEST_FAL_KEY)
+    mp.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
     mp.setenv("FAL_JWKS_URL", f"{sandbox_server.url}/.well-known/jwks.json")
     mp.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{receiver_port}")
     mp.setenv("FALBRIDGE_SUBMIT_MAX_RETRIES", "3")

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from models.db import transaction
 from models.jobs import create_job
 from models.tables import Job, JobEvent
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 from webhooks.app import create_app
 
 EVF = "fal-ai/evf-sam"
@@ -30,12 +31,20 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 def app(db_url, redis_url, monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
     return create_app()
+
+
+def authed(app):
+    """A test client that sends the API token with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
+    return client
 
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return authed(app)
 
 
 def count(model=Job) -> int:
@@ -173,7 +182,7 @@ def test_external_id_race_through_the_api_creates_one_job(app):
     statuses, ids = [], []
 
     def post():
-        client = app.test_client()
+        client = authed(app)
         barrier.wait()
         r = client.post("/api/jobs", json={"endpoint_id": EVF, "input": CAT, "external_id": "race"})
         statuses.append(r.status_code)
