@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import inspect, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -75,6 +75,14 @@ def job_by_request_id(session: Session, request_id: str) -> Job | None:
     return session.scalar(select(Job).where(Job.request_id == request_id))
 
 
+def lock_job_by_request_id(session: Session, request_id: str) -> Job | None:
+    """`job_by_request_id` holding the row lock, as `lock_job` does: one statement."""
+    return session.scalar(
+        select(Job).where(Job.request_id == request_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def transition(
     session: Session,
     job: Job,
@@ -90,15 +98,21 @@ def transition(
     current = JobStatus(job.status)
     if not can_transition(current, new):
         return False
-    values = dict(fields, status=new.value, updated_at=utcnow())
+    # The job's own unflushed changes (e.g. a webhook count) ride in the same UPDATE
+    # instead of a flush of their own just before it: one write of the row, not two.
+    pending = {attr.key: getattr(job, attr.key) for attr in inspect(job).mapper.column_attrs
+               if inspect(job).attrs[attr.key].history.has_changes()}
+    values = dict(pending, **fields, status=new.value, updated_at=utcnow())
     if new.is_terminal and "completed_at" not in values:
         values["completed_at"] = utcnow()
     # Conditional on the status we read, so that even without a row lock a concurrent
     # writer cannot be overwritten: the loser's UPDATE matches no row.
-    result = session.execute(
-        update(Job).where(Job.id == job.id, Job.status == current.value).values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    with session.no_autoflush:
+        result = session.execute(
+            update(Job).where(Job.id == job.id, Job.status == current.value)
+            .values({getattr(Job, name): value for name, value in values.items()})
+            .execution_options(synchronize_session=False)
+        )
     if result.rowcount != 1:
         return False
     for name, value in values.items():
@@ -119,7 +133,8 @@ def add_result_files(session: Session, job_id: uuid.UUID, files: Iterable[dict[s
     for f in files:
         session.add(ResultFile(job_id=job_id, **f))
         count += 1
-    session.flush()
+    # Written by the transaction's next flush (at the latest its commit), together with
+    # everything else it changed; (job_id, path) is unique either way.
     return count
 
 
@@ -154,7 +169,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         if at.tzinfo is None:
             raise ValueError("naive")
         return at, uuid.UUID(job_id)
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
         raise CursorError("cursor is not one this API issued") from exc
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models.db import transaction
-from models.jobs import job_by_request_id, lock_job, parse_uuid
+from models.jobs import lock_job, lock_job_by_request_id, parse_uuid
 from models.states import EventSource
 from models.tables import Job, WebhookDelivery, utcnow
 from worker.outcomes import complete, error_fields_from_body, fail
@@ -19,6 +19,23 @@ log = logging.getLogger(__name__)
 
 class CallbackFormatError(ValueError):
     pass
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def strict_json_loads(data: bytes | str):
+    """JSON as RFC 8259 has it: no NaN or Infinity, no number that overflows to one.
+    PostgreSQL's jsonb refuses those, and no JSON client could read them back."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 @dataclass(frozen=True)
@@ -38,9 +55,11 @@ class Callback:
 
 def parse_callback(body: bytes) -> Callback:
     try:
-        doc = json.loads(body)
+        doc = strict_json_loads(body)
+    except RecursionError:
+        raise CallbackFormatError("body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CallbackFormatError("body is not JSON") from exc
+        raise CallbackFormatError(f"body is not strict JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise CallbackFormatError("body is not a JSON object")
     request_id = doc.get("request_id")
@@ -85,13 +104,13 @@ def _apply(s, delivery: WebhookDelivery) -> tuple[str, str | None]:
     except CallbackFormatError as exc:
         delivery.processing_error = str(exc)
         return "unparseable", None
+    # Found and locked in one statement, before writing anything that references it: the
+    # foreign-key check of delivery.job_id takes a share lock on the job row, and two
+    # processes each holding that share lock while asking for FOR UPDATE deadlock (seen
+    # on PostgreSQL).
     job = _find_job(s, delivery, callback)
     if job is None:
         return "unknown_job", None
-    # Lock the job before writing anything that references it: the foreign-key check of
-    # delivery.job_id takes a share lock on the job row, and two processes each holding
-    # that share lock while asking for FOR UPDATE deadlock (seen on PostgreSQL).
-    job = lock_job(s, job.id)
     delivery.job_id = job.id
     if job.request_id is None:
         job.request_id = callback.request_id
@@ -117,10 +136,11 @@ def _apply(s, delivery: WebhookDelivery) -> tuple[str, str | None]:
 
 
 def _find_job(s, delivery: WebhookDelivery, callback: Callback) -> Job | None:
-    job = job_by_request_id(s, callback.request_id)
+    """The callback's job, locked for the rest of the transaction."""
+    job = lock_job_by_request_id(s, callback.request_id)
     if job is not None:
         return job
     # Not bound yet: the callback beat the submit response. Our job id in the URL says
     # which job it is; the request-id check in _apply keeps a bound job safe.
     claimed = parse_uuid(str((delivery.headers or {}).get("query_job_id") or ""))
-    return s.get(Job, claimed) if claimed else None
+    return lock_job(s, claimed) if claimed else None

@@ -1,6 +1,7 @@
 """Asking fal's queue directly: fetch a result we were not given, and cancel a job."""
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -49,6 +50,15 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
             fail(s, job, source, error=f"result unavailable at fal: {exc}",
                  error_type="result_unavailable", error_detail=exc.detail)
         return "result unavailable"
+    try:
+        json.dumps(output, allow_nan=False)
+    except (ValueError, RecursionError):
+        # NaN/Infinity in fal's body: jsonb refuses it, and no client could read it back.
+        with transaction() as s:
+            job = lock_job(s, parse_uuid(job_id))
+            fail(s, job, source, error="fal returned a result that is not strict JSON "
+                 "(NaN, Infinity or nesting too deep)", error_type="invalid_result")
+        return "invalid result"
     with transaction() as s:
         job = lock_job(s, parse_uuid(job_id))
         complete(s, job, output, source)
