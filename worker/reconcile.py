@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 
 from models.db import transaction
 from models.states import JobStatus
@@ -90,11 +90,12 @@ def sweep(actions: Actions, settings: ReconcileSettings | None = None) -> SweepR
     now = utcnow()
     report = SweepReport()
     with transaction() as s:
+        # SKIP LOCKED: a row a worker or another sweep holds is being handled right now.
         pending = s.scalars(select(Job.id).where(
             Job.status == JobStatus.PENDING.value,
             Job.updated_at < now - timedelta(seconds=settings.pending_grace_s),
             or_(Job.submit_lease_until.is_(None), Job.submit_lease_until < now),
-        ).limit(settings.batch)).all()
+        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
         deliveries = s.scalars(select(WebhookDelivery.id).where(
             WebhookDelivery.processed_at.is_(None), WebhookDelivery.verified.is_(True),
             WebhookDelivery.received_at < now - timedelta(seconds=settings.delivery_grace_s),
@@ -103,18 +104,29 @@ def sweep(actions: Actions, settings: ReconcileSettings | None = None) -> SweepR
             Job.result_pending.is_(True),
             Job.status.not_in([st.value for st in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)]),
             Job.updated_at < now - timedelta(seconds=settings.delivery_grace_s),
-        ).limit(settings.batch)).all()
+        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
         silent = s.scalars(select(Job.id).where(
             Job.status.in_([JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value]),
             Job.request_id.is_not(None), Job.result_pending.is_(False),
             Job.updated_at < now - timedelta(seconds=settings.silent_after_s),
             or_(Job.last_polled_at.is_(None),
                 Job.last_polled_at < now - timedelta(seconds=settings.poll_every_s)),
-        ).limit(settings.batch)).all()
+        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
         unknown = s.execute(select(Job.id, Job.resubmitted_at).where(
             Job.status == JobStatus.OUTCOME_UNKNOWN.value,
             Job.updated_at < now - timedelta(seconds=settings.outcome_unknown_grace_s),
-        ).limit(settings.batch)).all()
+        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
+        resubmit = [job_id for job_id, resubmitted_at in unknown
+                    if settings.outcome_unknown_policy == "resubmit" and resubmitted_at is None]
+        # Mark what this sweep re-drives so the next sweeps leave it alone for another
+        # grace period. Otherwise, while the re-driven task waits in a backlog, every sweep
+        # enqueues it again and an overload feeds itself (bench/chaos.py: 50,000 queued
+        # tasks for 1,300 jobs). The poll mark keeps updated_at: it measures fal's silence.
+        if pending or fetches or resubmit:
+            s.execute(update(Job).where(Job.id.in_([*pending, *fetches, *resubmit])).values(updated_at=now))
+        if silent:
+            s.execute(update(Job).where(Job.id.in_(silent)).values(last_polled_at=now,
+                                                                  updated_at=Job.updated_at))
 
     def run(action, arg, counter: str) -> None:
         try:
@@ -132,8 +144,8 @@ def sweep(actions: Actions, settings: ReconcileSettings | None = None) -> SweepR
         run(actions.fetch_result, str(job_id), "result_fetches")
     for job_id in silent:
         run(actions.poll, str(job_id), "polled")
-    for job_id, resubmitted_at in unknown:
-        if settings.outcome_unknown_policy == "resubmit" and resubmitted_at is None:
+    for job_id, _resubmitted_at in unknown:
+        if job_id in resubmit:
             run(actions.resubmit, str(job_id), "outcome_unknown_resubmitted")
         else:
             run(fail_outcome_unknown, str(job_id), "outcome_unknown_failed")

@@ -82,6 +82,12 @@ def release(job_id: uuid.UUID) -> None:
         job = lock_job(s, job_id)
         if job is not None and job.status in (JobStatus.PENDING.value, JobStatus.OUTCOME_UNKNOWN.value):
             job.submit_lease_until = None
+            if job.status == JobStatus.OUTCOME_UNKNOWN.value:
+                # The resubmission was refused, so it did not happen: let the task's retry
+                # claim it again. Otherwise the retry finds resubmitted_at set, does
+                # nothing, and the job is failed as "outcome unknown" unresubmitted
+                # (seen in bench/chaos.py after a 503 on a resubmit).
+                job.resubmitted_at = None
 
 
 def submit(job_id: uuid.UUID | str, *, resubmit: bool = False) -> str:
@@ -126,7 +132,7 @@ def record_submission(job_id: uuid.UUID, submission) -> str:
         job.cancel_url = submission.cancel_url
         job.submitted_at = job.submitted_at or utcnow()
         job.submit_lease_until = None
-        s.flush()
+        # No flush first: transition() writes these pending changes in its own UPDATE.
         moved = transition(s, job, JobStatus.SUBMITTED, EventSource.SUBMIT,
                            {"request_id": submission.request_id})
         if not moved and job.request_id != submission.request_id:

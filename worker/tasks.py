@@ -78,13 +78,22 @@ def poll_job(job_id: str) -> str:
     return queue_ops.poll(job_id)
 
 
+def _apply_delivery_now(delivery_id: int) -> None:
+    # Applied by the sweep itself, not enqueued: a delivery has no "re-driven" mark, so a
+    # re-drive waiting in a backlog would be enqueued again by every sweep. It is a few
+    # database statements, exactly what the process_delivery task would do.
+    _outcome, fetch_for = callbacks.process_delivery(int(delivery_id))
+    if fetch_for is not None:
+        enqueue(fetch_result, fetch_for)
+
+
 @celery_app.task(name="falbridge.reconcile")
 def reconcile() -> dict:
     from worker.reconcile import Actions, sweep
 
     report = sweep(Actions(
         submit=lambda job_id: enqueue(submit_job, job_id),
-        process_delivery=lambda delivery_id: enqueue(process_delivery, delivery_id),
+        process_delivery=_apply_delivery_now,
         fetch_result=lambda job_id: enqueue(fetch_result, job_id),
         poll=lambda job_id: enqueue(poll_job, job_id),
         resubmit=lambda job_id: enqueue(resubmit_job, job_id),

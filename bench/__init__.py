@@ -1,0 +1,1 @@
+"""Benchmarks and the chaos run (`make chaos`); not part of the installed package."""

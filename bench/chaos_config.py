@@ -1,0 +1,62 @@
+"""What a chaos run sets: the sandbox's faults and delivery retries, and the clocks of the
+reconciler and the broker (production's minutes turned down to seconds)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FAKE_FAL_KEY = "chaos-key-id:chaos-key-secret"
+
+# The issue's fault mix. delay/reorder/webhook_before_response/duplicate_copies are our
+# choice: a few seconds of delay so callbacks really overtake each other and polls.
+FAULTS = {
+    "drop": 0.10,
+    "duplicate": 0.30, "duplicate_copies": 2,
+    "delay": 0.10, "delay_s": 3.0,
+    "reorder": 0.10, "reorder_window_s": 3.0,
+    "webhook_before_response": 0.05,
+    "submit_5xx": 0.05,  # 503: fal's gateway never handed it on, so retryable
+    "submit_429": 0.05, "retry_after_s": 0.5,
+    "submit_response_lost": 0.02,
+    "payload_error": 0.05,
+    "error": 0.05,
+}
+# fal retries deliveries for a long time; scaled down so a receiver outage costs seconds.
+SANDBOX_RUNTIME = {
+    "delivery_backoff_s": [0.5, 1, 2, 4, 8, 15],
+    "delivery_attempts": 7,
+    "delivery_timeout_s": 5.0,
+}
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The reconciler's and the broker's clocks, turned down from production's minutes."""
+
+    reconcile_interval_s: float = 2.0
+    pending_grace_s: float = 15.0  # longer than a healthy queue wait: no redundant submits
+    delivery_grace_s: float = 10.0
+    silent_after_s: float = 15.0  # past delay + reorder, so most polls find a real drop
+    poll_every_s: float = 10.0
+    outcome_unknown_grace_s: float = 15.0  # time for the lost submit's own callback
+    submit_lease_s: float = 10.0  # a sandbox submit answers in milliseconds
+    visibility_timeout_s: int = 30
+
+    @classmethod
+    def fast(cls) -> "Timings":
+        """For the few-hundred-job run inside `make test`."""
+        return cls(reconcile_interval_s=1.0, pending_grace_s=6.0, delivery_grace_s=4.0,
+                   silent_after_s=6.0, poll_every_s=4.0, outcome_unknown_grace_s=6.0,
+                   submit_lease_s=5.0, visibility_timeout_s=15)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "FALBRIDGE_RECONCILE_INTERVAL_S": str(self.reconcile_interval_s),
+            "FALBRIDGE_PENDING_GRACE_S": str(self.pending_grace_s),
+            "FALBRIDGE_DELIVERY_GRACE_S": str(self.delivery_grace_s),
+            "FALBRIDGE_SILENT_AFTER_S": str(self.silent_after_s),
+            "FALBRIDGE_POLL_EVERY_S": str(self.poll_every_s),
+            "FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S": str(self.outcome_unknown_grace_s),
+            "FALBRIDGE_OUTCOME_UNKNOWN_POLICY": "resubmit",
+            "FALBRIDGE_SUBMIT_LEASE_S": str(self.submit_lease_s),
+            "FALBRIDGE_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+        }

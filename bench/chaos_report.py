@@ -1,0 +1,202 @@
+"""Judge a chaos run against the sandbox's ground truth (GET /_sandbox/requests).
+
+Every sandbox request carries our job id in its webhook URL (`?job=<id>`), so each job
+maps to the set of requests fal accepted for it. A job is a MISMATCH when:
+
+  1. it is not terminal (completed / failed / cancelled);
+  2. fal accepted >= 1 request for it, and
+     a. our `request_id` is not one of them (including: we never learned one), or
+     b. that request has not finished at the sandbox, or
+     c. the outcomes disagree: completed <=> OK with `result == output`; failed <=>
+        ERROR with the same `error_type` whenever the sandbox has one; cancelled <=>
+        CANCELLED;
+  3. fal accepted no request for it, and it is anything but failed with a submit-side
+     reason (SUBMIT_SIDE_ERRORS): a job fal never ran can't be completed;
+  4. it was created more than once (two jobs with one external_id), or a sandbox request
+     names a job id we have no row for (counted as `orphan_requests`).
+
+DOUBLE SUBMISSIONS are jobs with > 1 accepted request. They are allowed (fal may have
+taken a request whose response we lost) but each must have a cause in our records: the
+reconciler's outcome-unknown resubmit (`resubmitted_at`), split by why the first outcome
+was unknown (the reason on the job's `outcome_unknown` event). Anything else is
+`unexplained`, and is also counted as a mismatch.
+
+DUPLICATE RESULT ROWS are `result_files` rows sharing (job_id, path), plus completed jobs
+whose number of file rows differs from the File objects in the sandbox output.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import func, select
+
+from models.db import transaction
+from models.tables import Job, JobEvent, ResultFile
+
+SUBMIT_SIDE_ERRORS = ("submit_retries_exhausted", "submit_outcome_unknown")
+TERMINAL = ("completed", "failed", "cancelled")
+EXPECTED = {"completed": "OK", "failed": "ERROR", "cancelled": "CANCELLED"}
+
+
+@dataclass
+class Report:
+    jobs: int = 0
+    expected_jobs: int = 0
+    terminal: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    doubles: list[dict[str, Any]] = field(default_factory=list)
+    double_causes: Counter = field(default_factory=Counter)
+    duplicate_rows: list[dict[str, Any]] = field(default_factory=list)
+    orphan_requests: int = 0
+    sandbox_requests: int = 0
+    rejected_submits: int = 0
+    deliveries: int = 0
+    p50_s: float | None = None
+    p99_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (self.terminal == self.expected_jobs == self.jobs and not self.mismatches
+                and not self.duplicate_rows)
+
+
+def count_files(output: Any) -> int:
+    """fal File objects in an output: a `url` string plus a descriptive field. Written
+    independently of worker.results so the check does not grade our own code with itself."""
+    if isinstance(output, dict):
+        if isinstance(output.get("url"), str) and any(
+                k in output for k in ("content_type", "file_name", "file_size")):
+            return 1
+        return sum(count_files(v) for v in output.values())
+    if isinstance(output, list):
+        return sum(count_files(v) for v in output)
+    return 0
+
+
+def job_id_of(webhook_url: str | None) -> str | None:
+    if not webhook_url:
+        return None
+    values = parse_qs(urlsplit(webhook_url).query).get("job")
+    return values[0] if values else None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
+    report = Report(expected_jobs=expected_jobs)
+    requests = truth.get("requests", [])
+    report.sandbox_requests = len(requests)
+    report.rejected_submits = len(truth.get("rejected_submits", []))
+    report.deliveries = sum(len(r.get("deliveries") or []) for r in requests)
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for request in requests:
+        by_job[job_id_of(request.get("webhook_url")) or "?"].append(request)
+
+    with transaction(engine) as s:
+        jobs = s.execute(select(Job.id, Job.status, Job.request_id, Job.result, Job.error_type,
+                                Job.created_at, Job.completed_at, Job.resubmitted_at,
+                                Job.external_id)).all()
+        files = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)).all())
+        dup_rows = s.execute(select(ResultFile.job_id, ResultFile.path, func.count())
+                             .group_by(ResultFile.job_id, ResultFile.path)
+                             .having(func.count() > 1)).all()
+        unknown_events = s.execute(select(JobEvent.job_id, JobEvent.detail)
+                                   .where(JobEvent.to_status == "outcome_unknown")).all()
+    reasons = {str(job_id): (detail or {}).get("reason", "") for job_id, detail in unknown_events}
+
+    report.jobs = len(jobs)
+    report.duplicate_rows = [{"job": str(j), "path": p, "rows": n} for j, p, n in dup_rows]
+    for external_id, n in Counter(j.external_id for j in jobs).items():
+        if n > 1:
+            report.mismatches.append({"external_id": external_id, "problem": f"{n} jobs for one external_id"})
+    durations = []
+    known = set()
+    for job in jobs:
+        job_id = str(job.id)
+        known.add(job_id)
+        report.statuses[job.status] += 1
+        if job.status in TERMINAL:
+            report.terminal += 1
+            if job.completed_at is not None:
+                durations.append((job.completed_at - job.created_at).total_seconds())
+        mine = by_job.get(job_id, [])
+        problem = _judge(job, mine)
+        if problem:
+            report.mismatches.append({"job": job_id, "status": job.status, "problem": problem,
+                                      "requests": [r["request_id"] for r in mine]})
+        if len(mine) > 1:
+            cause = _double_cause(job, reasons.get(job_id, ""))
+            report.double_causes[cause] += 1
+            report.doubles.append({"job": job_id, "cause": cause, "requests": [r["request_id"] for r in mine]})
+            if cause == "unexplained":
+                report.mismatches.append({"job": job_id, "problem": "submitted twice with no recorded cause"})
+        if job.status == "completed" and mine:
+            bound = next((r for r in mine if r["request_id"] == job.request_id), None)
+            if bound is not None and files.get(job.id, 0) != count_files(bound.get("output")):
+                report.duplicate_rows.append({"job": job_id, "rows": files.get(job.id, 0),
+                                              "files_in_output": count_files(bound.get("output"))})
+    report.orphan_requests = sum(len(v) for k, v in by_job.items() if k not in known)
+    if report.orphan_requests:
+        report.mismatches.append({"problem": f"{report.orphan_requests} sandbox requests name no job of ours"})
+    report.p50_s, report.p99_s = percentile(durations, 0.50), percentile(durations, 0.99)
+    return report
+
+
+def _judge(job, requests: list[dict[str, Any]]) -> str | None:
+    if job.status not in TERMINAL:
+        return f"not terminal ({job.status})"
+    if not requests:
+        if job.status == "failed" and job.error_type in SUBMIT_SIDE_ERRORS:
+            return None
+        return f"{job.status} ({job.error_type}) but fal accepted no request for it"
+    bound = next((r for r in requests if r["request_id"] == job.request_id), None)
+    if bound is None:
+        return f"request_id {job.request_id} is not one of fal's requests for this job"
+    if bound.get("outcome") is None:
+        return f"terminal here but request {job.request_id} is {bound.get('queue_status')} at fal"
+    if EXPECTED[job.status] != bound["outcome"]:
+        return f"{job.status} here, {bound['outcome']} at fal"
+    if job.status == "completed" and job.result != bound.get("output"):
+        return "result differs from fal's output"
+    if job.status == "failed" and bound.get("error_type") and job.error_type != bound["error_type"]:
+        return f"error_type {job.error_type} here, {bound['error_type']} at fal"
+    return None
+
+
+def _double_cause(job, reason: str) -> str:
+    if job.resubmitted_at is None:
+        return "unexplained"
+    if "worker died" in reason:
+        return "worker_killed_mid_submit"
+    if "no usable response" in reason or "HTTP 5" in reason:
+        return "lost_submit_response"
+    return "outcome_unknown_resubmit"
+
+
+def summary_lines(report: Report, *, kills: int, redis_restarts: int, receiver_restarts: int,
+                  elapsed_s: float, database: str, run_dir: str) -> list[str]:
+    causes = ", ".join(f"{k}={v}" for k, v in sorted(report.double_causes.items()))
+    p50 = "n/a" if report.p50_s is None else f"{report.p50_s:.1f}s"
+    p99 = "n/a" if report.p99_s is None else f"{report.p99_s:.1f}s"
+    statuses = " ".join(f"{k}={v}" for k, v in sorted(report.statuses.items()))
+    return [
+        f"chaos: jobs={report.expected_jobs} terminal={report.terminal}/{report.expected_jobs} "
+        f"mismatches={len(report.mismatches)} double_submissions={len(report.doubles)}"
+        + (f" ({causes})" if causes else "")
+        + f" duplicate_result_rows={len(report.duplicate_rows)} p50={p50} p99={p99} kills={kills} "
+        f"redis_restarts={redis_restarts} receiver_restarts={receiver_restarts} "
+        f"elapsed={elapsed_s:.0f}s db={database}",
+        f"chaos: statuses {statuses}; jobs_in_db={report.jobs} sandbox_requests={report.sandbox_requests} "
+        f"rejected_submits={report.rejected_submits} webhook_attempts={report.deliveries}",
+        f"chaos: {'PASS' if report.ok else 'FAIL'}; logs and report.json in {run_dir}",
+    ]

@@ -1,0 +1,70 @@
+"""Bugs the chaos run (bench/chaos.py) found in worker/, pinned down without the whole stack.
+
+1. The sweeper re-drove the same work on every sweep while the task it had enqueued
+   still waited in a backlog, so an overload fed itself (50,000 queued tasks for 1,300
+   jobs at N=2,000). Now a re-driven job is marked and left alone for a grace period.
+2. A resubmission refused with a retryable error (503, 429) was never retried: the retry
+   found `resubmitted_at` set and did nothing, and the job later failed as "outcome
+   unknown" although fal had not taken the resubmission.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from models.db import transaction
+from models.jobs import create_job
+from models.tables import Job, utcnow
+from worker import submission
+from worker.reconcile import Actions, ReconcileSettings, sweep
+
+GRACE = ReconcileSettings(pending_grace_s=60, delivery_grace_s=60, silent_after_s=60, poll_every_s=60,
+                          outcome_unknown_grace_s=60)
+
+
+def _recording_actions(calls: list[tuple[str, str]]) -> Actions:
+    def record(kind):
+        return lambda arg: calls.append((kind, str(arg)))
+
+    return Actions(submit=record("submit"), process_delivery=record("delivery"),
+                   fetch_result=record("fetch"), poll=record("poll"), resubmit=record("resubmit"))
+
+
+def _job(**fields) -> str:
+    with transaction() as s:
+        job, _ = create_job(s, "fal-ai/some/model", {"n": 1})
+        job_id = job.id
+    long_ago = utcnow() - timedelta(hours=1)
+    with transaction() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=long_ago, **fields))
+    return str(job_id)
+
+
+def test_a_redriven_job_is_not_redriven_again_by_the_next_sweep(db_url):
+    pending = _job()
+    silent = _job(status="submitted", request_id="req-silent")
+    fetch = _job(status="submitted", request_id="req-fetch", result_pending=True)
+    unknown = _job(status="outcome_unknown")
+    calls: list[tuple[str, str]] = []
+    sweep(_recording_actions(calls), GRACE)
+    assert sorted(calls) == sorted([("submit", pending), ("poll", silent), ("fetch", fetch),
+                                    ("resubmit", unknown)])
+    calls.clear()
+    sweep(_recording_actions(calls), GRACE)  # the enqueued tasks may still be waiting
+    assert calls == []
+    with transaction() as s:  # the poll mark leaves updated_at alone: it measures fal's silence
+        job = s.get(Job, uuid.UUID(silent))
+        assert job.last_polled_at is not None and job.updated_at < utcnow() - timedelta(minutes=30)
+
+
+def test_a_refused_resubmission_can_be_claimed_again_by_its_retry(db_url):
+    job_id = _job(status="outcome_unknown")
+    claimed, outcome = submission.claim(job_id, resubmit=True)
+    assert claimed is not None, outcome
+    submission.release(claimed.job_id)  # what submit() does on a RetryableError
+    again, outcome = submission.claim(job_id, resubmit=True)
+    assert again is not None, outcome
+    # Still at most one resubmission in flight: a second claim now is refused.
+    assert submission.claim(job_id, resubmit=True)[0] is None
