@@ -1,15 +1,18 @@
 """The webhook inbox: store every delivery before we answer it."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.tables import WebhookDelivery, utcnow
+
+_table = WebhookDelivery.__table__
 
 
 @dataclass(frozen=True)
@@ -27,22 +30,32 @@ def store_verified(session: Session, *, request_id: str, body: bytes,
                    headers: dict[str, Any]) -> Stored:
     """Insert a verified delivery once; a re-delivery of the same callback bumps a counter.
 
-    The unique dedupe key decides, inside a savepoint, so two receivers handed the same
-    callback at the same moment still leave one row.
+    The unique dedupe key decides: `INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`, so
+    two receivers handed the same callback at the same moment still leave one row (the
+    second waits for the first's commit, then finds the row). One statement on the
+    common path: no savepoint and no ORM flush, which were most of the receiver's cost
+    (bench/ profile).
     """
     key = dedupe_key(request_id, body)
-    row = WebhookDelivery(request_id=request_id, body=body, headers=headers, verified=True,
-                          dedupe_key=key, received_at=utcnow())
-    try:
-        with session.begin_nested():
-            session.add(row)
-        return Stored(row.id, duplicate=False, processed=False)
-    except IntegrityError:
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.dedupe_key == key)
-                        .values(redeliveries=WebhookDelivery.redeliveries + 1))
-        existing = session.execute(select(WebhookDelivery.id, WebhookDelivery.processed_at)
-                                   .where(WebhookDelivery.dedupe_key == key)).one()
-        return Stored(existing.id, duplicate=True, processed=existing.processed_at is not None)
+    values = {"request_id": request_id, "body": body, "headers": headers, "verified": True,
+              "dedupe_key": key, "received_at": utcnow(), "redeliveries": 0}
+    inserted = session.execute(_insert_once(session.get_bind().dialect.name), values).scalar()
+    if inserted is not None:
+        return Stored(inserted, duplicate=False, processed=False)
+    existing = session.execute(
+        update(_table).where(_table.c.dedupe_key == key).values(redeliveries=_table.c.redeliveries + 1)
+        .returning(_table.c.id, _table.c.processed_at)).one()
+    return Stored(existing.id, duplicate=True, processed=existing.processed_at is not None)
+
+
+@functools.cache
+def _insert_once(dialect: str):
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect;
+    the values come as parameters."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    if insert is None:
+        raise NotImplementedError(f"store_verified needs INSERT ... ON CONFLICT; {dialect} has none here")
+    return insert(_table).on_conflict_do_nothing(index_elements=[_table.c.dedupe_key]).returning(_table.c.id)
 
 
 def store_rejected(session: Session, *, request_id: str | None, body: bytes,
