@@ -1,0 +1,307 @@
+"""History query: `GET /api/jobs` over 1,000,000 jobs in PostgreSQL, each filter, the
+first page and a page 10,000 rows deep, against the raw SQL of the same query.
+
+    python bench/history.py [--rows 1000000] [--seconds 2]
+
+The jobs are generated inside PostgreSQL (one INSERT ... SELECT over generate_series; a
+realistic mix of endpoints, statuses, external ids, inputs and results over 30 days),
+then VACUUM ANALYZE. The API is `falbridge serve` (gunicorn); wrk, one connection,
+measures its latency per URL. The raw SQL is the statement the API runs, captured from
+models.jobs.list_jobs with the same filters and cursor, run with psycopg on one
+connection, rows fetched. EXPLAIN (ANALYZE, BUFFERS) of each must show an index scan on
+the matching index, no sort and no sequential scan.
+
+Prints one line:
+    history: rows=… api p99=… sql p99=… ratio<=… deep/first<=… indexes=k/n target … PASS|FAIL
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlencode
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (API_HEADERS, BENCH, Stack, fmt_ms, free_port, log,  # noqa: E402
+                          main_wrapper, QuietWatch, run_dir_for, wait_quiet)
+
+TARGET_RATIO = 2.0  # API p99 within 2x of the raw SQL's
+DEEP_TOLERANCE = 1.15  # "no slower than the first": deep p50 within 15% of the first page's (noise)
+DEEP = 10_000
+PAGE = 50
+SPAN = timedelta(days=30)
+
+# Endpoint by bucket of 20 (45% / 40% / 10% / 5%), status by bucket of 100.
+GENERATE = """
+INSERT INTO jobs (id, endpoint_id, input, status, external_id, metadata, request_id,
+                  gateway_request_id, status_url, response_url, cancel_url, result,
+                  result_pending, error, error_type, error_detail, created_at, updated_at,
+                  submitted_at, completed_at, submit_attempts, poll_attempts, webhook_count)
+SELECT gen_random_uuid(), e.endpoint,
+       jsonb_build_object('prompt', 'object ' || g, 'image_url', 'https://example.com/in/' || g || '.png'),
+       s.status,
+       CASE WHEN g %% 10 < 6 THEN 'order-' || g END,
+       CASE WHEN g %% 10 < 3 THEN jsonb_build_object('customer', g %% 1000, 'batch', g / 1000) END,
+       CASE WHEN s.status <> 'pending' THEN 'req-' || g END,
+       CASE WHEN s.status <> 'pending' THEN 'req-' || g END,
+       CASE WHEN s.status <> 'pending' THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g || '/status' END,
+       CASE WHEN s.status <> 'pending' THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g END,
+       CASE WHEN s.status <> 'pending' THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g || '/cancel' END,
+       CASE WHEN s.status = 'completed' THEN jsonb_build_object('image', jsonb_build_object(
+            'url', 'https://v3.fal.media/files/b/' || g || '/mask.png', 'content_type', 'image/png',
+            'file_name', 'mask.png', 'file_size', 20000 + g %% 5000, 'width', 1024, 'height', 768)) END,
+       false,
+       CASE WHEN s.status = 'failed' THEN 'image_url: could not load the image' END,
+       CASE WHEN s.status = 'failed' THEN 'image_load_error' END,
+       CASE WHEN s.status = 'failed' THEN jsonb_build_array(jsonb_build_object(
+            'loc', jsonb_build_array('body', 'image_url'), 'msg', 'could not load the image',
+            'type', 'image_load_error')) END,
+       t.at, t.at + interval '3 seconds',
+       CASE WHEN s.status <> 'pending' THEN t.at + interval '1 second' END,
+       CASE WHEN s.status IN ('completed', 'failed', 'cancelled') THEN t.at + interval '3 seconds' END,
+       1, 0, CASE WHEN s.status IN ('completed', 'failed') THEN 1 ELSE 0 END
+FROM generate_series(1, %(rows)s) AS g
+CROSS JOIN LATERAL (SELECT %(base)s::timestamptz + (g * %(step)s::float8) * interval '1 second' AS at) t
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN abs(hashint4(g)) %% 20 < 9 THEN 'fal-ai/evf-sam'
+    WHEN abs(hashint4(g)) %% 20 < 17 THEN 'fal-ai/florence-2-large/region-proposal'
+    WHEN abs(hashint4(g)) %% 20 < 19 THEN 'fal-ai/flux/dev'
+    ELSE 'fal-ai/some/model' END AS endpoint) e
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN abs(hashint8(g)) %% 100 < 80 THEN 'completed'
+    WHEN abs(hashint8(g)) %% 100 < 92 THEN 'failed'
+    WHEN abs(hashint8(g)) %% 100 < 95 THEN 'cancelled'
+    WHEN abs(hashint8(g)) %% 100 < 97 THEN 'submitted'
+    WHEN abs(hashint8(g)) %% 100 < 98 THEN 'in_progress'
+    WHEN abs(hashint8(g)) %% 100 < 99 THEN 'pending'
+    ELSE 'outcome_unknown' END AS status) s
+"""
+
+
+def scenarios(base: datetime, rows: int) -> list[tuple[str, dict]]:
+    """(name, API query parameters); each filter gets a first page and a deep page, except
+    external_id, which names one job."""
+    after = base + SPAN * 0.9
+    before = base + SPAN * 0.5
+    filters = [
+        ("all", {}),
+        ("status", {"status": "failed"}),
+        ("endpoint_id", {"endpoint_id": "fal-ai/flux/dev"}),  # 10% of the jobs
+        ("created_after", {"created_after": after.isoformat()}),
+        ("created_before", {"created_before": before.isoformat()}),
+    ]
+    out = []
+    for name, params in filters:
+        out.append((f"{name}/first", params))
+        out.append((f"{name}/deep", params))
+    out.append(("external_id/first", {"external_id": f"order-{(rows // 2) // 10 * 10 + 1}"}))
+    return out
+
+
+def job_filters(params: dict):
+    from models.jobs import JobFilters
+
+    def when(name):
+        return datetime.fromisoformat(params[name]) if name in params else None
+
+    return JobFilters(status=params.get("status"), endpoint_id=params.get("endpoint_id"),
+                      external_id=params.get("external_id"), created_after=when("created_after"),
+                      created_before=when("created_before"))
+
+
+def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0) -> tuple[str, bool]:
+    quiet = wait_quiet(wait_quiet_s)
+    watch = QuietWatch()
+    run_dir = run_dir_for("history")
+    stack = Stack(run_dir)
+    try:
+        stack.start_services()
+        base = datetime.now(timezone.utc).replace(microsecond=0) - SPAN - timedelta(hours=1)
+        load_s = _generate(stack, rows, base)
+        log(f"history: {rows} jobs generated and analyzed in {load_s:.1f}s")
+        port = free_port()
+        stack.start_receiver(port)
+        api = f"http://127.0.0.1:{port}"
+
+        import psycopg
+
+        results = []
+        dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as raw:
+            for name, params in scenarios(base, rows):
+                deep = name.endswith("/deep")
+                cursor = _cursor_at(raw, stack, params, DEEP) if deep else None
+                sql, sql_params = _captured_sql(stack, params, cursor)
+                plan = _explain(raw, sql, sql_params)
+                query = {**params, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
+                url = f"{api}/api/jobs?{urlencode(query)}"
+                api_lat = _wrk_latency(url, seconds)
+                sql_lat = _time_sql(raw, sql, sql_params, seconds / 2)
+                result = {"name": name, "url_query": urlencode(query), "api": api_lat, "sql": sql_lat,
+                          "plan": plan, "rows": sql_lat["rows"]}
+                results.append(result)
+                log(f"history: {name:22s} api p50={api_lat['p50_ms']:.2f}ms p99={api_lat['p99_ms']:.2f}ms "
+                    f"(n={api_lat['requests']}) sql p50={sql_lat['p50_ms']:.3f}ms p99={sql_lat['p99_ms']:.3f}ms "
+                    f"rows={sql_lat['rows']} plan: {plan['summary']}")
+        line, ok = _summarise(results, rows, load_s, quiet, run_dir)
+        return line + watch.note(), ok
+    finally:
+        stack.stop()
+
+
+def _generate(stack: Stack, rows: int, base: datetime) -> float:
+    import psycopg
+
+    dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
+    t0 = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '256MB'")
+        conn.execute(GENERATE, {"rows": rows, "base": base, "step": SPAN.total_seconds() / rows})
+        conn.execute("VACUUM ANALYZE jobs")
+    return time.monotonic() - t0
+
+
+def _cursor_at(raw, stack: Stack, params: dict, offset: int) -> str:
+    """The cursor the API hands out after `offset` rows of this listing."""
+    from models.jobs import encode_cursor
+
+    where, values = _where(params)
+    row = raw.execute(f"SELECT created_at, id FROM jobs {where} ORDER BY created_at DESC, id DESC "
+                      f"OFFSET {offset - 1} LIMIT 1", values).fetchone()
+    return encode_cursor(SimpleNamespace(created_at=row[0], id=row[1]))
+
+
+def _where(params: dict) -> tuple[str, dict]:
+    clauses, values = [], {}
+    for name, column, op in (("status", "status", "="), ("endpoint_id", "endpoint_id", "="),
+                             ("external_id", "external_id", "="), ("created_after", "created_at", ">="),
+                             ("created_before", "created_at", "<")):
+        if name in params:
+            clauses.append(f"{column} {op} %({name})s")
+            values[name] = datetime.fromisoformat(params[name]) if name.startswith("created") else params[name]
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", values
+
+
+def _captured_sql(stack: Stack, params: dict, cursor: str | None) -> tuple[str, dict]:
+    """The exact statement and parameters list_jobs sends for these filters."""
+    from sqlalchemy import event
+
+    from models.db import get_engine, transaction
+    from models.jobs import list_jobs
+
+    engine = get_engine(stack.database_url)
+    seen = []
+
+    def capture(conn, cur, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with transaction(engine) as s:
+            list_jobs(s, job_filters(params), limit=PAGE, cursor=cursor)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return seen[-1]
+
+
+def _explain(raw, sql: str, params: dict) -> dict:
+    doc = raw.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()[0]
+    top = doc[0]
+    nodes, indexes = [], []
+
+    def walk(node):
+        nodes.append(node["Node Type"])
+        if "Index Name" in node:
+            indexes.append(node["Index Name"])
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(top["Plan"])
+    # A sort is a failure (the index must give the order), except above the unique
+    # external_id index, which yields at most one row.
+    unique_lookup = indexes == ["uq_jobs_external_id"]
+    ok = (bool(indexes) and "Seq Scan" not in nodes and "Incremental Sort" not in nodes
+          and ("Sort" not in nodes or unique_lookup))
+    buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get("Shared Read Blocks", 0)
+    summary = f"{'+'.join(dict.fromkeys(nodes))} on {','.join(indexes) or '-'}; {buffers} buffers"
+    return {"ok": ok, "nodes": nodes, "indexes": indexes, "buffers": buffers,
+            "execution_ms": top.get("Execution Time"), "summary": summary}
+
+
+def _time_sql(raw, sql: str, params: dict, seconds: float) -> dict:
+    samples, rows = [], 0
+    for _ in range(20):  # warm: psycopg prepares a statement after 5 executions, as under the API
+        raw.execute(sql, params).fetchall()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline or len(samples) < 200:
+        t0 = time.perf_counter()
+        rows = len(raw.execute(sql, params).fetchall())
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] * 1000  # noqa: E731
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "n": len(samples), "rows": rows}
+
+
+def _wrk_latency(url: str, seconds: float) -> dict:
+    argv = ["wrk", "-t1", "-c1", f"-d{max(1, int(round(seconds)))}s", "--timeout", "10s",
+            "-s", str(BENCH / "wrk_latency.lua"), url, "--", *(f"{k}: {v}" for k, v in API_HEADERS.items())]
+    # A short warm-up so every gunicorn worker has its connection and statement cache.
+    subprocess.run([*argv[:3], "-d1s", *argv[4:]], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+    line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result for {url}:\n{out[-1500:]}")
+    doc = json.loads(line[len("WRKJSON "):])
+    if doc["non_200"]:
+        raise RuntimeError(f"{doc['non_200']} non-200 answers from {url}")
+    return {"p50_ms": doc["p50_us"] / 1000, "p99_ms": doc["p99_us"] / 1000, "requests": doc["requests"]}
+
+
+def _summarise(results: list[dict], rows: int, load_s: float, quiet: str, run_dir: Path) -> tuple[str, bool]:
+    worst = max(results, key=lambda r: r["api"]["p99_ms"] / max(r["sql"]["p99_ms"], 1e-6))
+    ratio = worst["api"]["p99_ms"] / max(worst["sql"]["p99_ms"], 1e-6)
+    by_name = {r["name"]: r for r in results}
+    deep_ratios = {}
+    for r in results:
+        if r["name"].endswith("/deep"):
+            first = by_name[r["name"].replace("/deep", "/first")]
+            deep_ratios[r["name"].split("/")[0]] = r["api"]["p50_ms"] / first["api"]["p50_ms"]
+    worst_deep = max(deep_ratios.values())
+    indexed = sum(1 for r in results if r["plan"]["ok"])
+    full_pages = all(r["rows"] == PAGE + 1 for r in results if not r["name"].startswith("external_id"))
+    api_p99 = max(r["api"]["p99_ms"] for r in results)
+    sql_p99 = max(r["sql"]["p99_ms"] for r in results)
+    ok = ratio <= TARGET_RATIO and worst_deep <= DEEP_TOLERANCE and indexed == len(results) and full_pages
+    (run_dir / "history.json").write_text(json.dumps(
+        {"rows": rows, "load_s": load_s, "machine": quiet, "results": results, "deep_over_first_p50": deep_ratios},
+        indent=2, default=str))
+    log(f"history: details in {run_dir}")
+    line = (f"history: rows={rows} api p50={fmt_ms(max(r['api']['p50_ms'] for r in results))} "
+            f"p99={fmt_ms(api_p99)} sql p50={max(r['sql']['p50_ms'] for r in results):.2f}ms "
+            f"p99={sql_p99:.2f}ms (worst of {len(results)}) ratio<={ratio:.1f} ({worst['name']}) "
+            f"deep/first<={worst_deep:.2f} indexes={indexed}/{len(results)} "
+            f"target ratio<=2, deep<=first {'PASS' if ok else 'FAIL'}")
+    if "NOT QUIET" in quiet:
+        line += f" ({quiet})"
+    return line, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=2.0, help="wrk seconds per URL")
+    parser.add_argument("--wait-quiet", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    return main_wrapper("history", lambda: run(args.rows, args.seconds, args.wait_quiet))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Ingest: verified fal callbacks per second into one receiver, against a bare endpoint.
+
+    python bench/ingest.py [--deliveries 15000] [--connections 32]
+
+The receiver is `falbridge serve` (gunicorn, its production defaults) on PostgreSQL and a
+real redis-server. Jobs are created first (submitted, with fal request ids), then one
+callback per job is signed with a sandbox key (the receiver fetches that key from the
+sandbox's JWKS) right before the run, so every request is a real verified delivery of
+one of our jobs: verify + store + enqueue. wrk (a separate process) replays them, each
+once. The baseline is the same gunicorn configuration serving bench/bare_app.py, an
+endpoint that reads the body and answers 200, driven by the same wrk and script. The DB
+must then hold exactly the deliveries sent, each once, and the queue one task for each.
+
+Prints one line:
+    ingest: receiver=…/s p50 p99 bare=…/s p50 p99 ratio=… target>=1000/s,>=0.5 PASS|FAIL
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (JwksHost, Profiler, Stack, cpu_delta, fmt_ms, free_port, insert_submitted_jobs,  # noqa: E402
+                          log, main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
+                          write_requests)
+
+TARGET_RATE = 1000.0
+TARGET_RATIO = 0.5
+
+
+def run(deliveries: int = 15000, connections: int = 32, warmup: int = 1000,
+        wait_quiet_s: float = 0.0) -> tuple[str, bool]:
+    quiet = wait_quiet(wait_quiet_s)
+    watch = QuietWatch()
+    run_dir = run_dir_for("ingest")
+    stack = Stack(run_dir)
+    jwks = None
+    try:
+        stack.start_services()
+        jwks = JwksHost()
+        receiver_port, bare_port = free_port(), free_port()
+        receiver = stack.start_receiver(receiver_port, FAL_JWKS_URL=jwks.jwks_url)
+        bare = stack.start_bare(bare_port)
+
+        jobs = insert_submitted_jobs(stack.database_url, warmup + deliveries, "bench-ingest")
+        log(f"ingest: {len(jobs)} submitted jobs in PostgreSQL; signing callbacks")
+        warm_file, main_file = run_dir / "warmup.req", run_dir / "deliveries.req"
+        write_requests(warm_file, signed_callbacks(jwks.key, jwks.user_id, jobs[:warmup]))
+        write_requests(main_file, signed_callbacks(jwks.key, jwks.user_id, jobs[warmup:], warmup))
+
+        receiver_url, bare_url = f"http://127.0.0.1:{receiver_port}", f"http://127.0.0.1:{bare_port}"
+        # Warm-up (not counted): JWKS fetch, pools, imports in every gunicorn worker.
+        run_wrk(receiver_url, warm_file, connections=connections)
+        run_wrk(bare_url, warm_file, connections=connections)
+
+        cpu0, stack_cpu0 = receiver.cpu_s(), stack.cpu()
+        log(f"ingest: replaying {deliveries} signed callbacks to the receiver")
+        profiler = Profiler(run_dir, [receiver])
+        try:
+            rec = run_wrk(receiver_url, main_file, connections=connections)
+        finally:
+            profiler.stop()
+        receiver_cpu = receiver.cpu_s() - cpu0
+        cpu_ms = cpu_delta(stack_cpu0, stack.cpu(), deliveries)
+        log(f"ingest: CPU ms per delivery: {cpu_ms}")
+        log(f"ingest: receiver {rec.rate:.0f}/s; now the bare endpoint")
+        bare_cpu0 = bare.cpu_s()
+        base = run_wrk(bare_url, main_file, connections=connections)
+        bare_cpu = bare.cpu_s() - bare_cpu0
+
+        check = _check_database(stack, warmup + deliveries)
+        queued = _queued_tasks(stack)
+        problems = []
+        if not rec.complete or rec.sent != deliveries or rec.non_2xx:
+            problems.append(f"receiver answered {rec.sent}/{deliveries} ({rec.non_2xx} non-2xx, errors {rec.errors})")
+        if not base.complete or base.sent != deliveries or base.non_2xx:
+            problems.append(f"bare answered {base.sent}/{deliveries} ({base.non_2xx} non-2xx)")
+        if check["verified"] != warmup + deliveries or check["redeliveries"] or check["rejected"]:
+            problems.append(f"database holds {check}, expected {warmup + deliveries} verified deliveries once each")
+        if queued != warmup + deliveries:
+            problems.append(f"{queued} process_delivery tasks queued, expected {warmup + deliveries}")
+
+        ratio = rec.rate / base.rate if base.rate else 0.0
+        ok = rec.rate >= TARGET_RATE and ratio >= TARGET_RATIO and not problems
+        details = {
+            "deliveries": deliveries, "connections": connections, "warmup": warmup, "machine": quiet,
+            "receiver": rec.__dict__, "bare": base.__dict__, "database": check, "queued": queued,
+            "receiver_cpu_s": round(receiver_cpu, 2), "cpu_ms_per_delivery": cpu_ms, "bare_cpu_s": round(bare_cpu, 2),
+            "problems": problems,
+        }
+        (run_dir / "ingest.json").write_text(json.dumps(details, indent=2))
+        for problem in problems:
+            log(f"ingest: PROBLEM: {problem}")
+        log(f"ingest: receiver CPU {receiver_cpu:.1f}s ({receiver_cpu / rec.seconds * 100:.0f}% of one core), "
+            f"bare CPU {bare_cpu:.1f}s; wrk CPU {rec.generator_cpu_s:.1f}s / {base.generator_cpu_s:.1f}s; "
+            f"details in {run_dir}")
+        gen_share = max(rec.generator_cpu_s / rec.seconds, base.generator_cpu_s / base.seconds)
+        line = (f"ingest: receiver={rec.rate:.0f}/s p50={fmt_ms(rec.p50_ms)} p99={fmt_ms(rec.p99_ms)} "
+                f"bare={base.rate:.0f}/s p50={fmt_ms(base.p50_ms)} p99={fmt_ms(base.p99_ms)} "
+                f"ratio={ratio:.2f} stored={check['verified'] - warmup}/{deliveries} "
+                f"wrk_cpu<={gen_share * 100:.0f}% "
+                f"target>=1000/s,>=0.5 {'PASS' if ok else 'FAIL'}")
+        if "NOT QUIET" in quiet:
+            line += f" ({quiet})"
+        return line + watch.note(), ok
+    finally:
+        if jwks is not None:
+            jwks.stop()
+        stack.stop()
+
+
+def _check_database(stack: Stack, expected: int) -> dict:
+    from sqlalchemy import text
+
+    from models.db import get_engine
+
+    deadline = time.monotonic() + 10
+    with get_engine(stack.database_url).connect() as conn:
+        while True:
+            row = conn.execute(text(
+                "SELECT count(*) FILTER (WHERE verified) AS verified,"
+                " count(*) FILTER (WHERE NOT verified) AS rejected,"
+                " coalesce(sum(redeliveries), 0) AS redeliveries,"
+                " count(DISTINCT request_id) AS distinct_requests"
+                " FROM webhook_deliveries")).one()
+            conn.rollback()
+            if row.verified + row.rejected >= expected or time.monotonic() > deadline:
+                return dict(row._mapping)
+            time.sleep(0.2)
+
+
+def _queued_tasks(stack: Stack) -> int:
+    import redis
+
+    client = redis.Redis.from_url(stack.redis.url)
+    try:
+        return client.llen("falbridge")
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deliveries", type=int, default=15000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--wait-quiet", type=float, default=0.0,
+                        help="seconds to wait for a quiet machine (no chaos run, low load) first")
+    args = parser.parse_args(argv)
+    return main_wrapper("ingest", lambda: run(args.deliveries, args.connections, args.warmup, args.wait_quiet))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Memory: receiver and worker RSS before and after 100,000 deliveries.
+
+    python bench/memory.py [--deliveries 100000] [--concurrency 4]
+
+The receiver (`falbridge serve`) and a worker (`falbridge worker`, prefork) run on
+PostgreSQL and redis-server. 100,000 jobs are created (submitted, with request ids) and
+one completion callback per job is signed; wrk replays them to the receiver while the
+worker applies them (each job completed with its result file). RSS is the sum over each
+process group (gunicorn master + workers; Celery main process + pool children), read
+from /proc: "before" after a warm-up of 2,000 deliveries (imports, pools, caches filled),
+"after" once all 100,000 are stored and applied. The database must hold every delivery
+once, every one processed, every job completed.
+
+Prints one line:
+    memory: receiver … -> … MiB (+x%) worker … -> … MiB (+y%) deliveries=N target<10% PASS|FAIL
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (JwksHost, Profiler, Stack, free_port, insert_submitted_jobs, log,  # noqa: E402
+                          main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
+                          write_requests)
+
+TARGET_GROWTH = 0.10
+
+
+def run(deliveries: int = 100_000, concurrency: int = 4, warmup: int = 2000, connections: int = 32,
+        wait_quiet_s: float = 0.0) -> tuple[str, bool]:
+    quiet = wait_quiet(wait_quiet_s)
+    watch = QuietWatch()
+    run_dir = run_dir_for("memory")
+    stack = Stack(run_dir)
+    jwks = None
+    try:
+        stack.start_services()
+        jwks = JwksHost()
+        port = free_port()
+        receiver = stack.start_receiver(port, FAL_JWKS_URL=jwks.jwks_url)
+        worker = stack.start_worker(concurrency)
+        url = f"http://127.0.0.1:{port}"
+
+        jobs = insert_submitted_jobs(stack.database_url, warmup + deliveries, "bench-mem")
+        warm_file, main_file = run_dir / "warmup.req", run_dir / "deliveries.req"
+        write_requests(warm_file, signed_callbacks(jwks.key, jwks.user_id, jobs[:warmup]))
+        run_wrk(url, warm_file, connections=connections)
+        _wait_processed(stack, warmup, timeout_s=120)
+        time.sleep(1)
+        before = {"receiver": receiver.rss_kib(), "worker": worker.rss_kib()}
+        log(f"memory: after {warmup} warm-up deliveries: receiver {before['receiver'] / 1024:.0f} MiB "
+            f"({len(receiver.pids())} processes), worker {before['worker'] / 1024:.0f} MiB "
+            f"({len(worker.pids())} processes)")
+
+        # Signed just before they are sent: the receiver allows 300 s of clock skew.
+        write_requests(main_file, signed_callbacks(jwks.key, jwks.user_id, jobs[warmup:], warmup))
+        log(f"memory: replaying {deliveries} deliveries while the worker applies them")
+        profiler = Profiler(run_dir, [receiver, worker])
+        try:
+            sent = run_wrk(url, main_file, connections=connections, cap_s=900)
+            log(f"memory: receiver took {sent.sent} in {sent.seconds:.0f}s ({sent.rate:.0f}/s); waiting for the worker")
+            t_sent = time.monotonic()
+            counts = _wait_processed(stack, warmup + deliveries, timeout_s=900)
+        finally:
+            profiler.stop()
+        applied_s = time.monotonic() - sent.t_first if sent.t_first else 0.0
+        log(f"memory: worker applied the last delivery {time.monotonic() - t_sent:.0f}s after the last was stored")
+        time.sleep(1)
+        after = {"receiver": receiver.rss_kib(), "worker": worker.rss_kib()}
+
+        growth = {name: (after[name] - before[name]) / before[name] for name in before}
+        problems = []
+        if not sent.complete or sent.sent != deliveries or sent.non_2xx:
+            problems.append(f"receiver answered {sent.sent}/{deliveries} ({sent.non_2xx} non-2xx, errors {sent.errors})")
+        total = warmup + deliveries
+        if (counts["verified"], counts["processed"], counts["completed"], counts["redeliveries"]) != (total, total, total, 0):
+            problems.append(f"database: {counts}, expected {total} deliveries stored once, processed, jobs completed")
+        ok = max(growth.values()) < TARGET_GROWTH and not problems
+        details = {"deliveries": deliveries, "warmup": warmup, "concurrency": concurrency, "machine": quiet,
+                   "rss_kib_before": before, "rss_kib_after": after, "growth": growth, "database": counts,
+                   "wrk": sent.__dict__, "applied_s": applied_s, "problems": problems}
+        (run_dir / "memory.json").write_text(json.dumps(details, indent=2))
+        for problem in problems:
+            log(f"memory: PROBLEM: {problem}")
+        log(f"memory: details in {run_dir}")
+        mib = lambda kib: f"{kib / 1024:.0f}"  # noqa: E731
+        line = (f"memory: receiver {mib(before['receiver'])}->{mib(after['receiver'])}MiB "
+                f"({growth['receiver'] * 100:+.1f}%) worker {mib(before['worker'])}->{mib(after['worker'])}MiB "
+                f"({growth['worker'] * 100:+.1f}%) deliveries={counts['processed'] - warmup}/{deliveries} "
+                f"applied in {applied_s:.0f}s ({deliveries / applied_s if applied_s else 0:.0f}/s) "
+                f"target<10% {'PASS' if ok else 'FAIL'}")
+        if "NOT QUIET" in quiet:
+            line += f" ({quiet})"
+        return line + watch.note(), ok
+    finally:
+        if jwks is not None:
+            jwks.stop()
+        stack.stop()
+
+
+def _counts(stack: Stack) -> dict:
+    from sqlalchemy import text
+
+    from models.db import get_engine
+
+    with get_engine(stack.database_url).connect() as conn:
+        row = conn.execute(text(
+            "SELECT (SELECT count(*) FROM webhook_deliveries WHERE verified) AS verified,"
+            " (SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NOT NULL) AS processed,"
+            " (SELECT coalesce(sum(redeliveries), 0) FROM webhook_deliveries) AS redeliveries,"
+            " (SELECT count(*) FROM jobs WHERE status = 'completed') AS completed,"
+            " (SELECT count(*) FROM result_files) AS result_files")).one()
+    return dict(row._mapping)
+
+
+def _wait_processed(stack: Stack, expected: int, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = _counts(stack)
+        if counts["processed"] >= expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deliveries", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=4, help="worker processes (prefork)")
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--wait-quiet", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    return main_wrapper("memory", lambda: run(args.deliveries, args.concurrency, args.warmup,
+                                              wait_quiet_s=args.wait_quiet))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
