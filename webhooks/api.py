@@ -54,7 +54,8 @@ def submit_job():
     except InputValidationError as exc:
         raise ApiError(422, "invalid_input", str(exc), exc.errors) from None
     location = url_for("api.show_job", job_id=str(job.id))
-    return jsonify(job_detail(_load(job.id))), 202 if created else 200, {"Location": location}
+    # submit() hands back the job with its files and events loaded: no second read.
+    return jsonify(job_detail(job)), 202 if created else 200, {"Location": location}
 
 
 @api.get("/jobs")

@@ -28,7 +28,7 @@ def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | Non
            source: EventSource = EventSource.API) -> tuple[Job, bool]:
     """Validate, store as pending, and enqueue the submit after commit.
 
-    Returns (job, created). Re-submitting an external_id returns the existing job and
+    Returns (job, created), the job with its files and events loaded. Re-submitting an external_id returns the existing job and
     enqueues nothing; a different endpoint or input under the same key is an error.
     Raises InputValidationError / ValueError for bad input before anything is stored.
     """

@@ -98,6 +98,17 @@ def test_create_returns_202_with_full_detail(client):
     assert count() == 1
 
 
+@pytest.mark.parametrize("external_id", [None, "order-9"])
+def test_create_response_is_the_job_as_stored(client, external_id):
+    """The 202 body is built from the inserted row, not re-read: it must say exactly what
+    a GET of the job says (no worker runs here, so nothing changes in between)."""
+    r = client.post("/api/jobs", json={"endpoint_id": EVF, "input": CAT, "external_id": external_id})
+    assert r.status_code == 202
+    shown = client.get(r.headers["Location"])
+    assert shown.status_code == 200 and shown.get_json() == r.get_json()
+    assert len(r.get_json()["events"]) == 1 and r.get_json()["files"] == []
+
+
 def test_same_external_id_returns_the_existing_job_with_200(client):
     request = {"endpoint_id": EVF, "input": CAT, "external_id": "order-2"}
     first = client.post("/api/jobs", json=request)
