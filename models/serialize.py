@@ -10,6 +10,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import Row
+
 from models.tables import Job, JobEvent, ResultFile
 
 
@@ -21,7 +23,7 @@ def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def job_summary(job: Job) -> dict[str, Any]:
+def job_summary(job: Job | Row) -> dict[str, Any]:
     """Everything but the bulky parts (input, result, files, events) and fal's URLs."""
     return {
         "id": _id(job.id),
