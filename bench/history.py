@@ -5,10 +5,11 @@ first page and a page 10,000 rows deep, against the raw SQL of the same query.
 
 The jobs are generated inside PostgreSQL (one INSERT ... SELECT over generate_series; a
 realistic mix of endpoints, statuses, external ids, inputs and results over 30 days),
-then VACUUM ANALYZE. The API is `falbridge serve` (gunicorn); wrk, one connection,
-measures its latency per URL. The raw SQL is the statement the API runs, captured from
-models.jobs.list_jobs with the same filters and cursor, run with psycopg on one
-connection, rows fetched. EXPLAIN (ANALYZE, BUFFERS) of each must show an index scan on
+then VACUUM ANALYZE and a checkpoint. The API is `falbridge serve` (gunicorn). The raw
+SQL is the statement the API runs, captured from models.jobs.list_jobs with the same
+filters and cursor, run with psycopg on one connection, rows fetched. One loop requests
+every URL, runs every raw statement and requests GET /healthz (the HTTP stack with no
+database: what bounds the ratio) in turn, so all of them see the same machine. EXPLAIN (ANALYZE, BUFFERS) of each must show an index scan on
 the matching index, no sort and no sequential scan.
 
 Prints one line:
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from http.client import HTTPConnection
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode
@@ -29,7 +30,7 @@ from urllib.parse import urlencode
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (API_HEADERS, BENCH, Stack, fmt_ms, free_port, log,  # noqa: E402
+from bench.common import (API_HEADERS, Stack, fmt_ms, free_port, log,  # noqa: E402
                           main_wrapper, QuietWatch, run_dir_for, wait_quiet)
 
 TARGET_RATIO = 2.0  # API p99 within 2x of the raw SQL's
@@ -128,29 +129,26 @@ def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0) 
         log(f"history: {rows} jobs generated and analyzed in {load_s:.1f}s")
         port = free_port()
         stack.start_receiver(port)
-        api = f"http://127.0.0.1:{port}"
 
         import psycopg
 
-        results = []
         dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as raw:
+            cases = []
             for name, params in scenarios(base, rows):
-                deep = name.endswith("/deep")
-                cursor = _cursor_at(raw, stack, params, DEEP) if deep else None
+                cursor = _cursor_at(raw, stack, params, DEEP) if name.endswith("/deep") else None
                 sql, sql_params = _captured_sql(stack, params, cursor)
-                plan = _explain(raw, sql, sql_params)
                 query = {**params, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
-                url = f"{api}/api/jobs?{urlencode(query)}"
-                api_lat = _wrk_latency(url, seconds)
-                sql_lat = _time_sql(raw, sql, sql_params, seconds / 2)
-                result = {"name": name, "url_query": urlencode(query), "api": api_lat, "sql": sql_lat,
-                          "plan": plan, "rows": sql_lat["rows"]}
-                results.append(result)
-                log(f"history: {name:22s} api p50={api_lat['p50_ms']:.2f}ms p99={api_lat['p99_ms']:.2f}ms "
-                    f"(n={api_lat['requests']}) sql p50={sql_lat['p50_ms']:.3f}ms p99={sql_lat['p99_ms']:.3f}ms "
-                    f"rows={sql_lat['rows']} plan: {plan['summary']}")
-        line, ok = _summarise(results, rows, load_s, quiet, run_dir)
+                cases.append({"name": name, "url_query": urlencode(query), "sql": sql,
+                              "sql_params": sql_params, "plan": _explain(raw, sql, sql_params)})
+            floor, results = _measure_interleaved(port, raw, cases, seconds)
+        for r in results:
+            log(f"history: {r['name']:22s} api p50={r['api']['p50_ms']:.2f}ms p99={r['api']['p99_ms']:.2f}ms "
+                f"sql p50={r['sql']['p50_ms']:.3f}ms p99={r['sql']['p99_ms']:.3f}ms "
+                f"(n={r['api']['n']}) rows={r['rows']} plan: {r['plan']['summary']}")
+        log(f"history: GET /healthz (gunicorn + Flask, no database) p50={floor['p50_ms']:.2f}ms "
+            f"p99={floor['p99_ms']:.2f}ms")
+        line, ok = _summarise(results, floor, rows, load_s, quiet, run_dir)
         return line + watch.note(), ok
     finally:
         stack.stop()
@@ -238,36 +236,62 @@ def _explain(raw, sql: str, params: dict) -> dict:
             "execution_ms": top.get("Execution Time"), "summary": summary}
 
 
-def _time_sql(raw, sql: str, params: dict, seconds: float) -> dict:
-    samples, rows = [], 0
-    for _ in range(20):  # warm: psycopg prepares a statement after 5 executions, as under the API
-        raw.execute(sql, params).fetchall()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline or len(samples) < 200:
+def _measure_interleaved(port: int, raw, cases: list[dict], seconds: float) -> tuple[dict, list[dict]]:
+    """Every URL, its raw SQL and GET /healthz, one after another in a loop on one HTTP
+    and one database connection, until each has >= 300 samples and `seconds` x cases
+    have passed: whatever else the machine does, it does to all of them alike, so a
+    ratio (API/SQL, deep/first) compares like with like. The client is Python's
+    http.client; its own cost is in every sample, /healthz's included."""
+    http = HTTPConnection("127.0.0.1", port, timeout=30)
+    api = {c["name"]: [] for c in cases}
+    sql = {c["name"]: [] for c in cases}
+    floor, rows = [], {}
+
+    def get(path: str) -> float:
         t0 = time.perf_counter()
-        rows = len(raw.execute(sql, params).fetchall())
-        samples.append(time.perf_counter() - t0)
-    samples.sort()
-    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] * 1000  # noqa: E731
-    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "n": len(samples), "rows": rows}
+        http.request("GET", path, headers=API_HEADERS)
+        response = http.getresponse()
+        response_body = response.read()
+        elapsed = time.perf_counter() - t0
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: {response.status} {response_body[:300]!r}")
+        return elapsed
+
+    def one_round(record: bool) -> None:
+        for c in cases:
+            a = get(f"/api/jobs?{c['url_query']}")
+            t0 = time.perf_counter()
+            rows[c["name"]] = len(raw.execute(c["sql"], c["sql_params"]).fetchall())
+            q = time.perf_counter() - t0
+            if record:
+                api[c["name"]].append(a)
+                sql[c["name"]].append(q)
+        f = get("/healthz")
+        if record:
+            floor.append(f)
+
+    # Warm: every gunicorn thread gets its pooled connection, and psycopg prepares a
+    # statement after 5 executions on both sides.
+    for _ in range(20):
+        one_round(record=False)
+    deadline = time.monotonic() + seconds * len(cases)
+    while time.monotonic() < deadline or len(floor) < 300:
+        one_round(record=True)
+    http.close()
+    results = [{"name": c["name"], "url_query": c["url_query"], "api": _percentiles(api[c["name"]]),
+                "sql": _percentiles(sql[c["name"]]), "plan": c["plan"], "rows": rows[c["name"]]}
+               for c in cases]
+    return _percentiles(floor), results
 
 
-def _wrk_latency(url: str, seconds: float) -> dict:
-    argv = ["wrk", "-t1", "-c1", f"-d{max(1, int(round(seconds)))}s", "--timeout", "10s",
-            "-s", str(BENCH / "wrk_latency.lua"), url, "--", *(f"{k}: {v}" for k, v in API_HEADERS.items())]
-    # A short warm-up so every gunicorn worker has its connection and statement cache.
-    subprocess.run([*argv[:3], "-d1s", *argv[4:]], capture_output=True, text=True, timeout=60)
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
-    line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no result for {url}:\n{out[-1500:]}")
-    doc = json.loads(line[len("WRKJSON "):])
-    if doc["non_200"]:
-        raise RuntimeError(f"{doc['non_200']} non-200 answers from {url}")
-    return {"p50_ms": doc["p50_us"] / 1000, "p99_ms": doc["p99_us"] / 1000, "requests": doc["requests"]}
+def _percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "n": len(ordered)}
 
 
-def _summarise(results: list[dict], rows: int, load_s: float, quiet: str, run_dir: Path) -> tuple[str, bool]:
+def _summarise(results: list[dict], floor: dict, rows: int, load_s: float, quiet: str,
+               run_dir: Path) -> tuple[str, bool]:
     worst = max(results, key=lambda r: r["api"]["p99_ms"] / max(r["sql"]["p99_ms"], 1e-6))
     ratio = worst["api"]["p99_ms"] / max(worst["sql"]["p99_ms"], 1e-6)
     by_name = {r["name"]: r for r in results}
@@ -283,13 +307,15 @@ def _summarise(results: list[dict], rows: int, load_s: float, quiet: str, run_di
     sql_p99 = max(r["sql"]["p99_ms"] for r in results)
     ok = ratio <= TARGET_RATIO and worst_deep <= DEEP_TOLERANCE and indexed == len(results) and full_pages
     (run_dir / "history.json").write_text(json.dumps(
-        {"rows": rows, "load_s": load_s, "machine": quiet, "results": results, "deep_over_first_p50": deep_ratios},
+        {"rows": rows, "load_s": load_s, "machine": quiet, "results": results,
+         "deep_over_first_p50": deep_ratios, "healthz": floor},
         indent=2, default=str))
     log(f"history: details in {run_dir}")
     line = (f"history: rows={rows} api p50={fmt_ms(max(r['api']['p50_ms'] for r in results))} "
             f"p99={fmt_ms(api_p99)} sql p50={max(r['sql']['p50_ms'] for r in results):.2f}ms "
             f"p99={sql_p99:.2f}ms (worst of {len(results)}) ratio<={ratio:.1f} ({worst['name']}) "
             f"deep/first<={worst_deep:.2f} indexes={indexed}/{len(results)} "
+            f"healthz p50={floor['p50_ms']:.2f}ms p99={floor['p99_ms']:.2f}ms "
             f"target ratio<=2, deep<=first {'PASS' if ok else 'FAIL'}")
     if "NOT QUIET" in quiet:
         line += f" ({quiet})"
@@ -299,7 +325,8 @@ def _summarise(results: list[dict], rows: int, load_s: float, quiet: str, run_di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=float, default=2.0, help="wrk seconds per URL")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="measuring time per URL (the URLs are measured interleaved)")
     parser.add_argument("--wait-quiet", type=float, default=0.0)
     args = parser.parse_args(argv)
     return main_wrapper("history", lambda: run(args.rows, args.seconds, args.wait_quiet))
