@@ -48,7 +48,7 @@ def job_requests(tag: str, count: int):
 
 
 def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: int = 300,
-        noop_tasks: int | None = None, wait_quiet_s: float = 0.0) -> tuple[str, bool]:
+        noop_tasks: int | None = None, wait_quiet_s: float = 0.0, pool: str = "prefork") -> tuple[str, bool]:
     noop_tasks = noop_tasks or min(jobs, 10000)
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
@@ -65,15 +65,16 @@ def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: 
         receiver = stack.start_receiver(receiver_port)
 
         # -- baseline: no-op round trips on the same broker and worker settings ----------
-        noop_worker = stack.start_worker(concurrency, name="noop-worker", app="bench.noop_task:celery_app")
+        noop_worker = stack.start_worker(concurrency, name="noop-worker", app="bench.noop_task:celery_app",
+                                         pool=pool)
         _drain_noops(stack, 500)  # warm-up: pool children forked, connections open
-        log(f"pipeline: {noop_tasks} no-op tasks through a {concurrency}-process worker")
+        log(f"pipeline: {noop_tasks} no-op tasks through a {pool} worker, concurrency {concurrency}")
         noop_rate, publish_rate = _drain_noops(stack, noop_tasks)
         noop_worker.stop()
         log(f"pipeline: no-op {noop_rate:.0f}/s (published at {publish_rate:.0f}/s)")
 
         # -- the pipeline ---------------------------------------------------------------
-        worker = stack.start_worker(concurrency)
+        worker = stack.start_worker(concurrency, pool=pool)
         warm_file, main_file = run_dir / "warmup.req", run_dir / "jobs.req"
         write_requests(warm_file, job_requests("bench-warm", warmup))
         write_requests(main_file, job_requests("bench-main", jobs))
@@ -112,7 +113,7 @@ def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: 
             log(f"pipeline: PROBLEM: {problem}")
         log(f"pipeline: details in {run_dir}")
         line = (f"pipeline: jobs={rate:.0f}/s ({stats['terminal']} in {elapsed:.1f}s, "
-                f"worker concurrency {concurrency}) noop={noop_rate:.0f}/s ratio={ratio:.2f} "
+                f"{pool} worker, concurrency {concurrency}) noop={noop_rate:.0f}/s ratio={ratio:.2f} "
                 f"completed={stats['completed']}/{jobs} target>=250/s,>=0.5 {'PASS' if ok else 'FAIL'}")
         if "NOT QUIET" in quiet:
             line += f" ({quiet})"
@@ -203,14 +204,17 @@ def _wait_terminal(stack: Stack, pattern: str, expected: int, timeout_s: float, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20000)
-    parser.add_argument("--concurrency", type=int, default=4, help="worker processes (prefork)")
+    parser.add_argument("--concurrency", type=int, default=4, help="worker processes or threads")
+    parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork",
+                        help="the worker's pool, for the pipeline and the baseline alike")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections posting jobs")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--noop-tasks", type=int, default=None, help="baseline size (default: jobs, at most 10,000)")
     parser.add_argument("--wait-quiet", type=float, default=0.0)
     args = parser.parse_args(argv)
     return main_wrapper("pipeline", lambda: run(args.jobs, args.concurrency, args.connections, args.warmup,
-                                                args.noop_tasks, wait_quiet_s=args.wait_quiet))
+                                                args.noop_tasks, wait_quiet_s=args.wait_quiet,
+                                                pool=args.pool))
 
 
 if __name__ == "__main__":
