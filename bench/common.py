@@ -570,7 +570,8 @@ def fmt_ms(value: float) -> str:
 class Profiler:
     """py-spy (sampling, from outside the process) on each process group's leader and its
     subprocesses while a measured phase runs, when BENCH_PROFILE=1. Collapsed stacks go to
-    <run_dir>/profile-<name>.txt; bench/profile_report.py summarises them."""
+    <run_dir>/profile-<name>.txt; bench/profile_report.py summarises them. `--gil`: only
+    samples of a thread holding the GIL count, so waiting on a socket is not mistaken for work."""
 
     def __init__(self, run_dir: Path, procs: list[Proc], rate: int = 250):
         self.popens: list[subprocess.Popen] = []
@@ -583,7 +584,7 @@ class Profiler:
             out = run_dir / f"profile-{proc.name}.txt"
             self.popens.append(subprocess.Popen(
                 [str(spy), "record", "--pid", str(proc.popen.pid), "--subprocesses", "--nonblocking",
-                 "--rate", str(rate), "--format", "raw", "--output", str(out)],
+                 "--rate", str(rate), "--gil", "--format", "raw", "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         time.sleep(1.0)  # py-spy attaches
 
