@@ -275,7 +275,7 @@ class Stack:
 
         pg_bin = require_tools()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.pg = PostgresCluster(pg_bin, max_connections=300).start()
+        self.pg = PostgresCluster(pg_bin, max_connections=300, durable=True).start()
         self.database_url = self.pg.create_database(database)
         upgrade(self.database_url)
         self.redis = RedisServer(self.run_dir / "redis").start()

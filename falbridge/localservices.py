@@ -34,11 +34,14 @@ def find_pg_bin() -> Path | None:
 
 
 class PostgresCluster:
-    """A private cluster on a free loopback port, tuned for tests (no fsync)."""
+    """A private cluster on a free loopback port, tuned for tests (no fsync); `durable=True`
+    keeps PostgreSQL's own defaults (fsync, synchronous commit), as the benchmarks need:
+    a commit there is what production waits for before answering."""
 
-    def __init__(self, bin_dir: Path, max_connections: int = 300):
+    def __init__(self, bin_dir: Path, max_connections: int = 300, *, durable: bool = False):
         self.bin = bin_dir
         self.max_connections = max_connections
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="falbridge-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -55,8 +58,9 @@ class PostgresCluster:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--no-sync")
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 f"-c max_connections={self.max_connections}")
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w",
                   "-l", str(self.root / "log"), "start")
         return self
