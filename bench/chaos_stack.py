@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.chaos_config import FAKE_FAL_KEY, FAULTS, SANDBOX_RUNTIME, Timings
+from bench.common import wait_answering
 from falbridge.localservices import PostgresCluster, RedisServer, find_pg_bin, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,14 +251,4 @@ class ChaosStack:
 
 
 def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise RuntimeError(f"{child.name} exited with {child.popen.returncode}; see {child.log}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s; see {child.log}")
+    wait_answering(url, child.popen, child.name, see=str(child.log), timeout=timeout)

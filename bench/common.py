@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -46,12 +46,12 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def require_tools() -> Path:
+def require_tools(wrk: bool = True) -> Path:
     pg_bin = find_pg_bin()
     if pg_bin is None:
         raise Unavailable("PostgreSQL server binaries not found (pg_ctl on PATH or under "
                           "/usr/lib/postgresql/*/bin); install postgresql")
-    if subprocess.run(["sh", "-c", "command -v wrk"], capture_output=True).returncode != 0:
+    if wrk and subprocess.run(["sh", "-c", "command -v wrk"], capture_output=True).returncode != 0:
         raise Unavailable("wrk not found; install it (apt-get install -y wrk) or run `make bench`")
     return pg_bin
 
@@ -270,10 +270,10 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
-    def start_services(self, database: str = "falbridge_bench") -> "Stack":
+    def start_services(self, database: str = "falbridge_bench", *, wrk: bool = True) -> "Stack":
         from models.migrate import upgrade
 
-        pg_bin = require_tools()
+        pg_bin = require_tools(wrk=wrk)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pg = PostgresCluster(pg_bin, max_connections=300, durable=True).start()
         self.database_url = self.pg.create_database(database)
@@ -380,25 +380,36 @@ class Stack:
 
 
 def run_dir_for(name: str) -> Path:
-    path = ROOT / "var" / "bench" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    """var/bench/<time>-<name>, or under $BENCH_DIR when set (the tests' temporary dir)."""
+    parent = Path(os.environ.get("BENCH_DIR") or ROOT / "var" / "bench")
+    path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
+    wait_answering(url, proc.popen, proc.name, timeout=timeout,
+                   exit_detail=lambda: f":\n{proc.log_tail()}", see=str(proc.log_path))
+
+
+def wait_answering(url: str, popen: subprocess.Popen, name: str, *, see: str, timeout: float = 60.0,
+                   exit_detail: Callable[[], str] | None = None) -> None:
+    """Return once `url` answers below 500; raise (saying where to look) if the server
+    process exits first or `timeout` passes."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        if popen.poll() is not None:
+            detail = exit_detail() if exit_detail else f"; see {see}"
+            raise RuntimeError(f"{name} exited with {popen.returncode}{detail}")
         try:
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s; see {proc.log_path}")
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s; see {see}")
 
 
 def wait_worker_ready(proc: Proc, offset: int = 0, timeout: float = 60.0) -> None:
