@@ -117,13 +117,14 @@ def job_filters(params: dict):
                       created_before=when("created_before"))
 
 
-def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0) -> tuple[str, bool]:
+def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0,
+        min_samples: int = 300, deep: int = DEEP) -> tuple[str, bool]:
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("history")
     stack = Stack(run_dir)
     try:
-        stack.start_services()
+        stack.start_services(wrk=False)
         base = datetime.now(timezone.utc).replace(microsecond=0) - SPAN - timedelta(hours=1)
         load_s = _generate(stack, rows, base)
         log(f"history: {rows} jobs generated and analyzed in {load_s:.1f}s")
@@ -136,12 +137,12 @@ def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0) 
         with psycopg.connect(dsn, autocommit=True) as raw:
             cases = []
             for name, params in scenarios(base, rows):
-                cursor = _cursor_at(raw, stack, params, DEEP) if name.endswith("/deep") else None
+                cursor = _cursor_at(raw, stack, params, deep) if name.endswith("/deep") else None
                 sql, sql_params = _captured_sql(stack, params, cursor)
                 query = {**params, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
                 cases.append({"name": name, "url_query": urlencode(query), "sql": sql,
                               "sql_params": sql_params, "plan": _explain(raw, sql, sql_params)})
-            floor, results = _measure_interleaved(port, raw, cases, seconds)
+            floor, results = _measure_interleaved(port, raw, cases, seconds, min_samples)
         for r in results:
             log(f"history: {r['name']:22s} api p50={r['api']['p50_ms']:.2f}ms p99={r['api']['p99_ms']:.2f}ms "
                 f"sql p50={r['sql']['p50_ms']:.3f}ms p99={r['sql']['p99_ms']:.3f}ms "
@@ -236,9 +237,10 @@ def _explain(raw, sql: str, params: dict) -> dict:
             "execution_ms": top.get("Execution Time"), "summary": summary}
 
 
-def _measure_interleaved(port: int, raw, cases: list[dict], seconds: float) -> tuple[dict, list[dict]]:
+def _measure_interleaved(port: int, raw, cases: list[dict], seconds: float,
+                         min_samples: int) -> tuple[dict, list[dict]]:
     """Every URL, its raw SQL and GET /healthz, one after another in a loop on one HTTP
-    and one database connection, until each has >= 300 samples and `seconds` x cases
+    and one database connection, until each has `min_samples` and `seconds` x cases
     have passed: whatever else the machine does, it does to all of them alike, so a
     ratio (API/SQL, deep/first) compares like with like. The client is Python's
     http.client; its own cost is in every sample, /healthz's included."""
@@ -272,10 +274,10 @@ def _measure_interleaved(port: int, raw, cases: list[dict], seconds: float) -> t
 
     # Warm: every gunicorn thread gets its pooled connection, and psycopg prepares a
     # statement after 5 executions on both sides.
-    for _ in range(20):
+    for _ in range(min(20, min_samples)):
         one_round(record=False)
     deadline = time.monotonic() + seconds * len(cases)
-    while time.monotonic() < deadline or len(floor) < 300:
+    while time.monotonic() < deadline or len(floor) < min_samples:
         one_round(record=True)
     http.close()
     results = [{"name": c["name"], "url_query": c["url_query"], "api": _percentiles(api[c["name"]]),
