@@ -72,6 +72,7 @@ class EventSource(str, enum.Enum):
     """Who caused a transition; shown in the job's history."""
 
     API = "api"
+    CLI = "cli"
     SUBMIT = "submit"
     WEBHOOK = "webhook"
     POLL = "poll"

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.jobs import MAX_PAGE
 from models.serialize import job_detail, job_summary
-from models.states import ALL_STATUSES
+from models.states import ALL_STATUSES, EventSource
 from worker.render import format_when, make_console, make_table, show_job_tables
 
 POLL_INTERVAL_S = 0.5
@@ -108,7 +108,8 @@ def submit(endpoint_id, input_json, prompt, negative_prompt, image, external_id,
     if external_id is not None and not 1 <= len(external_id) <= 255:
         raise InputError("--external-id must be 1 to 255 characters long")
     try:
-        job, created = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata)
+        job, created = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata,
+                                  source=EventSource.CLI)
     except api.ExternalIdConflict as exc:
         raise Failure(str(exc)) from None
     except InputValidationError as exc:

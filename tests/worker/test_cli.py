@@ -97,6 +97,13 @@ def test_submit_with_input_json(cli):
     assert (job.endpoint_id, job.input, job.meta) == (EVF, payload, {"k": 1})
 
 
+def test_submit_records_the_cli_as_the_source(cli):
+    job = submitted(cli("submit", REGION, "--image", "https://example.com/a.png"))
+    with transaction() as s:
+        (event,) = get_job(s, job.id, full=True).events
+    assert (event.to_status, event.source) == ("pending", "cli")
+
+
 def test_submit_with_input_from_a_file(cli, tmp_path):
     (tmp_path / "in.json").write_text('{"image_url": "https://example.com/a.png"}')
     job = submitted(cli("submit", REGION, "--input", f"@{tmp_path / 'in.json'}"))
