@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from werkzeug.serving import make_server
 from models.db import transaction
 from models.jobs import get_job
 from tests.plugins.db import free_port
+from tests.plugins.waiting import poll_until
 
 # Recognisable on purpose: tests/webhooks/test_secret_hygiene.py searches every log line,
 # database row and API response of a pipeline run for these and expects none.
@@ -105,28 +105,22 @@ class Pipeline:
 
     def wait_status(self, job_id, *statuses: str, timeout: float = 20.0):
         """Poll the database until the job is in one of `statuses`; returns it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with transaction() as s:
-                job = get_job(s, job_id, full=True)
-            if job is not None and job.status in statuses:
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} is {job and job.status}, not {statuses}, after {timeout}s")
-            time.sleep(0.02)
+        return poll_until(lambda: _load(job_id), lambda job: job is not None and job.status in statuses,
+                          timeout, lambda job: f"job {job_id} is {job and job.status}, not {statuses}")
 
     def wait_terminal(self, *job_ids, timeout: float = 20.0):
         """Poll the database until every job is terminal; returns the jobs, fully loaded."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with transaction() as s:
-                jobs = [get_job(s, job_id, full=True) for job_id in job_ids]
-            if all(j is not None and j.job_status.is_terminal for j in jobs):
-                return jobs
-            if time.monotonic() > deadline:
-                states = {str(j.id): j.status for j in jobs if j is not None}
-                raise AssertionError(f"jobs not terminal after {timeout}s: {states}")
-            time.sleep(0.02)
+        def states(jobs) -> str:
+            return f"jobs not terminal: { {str(j.id): j.status for j in jobs if j is not None} }"
+
+        return poll_until(lambda: [_load(job_id) for job_id in job_ids],
+                          lambda jobs: all(j is not None and j.job_status.is_terminal for j in jobs),
+                          timeout, states)
+
+
+def _load(job_id):
+    with transaction() as s:
+        return get_job(s, job_id, full=True)
 
 
 @pytest.fixture

@@ -4,12 +4,13 @@ from __future__ import annotations
 import base64
 import socket
 import struct
-import time
 import urllib.parse
 import zlib
 from typing import Any, Callable
 
 import httpx
+
+from tests.plugins.waiting import poll_until
 
 ECHO = "acme/echo-model"
 EVF_SAM = "fal-ai/evf-sam"
@@ -78,17 +79,6 @@ def submit(client: httpx.Client, base_url: str, endpoint: str, payload: Any,
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return client.post(url, json=payload, headers=headers)
-
-
-def poll_until(fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout: float = 5.0) -> Any:
-    """Call `fetch` until `accept(result)`; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fetch()
-        if accept(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s; last: {result!r}")
 
 
 def status_of(client: httpx.Client, submitted: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from models.db import transaction
 from models.tables import Job, JobEvent, ResultFile, WebhookDelivery
+from tests.plugins.waiting import poll_until
 from worker.api import submit
 
 PNG_1x1 = base64.b64decode(
@@ -95,13 +96,11 @@ def test_callback_that_beats_the_submit_response_completes_its_job(pipeline):
     truth = pipeline.sandbox.ground_truth()["requests"]
     assert [r["request_id"] for r in truth] == [job.request_id]
     # The submit response still arrives afterwards and fills in fal's URLs.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def load() -> Job:
         with transaction() as s:
-            loaded = s.get(Job, job.id)
-            if loaded.status_url and loaded.submitted_at:
-                break
-        time.sleep(0.02)
+            return s.get(Job, job.id)
+
+    loaded = poll_until(load, lambda j: j.status_url and j.submitted_at, timeout=10)
     assert loaded.status_url and loaded.status == "completed"
 
 

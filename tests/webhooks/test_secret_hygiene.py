@@ -11,15 +11,16 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import time
 
 import httpx
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from models.db import get_engine, transaction
 from models.jobs import create_job
+from models.tables import WebhookDelivery
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_FAL_KEY
+from tests.plugins.waiting import poll_until
 
 KEY_ID, KEY_SECRET = TEST_FAL_KEY.split(":")
 SENTINELS = [TEST_FAL_KEY, KEY_ID, KEY_SECRET, TEST_API_TOKEN,
@@ -100,6 +101,13 @@ def _dump_redis(url: str) -> str:
     return "\n".join(out)
 
 
+def _every_delivery_logged(lines: list[str]) -> bool:
+    with transaction() as s:
+        ids = s.scalars(select(WebhookDelivery.id).where(WebhookDelivery.verified)).all()
+    logged = "\n".join(lines)
+    return all(f"delivery {delivery_id}: " in logged for delivery_id in ids)
+
+
 def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_url):
     assert os.environ["FAL_KEY"] == TEST_FAL_KEY  # the worker really uses the sentinel key
     seen: list[str] = []
@@ -143,7 +151,9 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
     call("GET", "/api/openapi.json")
     call("GET", "/healthz")
     pipeline.sandbox.wait_idle(timeout=20)
-    time.sleep(0.2)  # the last callbacks' processing tasks log after the sandbox is idle
+    # The last callbacks' processing tasks log after the sandbox is idle: wait for each
+    # stored delivery's "delivery <id>: <outcome>" line.
+    poll_until(lambda: _every_delivery_logged(all_logs.lines), bool, timeout=20)
 
     logs = "\n".join(all_logs.lines)
     captured = capfd.readouterr()

@@ -16,6 +16,7 @@ from models.jobs import create_job
 from models.tables import Job, WebhookDelivery
 from sandbox.signing import sign
 from webhooks.app import create_app
+from tests.plugins.waiting import poll_until
 from webhooks.verify import JwksCache, JwksUnavailable, VerificationError, parse_jwks, verify
 
 USER = "sandbox-user"
@@ -96,13 +97,11 @@ def test_rejections_are_recorded_and_change_nothing(pipeline, sandbox_server, ca
 
 
 def _the_delivery_once_processed(timeout: float = 10.0) -> WebhookDelivery:
-    deadline = time.monotonic() + timeout
-    while True:
+    def the_delivery() -> WebhookDelivery:
         with transaction() as s:
-            row = s.scalars(select(WebhookDelivery)).one()
-        if row.processed_at or time.monotonic() > deadline:
-            return row
-        time.sleep(0.02)
+            return s.scalars(select(WebhookDelivery)).one()
+
+    return poll_until(the_delivery, lambda row: row.processed_at, timeout)
 
 
 def test_the_valid_pair_is_accepted_and_applied(pipeline, sandbox_server):

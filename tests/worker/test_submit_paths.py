@@ -1,22 +1,14 @@
 """Submit outcomes end to end: retryable, final-after-retries, outcome unknown, cancel."""
 from __future__ import annotations
 
-import time
 
 from models.db import transaction
 from models.jobs import create_job
 from models.tables import Job
+from tests.plugins.waiting import poll_until
 from tests.webhooks.test_pipeline import _cat_uri
 from worker import submission
 from worker.api import cancel, submit
-
-
-def _wait(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met after {timeout}s")
-        time.sleep(0.02)
 
 
 def test_lost_submit_response_is_never_reposted(pipeline):
@@ -46,7 +38,7 @@ def test_lost_submit_response_without_callback_waits_in_outcome_unknown(pipeline
 def test_retryable_submit_errors_are_retried_until_fal_accepts(pipeline):
     pipeline.sandbox.set_faults(submit_429=1.0, retry_after_s=0.2)
     job, _ = submit("fal-ai/some/model", {"x": 2})
-    _wait(lambda: pipeline.sandbox.ground_truth()["rejected_submits"], what="a rejected submit")
+    poll_until(lambda: pipeline.sandbox.ground_truth()["rejected_submits"], bool, timeout=20.0)
     pipeline.sandbox.set_faults(submit_429=0.0)
     [job] = pipeline.wait_terminal(job.id)
     truth = pipeline.sandbox.ground_truth()
