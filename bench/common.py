@@ -147,9 +147,8 @@ class QuietWatch:
 
 # -- processes --------------------------------------------------------------------
 
-def group_pids(pgid: int) -> list[int]:
-    """Every live process whose process group is `pgid` (a child started in its own session)."""
-    pids = []
+def _proc_stats() -> Iterable[tuple[int, list[str]]]:
+    """(pid, the /proc/<pid>/stat fields after the command name) for every live process."""
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit():
             continue
@@ -157,24 +156,16 @@ def group_pids(pgid: int) -> list[int]:
             stat = (pid_dir / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(pid_dir.name))
-    return pids
+        yield int(pid_dir.name), stat[stat.rindex(")") + 2:].split()
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every live process whose process group is `pgid` (a child started in its own session)."""
+    return [pid for pid, fields in _proc_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def children_of(parent: int) -> list[int]:
-    found = []
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            stat = (pid_dir / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == parent:
-            found.append(int(pid_dir.name))
-    return found
+    return [pid for pid, fields in _proc_stats() if int(fields[1]) == parent]
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float], per: int) -> dict[str, float]:
@@ -570,6 +561,14 @@ class JwksHost:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def finish_line(line: str, quiet: str, watch: "QuietWatch | None" = None) -> str:
+    """A benchmark's summary line, saying if the machine was busy when it started, and
+    (`watch`) whether a chaos run started meanwhile."""
+    if "NOT QUIET" in quiet:
+        line += f" ({quiet})"
+    return line + (watch.note() if watch else "")
 
 
 def fmt_ms(value: float) -> str:

@@ -31,7 +31,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (API_HEADERS, Stack, fmt_ms, free_port, log,  # noqa: E402
-                          main_wrapper, QuietWatch, run_dir_for, wait_quiet)
+                          finish_line, main_wrapper, QuietWatch, run_dir_for, wait_quiet)
 
 TARGET_RATIO = 2.0  # API p99 within 2x of the raw SQL's
 DEEP_TOLERANCE = 1.15  # "no slower than the first": deep p50 within 15% of the first page's (noise)
@@ -150,7 +150,7 @@ def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0,
         log(f"history: GET /healthz (gunicorn + Flask, no database) p50={floor['p50_ms']:.2f}ms "
             f"p99={floor['p99_ms']:.2f}ms")
         line, ok = _summarise(results, floor, rows, load_s, quiet, run_dir)
-        return line + watch.note(), ok
+        return finish_line(line, quiet, watch), ok
     finally:
         stack.stop()
 
@@ -319,8 +319,6 @@ def _summarise(results: list[dict], floor: dict, rows: int, load_s: float, quiet
             f"deep/first<={worst_deep:.2f} indexes={indexed}/{len(results)} "
             f"healthz p50={floor['p50_ms']:.2f}ms p99={floor['p99_ms']:.2f}ms "
             f"target ratio<=2, deep<=first {'PASS' if ok else 'FAIL'}")
-    if "NOT QUIET" in quiet:
-        line += f" ({quiet})"
     return line, ok
 
 

@@ -26,7 +26,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (JwksHost, Profiler, Stack, cpu_delta, fmt_ms, free_port, insert_submitted_jobs,  # noqa: E402
-                          log, main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
+                          finish_line, log, main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
                           write_requests)
 
 TARGET_RATE = 1000.0
@@ -105,9 +105,7 @@ def run(deliveries: int = 15000, connections: int = 32, warmup: int = 1000,
                 f"ratio={ratio:.2f} stored={check['verified'] - warmup}/{deliveries} "
                 f"wrk_cpu<={gen_share * 100:.0f}% "
                 f"target>=1000/s,>=0.5 {'PASS' if ok else 'FAIL'}")
-        if "NOT QUIET" in quiet:
-            line += f" ({quiet})"
-        return line + watch.note(), ok
+        return finish_line(line, quiet, watch), ok
     finally:
         if jwks is not None:
             jwks.stop()

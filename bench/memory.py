@@ -27,7 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (JwksHost, Profiler, Stack, WrkResult, free_port, insert_submitted_jobs, log,  # noqa: E402
-                          main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
+                          finish_line, main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
                           write_requests)
 
 TARGET_GROWTH = 0.10
@@ -104,9 +104,7 @@ def run(deliveries: int = 100_000, concurrency: int = 4, warmup: int = 2000, con
                 f"({growth['worker'] * 100:+.1f}%) deliveries={counts['processed'] - warmup}/{deliveries} "
                 f"applied in {applied_s:.0f}s ({deliveries / applied_s if applied_s else 0:.0f}/s) "
                 f"target<10% {'PASS' if ok else 'FAIL'}")
-        if "NOT QUIET" in quiet:
-            line += f" ({quiet})"
-        return line + watch.note(), ok
+        return finish_line(line, quiet, watch), ok
     finally:
         if jwks is not None:
             jwks.stop()

@@ -31,7 +31,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (API_HEADERS, Profiler, Stack, cpu_delta, free_port, log, main_wrapper, QuietWatch,  # noqa: E402
-                          run_dir_for, run_wrk, wait_quiet, write_requests)
+                          finish_line, run_dir_for, run_wrk, wait_quiet, write_requests)
 
 TARGET_RATE = 250.0
 TARGET_RATIO = 0.5
@@ -115,9 +115,7 @@ def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: 
         line = (f"pipeline: jobs={rate:.0f}/s ({stats['terminal']} in {elapsed:.1f}s, "
                 f"{pool} worker, concurrency {concurrency}) noop={noop_rate:.0f}/s ratio={ratio:.2f} "
                 f"completed={stats['completed']}/{jobs} target>=250/s,>=0.5 {'PASS' if ok else 'FAIL'}")
-        if "NOT QUIET" in quiet:
-            line += f" ({quiet})"
-        return line + watch.note(), ok
+        return finish_line(line, quiet, watch), ok
     finally:
         stack.stop()
 
