@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[tuple[int, str], Engine] = {}
@@ -83,6 +84,16 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any exception."""
     with session_factory(engine)() as session, session.begin():
         yield session
+
+
+def insert_unless_taken(dialect: str, target, key_column):
+    """`INSERT ... ON CONFLICT (key_column) DO NOTHING` into `target` (a table or a mapped
+    class): the unique index decides, so racing inserters leave one row, and the loser's
+    RETURNING comes back empty instead of raising. One statement, no savepoint."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    if insert is None:
+        raise NotImplementedError(f"INSERT ... ON CONFLICT is not available on {dialect} here")
+    return insert(target).on_conflict_do_nothing(index_elements=[key_column])
 
 
 def dispose_all() -> None:

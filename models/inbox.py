@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from models.db import insert_unless_taken
 from models.tables import WebhookDelivery, utcnow
 
 _table = WebhookDelivery.__table__
@@ -52,10 +52,7 @@ def store_verified(session: Session, *, request_id: str, body: bytes,
 def _insert_once(dialect: str):
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect;
     the values come as parameters."""
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is None:
-        raise NotImplementedError(f"store_verified needs INSERT ... ON CONFLICT; {dialect} has none here")
-    return insert(_table).on_conflict_do_nothing(index_elements=[_table.c.dedupe_key]).returning(_table.c.id)
+    return insert_unless_taken(dialect, _table, _table.c.dedupe_key).returning(_table.c.id)
 
 
 def store_rejected(session: Session, *, request_id: str | None, body: bytes,

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import Row, inspect, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from models.db import insert_unless_taken
 from models.states import EventSource, JobStatus, can_transition
 from models.tables import Job, JobEvent, ResultFile, utcnow
 
@@ -54,11 +54,7 @@ def create_job(
 
 @functools.cache
 def _insert_job_once(dialect: str):
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is None:
-        raise NotImplementedError(f"create_job needs INSERT ... ON CONFLICT; {dialect} has none here")
-    return (insert(Job).on_conflict_do_nothing(index_elements=[Job.__table__.c.external_id])
-            .returning(Job))
+    return insert_unless_taken(dialect, Job, Job.__table__.c.external_id).returning(Job)
 
 
 def get_job(session: Session, job_id: uuid.UUID | str, *, full: bool = False) -> Job | None:
