@@ -9,8 +9,8 @@ COPY worker ./worker
 COPY webhooks ./webhooks
 COPY sandbox ./sandbox
 COPY migrations ./migrations
-# Editable, so that `falbridge db upgrade` finds migrations/ next to the packages.
-RUN pip install -e . && useradd --create-home --uid 10001 falbridge
+# Installed as one package, falbridge (the folders above become its subpackages).
+RUN pip install . && useradd --create-home --uid 10001 falbridge
 USER falbridge
 EXPOSE 8000
 CMD ["falbridge", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -93,7 +93,7 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
         log(f"chaos: starting services in {run_dir}")
         stack.start()
         (run_dir / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
-        from models.db import get_engine
+        from falbridge.models.db import get_engine
 
         engine = get_engine(stack.database_url)
         progress = Progress(engine).start()
@@ -177,8 +177,8 @@ def _settle(stack: ChaosStack, engine, log) -> None:
     judging: a late copy that changed a finished job must show up in the comparison."""
     from sqlalchemy import func, select
 
-    from models.db import transaction
-    from models.tables import WebhookDelivery
+    from falbridge.models.db import transaction
+    from falbridge.models.tables import WebhookDelivery
 
     try:
         httpx.get(f"{stack.sandbox_url}/_sandbox/idle", params={"timeout": 60}, timeout=70)

@@ -19,9 +19,9 @@ from typing import Callable
 import httpx
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.states import TERMINAL
-from models.tables import Job
+from falbridge.models.db import transaction
+from falbridge.models.states import TERMINAL
+from falbridge.models.tables import Job
 
 EVF_SAM = "fal-ai/evf-sam"
 REGION_PROPOSAL = "fal-ai/florence-2-large/region-proposal"

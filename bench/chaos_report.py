@@ -34,8 +34,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.tables import Job, JobEvent, ResultFile
+from falbridge.models.db import transaction
+from falbridge.models.tables import Job, JobEvent, ResultFile
 
 SUBMIT_SIDE_ERRORS = ("submit_retries_exhausted", "submit_outcome_unknown")
 TERMINAL = ("completed", "failed", "cancelled")

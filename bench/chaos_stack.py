@@ -89,14 +89,14 @@ class ChaosStack:
         self.start_receiver()
         for _ in range(self.config.workers):
             self.start_worker()
-        self.spawn("beat", "celery", "-A", "worker.celery_app:celery_app", "beat",
+        self.spawn("beat", "celery", "-A", "falbridge.worker.celery_app:celery_app", "beat",
                    "--loglevel", "INFO", "--schedule", str(self.run_dir / "beat-schedule"))
         for worker in self.workers:  # submit only once the pipeline can move
             self.wait_worker_ready(worker)
         return self
 
     def _start_database(self) -> str:
-        from models.migrate import upgrade
+        from falbridge.models.migrate import upgrade
 
         if self.config.database == "postgresql":
             pg_bin = find_pg_bin()
@@ -143,7 +143,7 @@ class ChaosStack:
 
     def _start_sandbox(self) -> None:
         port = self.sandbox_url.rsplit(":", 1)[1]
-        proc = self.spawn("sandbox", "sandbox", "--port", port, "--seed", str(self.config.seed),
+        proc = self.spawn("sandbox", "falbridge.sandbox", "--port", port, "--seed", str(self.config.seed),
                           "--latency", str(self.config.sandbox_latency_s),
                           "--concurrency", str(self.config.sandbox_concurrency),
                           "--retention", "86400", "--faults", json.dumps(self.config.faults))
@@ -237,7 +237,7 @@ class ChaosStack:
         if self.redis is not None:
             self.redis.kill()
         if self.pg is not None:
-            from models.db import get_engine
+            from falbridge.models.db import get_engine
 
             for url in (self.database_url, self.pg.url()):
                 get_engine(url).dispose()

@@ -245,7 +245,7 @@ class Proc:
 def serve_defaults() -> dict[str, int]:
     """`falbridge serve`'s own defaults (workers, threads), read from its click options so
     the bare baseline can never drift from the production configuration."""
-    from webhooks.cli import serve
+    from falbridge.webhooks.cli import serve
 
     return {p.name: p.default for p in serve.params if p.name in ("workers", "threads")}
 
@@ -262,7 +262,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
 
     def start_services(self, database: str = "falbridge_bench", *, wrk: bool = True) -> "Stack":
-        from models.migrate import upgrade
+        from falbridge.models.migrate import upgrade
 
         pg_bin = require_tools(wrk=wrk)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +332,7 @@ class Stack:
         return proc
 
     def start_sandbox(self, port: int, latency_s: float = 0.0, concurrency: int = 64) -> Proc:
-        proc = self.spawn("sandbox", [sys.executable, "-m", "sandbox", "--port", str(port),
+        proc = self.spawn("sandbox", [sys.executable, "-m", "falbridge.sandbox", "--port", str(port),
                                       "--latency", str(latency_s), "--concurrency", str(concurrency),
                                       "--retention", "3600", "--seed", "1"])
         wait_http(f"http://127.0.0.1:{port}/.well-known/jwks.json", proc)
@@ -364,7 +364,7 @@ class Stack:
             self.redis.kill()
             self.redis.stop(remove=True)
         if self.pg is not None:
-            from models.db import dispose_all
+            from falbridge.models.db import dispose_all
 
             dispose_all()
             self.pg.stop(keep_log=self.run_dir / "postgresql.log")
@@ -509,7 +509,7 @@ def callback_body(request_id: str, index: int) -> bytes:
 
 def signed_callbacks(key, user_id: str, jobs: list[tuple[str, str]], start_index: int = 0):
     """(method, path, headers, body) for one callback per (job id, request id), signed now."""
-    from sandbox.signing import sign
+    from falbridge.sandbox.signing import sign
 
     timestamp = str(int(time.time()))
     for offset, (job_id, request_id) in enumerate(jobs):
@@ -526,7 +526,7 @@ def insert_submitted_jobs(database_url: str, count: int, tag: str) -> list[tuple
     request id and fal's URLs), in one INSERT ... SELECT. Returns (job id, request id)."""
     from sqlalchemy import text
 
-    from models.db import get_engine
+    from falbridge.models.db import get_engine
 
     sql = text("""
         INSERT INTO jobs (id, endpoint_id, input, status, request_id, gateway_request_id,
@@ -552,7 +552,7 @@ class JwksHost:
     its signing key signs the pre-built callbacks, exactly as the sandbox would."""
 
     def __init__(self):
-        from sandbox.server import SandboxConfig, SandboxServer
+        from falbridge.sandbox.server import SandboxConfig, SandboxServer
 
         self.server = SandboxServer(SandboxConfig(host="127.0.0.1", port=0)).start()
         self.key = self.server.core.keys.signing_key

@@ -6,7 +6,7 @@ first page and a page 10,000 rows deep, against the raw SQL of the same query.
 The jobs are generated inside PostgreSQL (one INSERT ... SELECT over generate_series; a
 realistic mix of endpoints, statuses, external ids, inputs and results over 30 days),
 then VACUUM ANALYZE and a checkpoint. The API is `falbridge serve` (gunicorn). The raw
-SQL is the statement the API runs, captured from models.jobs.list_jobs with the same
+SQL is the statement the API runs, captured from falbridge.models.jobs.list_jobs with the same
 filters and cursor, run with psycopg on one connection, rows fetched. One loop requests
 every URL, runs every raw statement and requests GET /healthz (the HTTP stack with no
 database: what bounds the ratio) in turn, so all of them see the same machine. EXPLAIN (ANALYZE, BUFFERS) of each must show an index scan on
@@ -107,7 +107,7 @@ def scenarios(base: datetime, rows: int) -> list[tuple[str, dict]]:
 
 
 def job_filters(params: dict):
-    from models.jobs import JobFilters
+    from falbridge.models.jobs import JobFilters
 
     def when(name):
         return datetime.fromisoformat(params[name]) if name in params else None
@@ -171,7 +171,7 @@ def _generate(stack: Stack, rows: int, base: datetime) -> float:
 
 def _cursor_at(raw, stack: Stack, params: dict, offset: int) -> str:
     """The cursor the API hands out after `offset` rows of this listing."""
-    from models.jobs import encode_cursor
+    from falbridge.models.jobs import encode_cursor
 
     where, values = _where(params)
     row = raw.execute(f"SELECT created_at, id FROM jobs {where} ORDER BY created_at DESC, id DESC "
@@ -194,8 +194,8 @@ def _captured_sql(stack: Stack, params: dict, cursor: str | None) -> tuple[str, 
     """The exact statement and parameters list_jobs sends for these filters."""
     from sqlalchemy import event
 
-    from models.db import get_engine, transaction
-    from models.jobs import list_jobs
+    from falbridge.models.db import get_engine, transaction
+    from falbridge.models.jobs import list_jobs
 
     engine = get_engine(stack.database_url)
     seen = []

@@ -115,7 +115,7 @@ def run(deliveries: int = 15000, connections: int = 32, warmup: int = 1000,
 def _check_database(stack: Stack, expected: int) -> dict:
     from sqlalchemy import text
 
-    from models.db import get_engine
+    from falbridge.models.db import get_engine
 
     deadline = time.monotonic() + 10
     with get_engine(stack.database_url).connect() as conn:

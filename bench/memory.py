@@ -130,7 +130,7 @@ def _combined(batches: list[WrkResult]) -> WrkResult:
 def _counts(stack: Stack) -> dict:
     from sqlalchemy import text
 
-    from models.db import get_engine
+    from falbridge.models.db import get_engine
 
     with get_engine(stack.database_url).connect() as conn:
         row = conn.execute(text(

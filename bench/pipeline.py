@@ -4,7 +4,7 @@ worker settings.
 
     python bench/pipeline.py [--jobs 20000] [--concurrency 4] [--connections 16]
 
-Processes, each its own: PostgreSQL, redis-server, the sandbox as fal (`python -m sandbox
+Processes, each its own: PostgreSQL, redis-server, the sandbox as fal (`python -m falbridge.sandbox
 --latency 0`), the receiver + API (`falbridge serve`), a worker (`falbridge worker
 --concurrency N`, prefork), and wrk posting the jobs (a pass-through endpoint the sandbox
 echoes) with a bearer token, each job once, over keep-alive connections. Every job goes
@@ -128,7 +128,7 @@ def _drain_noops(stack: Stack, count: int) -> tuple[float, float]:
     import redis
 
     from bench.noop_task import noop
-    from worker.celery_app import celery_app
+    from falbridge.worker.celery_app import celery_app
 
     celery_app.conf.broker_url = stack.redis.url
     client = redis.Redis.from_url(stack.redis.url)
@@ -177,7 +177,7 @@ class _Progress(threading.Thread):
 def _counts(stack: Stack, pattern: str) -> dict:
     from sqlalchemy import text
 
-    from models.db import get_engine
+    from falbridge.models.db import get_engine
 
     with get_engine(stack.database_url).connect() as conn:
         row = conn.execute(text(

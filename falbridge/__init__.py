@@ -5,25 +5,31 @@
 """
 from __future__ import annotations
 
+from pkgutil import extend_path
 from typing import Any, Mapping
+
+# The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
+# installed under this name (pyproject's package-dir). Run from a checkout, this folder
+# shadows the installed package; extend_path adds the installed tree, where they are.
+__path__ = extend_path(__path__, __name__)
 
 
 def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | None = None,
            metadata: Mapping[str, Any] | None = None):
     """Store and enqueue a job; returns it. The same external_id returns the same job."""
-    from worker.api import submit as _submit
+    from falbridge.worker.api import submit as _submit
 
     job, _created = _submit(endpoint_id, input, external_id=external_id, metadata=metadata)
     return job
 
 
 def get_job(job_id):
-    from worker.api import get
+    from falbridge.worker.api import get
 
     return get(job_id, full=True)
 
 
 def cancel(job_id):
-    from worker.api import cancel as _cancel
+    from falbridge.worker.api import cancel as _cancel
 
     return _cancel(job_id)[0]

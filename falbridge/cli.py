@@ -11,14 +11,14 @@ import importlib
 
 import click
 
-from worker.cli import COMMANDS, CliGroup, Failure
-from worker.cli_ops import download, reconcile
+from falbridge.worker.cli import COMMANDS, CliGroup, Failure
+from falbridge.worker.cli_ops import download, reconcile
 
 # name -> (module, attribute)
 LAZY_COMMANDS = {
-    "serve": ("webhooks.cli", "serve"),
-    "demo": ("webhooks.cli", "demo"),
-    "sandbox": ("sandbox.cli", "sandbox"),
+    "serve": ("falbridge.webhooks.cli", "serve"),
+    "demo": ("falbridge.webhooks.cli", "demo"),
+    "sandbox": ("falbridge.sandbox.cli", "sandbox"),
 }
 
 

@@ -71,7 +71,7 @@ class PostgresCluster:
     def create_database(self, name: str) -> str:
         from sqlalchemy import text
 
-        from models.db import get_engine
+        from falbridge.models.db import get_engine
 
         engine = get_engine(self.url())
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

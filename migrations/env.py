@@ -1,9 +1,9 @@
-"""Alembic environment: the URL comes from models.migrate.alembic_config (or DATABASE_URL)."""
+"""Alembic environment: the URL comes from falbridge.models.migrate.alembic_config (or DATABASE_URL)."""
 from alembic import context
 from sqlalchemy import pool, create_engine
 
-from models.db import database_url
-from models.tables import Base, UTCDateTime
+from falbridge.models.db import database_url
+from falbridge.models.tables import Base, UTCDateTime
 
 config = context.config
 

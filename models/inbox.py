@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from models.db import insert_unless_taken
-from models.tables import WebhookDelivery, utcnow
+from falbridge.models.db import insert_unless_taken
+from falbridge.models.tables import WebhookDelivery, utcnow
 
 _table = WebhookDelivery.__table__
 

@@ -13,9 +13,9 @@ from sqlalchemy import Row, inspect, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models.db import insert_unless_taken
-from models.states import EventSource, JobStatus, can_transition
-from models.tables import Job, JobEvent, ResultFile, utcnow
+from falbridge.models.db import insert_unless_taken
+from falbridge.models.states import EventSource, JobStatus, can_transition
+from falbridge.models.tables import Job, JobEvent, ResultFile, utcnow
 
 
 def create_job(

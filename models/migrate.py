@@ -1,14 +1,15 @@
 """Run the Alembic migrations in `migrations/` programmatically (`falbridge db upgrade`)."""
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-from models.db import database_url, normalize_url
+from falbridge.models.db import database_url, normalize_url
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("falbridge.migrations")))
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -25,7 +26,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 def current_revision(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
-    from models.db import get_engine
+    from falbridge.models.db import get_engine
 
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from models.tables import Job, JobEvent, ResultFile
+from falbridge.models.tables import Job, JobEvent, ResultFile
 
 
 def iso(value: datetime | None) -> str | None:

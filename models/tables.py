@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from models.states import ALL_STATUSES, JobStatus
+from falbridge.models.states import ALL_STATUSES, JobStatus
 
 
 def utcnow() -> datetime:

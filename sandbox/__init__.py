@@ -20,10 +20,10 @@ Deliberate differences from real fal:
   no server-side retries of failed runs; timings are scaled down;
 - `Retry-After` may carry fractional seconds so tests stay fast.
 
-Start it in-process with `sandbox.server.SandboxServer`, or run `python -m sandbox`.
+Start it in-process with `sandbox.server.SandboxServer`, or run `python -m falbridge.sandbox`.
 The package speaks only HTTP and imports nothing from the rest of the project.
 """
-from sandbox.config import Faults, SandboxConfig
-from sandbox.server import SandboxServer
+from falbridge.sandbox.config import Faults, SandboxConfig
+from falbridge.sandbox.server import SandboxServer
 
 __all__ = ["Faults", "SandboxConfig", "SandboxServer"]

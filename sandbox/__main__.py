@@ -1,4 +1,4 @@
-"""`python -m sandbox --port N`."""
-from sandbox.cli import sandbox
+"""`python -m falbridge.sandbox --port N`."""
+from falbridge.sandbox.cli import sandbox
 
-sandbox(prog_name="python -m sandbox")
+sandbox(prog_name="python -m falbridge.sandbox")

@@ -5,11 +5,11 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.config import SettingsError
-from sandbox.web import detail, json_response, read_json
+from falbridge.sandbox.config import SettingsError
+from falbridge.sandbox.web import detail, json_response, read_json
 
 if TYPE_CHECKING:
-    from sandbox.core import Sandbox
+    from falbridge.sandbox.core import Sandbox
 
 MAX_IDLE_WAIT_S = 600.0
 

@@ -1,4 +1,4 @@
-"""`falbridge sandbox` / `python -m sandbox`: run the sandbox in the foreground."""
+"""`falbridge sandbox` / `python -m falbridge.sandbox`: run the sandbox in the foreground."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from sandbox.config import Faults, SandboxConfig, SettingsError
-from sandbox.server import SandboxServer
+from falbridge.sandbox.config import Faults, SandboxConfig, SettingsError
+from falbridge.sandbox.server import SandboxServer
 
 
 def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None) -> Faults:

@@ -15,16 +15,16 @@ from typing import Any
 
 import httpx
 
-from sandbox.activity import Activity
-from sandbox.config import Faults, SandboxConfig, backoff_delay
-from sandbox.delivery import Deliverer, DeliveryTask
-from sandbox.faults import SubmitFaults, decide_submit_faults
-from sandbox.files import FileStore
-from sandbox.jobs import COMPLETED, IN_QUEUE, Job, log_entry, webhook_body
-from sandbox.lifecycle import Lifecycle
-from sandbox.fake_models import CANCELLED, ModelOutcome
-from sandbox.routes import EndpointId
-from sandbox.signing import KeyRing
+from falbridge.sandbox.activity import Activity
+from falbridge.sandbox.config import Faults, SandboxConfig, backoff_delay
+from falbridge.sandbox.delivery import Deliverer, DeliveryTask
+from falbridge.sandbox.faults import SubmitFaults, decide_submit_faults
+from falbridge.sandbox.files import FileStore
+from falbridge.sandbox.jobs import COMPLETED, IN_QUEUE, Job, log_entry, webhook_body
+from falbridge.sandbox.lifecycle import Lifecycle
+from falbridge.sandbox.fake_models import CANCELLED, ModelOutcome
+from falbridge.sandbox.routes import EndpointId
+from falbridge.sandbox.signing import KeyRing
 
 
 @dataclass

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sandbox.faults import decide_attempt_faults
-from sandbox.signing import corrupt, sign
+from falbridge.sandbox.faults import decide_attempt_faults
+from falbridge.sandbox.signing import corrupt, sign
 
 if TYPE_CHECKING:
-    from sandbox.core import Sandbox
-    from sandbox.jobs import Job
+    from falbridge.sandbox.core import Sandbox
+    from falbridge.sandbox.jobs import Job
 
 _log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from sandbox import images
-from sandbox.files import FileStore
+from falbridge.sandbox import images
+from falbridge.sandbox.files import FileStore
 
 EVF_SAM = "fal-ai/evf-sam"
 FLORENCE_REGION_PROPOSAL = "fal-ai/florence-2-large/region-proposal"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sandbox.config import SUBMIT_KNOBS, Faults
+from falbridge.sandbox.config import SUBMIT_KNOBS, Faults
 
 
 @dataclass(frozen=True)

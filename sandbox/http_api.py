@@ -7,10 +7,10 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.admin import AdminApi
-from sandbox.core import Accepted, Rejected, Sandbox, SubmitRequest
-from sandbox.routes import EndpointId, RequestRoute, match_request_route, parse_endpoint_id, queue_urls
-from sandbox.web import detail, json_response, parse_bool, read_json, validation_error
+from falbridge.sandbox.admin import AdminApi
+from falbridge.sandbox.core import Accepted, Rejected, Sandbox, SubmitRequest
+from falbridge.sandbox.routes import EndpointId, RequestRoute, match_request_route, parse_endpoint_id, queue_urls
+from falbridge.sandbox.web import detail, json_response, parse_bool, read_json, validation_error
 
 _FAL_HEADER_PREFIXES = ("x-fal-", "x-app-fal-")
 _INGRESS_ERROR_PAGE = (

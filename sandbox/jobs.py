@@ -9,9 +9,9 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.config import Faults
-from sandbox.fake_models import ModelOutcome
-from sandbox.routes import queue_urls
+from falbridge.sandbox.config import Faults
+from falbridge.sandbox.fake_models import ModelOutcome
+from falbridge.sandbox.routes import queue_urls
 
 IN_QUEUE, IN_PROGRESS, COMPLETED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
 

@@ -15,12 +15,12 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from sandbox import fake_models
-from sandbox.faults import model_rng
-from sandbox.jobs import IN_PROGRESS, Job, log_entry
+from falbridge.sandbox import fake_models
+from falbridge.sandbox.faults import model_rng
+from falbridge.sandbox.jobs import IN_PROGRESS, Job, log_entry
 
 if TYPE_CHECKING:
-    from sandbox.core import Sandbox
+    from falbridge.sandbox.core import Sandbox
 
 _log = logging.getLogger(__name__)
 PRIORITY_RANK = {"normal": 0, "low": 1}

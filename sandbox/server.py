@@ -16,13 +16,13 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from sandbox.config import Faults, SandboxConfig
-from sandbox.core import Sandbox
-from sandbox.http_api import SandboxApp
+from falbridge.sandbox.config import Faults, SandboxConfig
+from falbridge.sandbox.core import Sandbox
+from falbridge.sandbox.http_api import SandboxApp
 
 __all__ = ["SandboxServer", "SandboxConfig", "Faults"]
 
-_log = logging.getLogger("sandbox.http")
+_log = logging.getLogger("falbridge.sandbox.http")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 
 

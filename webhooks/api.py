@@ -15,17 +15,17 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from models.db import transaction
-from models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_jobs
-from models.states import ALL_STATUSES
-from models.tables import Job
-from webhooks.errors import ApiError
-from webhooks.limits import json_size, parse_json, read_body
-from webhooks.openapi import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILTER, document
-from models.serialize import job_detail, job_summary
-from worker import api as jobs
-from worker.fal import InputValidationError, validate_endpoint_id
-from worker.fal.inputs import KNOWN_ENDPOINTS
+from falbridge.models.db import transaction
+from falbridge.models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_jobs
+from falbridge.models.states import ALL_STATUSES
+from falbridge.models.tables import Job
+from falbridge.webhooks.errors import ApiError
+from falbridge.webhooks.limits import json_size, parse_json, read_body
+from falbridge.webhooks.openapi import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILTER, document
+from falbridge.models.serialize import job_detail, job_summary
+from falbridge.worker import api as jobs
+from falbridge.worker.fal import InputValidationError, validate_endpoint_id
+from falbridge.worker.fal.inputs import KNOWN_ENDPOINTS
 
 api = Blueprint("api", __name__, url_prefix="/api")
 

@@ -5,9 +5,9 @@ from typing import Any, Mapping
 
 from flask import Flask, request
 
-from webhooks.auth import OFF_WARNING, NOT_CONFIGURED, ApiAuth
-from webhooks.errors import register_error_handlers
-from webhooks.settings import ReceiverSettings
+from falbridge.webhooks.auth import OFF_WARNING, NOT_CONFIGURED, ApiAuth
+from falbridge.webhooks.errors import register_error_handlers
+from falbridge.webhooks.settings import ReceiverSettings
 
 # Public on purpose: it holds no data, and a client needs it to learn how to authenticate.
 PUBLIC_API_ENDPOINTS = frozenset({"api.openapi_document"})
@@ -34,8 +34,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     elif not auth.configured:
         app.logger.error("%s; every /api request is answered 503", NOT_CONFIGURED)
 
-    from webhooks.api import api
-    from webhooks.receiver import receiver
+    from falbridge.webhooks.api import api
+    from falbridge.webhooks.receiver import receiver
 
     app.register_blueprint(receiver)
     app.register_blueprint(api)

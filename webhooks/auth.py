@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from webhooks.errors import ApiError
+from falbridge.webhooks.errors import ApiError
 
 TOKENS_ENV = "FALBRIDGE_API_TOKENS"
 MODE_ENV = "FALBRIDGE_API_AUTH"

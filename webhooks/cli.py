@@ -23,7 +23,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
                 self.cfg.set(key, value)
 
         def load(self):
-            from webhooks.wsgi import app
+            from falbridge.webhooks.wsgi import app
 
             return app
 
@@ -37,6 +37,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
               help="seconds to wait for every job to finish")
 def demo(batch: int, timeout: float) -> None:
     """Run the whole pipeline locally (or against real fal with FAL_KEY + PUBLIC_BASE_URL)."""
-    from webhooks.demo import run_demo
+    from falbridge.webhooks.demo import run_demo
 
     raise SystemExit(run_demo(batch=batch, timeout=timeout))

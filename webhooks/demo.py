@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from models.db import transaction, var_dir
-from models.jobs import get_job
-from webhooks.demo_stack import demo_stack, real_fal_configured
+from falbridge.models.db import transaction, var_dir
+from falbridge.models.jobs import get_job
+from falbridge.webhooks.demo_stack import demo_stack, real_fal_configured
 
-CAT = Path(__file__).resolve().parent.parent / "falbridge" / "assets" / "cat.png"
+CAT = Path(str(resources.files("falbridge") / "assets" / "cat.png"))
 EVF_SAM = "fal-ai/evf-sam"
 REGION_PROPOSAL = "fal-ai/florence-2-large/region-proposal"
 
@@ -46,7 +47,7 @@ def batch_jobs(n: int, *, real_fal: bool) -> list[tuple[str, dict[str, Any]]]:
 
 
 def run_demo(*, batch: int, timeout: float) -> int:
-    from worker.api import submit
+    from falbridge.worker.api import submit
 
     console = Console()
     if not console.is_terminal:
@@ -109,8 +110,8 @@ def _history(console: Console, jobs) -> None:
 
 
 def _seed_outputs(console: Console, seeds, run_dir: Path, *, real_fal: bool) -> None:
-    from worker.downloads import download_result_files
-    from worker.fetch import FetchPolicy
+    from falbridge.worker.downloads import download_result_files
+    from falbridge.worker.fetch import FetchPolicy
 
     evf, florence = seeds
     # The sandbox serves files on loopback, which the fetcher refuses unless told.

@@ -42,7 +42,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
 
 def wait_worker(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     """Submit only once a worker answers, so the figures shown are the pipeline's, not boot time."""
-    from worker.celery_app import ensure_broker
+    from falbridge.worker.celery_app import ensure_broker
 
     app = ensure_broker()
     deadline = time.monotonic() + timeout
@@ -94,10 +94,10 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
     started_redis = not os.environ.get("REDIS_URL")
     try:
         if started_redis:
-            from worker.broker import embedded_redis_url
+            from falbridge.worker.broker import embedded_redis_url
 
             os.environ["REDIS_URL"] = embedded_redis_url()  # the children share this server
-        from models.migrate import upgrade
+        from falbridge.models.migrate import upgrade
 
         upgrade()
         # With real fal, PUBLIC_BASE_URL (a tunnel) must forward to a known local port.
@@ -112,7 +112,7 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
             # tunnel makes the receiver's port public, and the API keeps its tokens.
             os.environ["FALBRIDGE_API_AUTH"] = "off"
             print("API authentication is OFF (embedded demo only)", flush=True)
-            proc = stack.spawn("sandbox", "sandbox", "--port", str(sandbox_port), "--latency", "0.3",
+            proc = stack.spawn("sandbox", "falbridge.sandbox", "--port", str(sandbox_port), "--latency", "0.3",
                                "--concurrency", "16")
             wait_http(f"{stack.sandbox_url}/.well-known/jwks.json", proc)
         proc = stack.spawn("receiver", "falbridge", "serve", "--port", str(receiver_port),
@@ -124,6 +124,6 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
     finally:
         stack.stop()
         if started_redis:
-            from worker.broker import shutdown_embedded
+            from falbridge.worker.broker import shutdown_embedded
 
             shutdown_embedded()

@@ -24,7 +24,7 @@ from typing import Any
 from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from webhooks.errors import ApiError
+from falbridge.webhooks.errors import ApiError
 
 # \x00 and any lone UTF-16 surrogate; a valid pair ("\ud83d\ude00") decodes to one code point.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.jobs import MAX_PAGE
-from models.states import ALL_STATUSES, EventSource
-from worker.fal.inputs import EVF_SAM, REGION_PROPOSAL
+from falbridge.models.jobs import MAX_PAGE
+from falbridge.models.states import ALL_STATUSES, EventSource
+from falbridge.worker.fal.inputs import EVF_SAM, REGION_PROPOSAL
 
 MAX_EXTERNAL_ID = 255
 MAX_FILTER = 255  # endpoint_id and external_id are VARCHAR(255): nothing longer can match

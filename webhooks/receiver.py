@@ -7,14 +7,14 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from models.db import transaction
-from models.inbox import store_rejected, store_verified
-from webhooks.errors import error_response
-from webhooks.limits import read_body
-from webhooks.verify import (HEADER_REQUEST_ID, SIGNATURE_HEADERS, JwksCache, JwksUnavailable,
+from falbridge.models.db import transaction
+from falbridge.models.inbox import store_rejected, store_verified
+from falbridge.webhooks.errors import error_response
+from falbridge.webhooks.limits import read_body
+from falbridge.webhooks.verify import (HEADER_REQUEST_ID, SIGNATURE_HEADERS, JwksCache, JwksUnavailable,
                              VerificationError, verify)
-from worker.celery_app import enqueue
-from worker.tasks import process_delivery
+from falbridge.worker.celery_app import enqueue
+from falbridge.worker.tasks import process_delivery
 
 log = logging.getLogger(__name__)
 receiver = Blueprint("receiver", __name__)

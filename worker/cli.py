@@ -22,10 +22,10 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.jobs import MAX_PAGE
-from models.serialize import job_detail, job_summary
-from models.states import ALL_STATUSES, EventSource
-from worker.render import format_when, make_console, make_table, show_job_tables
+from falbridge.models.jobs import MAX_PAGE
+from falbridge.models.serialize import job_detail, job_summary
+from falbridge.models.states import ALL_STATUSES, EventSource
+from falbridge.worker.render import format_when, make_console, make_table, show_job_tables
 
 POLL_INTERVAL_S = 0.5
 
@@ -59,7 +59,7 @@ class CliGroup(click.Group):
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
-    from models.db import database_url
+    from falbridge.models.db import database_url
     from sqlalchemy.engine import make_url
 
     # The driver's message only: str(exc) would add the SQL and its parameters (inputs).
@@ -88,8 +88,8 @@ def _database_problem(exc: SQLAlchemyError) -> str:
 def submit(endpoint_id, input_json, prompt, negative_prompt, image, external_id, metadata_json,
            wait, timeout):
     """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
-    from worker import api
-    from worker.fal import InputValidationError, validate_endpoint_id
+    from falbridge.worker import api
+    from falbridge.worker.fal import InputValidationError, validate_endpoint_id
 
     try:
         validate_endpoint_id(endpoint_id)
@@ -144,7 +144,7 @@ def _json_object(option: str, text: str) -> dict[str, Any]:
 
 
 def _image_url(value: str) -> str:
-    from worker.datauri import path_to_data_uri
+    from falbridge.worker.datauri import path_to_data_uri
 
     if value.lower().startswith(("http://", "https://", "data:")):
         return value
@@ -155,7 +155,7 @@ def _image_url(value: str) -> str:
 
 
 def _wait_and_show(job_id, timeout: float) -> None:
-    from worker.api import get
+    from falbridge.worker.api import get
 
     out = make_console()
     deadline = time.monotonic() + timeout
@@ -202,9 +202,9 @@ def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cur
     """Newest jobs first."""
     from sqlalchemy import func, select
 
-    from models.db import transaction
-    from models.jobs import CursorError, JobFilters, decode_cursor, list_jobs
-    from models.tables import ResultFile
+    from falbridge.models.db import transaction
+    from falbridge.models.jobs import CursorError, JobFilters, decode_cursor, list_jobs
+    from falbridge.models.tables import ResultFile
 
     if cursor:
         try:
@@ -247,7 +247,7 @@ def show_job(job_id, as_json):
 @click.argument("job_id")
 def cancel(job_id):
     """Cancel a job: at once if fal has not got it yet, else by asking fal."""
-    from worker import api
+    from falbridge.worker import api
 
     _existing_job(job_id)
     job, outcome = api.cancel(job_id)
@@ -259,8 +259,8 @@ def cancel(job_id):
 
 
 def _existing_job(job_id: str, *, full: bool = False):
-    from models.jobs import parse_uuid
-    from worker.api import get
+    from falbridge.models.jobs import parse_uuid
+    from falbridge.worker.api import get
 
     if parse_uuid(job_id) is None:
         raise InputError(f"{job_id!r} is not a job id (a UUID)")
@@ -282,8 +282,8 @@ def db_upgrade():
     """Create or migrate the tables (safe to repeat)."""
     from sqlalchemy.engine import make_url
 
-    from models.db import database_url
-    from models.migrate import current_revision, upgrade
+    from falbridge.models.db import database_url
+    from falbridge.models.migrate import current_revision, upgrade
 
     upgrade()
     where = make_url(database_url()).render_as_string(hide_password=True)
@@ -297,9 +297,9 @@ def db_upgrade():
               default="info", show_default=True)
 def worker_command(concurrency, pool, loglevel):
     """Run a Celery worker that submits jobs and applies callbacks."""
-    from worker.broker import using_embedded_redis
-    from worker.celery_app import ensure_broker
-    from worker.fal import FalConfigError, key_from_env
+    from falbridge.worker.broker import using_embedded_redis
+    from falbridge.worker.celery_app import ensure_broker
+    from falbridge.worker.fal import FalConfigError, key_from_env
 
     try:  # Fail now rather than on every task; the message never includes the key.
         key_from_env(os.environ)

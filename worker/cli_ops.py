@@ -13,7 +13,7 @@ def reconcile(interval: float | None) -> None:
     """One pass of the sweeper, done in this process (no Redis needed)."""
     import time
 
-    from worker.reconcile import ReconcileSettings, inline_actions, sweep
+    from falbridge.worker.reconcile import ReconcileSettings, inline_actions, sweep
 
     try:
         settings = ReconcileSettings.from_env()
@@ -36,9 +36,9 @@ def reconcile(interval: float | None) -> None:
               show_default=True, help="Directory; files go into DEST/JOB_ID/.")
 def download(job_id: str, dest: Path) -> None:
     """Save a job's result files locally (fal's URLs do not last forever)."""
-    from worker.api import get
-    from worker.downloads import download_result_files
-    from worker.fetch import FetchRefused
+    from falbridge.worker.api import get
+    from falbridge.worker.downloads import download_result_files
+    from falbridge.worker.fetch import FetchRefused
 
     job = get(job_id, full=True)
     if job is None:

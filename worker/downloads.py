@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from models.tables import Job
-from worker.fetch import FetchPolicy, fetch_bytes
+from falbridge.models.tables import Job
+from falbridge.worker.fetch import FetchPolicy, fetch_bytes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

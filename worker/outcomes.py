@@ -5,10 +5,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models.jobs import add_result_files, transition
-from models.states import EventSource, JobStatus
-from models.tables import Job
-from worker.results import find_files
+from falbridge.models.jobs import add_result_files, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job
+from falbridge.worker.results import find_files
 
 CANCELLED_ERROR_TYPES = frozenset({"client_cancelled"})
 

@@ -5,15 +5,15 @@ import json
 import uuid
 from typing import Any
 
-from models.db import transaction
-from models.jobs import get_job, lock_job, parse_uuid, transition
-from models.states import EventSource, JobStatus
-from models.tables import utcnow
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job, lock_job, parse_uuid, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import utcnow
 from sqlalchemy import update
 
-from models.tables import Job
-from worker.fal import CancelOutcome, FinalError, ModelError, RequestRef, get_client
-from worker.outcomes import complete, error_fields_from_body, fail
+from falbridge.models.tables import Job
+from falbridge.worker.fal import CancelOutcome, FinalError, ModelError, RequestRef, get_client
+from falbridge.worker.outcomes import complete, error_fields_from_body, fail
 
 
 def _ref(job) -> RequestRef:

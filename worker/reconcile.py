@@ -18,9 +18,9 @@ from typing import Callable
 
 from sqlalchemy import and_, or_, select, update
 
-from models.db import transaction
-from models.states import JobStatus
-from models.tables import Job, WebhookDelivery, utcnow
+from falbridge.models.db import transaction
+from falbridge.models.states import JobStatus
+from falbridge.models.tables import Job, WebhookDelivery, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,9 @@ def sweep(actions: Actions, settings: ReconcileSettings | None = None) -> SweepR
 
 
 def fail_outcome_unknown(job_id: str) -> None:
-    from models.jobs import lock_job, parse_uuid
-    from models.states import EventSource
-    from worker.outcomes import fail
+    from falbridge.models.jobs import lock_job, parse_uuid
+    from falbridge.models.states import EventSource
+    from falbridge.worker.outcomes import fail
 
     with transaction() as s:
         job = lock_job(s, parse_uuid(job_id))
@@ -166,7 +166,7 @@ def fail_outcome_unknown(job_id: str) -> None:
 
 def inline_actions() -> Actions:
     """Do the work in this process, now (`falbridge reconcile`): no broker needed."""
-    from worker import callbacks, queue_ops, submission
+    from falbridge.worker import callbacks, queue_ops, submission
 
     def process(delivery_id: int) -> None:
         _outcome, fetch_for = callbacks.process_delivery(delivery_id)

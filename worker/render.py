@@ -6,7 +6,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from models.serialize import job_detail
+from falbridge.models.serialize import job_detail
 
 def make_console():
     from rich.console import Console

@@ -18,14 +18,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from models.db import transaction
-from models.jobs import lock_job, parse_uuid, transition
-from models.states import EventSource, JobStatus
-from models.tables import utcnow
-from worker.fal import (FinalError, InputValidationError, OutcomeUnknownError, RetryableError,
+from falbridge.models.db import transaction
+from falbridge.models.jobs import lock_job, parse_uuid, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import utcnow
+from falbridge.worker.fal import (FinalError, InputValidationError, OutcomeUnknownError, RetryableError,
                         get_client)
-from worker.outcomes import fail
-from worker.settings import settings
+from falbridge.worker.outcomes import fail
+from falbridge.worker.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ def record_submission(job_id: uuid.UUID, submission) -> str:
                         job_id, job.request_id, submission.request_id)
         needs_cancel = job.cancel_requested_at is not None and not job.job_status.is_terminal
     if needs_cancel:
-        from worker.tasks import cancel_job
-        from worker.celery_app import enqueue
+        from falbridge.worker.tasks import cancel_job
+        from falbridge.worker.celery_app import enqueue
 
         enqueue(cancel_job, str(job_id))
     return "submitted" if moved else f"submitted (job already {job.status})"

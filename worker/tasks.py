@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import random
 
-from worker import callbacks, queue_ops, submission
-from worker.celery_app import celery_app, enqueue
-from worker.fal import RetryableError
-from worker.settings import settings
+from falbridge.worker import callbacks, queue_ops, submission
+from falbridge.worker.celery_app import celery_app, enqueue
+from falbridge.worker.fal import RetryableError
+from falbridge.worker.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _apply_delivery_now(delivery_id: int) -> None:
 
 @celery_app.task(name="falbridge.reconcile")
 def reconcile() -> dict:
-    from worker.reconcile import Actions, sweep
+    from falbridge.worker.reconcile import Actions, sweep
 
     report = sweep(Actions(
         submit=lambda job_id: enqueue(submit_job, job_id),

@@ -14,11 +14,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from models.db import transaction
-from models.jobs import create_job
-from models.tables import Job, utcnow
-from worker import submission
-from worker.reconcile import Actions, ReconcileSettings, sweep
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import Job, utcnow
+from falbridge.worker import submission
+from falbridge.worker.reconcile import Actions, ReconcileSettings, sweep
 
 GRACE = ReconcileSettings(pending_grace_s=60, delivery_grace_s=60, silent_after_s=60, poll_every_s=60,
                           outcome_unknown_grace_s=60)

@@ -7,9 +7,9 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from bench.chaos_report import build_report, count_files
-from models.db import get_engine, transaction
-from models.jobs import add_result_files, create_job
-from models.tables import Job, utcnow
+from falbridge.models.db import get_engine, transaction
+from falbridge.models.jobs import add_result_files, create_job
+from falbridge.models.tables import Job, utcnow
 
 IMAGE = {"url": "http://fal/files/a.png", "content_type": "image/png", "file_size": 10}
 

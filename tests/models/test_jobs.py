@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.jobs import (CursorError, JobFilters, create_job, decode_cursor, get_job,
+from falbridge.models.db import transaction
+from falbridge.models.jobs import (CursorError, JobFilters, create_job, decode_cursor, get_job,
                          list_jobs, lock_job, transition)
-from models.states import EventSource, JobStatus
-from models.tables import Job, JobEvent
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job, JobEvent
 
 
 def test_create_job_records_pending_event(engine):

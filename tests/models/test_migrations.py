@@ -4,9 +4,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from models.db import get_engine
-from models.migrate import alembic_config, current_revision, upgrade
-from models.tables import Base
+from falbridge.models.db import get_engine
+from falbridge.models.migrate import alembic_config, current_revision, upgrade
+from falbridge.models.tables import Base
 
 
 def test_models_match_migrations(db_url):

@@ -1,6 +1,6 @@
 import pytest
 
-from models.states import TERMINAL, JobStatus, can_transition, states_before
+from falbridge.models.states import TERMINAL, JobStatus, can_transition, states_before
 
 S = JobStatus
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from falbridge.localservices import PostgresCluster, find_pg_bin, free_port  # noqa: F401
-from models.db import dispose_all, get_engine
-from models.migrate import upgrade
-from models.tables import Base
+from falbridge.models.db import dispose_all, get_engine
+from falbridge.models.migrate import upgrade
+from falbridge.models.tables import Base
 
 
 # The cluster class lives in falbridge.localservices so bench/chaos.py can use it too.

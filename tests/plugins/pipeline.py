@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from models.db import transaction
-from models.jobs import get_job
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job
 from tests.plugins.db import free_port
 from tests.plugins.waiting import poll_until
 
@@ -64,9 +64,9 @@ def pipeline_env(sandbox_server, redis_url):
     mp.setenv("FAL_JWKS_URL", f"{sandbox_server.url}/.well-known/jwks.json")
     mp.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{receiver_port}")
     mp.setenv("FALBRIDGE_SUBMIT_MAX_RETRIES", "3")
-    from worker import celery_app as celery_module
-    from worker.fal import client as fal_client
-    from worker.settings import reload_settings
+    from falbridge.worker import celery_app as celery_module
+    from falbridge.worker.fal import client as fal_client
+    from falbridge.worker.settings import reload_settings
 
     reload_settings()
     celery_module._configured = False
@@ -78,7 +78,7 @@ def pipeline_env(sandbox_server, redis_url):
 
 @pytest.fixture(scope="session")
 def receiver_server(pipeline_env):
-    from webhooks.app import create_app
+    from falbridge.webhooks.app import create_app
 
     # The port PUBLIC_BASE_URL already names, so the webhook URLs we hand fal reach us.
     server = ServerThread(create_app(), port=pipeline_env).start()
@@ -90,7 +90,7 @@ def receiver_server(pipeline_env):
 def celery_worker(pipeline_env):
     from celery.contrib.testing.worker import start_worker
 
-    from worker.celery_app import ensure_broker
+    from falbridge.worker.celery_app import ensure_broker
 
     app = ensure_broker()
     with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,

@@ -25,7 +25,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sandbox.server import SandboxConfig, SandboxServer
+from falbridge.sandbox.server import SandboxConfig, SandboxServer
 
 __all__ = [
     "SandboxHandle",

@@ -6,8 +6,8 @@ import time
 import httpx
 import pytest
 
-from sandbox.config import Faults
-from sandbox.server import SandboxServer
+from falbridge.sandbox.config import Faults
+from falbridge.sandbox.server import SandboxServer
 from tests.plugins.sandbox import SandboxHandle, sandbox_test_config, verify_fal_signature
 from tests.sandbox.helpers import ECHO, status_of, submit
 

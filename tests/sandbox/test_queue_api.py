@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from sandbox.server import SandboxServer
+from falbridge.sandbox.server import SandboxServer
 from tests.plugins.sandbox import sandbox_test_config
 from tests.sandbox.helpers import ECHO, FLORENCE, data_uri, png_bytes, status_of, submit, wait_status
 

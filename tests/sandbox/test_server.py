@@ -1,4 +1,4 @@
-"""Starting and stopping the sandbox: in-process API and `python -m sandbox`."""
+"""Starting and stopping the sandbox: in-process API and `python -m falbridge.sandbox`."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandbox.server import SandboxConfig, SandboxServer
+from falbridge.sandbox.server import SandboxConfig, SandboxServer
 from tests.plugins.sandbox import sandbox_test_config
 from tests.sandbox.helpers import poll_until
 
@@ -85,7 +85,7 @@ def test_python_dash_m_sandbox_runs_until_sigterm():
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port), "--latency", "0.01", "--seed", "7",
+        [sys.executable, "-m", "falbridge.sandbox", "--port", str(port), "--latency", "0.01", "--seed", "7",
          "--user-id", "cli-user", "--faults", '{"drop": 0.5}'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT,
     )
@@ -104,7 +104,7 @@ def test_python_dash_m_sandbox_runs_until_sigterm():
 
 def test_cli_rejects_unknown_fault_knobs():
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "sandbox", "--faults", '{"nope": 1}'],
+    result = subprocess.run([sys.executable, "-m", "falbridge.sandbox", "--faults", '{"nope": 1}'],
                             capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=30)
     assert result.returncode == 2
     assert "nope" in result.stderr

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.jobs import create_job
-from models.tables import Job, JobEvent
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import Job, JobEvent
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
-from webhooks.app import create_app
+from falbridge.webhooks.app import create_app
 
 EVF = "fal-ai/evf-sam"
 CAT = {"prompt": "cat", "image_url": "https://example.com/cat.png"}

@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
-from webhooks.app import create_app
-from webhooks.auth import NOT_CONFIGURED, ApiAuth, AuthConfigError
+from falbridge.webhooks.app import create_app
+from falbridge.webhooks.auth import NOT_CONFIGURED, ApiAuth, AuthConfigError
 
 OTHER_TOKEN = "second-token-for-rotation-0123456789"
 JOB = {"endpoint_id": "fal-ai/some/model", "input": {"n": 1}}

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from webhooks import demo_stack
+from falbridge.webhooks import demo_stack
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from models.db import transaction
-from models.jobs import create_job, encode_cursor
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job, encode_cursor
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
-from webhooks.app import create_app
+from falbridge.webhooks.app import create_app
 
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -33,7 +33,7 @@ def client(db_url, redis_url, monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
-    monkeypatch.setattr("worker.api.enqueue", lambda task, *args: None)
+    monkeypatch.setattr("falbridge.worker.api.enqueue", lambda task, *args: None)
     client = create_app({"max_api_body_bytes": 8192}).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
     return client

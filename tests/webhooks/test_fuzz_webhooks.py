@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.tables import WebhookDelivery
-from sandbox.signing import sign
-from webhooks.app import create_app
-from webhooks.verify import (HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER_ID,
+from falbridge.models.db import transaction
+from falbridge.models.tables import WebhookDelivery
+from falbridge.sandbox.signing import sign
+from falbridge.webhooks.app import create_app
+from falbridge.webhooks.verify import (HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER_ID,
                              SIGNATURE_HEADERS, JwksCache, VerificationError, verify)
 
 FUZZ = settings(max_examples=200, deadline=None,
@@ -102,7 +102,7 @@ def receiver(db_url, redis_url, sandbox, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
     enqueued = []
     # Storage is under test here, not processing: keep these deliveries out of Redis.
-    monkeypatch.setattr("webhooks.receiver.enqueue", lambda task, *args: enqueued.append(args))
+    monkeypatch.setattr("falbridge.webhooks.receiver.enqueue", lambda task, *args: enqueued.append(args))
     app = create_app({"jwks_url": sandbox.jwks_url, "max_body_bytes": 4096})
     return app.test_client()
 

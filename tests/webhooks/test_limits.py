@@ -15,10 +15,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.tables import Job, WebhookDelivery
+from falbridge.models.db import transaction
+from falbridge.models.tables import Job, WebhookDelivery
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
-from webhooks.app import create_app
+from falbridge.webhooks.app import create_app
 
 CAT = {"prompt": "cat", "image_url": "https://example.com/cat.png"}
 OK_JOB = {"endpoint_id": "fal-ai/some/model", "input": {"n": 1}}

@@ -22,12 +22,12 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 
-from models.db import transaction
-from models.jobs import create_job, get_job
-from models.serialize import event_dict, job_detail, job_summary
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job, get_job
+from falbridge.models.serialize import event_dict, job_detail, job_summary
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
-from webhooks.app import create_app
-from webhooks.openapi import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
+from falbridge.webhooks.app import create_app
+from falbridge.webhooks.openapi import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
 
 MAX_EXAMPLES = 50
 
@@ -38,7 +38,7 @@ def app(db_url, redis_url, monkeypatch, tmp_path):
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
     # Hundreds of jobs get created: keep their submit tasks out of the shared Redis.
-    monkeypatch.setattr("worker.api.enqueue", lambda task, *args: None)
+    monkeypatch.setattr("falbridge.worker.api.enqueue", lambda task, *args: None)
     return create_app()
 
 
@@ -76,8 +76,8 @@ def test_job_schemas_name_exactly_the_serialized_fields(db_url):
     assert set(JOB_SUMMARY) == set(job_summary(job))
     assert set(JOB_DETAIL) == set(job_detail(job))
     assert set(JOB_EVENT) == set(event_dict(job.events[0]))
-    from models.serialize import file_dict
-    from models.tables import ResultFile
+    from falbridge.models.serialize import file_dict
+    from falbridge.models.tables import ResultFile
 
     assert set(RESULT_FILE) == set(file_dict(ResultFile(path="image", url="u")))
 

@@ -9,17 +9,17 @@ import time
 import httpx
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.tables import Job, JobEvent, ResultFile, WebhookDelivery
+from falbridge.models.db import transaction
+from falbridge.models.tables import Job, JobEvent, ResultFile, WebhookDelivery
 from tests.plugins.waiting import poll_until
-from worker.api import submit
+from falbridge.worker.api import submit
 
 PNG_1x1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
 def _cat_uri() -> str:
-    from webhooks.demo import CAT
+    from falbridge.webhooks.demo import CAT
 
     return "data:image/png;base64," + base64.b64encode(CAT.read_bytes()).decode()
 

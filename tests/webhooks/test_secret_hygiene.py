@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import inspect, select, text
 
-from models.db import get_engine, transaction
-from models.jobs import create_job
-from models.tables import WebhookDelivery
+from falbridge.models.db import get_engine, transaction
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import WebhookDelivery
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_FAL_KEY
 from tests.plugins.waiting import poll_until
 
@@ -27,7 +27,7 @@ SENTINELS = [TEST_FAL_KEY, KEY_ID, KEY_SECRET, TEST_API_TOKEN,
              # as they would look base64-encoded (a Basic header, a data URI)
              base64.b64encode(TEST_FAL_KEY.encode()).decode(), base64.b64encode(TEST_API_TOKEN.encode()).decode()]
 LOGGERS = ["", "celery", "celery.app.trace", "celery.worker", "kombu", "httpx", "httpcore", "werkzeug",
-           "falbridge", "worker", "webhooks", "models", "sandbox", "sqlalchemy.engine", "sqlalchemy.pool"]
+           "falbridge", "sqlalchemy.engine", "sqlalchemy.pool"]
 
 
 class Everything(logging.Handler):
@@ -66,7 +66,7 @@ def all_logs():
 
 
 def _cat_uri() -> str:
-    from webhooks.demo import CAT
+    from falbridge.webhooks.demo import CAT
 
     return "data:image/png;base64," + base64.b64encode(CAT.read_bytes()).decode()
 
@@ -165,7 +165,7 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
     # every SQL statement, and the jobs themselves. (Celery's own task-trace lines are
     # decided when the worker starts, at WARNING, so there are none to search.)
     names = {line.split(" ")[0] for line in all_logs.lines}
-    assert {"werkzeug", "worker.tasks", "worker.fal.client", "sqlalchemy.engine.Engine"} <= names, names
+    assert {"werkzeug", "falbridge.worker.tasks", "falbridge.worker.fal.client", "sqlalchemy.engine.Engine"} <= names, names
     assert "submit " in logs and "delivery " in logs and "SELECT" in logs
     assert str(jobs[0].id) in places["database"] and "hygiene" in places["responses"]
     leaks = [(where, sentinel) for where, haystack in places.items() for sentinel in SENTINELS

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models.db import transaction
-from models.jobs import create_job
-from models.tables import Job, WebhookDelivery
-from sandbox.signing import sign
-from webhooks.app import create_app
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import Job, WebhookDelivery
+from falbridge.sandbox.signing import sign
+from falbridge.webhooks.app import create_app
 from tests.plugins.waiting import poll_until
-from webhooks.verify import JwksCache, JwksUnavailable, VerificationError, parse_jwks, verify
+from falbridge.webhooks.verify import JwksCache, JwksUnavailable, VerificationError, parse_jwks, verify
 
 USER = "sandbox-user"
 

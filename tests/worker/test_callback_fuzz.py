@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from worker.callbacks import Callback, CallbackFormatError, parse_callback
+from falbridge.worker.callbacks import Callback, CallbackFormatError, parse_callback
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

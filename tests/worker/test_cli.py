@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from falbridge.cli import LAZY_COMMANDS, main
-from models.db import transaction
-from models.jobs import add_result_files, create_job, get_job, lock_job, transition
-from models.states import EventSource, JobStatus
-from models.tables import Job
-from models.serialize import job_detail, job_summary
+from falbridge.models.db import transaction
+from falbridge.models.jobs import add_result_files, create_job, get_job, lock_job, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job
+from falbridge.models.serialize import job_detail, job_summary
 
 EVF = "fal-ai/evf-sam"
 REGION = "fal-ai/florence-2-large/region-proposal"
@@ -283,10 +283,10 @@ def test_worker_refuses_to_start_without_a_fal_key(cli, monkeypatch):
 
 
 def test_a_command_whose_module_is_missing_says_so_when_run(cli, monkeypatch):
-    monkeypatch.setitem(LAZY_COMMANDS, "ghost", ("webhooks.ghost_cli", "ghost"))
+    monkeypatch.setitem(LAZY_COMMANDS, "ghost", ("falbridge.webhooks.ghost_cli", "ghost"))
     assert "ghost" in cli("--help").stdout
     message = one_error_line(cli("ghost", "--port", "1"), 1)
-    assert message == "error: falbridge ghost is not built yet (webhooks.ghost_cli does not exist)"
+    assert message == "error: falbridge ghost is not built yet (falbridge.webhooks.ghost_cli does not exist)"
 
 
 def test_python_dash_m_falbridge():

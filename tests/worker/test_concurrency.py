@@ -8,12 +8,12 @@ import uuid
 
 from sqlalchemy import func, select
 
-from models.db import transaction
-from models.inbox import store_verified
-from models.jobs import create_job, lock_job, transition
-from models.states import EventSource, JobStatus
-from models.tables import Job, JobEvent, ResultFile, WebhookDelivery
-from worker.callbacks import process_delivery
+from falbridge.models.db import transaction
+from falbridge.models.inbox import store_verified
+from falbridge.models.jobs import create_job, lock_job, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job, JobEvent, ResultFile, WebhookDelivery
+from falbridge.worker.callbacks import process_delivery
 
 CTX = multiprocessing.get_context("spawn")
 

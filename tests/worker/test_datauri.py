@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.datauri import MAX_INLINE_BYTES, inline_local_files, path_to_data_uri, to_data_uri
+from falbridge.worker.datauri import MAX_INLINE_BYTES, inline_local_files, path_to_data_uri, to_data_uri
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 

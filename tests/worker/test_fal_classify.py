@@ -8,9 +8,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from worker.fal import FinalError, ModelError, OutcomeUnknownError, ResultNotReadyError, RetryableError
-from worker.fal.classify import error_from_response, is_not_ready_result
-from worker.fal.wire import parse_submission
+from falbridge.worker.fal import FinalError, ModelError, OutcomeUnknownError, ResultNotReadyError, RetryableError
+from falbridge.worker.fal.classify import error_from_response, is_not_ready_result
+from falbridge.worker.fal.wire import parse_submission
 
 
 def classify(operation, status, *, json_body=None, text=None, headers=None):

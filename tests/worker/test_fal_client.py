@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.worker.test_fal_support import IMAGE, EVF_INPUT, PASS_THROUGH, client, only_request  # noqa: F401
-from worker.fal import (
+from falbridge.worker.fal import (
     EVF_SAM,
     REGION_PROPOSAL,
     CancelOutcome,

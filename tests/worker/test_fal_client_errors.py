@@ -10,11 +10,11 @@ import uuid
 import httpx
 import pytest
 
-from sandbox.server import SandboxServer
+from falbridge.sandbox.server import SandboxServer
 from tests.plugins.db import free_port
 from tests.plugins.sandbox import TEST_FAL_KEY, sandbox_test_config
 from tests.worker.test_fal_support import EVF_INPUT, client, only_request, short_read_timeout_client  # noqa: F401
-from worker.fal import (
+from falbridge.worker.fal import (
     EVF_SAM,
     FinalError,
     OutcomeUnknownError,

@@ -12,7 +12,7 @@ import pytest
 from tests.plugins.db import free_port
 from tests.plugins.sandbox import TEST_FAL_KEY
 from tests.worker.test_fal_support import EVF_INPUT, PASS_THROUGH
-from worker.fal import (
+from falbridge.worker.fal import (
     EVF_SAM,
     FalConfigError,
     FalError,
@@ -63,7 +63,7 @@ def test_the_key_appears_in_no_log_repr_or_error(sandbox, webhook_sink, caplog):
         texts += [f"{value!r} {value}" for value in (submission, status, output, outcome)]
         for error in failures_of(client, sandbox):
             texts += [str(error), repr(error), "".join(traceback.format_exception(error))]
-    our_lines = [r.getMessage() for r in caplog.records if r.name.startswith("worker.fal")]
+    our_lines = [r.getMessage() for r in caplog.records if r.name.startswith("falbridge.worker.fal")]
     assert any("POST /fal-ai/evf-sam" in line for line in our_lines)  # DEBUG logging did happen
     assert not any("webhook-token-123" in line for line in our_lines)  # webhook reduced to its host
     everything = "\n".join(texts + [caplog.text] + [repr(r.__dict__) for r in caplog.records])

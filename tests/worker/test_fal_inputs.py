@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.fal import (
+from falbridge.worker.fal import (
     EVF_SAM,
     KNOWN_ENDPOINTS,
     REGION_PROPOSAL,

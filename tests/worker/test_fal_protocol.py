@@ -11,7 +11,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from worker.fal import (
+from falbridge.worker.fal import (
     FalConfigError,
     FalError,
     InputValidationError,
@@ -27,7 +27,7 @@ from worker.fal import (
     key_from_env,
     validate_endpoint_id,
 )
-from worker.fal.classify import parse_retry_after
+from falbridge.worker.fal.classify import parse_retry_after
 
 
 @pytest.mark.parametrize(

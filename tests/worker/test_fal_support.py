@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.plugins.sandbox import TEST_FAL_KEY
-from worker.fal import QueueClient
+from falbridge.worker.fal import QueueClient
 
 PASS_THROUGH = "fal-ai/flux/dev"
 

@@ -1,7 +1,7 @@
 """SSRF rules of the fetcher, against real local HTTP servers (the webhook sink serves files)."""
 import pytest
 
-from worker.fetch import FetchPolicy, FetchRefused, check_url, fetch_bytes
+from falbridge.worker.fetch import FetchPolicy, FetchRefused, check_url, fetch_bytes
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
 STRICT = FetchPolicy(allow_private=False)
@@ -59,7 +59,7 @@ def test_download_result_files_names_are_safe(tmp_path, webhook_sink):
     import uuid
     from types import SimpleNamespace
 
-    from worker.downloads import download_result_files, local_name
+    from falbridge.worker.downloads import download_result_files, local_name
 
     assert local_name("images[0]", "../../etc/passwd") == "images_0_-.._.._etc_passwd"
     assert "/" not in local_name("a/b", "c/d")

@@ -11,16 +11,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models.db import transaction
-from models.jobs import create_job, lock_job
-from models.tables import Job, WebhookDelivery, utcnow
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job, lock_job
+from falbridge.models.tables import Job, WebhookDelivery, utcnow
 from tests.plugins.db import free_port
 from tests.plugins.pipeline import TEST_FAL_KEY
 from tests.webhooks.test_pipeline import _cat_uri
-from worker.api import submit
-from worker.fal import QueueClient
-from worker.reconcile import ReconcileSettings, inline_actions, sweep
-from worker.submission import record_submission
+from falbridge.worker.api import submit
+from falbridge.worker.fal import QueueClient
+from falbridge.worker.reconcile import ReconcileSettings, inline_actions, sweep
+from falbridge.worker.submission import record_submission
 
 NOW = ReconcileSettings(pending_grace_s=0, delivery_grace_s=0, silent_after_s=0, poll_every_s=0,
                         outcome_unknown_grace_s=0)
@@ -88,7 +88,7 @@ def outage_receiver(pipeline, db_url, sandbox_server):
     proc = subprocess.Popen([sys.executable, "-m", "falbridge", "serve", "--port", str(port),
                              "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    from webhooks.demo_stack import wait_http
+    from falbridge.webhooks.demo_stack import wait_http
 
     wait_http(f"{url}/healthz", proc)
     yield url

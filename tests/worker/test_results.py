@@ -1,7 +1,7 @@
 import pytest
 
-from worker.callbacks import CallbackFormatError, parse_callback
-from worker.results import find_files
+from falbridge.worker.callbacks import CallbackFormatError, parse_callback
+from falbridge.worker.results import find_files
 
 
 def test_evf_sam_image_is_one_file():

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 
-from models.db import transaction
-from models.jobs import create_job
-from models.tables import Job
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import Job
 from tests.plugins.waiting import poll_until
 from tests.webhooks.test_pipeline import _cat_uri
-from worker import submission
-from worker.api import cancel, submit
+from falbridge.worker import submission
+from falbridge.worker.api import cancel, submit
 
 
 def test_lost_submit_response_is_never_reposted(pipeline):

@@ -1,5 +1,5 @@
 """fal queue client, error taxonomy and typed model inputs (see /work/shared/fal-api.md)."""
-from worker.fal.client import (
+from falbridge.worker.fal.client import (
     DEFAULT_QUEUE_URL,
     DEFAULT_TIMEOUT,
     QueueClient,
@@ -7,8 +7,8 @@ from worker.fal.client import (
     get_client,
     key_from_env,
 )
-from worker.fal.endpoints import app_id_of, fallback_queue_urls, validate_endpoint_id
-from worker.fal.errors import (
+from falbridge.worker.fal.endpoints import app_id_of, fallback_queue_urls, validate_endpoint_id
+from falbridge.worker.fal.errors import (
     FalConfigError,
     FalError,
     FinalError,
@@ -18,7 +18,7 @@ from worker.fal.errors import (
     RetryableError,
     detail_messages,
 )
-from worker.fal.inputs import (
+from falbridge.worker.fal.inputs import (
     EVF_SAM,
     KNOWN_ENDPOINTS,
     REGION_PROPOSAL,
@@ -33,7 +33,7 @@ from worker.fal.inputs import (
     RegionProposalOutput,
     validate_input,
 )
-from worker.fal.records import (
+from falbridge.worker.fal.records import (
     CancelOutcome,
     QueueStatus,
     RequestRef,

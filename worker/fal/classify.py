@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
-from worker.fal.errors import (
+from falbridge.worker.fal.errors import (
     FalError,
     FinalError,
     ModelError,
@@ -22,7 +22,7 @@ from worker.fal.errors import (
     RetryableError,
     detail_messages,
 )
-from worker.fal.wire import json_or_none
+from falbridge.worker.fal.wire import json_or_none
 
 Operation = Literal["submit", "status", "result", "cancel"]
 

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from worker.fal.classify import Operation, error_from_response, error_from_transport, is_not_ready_result
-from worker.fal.endpoints import fallback_queue_urls, quote_request_id, validate_endpoint_id
-from worker.fal.errors import FinalError, ResultNotReadyError
-from worker.fal.inputs import validate_input
-from worker.fal.records import CancelOutcome, QueueStatus, RequestRefLike, Submission, SubmitOptions
-from worker.fal.settings import (
+from falbridge.worker.fal.classify import Operation, error_from_response, error_from_transport, is_not_ready_result
+from falbridge.worker.fal.endpoints import fallback_queue_urls, quote_request_id, validate_endpoint_id
+from falbridge.worker.fal.errors import FinalError, ResultNotReadyError
+from falbridge.worker.fal.inputs import validate_input
+from falbridge.worker.fal.records import CancelOutcome, QueueStatus, RequestRefLike, Submission, SubmitOptions
+from falbridge.worker.fal.settings import (
     DEFAULT_LIMITS,
     DEFAULT_QUEUE_URL,
     DEFAULT_TIMEOUT,
@@ -32,7 +32,7 @@ from worker.fal.settings import (
     key_from_env,
     origin_of,
 )
-from worker.fal.wire import checked_webhook_url, json_object, json_or_none, loggable_target, parse_submission
+from falbridge.worker.fal.wire import checked_webhook_url, json_object, json_or_none, loggable_target, parse_submission
 
 log = logging.getLogger(__name__)
 

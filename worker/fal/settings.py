@@ -9,7 +9,7 @@ from collections.abc import Generator, Mapping
 
 import httpx
 
-from worker.fal.errors import FalConfigError
+from falbridge.worker.fal.errors import FalConfigError
 
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)

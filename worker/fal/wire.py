@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from worker.fal.endpoints import fallback_queue_urls
-from worker.fal.errors import OutcomeUnknownError
-from worker.fal.records import Submission
+from falbridge.worker.fal.endpoints import fallback_queue_urls
+from falbridge.worker.fal.errors import OutcomeUnknownError
+from falbridge.worker.fal.records import Submission
 
 
 def parse_submission(base_url: str, endpoint_id: str, response: httpx.Response) -> Submission:
