@@ -8,6 +8,7 @@ state. Their progress goes to var/bench/make-<time>.log (to the terminal with
 --verbose); their summary lines come here. Exit 0 when every target is met, 1 when one
 is missed or a benchmark failed, 2 (one line) when PostgreSQL or wrk is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
     parser.add_argument("--verbose", action="store_true", help="stream each benchmark's progress")
-    parser.add_argument("--wait-quiet", type=float, default=0.0,
-                        help="seconds to wait for a quiet machine (no chaos run, low load) first")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a quiet machine (no chaos run, low load) first",
+    )
     args = parser.parse_args(argv)
     try:
         require_tools()
@@ -59,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             started = time.monotonic()
             log.write(f"=== {name}\n")
-            proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / f"{name}.py"), *BENCHMARKS[name]], cwd=ROOT,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / f"{name}.py"), *BENCHMARKS[name]],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for line in proc.stderr:  # progress
                 log.write(line)
                 if args.verbose:

@@ -1,5 +1,6 @@
 """The ingest baseline: a bare endpoint under the same gunicorn configuration as
 `falbridge serve`. It reads the body (as the receiver does) and answers 200, nothing else."""
+
 from flask import Flask, jsonify, request
 
 app = Flask("falbridge-bench-bare")

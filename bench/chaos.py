@@ -10,6 +10,7 @@ the database with the sandbox's ground truth (bench/chaos_report.py, whose docst
 lists the rules); prints one summary. Exit 0 only when every job is terminal, with no
 mismatch and no duplicate result row; 1 otherwise; 2 when it cannot run at all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench.chaos_config import Timings  # noqa: E402
-from bench.chaos_load import ChaosMonkey, Progress, Submitter  # noqa: E402
-from bench.chaos_report import Report, build_report, summary_lines  # noqa: E402
-from bench.chaos_stack import ROOT, ChaosStack, StackConfig  # noqa: E402
+from bench.chaos_config import Timings
+from bench.chaos_load import ChaosMonkey, Progress, Submitter
+from bench.chaos_report import Report, build_report, summary_lines
+from bench.chaos_stack import ROOT, ChaosStack, StackConfig
 
 
 @dataclass
@@ -72,8 +73,10 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
     from falbridge.localservices import find_pg_bin
 
     if options.database == "postgresql" and find_pg_bin() is None:
-        raise Unavailable("chaos: PostgreSQL server binaries not found (pg_ctl on PATH or under "
-                          "/usr/lib/postgresql/*/bin); install postgresql or use --database sqlite")
+        raise Unavailable(
+            "chaos: PostgreSQL server binaries not found (pg_ctl on PATH or under "
+            "/usr/lib/postgresql/*/bin); install postgresql or use --database sqlite"
+        )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = options.run_dir or ROOT / "var" / "chaos" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +87,9 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
         if options.echo:
             print(message, file=sys.stderr, flush=True)
 
-    stack = ChaosStack(StackConfig(run_dir=run_dir, database=options.database, seed=options.seed,
-                                   timings=options.timings))
+    stack = ChaosStack(
+        StackConfig(run_dir=run_dir, database=options.database, seed=options.seed, timings=options.timings)
+    )
     progress = monkey = ticker = None
     problems: list[str] = []
     t0 = time.monotonic()
@@ -99,22 +103,39 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
         progress = Progress(engine).start()
         t0 = time.monotonic()
         log(f"chaos: services up; submitting {options.jobs} jobs at <= {options.rate}/s")
-        submitter = Submitter(stack.receiver_url, stack.api_token, f"{stamp}-{options.seed}", options.jobs,
-                              rate=options.rate, max_in_flight=options.max_in_flight, progress=progress)
-        monkey = ChaosMonkey(stack, lambda: submitter.stats.done, options.jobs,
-                             kill_every_s=options.kill_every_s, max_kills=options.max_kills,
-                             log=log, t0=t0).start()
+        submitter = Submitter(
+            stack.receiver_url,
+            stack.api_token,
+            f"{stamp}-{options.seed}",
+            options.jobs,
+            rate=options.rate,
+            max_in_flight=options.max_in_flight,
+            progress=progress,
+        )
+        monkey = ChaosMonkey(
+            stack,
+            lambda: submitter.stats.done,
+            options.jobs,
+            kill_every_s=options.kill_every_s,
+            max_kills=options.max_kills,
+            log=log,
+            t0=t0,
+        ).start()
         ticker = _Ticker(log, progress, submitter, t0)
         ticker.start()
         submitter.run()
         monkey.stop(min_kills=options.min_kills)
         stats = submitter.stats
-        log(f"chaos: submitted {stats.done} ({stats.created} created, {stats.replayed} answered by "
-            f"a retried POST, {stats.retries} retries) in {time.monotonic() - t0:.0f}s; chaos stopped")
+        log(
+            f"chaos: submitted {stats.done} ({stats.created} created, {stats.replayed} answered by "
+            f"a retried POST, {stats.retries} retries) in {time.monotonic() - t0:.0f}s; chaos stopped"
+        )
         problems += stats.failures[:20] + monkey.errors
         if not (monkey.redis_restarts and monkey.receiver_restarts and monkey.kills >= options.min_kills):
-            problems.append(f"chaos incomplete: kills={monkey.kills} redis_restarts={monkey.redis_restarts} "
-                            f"receiver_restarts={monkey.receiver_restarts}")
+            problems.append(
+                f"chaos incomplete: kills={monkey.kills} redis_restarts={monkey.redis_restarts} "
+                f"receiver_restarts={monkey.receiver_restarts}"
+            )
         ticker.phase = "converging"
         # Jobs the API stored (a POST may have failed after its commit, so count rows).
         progress.refresh()
@@ -133,13 +154,27 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
             monkey.stop()
         stack.stop()
         log_file.flush()
-    lines = summary_lines(report, kills=monkey.kills, redis_restarts=monkey.redis_restarts,
-                          receiver_restarts=monkey.receiver_restarts, elapsed_s=elapsed,
-                          database=options.database, run_dir=str(run_dir))
+    lines = summary_lines(
+        report,
+        kills=monkey.kills,
+        redis_restarts=monkey.redis_restarts,
+        receiver_restarts=monkey.receiver_restarts,
+        elapsed_s=elapsed,
+        database=options.database,
+        run_dir=str(run_dir),
+    )
     if problems:
         lines.insert(-1, f"chaos: harness problems: {'; '.join(problems[:5])}")
-    result = ChaosResult(report, lines, run_dir, monkey.kills, monkey.redis_restarts,
-                         monkey.receiver_restarts, elapsed, problems)
+    result = ChaosResult(
+        report,
+        lines,
+        run_dir,
+        monkey.kills,
+        monkey.redis_restarts,
+        monkey.receiver_restarts,
+        elapsed,
+        problems,
+    )
     _write_report(result, monkey, run_dir)
     for line in lines:
         log_file.write(line + "\n")
@@ -158,8 +193,10 @@ class _Ticker(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(10):
-            self.log(f"[{time.monotonic() - self.t0:7.1f}s] {self.phase}: submitted={self.submitter.stats.done} "
-                     f"terminal={self.progress.terminal}")
+            self.log(
+                f"[{time.monotonic() - self.t0:7.1f}s] {self.phase}: submitted={self.submitter.stats.done} "
+                f"terminal={self.progress.terminal}"
+            )
 
 
 def _converge(progress: Progress, jobs: int, timeout_s: float, log) -> None:
@@ -187,8 +224,11 @@ def _settle(stack: ChaosStack, engine, log) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with transaction(engine) as s:
-            left = s.scalar(select(func.count()).select_from(WebhookDelivery).where(
-                WebhookDelivery.verified.is_(True), WebhookDelivery.processed_at.is_(None)))
+            left = s.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.verified.is_(True), WebhookDelivery.processed_at.is_(None))
+            )
         if not left:
             return
         time.sleep(0.5)
@@ -198,9 +238,13 @@ def _settle(stack: ChaosStack, engine, log) -> None:
 def _write_report(result: ChaosResult, monkey: ChaosMonkey, run_dir: Path) -> None:
     report = result.report
     doc = {
-        "summary": result.lines, "ok": result.ok, "problems": result.problems,
-        "statuses": dict(report.statuses), "mismatches": report.mismatches[:500],
-        "double_submissions": report.doubles, "duplicate_result_rows": report.duplicate_rows[:500],
+        "summary": result.lines,
+        "ok": result.ok,
+        "problems": result.problems,
+        "statuses": dict(report.statuses),
+        "mismatches": report.mismatches[:500],
+        "double_submissions": report.doubles,
+        "duplicate_result_rows": report.duplicate_rows[:500],
         "events": [asdict(e) for e in monkey.events],
     }
     (run_dir / "report.json").write_text(json.dumps(doc, indent=2, default=str))
@@ -221,9 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-in-flight", type=int, default=150, help="cap on unfinished jobs")
     parser.add_argument("--run-dir", type=Path)
     args = parser.parse_args(argv)
-    options = ChaosOptions(jobs=args.jobs, seed=args.seed, kill_every_s=args.kill_every,
-                           timeout_s=args.timeout, database=args.database, rate=args.rate,
-                           max_in_flight=args.max_in_flight, run_dir=args.run_dir)
+    options = ChaosOptions(
+        jobs=args.jobs,
+        seed=args.seed,
+        kill_every_s=args.kill_every,
+        timeout_s=args.timeout,
+        database=args.database,
+        rate=args.rate,
+        max_in_flight=args.max_in_flight,
+        run_dir=args.run_dir,
+    )
     # SIGTERM (e.g. from CI) unwinds like Ctrl-C, so the finally blocks reap every child.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

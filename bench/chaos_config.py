@@ -1,5 +1,6 @@
 """What a chaos run sets: the sandbox's faults and delivery retries, and the clocks of the
 reconciler and the broker (production's minutes turned down to seconds)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,12 +11,16 @@ FAKE_FAL_KEY = "chaos-key-id:chaos-key-secret"
 # choice: a few seconds of delay so callbacks really overtake each other and polls.
 FAULTS = {
     "drop": 0.10,
-    "duplicate": 0.30, "duplicate_copies": 2,
-    "delay": 0.10, "delay_s": 3.0,
-    "reorder": 0.10, "reorder_window_s": 3.0,
+    "duplicate": 0.30,
+    "duplicate_copies": 2,
+    "delay": 0.10,
+    "delay_s": 3.0,
+    "reorder": 0.10,
+    "reorder_window_s": 3.0,
     "webhook_before_response": 0.05,
     "submit_5xx": 0.05,  # 503: fal's gateway never handed it on, so retryable
-    "submit_429": 0.05, "retry_after_s": 0.5,
+    "submit_429": 0.05,
+    "retry_after_s": 0.5,
     "submit_response_lost": 0.02,
     "payload_error": 0.05,
     "error": 0.05,
@@ -42,11 +47,18 @@ class Timings:
     visibility_timeout_s: int = 30
 
     @classmethod
-    def fast(cls) -> "Timings":
+    def fast(cls) -> Timings:
         """For the few-hundred-job run inside `make test`."""
-        return cls(reconcile_interval_s=1.0, pending_grace_s=6.0, delivery_grace_s=4.0,
-                   silent_after_s=6.0, poll_every_s=4.0, outcome_unknown_grace_s=6.0,
-                   submit_lease_s=5.0, visibility_timeout_s=15)
+        return cls(
+            reconcile_interval_s=1.0,
+            pending_grace_s=6.0,
+            delivery_grace_s=4.0,
+            silent_after_s=6.0,
+            poll_every_s=4.0,
+            outcome_unknown_grace_s=6.0,
+            submit_lease_s=5.0,
+            visibility_timeout_s=15,
+        )
 
     def env(self) -> dict[str, str]:
         return {

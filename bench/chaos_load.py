@@ -5,6 +5,7 @@ died with the receiver can simply be sent again: the API returns the same job (2
 instead of creating a second one. It is paced (a rate and a cap on unfinished jobs), so
 the run measures the pipeline under faults rather than an ever-growing Redis backlog.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,9 +13,9 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import httpx
 from sqlalchemy import func, select
@@ -30,14 +31,19 @@ PASS_THROUGH = "fal-ai/chaos-echo"  # any other id goes to fal as-is; the sandbo
 
 def tiny_png(width: int = 8, height: int = 6) -> bytes:
     """A valid RGB PNG from the stdlib: the sandbox models read its size from IHDR."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     # Each row: filter byte 0, then RGB pixels.
-    raw = b"".join(b"\x00" + b"".join(bytes((x * 30 % 256, y * 40 % 256, 128)) for x in range(width))
-                   for y in range(height))
+    raw = b"".join(
+        b"\x00" + b"".join(bytes((x * 30 % 256, y * 40 % 256, 128)) for x in range(width))
+        for y in range(height)
+    )
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
@@ -66,7 +72,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-progress", daemon=True)
 
-    def start(self) -> "Progress":
+    def start(self) -> Progress:
         self.refresh()
         self._thread.start()
         return self
@@ -104,8 +110,19 @@ class SubmitStats:
 
 
 class Submitter:
-    def __init__(self, api_url: str, api_token: str, run_tag: str, jobs: int, *, rate: float,
-                 max_in_flight: int, progress: Progress, threads: int = 8, post_deadline_s: float = 120.0):
+    def __init__(
+        self,
+        api_url: str,
+        api_token: str,
+        run_tag: str,
+        jobs: int,
+        *,
+        rate: float,
+        max_in_flight: int,
+        progress: Progress,
+        threads: int = 8,
+        post_deadline_s: float = 120.0,
+    ):
         self.api_url, self.run_tag, self.jobs = api_url, run_tag, jobs
         self.headers = {"Authorization": f"Bearer {api_token}"}
         self.rate, self.max_in_flight, self.progress = rate, max_in_flight, progress
@@ -116,8 +133,10 @@ class Submitter:
 
     def run(self) -> SubmitStats:
         self._next_slot = time.monotonic()
-        with httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0), headers=self.headers) as client, \
-                ThreadPoolExecutor(self.threads, thread_name_prefix="chaos-submit") as pool:
+        with (
+            httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0), headers=self.headers) as client,
+            ThreadPoolExecutor(self.threads, thread_name_prefix="chaos-submit") as pool,
+        ):
             list(pool.map(lambda i: self._one(client, i), range(self.jobs)))
         return self.stats
 
@@ -144,7 +163,9 @@ class Submitter:
             try:
                 response = client.post(f"{self.api_url}/api/jobs", json=body)
                 if response.status_code in (200, 202):
-                    self._record(index, response.json()["id"], replay=response.status_code == 200 or attempt > 1)
+                    self._record(
+                        index, response.json()["id"], replay=response.status_code == 200 or attempt > 1
+                    )
                     return
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code < 500 and response.status_code != 429:  # our request is wrong
@@ -183,8 +204,17 @@ class ChaosMonkey:
     """Every `kill_every_s`: SIGKILL a worker; at 1/3 of submissions Redis, at 2/3 the
     receiver (each SIGKILLed and restarted on the same port, once)."""
 
-    def __init__(self, stack, submitted: Callable[[], int], jobs: int, *, kill_every_s: float,
-                 max_kills: int | None, log: Callable[[str], None], t0: float):
+    def __init__(
+        self,
+        stack,
+        submitted: Callable[[], int],
+        jobs: int,
+        *,
+        kill_every_s: float,
+        max_kills: int | None,
+        log: Callable[[str], None],
+        t0: float,
+    ):
         self.stack, self.submitted, self.jobs = stack, submitted, jobs
         self.kill_every_s, self.max_kills = kill_every_s, max_kills
         self.log, self.t0 = log, t0
@@ -194,7 +224,7 @@ class ChaosMonkey:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-monkey", daemon=True)
 
-    def start(self) -> "ChaosMonkey":
+    def start(self) -> ChaosMonkey:
         self._thread.start()
         return self
 
@@ -220,15 +250,21 @@ class ChaosMonkey:
                     started = time.monotonic()
                     self.stack.restart_redis()
                     self.redis_restarts += 1
-                    self._event("redis_restart", f"SIGKILL + restart on the same port in "
-                                f"{time.monotonic() - started:.2f}s")
+                    self._event(
+                        "redis_restart",
+                        f"SIGKILL + restart on the same port in {time.monotonic() - started:.2f}s",
+                    )
                 elif not self.receiver_restarts and self.submitted() >= 2 * self.jobs / 3:
                     started = time.monotonic()
                     self.stack.restart_receiver()
                     self.receiver_restarts += 1
-                    self._event("receiver_restart", f"SIGKILL gunicorn group + restart in "
-                                f"{time.monotonic() - started:.2f}s")
-                elif time.monotonic() >= next_kill and (self.max_kills is None or self.kills < self.max_kills):
+                    self._event(
+                        "receiver_restart",
+                        f"SIGKILL gunicorn group + restart in {time.monotonic() - started:.2f}s",
+                    )
+                elif time.monotonic() >= next_kill and (
+                    self.max_kills is None or self.kills < self.max_kills
+                ):
                     killed = self.stack.kill_oldest_worker()
                     if killed is None:  # a replacement is still booting: kill once it works
                         continue

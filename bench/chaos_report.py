@@ -24,6 +24,7 @@ was unknown (the reason on the job's `outcome_unknown` event). Anything else is
 DUPLICATE RESULT ROWS are `result_files` rows sharing (job_id, path), plus completed jobs
 whose number of file rows differs from the File objects in the sandbox output.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,11 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return (self.terminal == self.expected_jobs == self.jobs and not self.mismatches
-                and not self.duplicate_rows)
+        return (
+            self.terminal == self.expected_jobs == self.jobs
+            and not self.mismatches
+            and not self.duplicate_rows
+        )
 
 
 def count_files(output: Any) -> int:
@@ -70,7 +74,8 @@ def count_files(output: Any) -> int:
     independently of worker.results so the check does not grade our own code with itself."""
     if isinstance(output, dict):
         if isinstance(output.get("url"), str) and any(
-                k in output for k in ("content_type", "file_name", "file_size")):
+            k in output for k in ("content_type", "file_name", "file_size")
+        ):
             return 1
         return sum(count_files(v) for v in output.values())
     if isinstance(output, list):
@@ -103,15 +108,28 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
         by_job[job_id_of(request.get("webhook_url")) or "?"].append(request)
 
     with transaction(engine) as s:
-        jobs = s.execute(select(Job.id, Job.status, Job.request_id, Job.result, Job.error_type,
-                                Job.created_at, Job.completed_at, Job.resubmitted_at,
-                                Job.external_id)).all()
+        jobs = s.execute(
+            select(
+                Job.id,
+                Job.status,
+                Job.request_id,
+                Job.result,
+                Job.error_type,
+                Job.created_at,
+                Job.completed_at,
+                Job.resubmitted_at,
+                Job.external_id,
+            )
+        ).all()
         files = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)).all())
-        dup_rows = s.execute(select(ResultFile.job_id, ResultFile.path, func.count())
-                             .group_by(ResultFile.job_id, ResultFile.path)
-                             .having(func.count() > 1)).all()
-        unknown_events = s.execute(select(JobEvent.job_id, JobEvent.detail)
-                                   .where(JobEvent.to_status == "outcome_unknown")).all()
+        dup_rows = s.execute(
+            select(ResultFile.job_id, ResultFile.path, func.count())
+            .group_by(ResultFile.job_id, ResultFile.path)
+            .having(func.count() > 1)
+        ).all()
+        unknown_events = s.execute(
+            select(JobEvent.job_id, JobEvent.detail).where(JobEvent.to_status == "outcome_unknown")
+        ).all()
     reasons = {str(job_id): (detail or {}).get("reason", "") for job_id, detail in unknown_events}
 
     report.jobs = len(jobs)
@@ -132,22 +150,37 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
         mine = by_job.get(job_id, [])
         problem = _judge(job, mine)
         if problem:
-            report.mismatches.append({"job": job_id, "status": job.status, "problem": problem,
-                                      "requests": [r["request_id"] for r in mine]})
+            report.mismatches.append(
+                {
+                    "job": job_id,
+                    "status": job.status,
+                    "problem": problem,
+                    "requests": [r["request_id"] for r in mine],
+                }
+            )
         if len(mine) > 1:
             cause = _double_cause(job, reasons.get(job_id, ""))
             report.double_causes[cause] += 1
-            report.doubles.append({"job": job_id, "cause": cause, "requests": [r["request_id"] for r in mine]})
+            report.doubles.append(
+                {"job": job_id, "cause": cause, "requests": [r["request_id"] for r in mine]}
+            )
             if cause == "unexplained":
                 report.mismatches.append({"job": job_id, "problem": "submitted twice with no recorded cause"})
         if job.status == "completed" and mine:
             bound = next((r for r in mine if r["request_id"] == job.request_id), None)
             if bound is not None and files.get(job.id, 0) != count_files(bound.get("output")):
-                report.duplicate_rows.append({"job": job_id, "rows": files.get(job.id, 0),
-                                              "files_in_output": count_files(bound.get("output"))})
+                report.duplicate_rows.append(
+                    {
+                        "job": job_id,
+                        "rows": files.get(job.id, 0),
+                        "files_in_output": count_files(bound.get("output")),
+                    }
+                )
     report.orphan_requests = sum(len(v) for k, v in by_job.items() if k not in known)
     if report.orphan_requests:
-        report.mismatches.append({"problem": f"{report.orphan_requests} sandbox requests name no job of ours"})
+        report.mismatches.append(
+            {"problem": f"{report.orphan_requests} sandbox requests name no job of ours"}
+        )
     report.p50_s, report.p99_s = percentile(durations, 0.50), percentile(durations, 0.99)
     return report
 
@@ -183,8 +216,16 @@ def _double_cause(job, reason: str) -> str:
     return "outcome_unknown_resubmit"
 
 
-def summary_lines(report: Report, *, kills: int, redis_restarts: int, receiver_restarts: int,
-                  elapsed_s: float, database: str, run_dir: str) -> list[str]:
+def summary_lines(
+    report: Report,
+    *,
+    kills: int,
+    redis_restarts: int,
+    receiver_restarts: int,
+    elapsed_s: float,
+    database: str,
+    run_dir: str,
+) -> list[str]:
     causes = ", ".join(f"{k}={v}" for k, v in sorted(report.double_causes.items()))
     p50 = "n/a" if report.p50_s is None else f"{report.p50_s:.1f}s"
     p99 = "n/a" if report.p99_s is None else f"{report.p99_s:.1f}s"

@@ -5,6 +5,7 @@ receiver under gunicorn, Celery workers and Celery beat. Every child starts in i
 session, so one `killpg` takes down a worker with its prefork children, or gunicorn with
 its workers, the way an orchestrator's SIGKILL would. `stop()` always reaps all of them.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,8 @@ from bench.common import wait_answering
 from falbridge.localservices import PostgresCluster, RedisServer, find_pg_bin, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 @dataclass
 class StackConfig:
     run_dir: Path
@@ -78,7 +81,7 @@ class ChaosStack:
 
     # -- services ------------------------------------------------------------------
 
-    def start(self) -> "ChaosStack":
+    def start(self) -> ChaosStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = self._start_database()
         self.redis = RedisServer(self.run_dir / "redis").start()
@@ -89,8 +92,17 @@ class ChaosStack:
         self.start_receiver()
         for _ in range(self.config.workers):
             self.start_worker()
-        self.spawn("beat", "celery", "-A", "falbridge.worker.celery_app:celery_app", "beat",
-                   "--loglevel", "INFO", "--schedule", str(self.run_dir / "beat-schedule"))
+        self.spawn(
+            "beat",
+            "celery",
+            "-A",
+            "falbridge.worker.celery_app:celery_app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(self.run_dir / "beat-schedule"),
+        )
         for worker in self.workers:  # submit only once the pipeline can move
             self.wait_worker_ready(worker)
         return self
@@ -112,18 +124,20 @@ class ChaosStack:
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.config.timings.env())
-        env.update({
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis.url,
-            "FAL_QUEUE_URL": self.sandbox_url,
-            "FAL_KEY": FAKE_FAL_KEY,
-            "FAL_JWKS_URL": f"{self.sandbox_url}/.well-known/jwks.json",
-            "PUBLIC_BASE_URL": self.receiver_url,
-            "FALBRIDGE_API_TOKENS": self.api_token,
-            "FALBRIDGE_SUBMIT_MAX_RETRIES": "8",  # production's, whatever this shell has
-            "FALBRIDGE_VAR_DIR": str(self.run_dir / "var"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis.url,
+                "FAL_QUEUE_URL": self.sandbox_url,
+                "FAL_KEY": FAKE_FAL_KEY,
+                "FAL_JWKS_URL": f"{self.sandbox_url}/.well-known/jwks.json",
+                "PUBLIC_BASE_URL": self.receiver_url,
+                "FALBRIDGE_API_TOKENS": self.api_token,
+                "FALBRIDGE_SUBMIT_MAX_RETRIES": "8",  # production's, whatever this shell has
+                "FALBRIDGE_VAR_DIR": str(self.run_dir / "var"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_WEBHOOK_USER_ID", "FALBRIDGE_API_AUTH"):
             env.pop(name, None)  # never a real key, never a filter the sandbox won't match
         return env
@@ -134,19 +148,37 @@ class ChaosStack:
             out.write(f"\n=== {time.strftime('%H:%M:%S')} start {name}: {' '.join(args)}\n".encode())
             out.flush()
             offset = out.tell()
-            popen = subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=self.env, cwd=ROOT,
-                                     start_new_session=True)
+            popen = subprocess.Popen(
+                [sys.executable, "-m", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
         child = Child(name, popen, path, offset)
         self.children.append(child)
         return child
 
     def _start_sandbox(self) -> None:
         port = self.sandbox_url.rsplit(":", 1)[1]
-        proc = self.spawn("sandbox", "falbridge.sandbox", "--port", port, "--seed", str(self.config.seed),
-                          "--latency", str(self.config.sandbox_latency_s),
-                          "--concurrency", str(self.config.sandbox_concurrency),
-                          "--retention", "86400", "--faults", json.dumps(self.config.faults))
+        proc = self.spawn(
+            "sandbox",
+            "falbridge.sandbox",
+            "--port",
+            port,
+            "--seed",
+            str(self.config.seed),
+            "--latency",
+            str(self.config.sandbox_latency_s),
+            "--concurrency",
+            str(self.config.sandbox_concurrency),
+            "--retention",
+            "86400",
+            "--faults",
+            json.dumps(self.config.faults),
+        )
         wait_http(f"{self.sandbox_url}/.well-known/jwks.json", proc)
         httpx.put(f"{self.sandbox_url}/_sandbox/config", json=SANDBOX_RUNTIME, timeout=10).raise_for_status()
 
@@ -159,9 +191,18 @@ class ChaosStack:
     def start_worker(self) -> Child:
         self._worker_serial += 1
         slot = (self._worker_serial - 1) % max(1, self.config.workers)
-        worker = self.spawn(f"worker#{self._worker_serial}", "falbridge", "worker", "--pool", "prefork",
-                            "--concurrency", str(self.config.worker_concurrency), "--loglevel", "info",
-                            log=f"worker-{slot + 1}")
+        worker = self.spawn(
+            f"worker#{self._worker_serial}",
+            "falbridge",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(self.config.worker_concurrency),
+            "--loglevel",
+            "info",
+            log=f"worker-{slot + 1}",
+        )
         self.workers.append(worker)
         return worker
 
@@ -244,10 +285,15 @@ class ChaosStack:
             self.pg.stop(keep_log=self.run_dir / "postgresql.log")
 
     def describe(self) -> dict:
-        return {"database": self.config.database, "sandbox": self.sandbox_url,
-                "receiver": self.receiver_url, "redis": self.redis.url if self.redis else None,
-                "faults": self.config.faults, "sandbox_runtime": SANDBOX_RUNTIME,
-                "timings": asdict(self.config.timings)}
+        return {
+            "database": self.config.database,
+            "sandbox": self.sandbox_url,
+            "receiver": self.receiver_url,
+            "redis": self.redis.url if self.redis else None,
+            "faults": self.config.faults,
+            "sandbox_runtime": SANDBOX_RUNTIME,
+            "timings": asdict(self.config.timings),
+        }
 
 
 def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:

@@ -9,6 +9,7 @@ C process that replays pre-built requests from a file (bench/wrk_replay.lua).
 
 Nothing here is imported by the product.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from falbridge.localservices import PostgresCluster, RedisServer, find_pg_bin, free_port  # noqa: E402
+from falbridge.localservices import PostgresCluster, RedisServer, find_pg_bin, free_port  # noqa: E402, F401
 
 BENCH = Path(__file__).resolve().parent
 REPLAY_LUA = BENCH / "wrk_replay.lua"
@@ -49,8 +50,10 @@ def log(message: str) -> None:
 def require_tools(wrk: bool = True) -> Path:
     pg_bin = find_pg_bin()
     if pg_bin is None:
-        raise Unavailable("PostgreSQL server binaries not found (pg_ctl on PATH or under "
-                          "/usr/lib/postgresql/*/bin); install postgresql")
+        raise Unavailable(
+            "PostgreSQL server binaries not found (pg_ctl on PATH or under "
+            "/usr/lib/postgresql/*/bin); install postgresql"
+        )
     if wrk and subprocess.run(["sh", "-c", "command -v wrk"], capture_output=True).returncode != 0:
         raise Unavailable("wrk not found; install it (apt-get install -y wrk) or run `make bench`")
     return pg_bin
@@ -71,6 +74,7 @@ def main_wrapper(name: str, run) -> int:
 
 # -- is the machine quiet? -------------------------------------------------------
 
+
 def loadavg() -> float:
     return os.getloadavg()[0]
 
@@ -78,10 +82,12 @@ def loadavg() -> float:
 def cpu_busy(seconds: float = 2.0) -> float:
     """Share of all CPUs busy over the next `seconds` (from /proc/stat): unlike the load
     average, it does not remember the benchmark that ran just before."""
+
     def sample():
         fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle = fields[3] + fields[4]  # idle + iowait
         return sum(fields) - idle, sum(fields)
+
     busy0, total0 = sample()
     time.sleep(seconds)
     busy1, total1 = sample()
@@ -147,6 +153,7 @@ class QuietWatch:
 
 # -- processes --------------------------------------------------------------------
 
+
 def _proc_stats() -> Iterable[tuple[int, list[str]]]:
     """(pid, the /proc/<pid>/stat fields after the command name) for every live process."""
     for pid_dir in Path("/proc").iterdir():
@@ -156,7 +163,7 @@ def _proc_stats() -> Iterable[tuple[int, list[str]]]:
             stat = (pid_dir / "stat").read_text()
         except OSError:
             continue
-        yield int(pid_dir.name), stat[stat.rindex(")") + 2:].split()
+        yield int(pid_dir.name), stat[stat.rindex(")") + 2 :].split()
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -193,7 +200,7 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
     return ticks / CLK_TCK
 
@@ -261,7 +268,7 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
-    def start_services(self, database: str = "falbridge_bench", *, wrk: bool = True) -> "Stack":
+    def start_services(self, database: str = "falbridge_bench", *, wrk: bool = True) -> Stack:
         from falbridge.models.migrate import upgrade
 
         pg_bin = require_tools(wrk=wrk)
@@ -275,16 +282,18 @@ class Stack:
 
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis.url,
-            "FAL_KEY": FAKE_FAL_KEY,
-            "FALBRIDGE_API_TOKENS": API_TOKEN,
-            "FALBRIDGE_VAR_DIR": str(self.run_dir / "var"),
-            "PYTHONUNBUFFERED": "1",
-            # The sandbox serves its files on loopback.
-            "FALBRIDGE_FETCH_ALLOW_PRIVATE": "1",
-        })
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis.url,
+                "FAL_KEY": FAKE_FAL_KEY,
+                "FALBRIDGE_API_TOKENS": API_TOKEN,
+                "FALBRIDGE_VAR_DIR": str(self.run_dir / "var"),
+                "PYTHONUNBUFFERED": "1",
+                # The sandbox serves its files on loopback.
+                "FALBRIDGE_FETCH_ALLOW_PRIVATE": "1",
+            }
+        )
         for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_WEBHOOK_USER_ID"):
             env.pop(name, None)
         return env
@@ -292,8 +301,15 @@ class Stack:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         path = self.run_dir / f"{name}.log"
         with open(path, "ab") as out:
-            popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env or self.env, cwd=ROOT, start_new_session=True)
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env or self.env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, path)
         self.procs.append(proc)
         return proc
@@ -309,32 +325,85 @@ class Stack:
         """The same gunicorn configuration serving bench/bare_app.py (an endpoint that reads
         the body and answers 200)."""
         d = serve_defaults()
-        argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(d["workers"]),
-                "--threads", str(d["threads"]), "--worker-class", "gthread", "--graceful-timeout", "10",
-                "--timeout", "30", "bench.bare_app:app"]
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(d["workers"]),
+            "--threads",
+            str(d["threads"]),
+            "--worker-class",
+            "gthread",
+            "--graceful-timeout",
+            "10",
+            "--timeout",
+            "30",
+            "bench.bare_app:app",
+        ]
         proc = self.spawn("bare", argv)
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         return proc
 
-    def start_worker(self, concurrency: int, name: str = "worker", app: str | None = None,
-                     pool: str = "prefork", **extra_env: str) -> Proc:
+    def start_worker(
+        self,
+        concurrency: int,
+        name: str = "worker",
+        app: str | None = None,
+        pool: str = "prefork",
+        **extra_env: str,
+    ) -> Proc:
         """`falbridge worker` (or, for the no-op baseline, celery with `app`, which is the
         same Celery app object plus one task)."""
         env = {**self.env, **extra_env}
         if app is None:
-            argv = [sys.executable, "-m", "falbridge", "worker", "--pool", pool,
-                    "--concurrency", str(concurrency)]  # its default log level, INFO
+            argv = [
+                sys.executable,
+                "-m",
+                "falbridge",
+                "worker",
+                "--pool",
+                pool,
+                "--concurrency",
+                str(concurrency),
+            ]  # its default log level, INFO
         else:
-            argv = [sys.executable, "-m", "celery", "-A", app, "worker", f"--pool={pool}",
-                    f"--concurrency={concurrency}", "--loglevel=INFO"]
+            argv = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                app,
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+            ]
         proc = self.spawn(name, argv, env)
         wait_worker_ready(proc)
         return proc
 
     def start_sandbox(self, port: int, latency_s: float = 0.0, concurrency: int = 64) -> Proc:
-        proc = self.spawn("sandbox", [sys.executable, "-m", "falbridge.sandbox", "--port", str(port),
-                                      "--latency", str(latency_s), "--concurrency", str(concurrency),
-                                      "--retention", "3600", "--seed", "1"])
+        proc = self.spawn(
+            "sandbox",
+            [
+                sys.executable,
+                "-m",
+                "falbridge.sandbox",
+                "--port",
+                str(port),
+                "--latency",
+                str(latency_s),
+                "--concurrency",
+                str(concurrency),
+                "--retention",
+                "3600",
+                "--seed",
+                "1",
+            ],
+        )
         wait_http(f"http://127.0.0.1:{port}/.well-known/jwks.json", proc)
         return proc
 
@@ -379,12 +448,25 @@ def run_dir_for(name: str) -> Path:
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
-    wait_answering(url, proc.popen, proc.name, timeout=timeout,
-                   exit_detail=lambda: f":\n{proc.log_tail()}", see=str(proc.log_path))
+    wait_answering(
+        url,
+        proc.popen,
+        proc.name,
+        timeout=timeout,
+        exit_detail=lambda: f":\n{proc.log_tail()}",
+        see=str(proc.log_path),
+    )
 
 
-def wait_answering(url: str, popen: subprocess.Popen, name: str, *, see: str, timeout: float = 60.0,
-                   exit_detail: Callable[[], str] | None = None) -> None:
+def wait_answering(
+    url: str,
+    popen: subprocess.Popen,
+    name: str,
+    *,
+    see: str,
+    timeout: float = 60.0,
+    exit_detail: Callable[[], str] | None = None,
+) -> None:
     """Return once `url` answers below 500; raise (saying where to look) if the server
     process exits first or `timeout` passes."""
     import httpx
@@ -419,6 +501,7 @@ def wait_worker_ready(proc: Proc, offset: int = 0, timeout: float = 60.0) -> Non
 
 # -- wrk -----------------------------------------------------------------------
 
+
 @dataclass
 class WrkResult:
     sent: int  # requests of the replayed file that were answered
@@ -451,8 +534,15 @@ def write_requests(path: Path, requests: Iterable[tuple[str, str, dict[str, str]
     return count
 
 
-def run_wrk(base_url: str, requests_file: Path, *, connections: int, threads: int = 1,
-            cap_s: float = 300.0, timeout_s: float = 10.0) -> WrkResult:
+def run_wrk(
+    base_url: str,
+    requests_file: Path,
+    *,
+    connections: int,
+    threads: int = 1,
+    cap_s: float = 300.0,
+    timeout_s: float = 10.0,
+) -> WrkResult:
     """Replay every request in `requests_file` exactly once, with `connections` keep-alive
     connections, and return when all are answered.
 
@@ -462,11 +552,27 @@ def run_wrk(base_url: str, requests_file: Path, *, connections: int, threads: in
     to keep its connections busy until the last answers arrive; those are not counted.
     """
     marker = Path(tempfile.mkdtemp(prefix="falbridge-wrk-")) / "done"
-    argv = ["wrk", "-t", str(threads), "-c", str(max(connections, threads)), "-d", f"{int(cap_s)}s",
-            "--timeout", f"{int(timeout_s)}s", "-s", str(REPLAY_LUA), base_url, "--",
-            str(requests_file), str(marker), str(threads)]
-    popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(max(connections, threads)),
+        "-d",
+        f"{int(cap_s)}s",
+        "--timeout",
+        f"{int(timeout_s)}s",
+        "-s",
+        str(REPLAY_LUA),
+        base_url,
+        "--",
+        str(requests_file),
+        str(marker),
+        str(threads),
+    ]
+    popen = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + cap_s + 15
     cpu = 0.0
     try:
@@ -486,25 +592,45 @@ def run_wrk(base_url: str, requests_file: Path, *, connections: int, threads: in
     result_line = next((line for line in out.splitlines() if line.startswith("WRKJSON ")), None)
     if result_line is None:
         raise RuntimeError(f"wrk gave no result:\n{out[-2000:]}")
-    doc = json.loads(result_line[len("WRKJSON "):])
-    return WrkResult(sent=doc["answered"], non_2xx=doc["non_2xx"], seconds=doc["seconds"],
-                     p50_ms=doc["p50_us"] / 1000, p90_ms=doc["p90_us"] / 1000, p99_ms=doc["p99_us"] / 1000,
-                     errors=doc["errors"], generator_cpu_s=cpu, complete=doc["complete"],
-                     t_first=doc["t_first"], t_last=doc["t_last"])
+    doc = json.loads(result_line[len("WRKJSON ") :])
+    return WrkResult(
+        sent=doc["answered"],
+        non_2xx=doc["non_2xx"],
+        seconds=doc["seconds"],
+        p50_ms=doc["p50_us"] / 1000,
+        p90_ms=doc["p90_us"] / 1000,
+        p99_ms=doc["p99_us"] / 1000,
+        errors=doc["errors"],
+        generator_cpu_s=cpu,
+        complete=doc["complete"],
+        t_first=doc["t_first"],
+        t_last=doc["t_last"],
+    )
 
 
 # -- signed callbacks ----------------------------------------------------------
 
+
 def callback_body(request_id: str, index: int) -> bytes:
     """A realistic fal completion callback for fal-ai/evf-sam: one File object."""
-    return json.dumps({
-        "request_id": request_id,
-        "gateway_request_id": request_id,
-        "status": "OK",
-        "payload": {"image": {"url": f"https://v3.fal.media/files/bench/{request_id}/mask.png",
-                              "content_type": "image/png", "file_name": "mask.png",
-                              "file_size": 20_000 + index % 5000, "width": 1024, "height": 768}},
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "request_id": request_id,
+            "gateway_request_id": request_id,
+            "status": "OK",
+            "payload": {
+                "image": {
+                    "url": f"https://v3.fal.media/files/bench/{request_id}/mask.png",
+                    "content_type": "image/png",
+                    "file_name": "mask.png",
+                    "file_size": 20_000 + index % 5000,
+                    "width": 1024,
+                    "height": 768,
+                }
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def signed_callbacks(key, user_id: str, jobs: list[tuple[str, str]], start_index: int = 0):
@@ -514,10 +640,14 @@ def signed_callbacks(key, user_id: str, jobs: list[tuple[str, str]], start_index
     timestamp = str(int(time.time()))
     for offset, (job_id, request_id) in enumerate(jobs):
         body = callback_body(request_id, start_index + offset)
-        headers = {"Content-Type": "application/json", "User-Agent": "fal-webhook/bench",
-                   "X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": user_id,
-                   "X-Fal-Webhook-Timestamp": timestamp,
-                   "X-Fal-Webhook-Signature": sign(key, request_id, user_id, timestamp, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "fal-webhook/bench",
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": user_id,
+            "X-Fal-Webhook-Timestamp": timestamp,
+            "X-Fal-Webhook-Signature": sign(key, request_id, user_id, timestamp, body),
+        }
         yield "POST", f"/webhooks/fal?job={job_id}", headers, body
 
 
@@ -563,7 +693,7 @@ class JwksHost:
         self.server.stop()
 
 
-def finish_line(line: str, quiet: str, watch: "QuietWatch | None" = None) -> str:
+def finish_line(line: str, quiet: str, watch: QuietWatch | None = None) -> str:
     """A benchmark's summary line, saying if the machine was busy when it started, and
     (`watch`) whether a chaos run started meanwhile."""
     if "NOT QUIET" in quiet:
@@ -576,6 +706,7 @@ def fmt_ms(value: float) -> str:
 
 
 # -- profiling (BENCH_PROFILE=1) ----------------------------------------------------
+
 
 class Profiler:
     """py-spy (sampling, from outside the process) on each process group's leader and its
@@ -592,10 +723,28 @@ class Profiler:
             raise Unavailable("BENCH_PROFILE=1 needs py-spy in the venv (pip install py-spy)")
         for proc in procs:
             out = run_dir / f"profile-{proc.name}.txt"
-            self.popens.append(subprocess.Popen(
-                [str(spy), "record", "--pid", str(proc.popen.pid), "--subprocesses", "--nonblocking",
-                 "--rate", str(rate), "--gil", "--format", "raw", "--output", str(out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            self.popens.append(
+                subprocess.Popen(
+                    [
+                        str(spy),
+                        "record",
+                        "--pid",
+                        str(proc.popen.pid),
+                        "--subprocesses",
+                        "--nonblocking",
+                        "--rate",
+                        str(rate),
+                        "--gil",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(out),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         time.sleep(1.0)  # py-spy attaches
 
     def stop(self) -> None:

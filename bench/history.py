@@ -15,13 +15,14 @@ the matching index, no sort and no sequential scan.
 Prints one line:
     history: rows=… api p99=… sql p99=… ratio<=… deep/first<=… indexes=k/n target … PASS|FAIL
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,8 +31,18 @@ from urllib.parse import urlencode
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (API_HEADERS, Stack, fmt_ms, free_port, log,  # noqa: E402
-                          finish_line, main_wrapper, QuietWatch, run_dir_for, wait_quiet)
+from bench.common import (
+    API_HEADERS,
+    QuietWatch,
+    Stack,
+    finish_line,
+    fmt_ms,
+    free_port,
+    log,
+    main_wrapper,
+    run_dir_for,
+    wait_quiet,
+)
 
 TARGET_RATIO = 2.0  # API p99 within 2x of the raw SQL's
 DEEP_TOLERANCE = 1.15  # "no slower than the first": deep p50 within 15% of the first page's (noise)
@@ -112,20 +123,29 @@ def job_filters(params: dict):
     def when(name):
         return datetime.fromisoformat(params[name]) if name in params else None
 
-    return JobFilters(status=params.get("status"), endpoint_id=params.get("endpoint_id"),
-                      external_id=params.get("external_id"), created_after=when("created_after"),
-                      created_before=when("created_before"))
+    return JobFilters(
+        status=params.get("status"),
+        endpoint_id=params.get("endpoint_id"),
+        external_id=params.get("external_id"),
+        created_after=when("created_after"),
+        created_before=when("created_before"),
+    )
 
 
-def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0,
-        min_samples: int = 300, deep: int = DEEP) -> tuple[str, bool]:
+def run(
+    rows: int = 1_000_000,
+    seconds: float = 2.0,
+    wait_quiet_s: float = 0.0,
+    min_samples: int = 300,
+    deep: int = DEEP,
+) -> tuple[str, bool]:
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("history")
     stack = Stack(run_dir)
     try:
         stack.start_services(wrk=False)
-        base = datetime.now(timezone.utc).replace(microsecond=0) - SPAN - timedelta(hours=1)
+        base = datetime.now(UTC).replace(microsecond=0) - SPAN - timedelta(hours=1)
         load_s = _generate(stack, rows, base)
         log(f"history: {rows} jobs generated and analyzed in {load_s:.1f}s")
         port = free_port()
@@ -140,15 +160,26 @@ def run(rows: int = 1_000_000, seconds: float = 2.0, wait_quiet_s: float = 0.0,
                 cursor = _cursor_at(raw, stack, params, deep) if name.endswith("/deep") else None
                 sql, sql_params = _captured_sql(stack, params, cursor)
                 query = {**params, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
-                cases.append({"name": name, "url_query": urlencode(query), "sql": sql,
-                              "sql_params": sql_params, "plan": _explain(raw, sql, sql_params)})
+                cases.append(
+                    {
+                        "name": name,
+                        "url_query": urlencode(query),
+                        "sql": sql,
+                        "sql_params": sql_params,
+                        "plan": _explain(raw, sql, sql_params),
+                    }
+                )
             floor, results = _measure_interleaved(port, raw, cases, seconds, min_samples)
         for r in results:
-            log(f"history: {r['name']:22s} api p50={r['api']['p50_ms']:.2f}ms p99={r['api']['p99_ms']:.2f}ms "
+            log(
+                f"history: {r['name']:22s} api p50={r['api']['p50_ms']:.2f}ms p99={r['api']['p99_ms']:.2f}ms "
                 f"sql p50={r['sql']['p50_ms']:.3f}ms p99={r['sql']['p99_ms']:.3f}ms "
-                f"(n={r['api']['n']}) rows={r['rows']} plan: {r['plan']['summary']}")
-        log(f"history: GET /healthz (gunicorn + Flask, no database) p50={floor['p50_ms']:.2f}ms "
-            f"p99={floor['p99_ms']:.2f}ms")
+                f"(n={r['api']['n']}) rows={r['rows']} plan: {r['plan']['summary']}"
+            )
+        log(
+            f"history: GET /healthz (gunicorn + Flask, no database) p50={floor['p50_ms']:.2f}ms "
+            f"p99={floor['p99_ms']:.2f}ms"
+        )
         line, ok = _summarise(results, floor, rows, load_s, quiet, run_dir)
         return finish_line(line, quiet, watch), ok
     finally:
@@ -174,19 +205,28 @@ def _cursor_at(raw, stack: Stack, params: dict, offset: int) -> str:
     from falbridge.models.jobs import encode_cursor
 
     where, values = _where(params)
-    row = raw.execute(f"SELECT created_at, id FROM jobs {where} ORDER BY created_at DESC, id DESC "
-                      f"OFFSET {offset - 1} LIMIT 1", values).fetchone()
+    row = raw.execute(
+        f"SELECT created_at, id FROM jobs {where} ORDER BY created_at DESC, id DESC "
+        f"OFFSET {offset - 1} LIMIT 1",
+        values,
+    ).fetchone()
     return encode_cursor(SimpleNamespace(created_at=row[0], id=row[1]))
 
 
 def _where(params: dict) -> tuple[str, dict]:
     clauses, values = [], {}
-    for name, column, op in (("status", "status", "="), ("endpoint_id", "endpoint_id", "="),
-                             ("external_id", "external_id", "="), ("created_after", "created_at", ">="),
-                             ("created_before", "created_at", "<")):
+    for name, column, op in (
+        ("status", "status", "="),
+        ("endpoint_id", "endpoint_id", "="),
+        ("external_id", "external_id", "="),
+        ("created_after", "created_at", ">="),
+        ("created_before", "created_at", "<"),
+    ):
         if name in params:
             clauses.append(f"{column} {op} %({name})s")
-            values[name] = datetime.fromisoformat(params[name]) if name.startswith("created") else params[name]
+            values[name] = (
+                datetime.fromisoformat(params[name]) if name.startswith("created") else params[name]
+            )
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", values
 
 
@@ -229,16 +269,27 @@ def _explain(raw, sql: str, params: dict) -> dict:
     # A sort is a failure (the index must give the order), except above the unique
     # external_id index, which yields at most one row.
     unique_lookup = indexes == ["uq_jobs_external_id"]
-    ok = (bool(indexes) and "Seq Scan" not in nodes and "Incremental Sort" not in nodes
-          and ("Sort" not in nodes or unique_lookup))
+    ok = (
+        bool(indexes)
+        and "Seq Scan" not in nodes
+        and "Incremental Sort" not in nodes
+        and ("Sort" not in nodes or unique_lookup)
+    )
     buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get("Shared Read Blocks", 0)
     summary = f"{'+'.join(dict.fromkeys(nodes))} on {','.join(indexes) or '-'}; {buffers} buffers"
-    return {"ok": ok, "nodes": nodes, "indexes": indexes, "buffers": buffers,
-            "execution_ms": top.get("Execution Time"), "summary": summary}
+    return {
+        "ok": ok,
+        "nodes": nodes,
+        "indexes": indexes,
+        "buffers": buffers,
+        "execution_ms": top.get("Execution Time"),
+        "summary": summary,
+    }
 
 
-def _measure_interleaved(port: int, raw, cases: list[dict], seconds: float,
-                         min_samples: int) -> tuple[dict, list[dict]]:
+def _measure_interleaved(
+    port: int, raw, cases: list[dict], seconds: float, min_samples: int
+) -> tuple[dict, list[dict]]:
     """Every URL, its raw SQL and GET /healthz, one after another in a loop on one HTTP
     and one database connection, until each has `min_samples` and `seconds` x cases
     have passed: whatever else the machine does, it does to all of them alike, so a
@@ -280,9 +331,17 @@ def _measure_interleaved(port: int, raw, cases: list[dict], seconds: float,
     while time.monotonic() < deadline or len(floor) < min_samples:
         one_round(record=True)
     http.close()
-    results = [{"name": c["name"], "url_query": c["url_query"], "api": _percentiles(api[c["name"]]),
-                "sql": _percentiles(sql[c["name"]]), "plan": c["plan"], "rows": rows[c["name"]]}
-               for c in cases]
+    results = [
+        {
+            "name": c["name"],
+            "url_query": c["url_query"],
+            "api": _percentiles(api[c["name"]]),
+            "sql": _percentiles(sql[c["name"]]),
+            "plan": c["plan"],
+            "rows": rows[c["name"]],
+        }
+        for c in cases
+    ]
     return _percentiles(floor), results
 
 
@@ -292,8 +351,9 @@ def _percentiles(samples: list[float]) -> dict:
     return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "n": len(ordered)}
 
 
-def _summarise(results: list[dict], floor: dict, rows: int, load_s: float, quiet: str,
-               run_dir: Path) -> tuple[str, bool]:
+def _summarise(
+    results: list[dict], floor: dict, rows: int, load_s: float, quiet: str, run_dir: Path
+) -> tuple[str, bool]:
     worst = max(results, key=lambda r: r["api"]["p99_ms"] / max(r["sql"]["p99_ms"], 1e-6))
     ratio = worst["api"]["p99_ms"] / max(worst["sql"]["p99_ms"], 1e-6)
     by_name = {r["name"]: r for r in results}
@@ -308,25 +368,41 @@ def _summarise(results: list[dict], floor: dict, rows: int, load_s: float, quiet
     api_p99 = max(r["api"]["p99_ms"] for r in results)
     sql_p99 = max(r["sql"]["p99_ms"] for r in results)
     ok = ratio <= TARGET_RATIO and worst_deep <= DEEP_TOLERANCE and indexed == len(results) and full_pages
-    (run_dir / "history.json").write_text(json.dumps(
-        {"rows": rows, "load_s": load_s, "machine": quiet, "results": results,
-         "deep_over_first_p50": deep_ratios, "healthz": floor},
-        indent=2, default=str))
+    (run_dir / "history.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "load_s": load_s,
+                "machine": quiet,
+                "results": results,
+                "deep_over_first_p50": deep_ratios,
+                "healthz": floor,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     log(f"history: details in {run_dir}")
-    line = (f"history: rows={rows} api p50={fmt_ms(max(r['api']['p50_ms'] for r in results))} "
-            f"p99={fmt_ms(api_p99)} sql p50={max(r['sql']['p50_ms'] for r in results):.2f}ms "
-            f"p99={sql_p99:.2f}ms (worst of {len(results)}) ratio<={ratio:.1f} ({worst['name']}) "
-            f"deep/first<={worst_deep:.2f} indexes={indexed}/{len(results)} "
-            f"healthz p50={floor['p50_ms']:.2f}ms p99={floor['p99_ms']:.2f}ms "
-            f"target ratio<=2, deep<=first {'PASS' if ok else 'FAIL'}")
+    line = (
+        f"history: rows={rows} api p50={fmt_ms(max(r['api']['p50_ms'] for r in results))} "
+        f"p99={fmt_ms(api_p99)} sql p50={max(r['sql']['p50_ms'] for r in results):.2f}ms "
+        f"p99={sql_p99:.2f}ms (worst of {len(results)}) ratio<={ratio:.1f} ({worst['name']}) "
+        f"deep/first<={worst_deep:.2f} indexes={indexed}/{len(results)} "
+        f"healthz p50={floor['p50_ms']:.2f}ms p99={floor['p99_ms']:.2f}ms "
+        f"target ratio<=2, deep<=first {'PASS' if ok else 'FAIL'}"
+    )
     return line, ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=float, default=2.0,
-                        help="measuring time per URL (the URLs are measured interleaved)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=2.0,
+        help="measuring time per URL (the URLs are measured interleaved)",
+    )
     parser.add_argument("--wait-quiet", type=float, default=0.0)
     args = parser.parse_args(argv)
     return main_wrapper("history", lambda: run(args.rows, args.seconds, args.wait_quiet))

@@ -14,6 +14,7 @@ must then hold exactly the deliveries sent, each once, and the queue one task fo
 Prints one line:
     ingest: receiver=…/s p50 p99 bare=…/s p50 p99 ratio=… target>=1000/s,>=0.5 PASS|FAIL
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,32 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (JwksHost, Profiler, Stack, cpu_delta, fmt_ms, free_port, insert_submitted_jobs,  # noqa: E402
-                          finish_line, log, main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
-                          write_requests)
+from bench.common import (
+    JwksHost,
+    Profiler,
+    QuietWatch,
+    Stack,
+    cpu_delta,
+    finish_line,
+    fmt_ms,
+    free_port,
+    insert_submitted_jobs,
+    log,
+    main_wrapper,
+    run_dir_for,
+    run_wrk,
+    signed_callbacks,
+    wait_quiet,
+    write_requests,
+)
 
 TARGET_RATE = 1000.0
 TARGET_RATIO = 0.5
 
 
-def run(deliveries: int = 15000, connections: int = 32, warmup: int = 1000,
-        wait_quiet_s: float = 0.0) -> tuple[str, bool]:
+def run(
+    deliveries: int = 15000, connections: int = 32, warmup: int = 1000, wait_quiet_s: float = 0.0
+) -> tuple[str, bool]:
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("ingest")
@@ -77,34 +94,50 @@ def run(deliveries: int = 15000, connections: int = 32, warmup: int = 1000,
         queued = _queued_tasks(stack)
         problems = []
         if not rec.complete or rec.sent != deliveries or rec.non_2xx:
-            problems.append(f"receiver answered {rec.sent}/{deliveries} ({rec.non_2xx} non-2xx, errors {rec.errors})")
+            problems.append(
+                f"receiver answered {rec.sent}/{deliveries} ({rec.non_2xx} non-2xx, errors {rec.errors})"
+            )
         if not base.complete or base.sent != deliveries or base.non_2xx:
             problems.append(f"bare answered {base.sent}/{deliveries} ({base.non_2xx} non-2xx)")
         if check["verified"] != warmup + deliveries or check["redeliveries"] or check["rejected"]:
-            problems.append(f"database holds {check}, expected {warmup + deliveries} verified deliveries once each")
+            problems.append(
+                f"database holds {check}, expected {warmup + deliveries} verified deliveries once each"
+            )
         if queued != warmup + deliveries:
             problems.append(f"{queued} process_delivery tasks queued, expected {warmup + deliveries}")
 
         ratio = rec.rate / base.rate if base.rate else 0.0
         ok = rec.rate >= TARGET_RATE and ratio >= TARGET_RATIO and not problems
         details = {
-            "deliveries": deliveries, "connections": connections, "warmup": warmup, "machine": quiet,
-            "receiver": rec.__dict__, "bare": base.__dict__, "database": check, "queued": queued,
-            "receiver_cpu_s": round(receiver_cpu, 2), "cpu_ms_per_delivery": cpu_ms, "bare_cpu_s": round(bare_cpu, 2),
+            "deliveries": deliveries,
+            "connections": connections,
+            "warmup": warmup,
+            "machine": quiet,
+            "receiver": rec.__dict__,
+            "bare": base.__dict__,
+            "database": check,
+            "queued": queued,
+            "receiver_cpu_s": round(receiver_cpu, 2),
+            "cpu_ms_per_delivery": cpu_ms,
+            "bare_cpu_s": round(bare_cpu, 2),
             "problems": problems,
         }
         (run_dir / "ingest.json").write_text(json.dumps(details, indent=2))
         for problem in problems:
             log(f"ingest: PROBLEM: {problem}")
-        log(f"ingest: receiver CPU {receiver_cpu:.1f}s ({receiver_cpu / rec.seconds * 100:.0f}% of one core), "
+        log(
+            f"ingest: receiver CPU {receiver_cpu:.1f}s ({receiver_cpu / rec.seconds * 100:.0f}% of one core), "
             f"bare CPU {bare_cpu:.1f}s; wrk CPU {rec.generator_cpu_s:.1f}s / {base.generator_cpu_s:.1f}s; "
-            f"details in {run_dir}")
+            f"details in {run_dir}"
+        )
         gen_share = max(rec.generator_cpu_s / rec.seconds, base.generator_cpu_s / base.seconds)
-        line = (f"ingest: receiver={rec.rate:.0f}/s p50={fmt_ms(rec.p50_ms)} p99={fmt_ms(rec.p99_ms)} "
-                f"bare={base.rate:.0f}/s p50={fmt_ms(base.p50_ms)} p99={fmt_ms(base.p99_ms)} "
-                f"ratio={ratio:.2f} stored={check['verified'] - warmup}/{deliveries} "
-                f"wrk_cpu<={gen_share * 100:.0f}% "
-                f"target>=1000/s,>=0.5 {'PASS' if ok else 'FAIL'}")
+        line = (
+            f"ingest: receiver={rec.rate:.0f}/s p50={fmt_ms(rec.p50_ms)} p99={fmt_ms(rec.p99_ms)} "
+            f"bare={base.rate:.0f}/s p50={fmt_ms(base.p50_ms)} p99={fmt_ms(base.p99_ms)} "
+            f"ratio={ratio:.2f} stored={check['verified'] - warmup}/{deliveries} "
+            f"wrk_cpu<={gen_share * 100:.0f}% "
+            f"target>=1000/s,>=0.5 {'PASS' if ok else 'FAIL'}"
+        )
         return finish_line(line, quiet, watch), ok
     finally:
         if jwks is not None:
@@ -120,12 +153,15 @@ def _check_database(stack: Stack, expected: int) -> dict:
     deadline = time.monotonic() + 10
     with get_engine(stack.database_url).connect() as conn:
         while True:
-            row = conn.execute(text(
-                "SELECT count(*) FILTER (WHERE verified) AS verified,"
-                " count(*) FILTER (WHERE NOT verified) AS rejected,"
-                " coalesce(sum(redeliveries), 0) AS redeliveries,"
-                " count(DISTINCT request_id) AS distinct_requests"
-                " FROM webhook_deliveries")).one()
+            row = conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE verified) AS verified,"
+                    " count(*) FILTER (WHERE NOT verified) AS rejected,"
+                    " coalesce(sum(redeliveries), 0) AS redeliveries,"
+                    " count(DISTINCT request_id) AS distinct_requests"
+                    " FROM webhook_deliveries"
+                )
+            ).one()
             conn.rollback()
             if row.verified + row.rejected >= expected or time.monotonic() > deadline:
                 return dict(row._mapping)
@@ -147,10 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=15000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--wait-quiet", type=float, default=0.0,
-                        help="seconds to wait for a quiet machine (no chaos run, low load) first")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a quiet machine (no chaos run, low load) first",
+    )
     args = parser.parse_args(argv)
-    return main_wrapper("ingest", lambda: run(args.deliveries, args.connections, args.warmup, args.wait_quiet))
+    return main_wrapper(
+        "ingest", lambda: run(args.deliveries, args.connections, args.warmup, args.wait_quiet)
+    )
 
 
 if __name__ == "__main__":

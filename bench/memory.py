@@ -15,6 +15,7 @@ once, every one processed, every job completed.
 Prints one line:
     memory: receiver … -> … MiB (+x%) worker … -> … MiB (+y%) deliveries=N target<10% PASS|FAIL
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,36 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (JwksHost, Profiler, Stack, WrkResult, free_port, insert_submitted_jobs, log,  # noqa: E402
-                          finish_line, main_wrapper, QuietWatch, run_dir_for, run_wrk, signed_callbacks, wait_quiet,
-                          write_requests)
+from bench.common import (
+    JwksHost,
+    Profiler,
+    QuietWatch,
+    Stack,
+    WrkResult,
+    finish_line,
+    free_port,
+    insert_submitted_jobs,
+    log,
+    main_wrapper,
+    run_dir_for,
+    run_wrk,
+    signed_callbacks,
+    wait_quiet,
+    write_requests,
+)
 
 TARGET_GROWTH = 0.10
 BATCH = 20_000
 
 
-def run(deliveries: int = 100_000, concurrency: int = 4, warmup: int = 2000, connections: int = 32,
-        wait_quiet_s: float = 0.0, batch: int = BATCH) -> tuple[str, bool]:
+def run(
+    deliveries: int = 100_000,
+    concurrency: int = 4,
+    warmup: int = 2000,
+    connections: int = 32,
+    wait_quiet_s: float = 0.0,
+    batch: int = BATCH,
+) -> tuple[str, bool]:
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("memory")
@@ -56,9 +77,11 @@ def run(deliveries: int = 100_000, concurrency: int = 4, warmup: int = 2000, con
         _wait_processed(stack, warmup, timeout_s=120)
         time.sleep(1)
         before = {"receiver": receiver.rss_kib(), "worker": worker.rss_kib()}
-        log(f"memory: after {warmup} warm-up deliveries: receiver {before['receiver'] / 1024:.0f} MiB "
+        log(
+            f"memory: after {warmup} warm-up deliveries: receiver {before['receiver'] / 1024:.0f} MiB "
             f"({len(receiver.pids())} processes), worker {before['worker'] / 1024:.0f} MiB "
-            f"({len(worker.pids())} processes)")
+            f"({len(worker.pids())} processes)"
+        )
 
         log(f"memory: replaying {deliveries} deliveries while the worker applies them")
         profiler = Profiler(run_dir, [receiver, worker])
@@ -67,43 +90,68 @@ def run(deliveries: int = 100_000, concurrency: int = 4, warmup: int = 2000, con
             for start in range(0, deliveries, batch):
                 # Each batch signed just before it is sent: the receiver refuses a signature
                 # more than 300 s old, and 100,000 take longer than that here.
-                chunk = jobs[warmup + start:warmup + start + batch]
+                chunk = jobs[warmup + start : warmup + start + batch]
                 write_requests(main_file, signed_callbacks(jwks.key, jwks.user_id, chunk, warmup + start))
                 batches.append(run_wrk(url, main_file, connections=connections, cap_s=900))
             sent = _combined(batches)
-            log(f"memory: receiver took {sent.sent} in {sent.seconds:.0f}s ({sent.rate:.0f}/s, "
-                f"{len(batches)} batches); waiting for the worker")
+            log(
+                f"memory: receiver took {sent.sent} in {sent.seconds:.0f}s ({sent.rate:.0f}/s, "
+                f"{len(batches)} batches); waiting for the worker"
+            )
             t_sent = time.monotonic()
             counts = _wait_processed(stack, warmup + deliveries, timeout_s=900)
         finally:
             profiler.stop()
         applied_s = time.monotonic() - sent.t_first if sent.t_first else 0.0
-        log(f"memory: worker applied the last delivery {time.monotonic() - t_sent:.0f}s after the last was stored")
+        log(
+            f"memory: worker applied the last delivery {time.monotonic() - t_sent:.0f}s after the last was stored"
+        )
         time.sleep(1)
         after = {"receiver": receiver.rss_kib(), "worker": worker.rss_kib()}
 
         growth = {name: (after[name] - before[name]) / before[name] for name in before}
         problems = []
         if not sent.complete or sent.sent != deliveries or sent.non_2xx:
-            problems.append(f"receiver answered {sent.sent}/{deliveries} ({sent.non_2xx} non-2xx, errors {sent.errors})")
+            problems.append(
+                f"receiver answered {sent.sent}/{deliveries} ({sent.non_2xx} non-2xx, errors {sent.errors})"
+            )
         total = warmup + deliveries
-        if (counts["verified"], counts["processed"], counts["completed"], counts["redeliveries"]) != (total, total, total, 0):
-            problems.append(f"database: {counts}, expected {total} deliveries stored once, processed, jobs completed")
+        if (counts["verified"], counts["processed"], counts["completed"], counts["redeliveries"]) != (
+            total,
+            total,
+            total,
+            0,
+        ):
+            problems.append(
+                f"database: {counts}, expected {total} deliveries stored once, processed, jobs completed"
+            )
         ok = max(growth.values()) < TARGET_GROWTH and not problems
-        details = {"deliveries": deliveries, "warmup": warmup, "concurrency": concurrency, "machine": quiet,
-                   "rss_kib_before": before, "rss_kib_after": after, "growth": growth, "database": counts,
-                   "wrk": sent.__dict__, "wrk_batches": [b.__dict__ for b in batches],
-                   "applied_s": applied_s, "problems": problems}
+        details = {
+            "deliveries": deliveries,
+            "warmup": warmup,
+            "concurrency": concurrency,
+            "machine": quiet,
+            "rss_kib_before": before,
+            "rss_kib_after": after,
+            "growth": growth,
+            "database": counts,
+            "wrk": sent.__dict__,
+            "wrk_batches": [b.__dict__ for b in batches],
+            "applied_s": applied_s,
+            "problems": problems,
+        }
         (run_dir / "memory.json").write_text(json.dumps(details, indent=2))
         for problem in problems:
             log(f"memory: PROBLEM: {problem}")
         log(f"memory: details in {run_dir}")
         mib = lambda kib: f"{kib / 1024:.0f}"  # noqa: E731
-        line = (f"memory: receiver {mib(before['receiver'])}->{mib(after['receiver'])}MiB "
-                f"({growth['receiver'] * 100:+.1f}%) worker {mib(before['worker'])}->{mib(after['worker'])}MiB "
-                f"({growth['worker'] * 100:+.1f}%) deliveries={counts['processed'] - warmup}/{deliveries} "
-                f"applied in {applied_s:.0f}s ({deliveries / applied_s if applied_s else 0:.0f}/s) "
-                f"target<10% {'PASS' if ok else 'FAIL'}")
+        line = (
+            f"memory: receiver {mib(before['receiver'])}->{mib(after['receiver'])}MiB "
+            f"({growth['receiver'] * 100:+.1f}%) worker {mib(before['worker'])}->{mib(after['worker'])}MiB "
+            f"({growth['worker'] * 100:+.1f}%) deliveries={counts['processed'] - warmup}/{deliveries} "
+            f"applied in {applied_s:.0f}s ({deliveries / applied_s if applied_s else 0:.0f}/s) "
+            f"target<10% {'PASS' if ok else 'FAIL'}"
+        )
         return finish_line(line, quiet, watch), ok
     finally:
         if jwks is not None:
@@ -119,12 +167,19 @@ def _combined(batches: list[WrkResult]) -> WrkResult:
         for name, count in b.errors.items():
             errors[name] = errors.get(name, 0) + count
     first, last = batches[0], batches[-1]
-    return WrkResult(sent=sum(b.sent for b in batches), non_2xx=sum(b.non_2xx for b in batches),
-                     seconds=(last.t_last - first.t_first) if first.t_first else sum(b.seconds for b in batches),
-                     p50_ms=max(b.p50_ms for b in batches), p90_ms=max(b.p90_ms for b in batches),
-                     p99_ms=max(b.p99_ms for b in batches), errors=errors,
-                     generator_cpu_s=sum(b.generator_cpu_s for b in batches),
-                     complete=all(b.complete for b in batches), t_first=first.t_first, t_last=last.t_last)
+    return WrkResult(
+        sent=sum(b.sent for b in batches),
+        non_2xx=sum(b.non_2xx for b in batches),
+        seconds=(last.t_last - first.t_first) if first.t_first else sum(b.seconds for b in batches),
+        p50_ms=max(b.p50_ms for b in batches),
+        p90_ms=max(b.p90_ms for b in batches),
+        p99_ms=max(b.p99_ms for b in batches),
+        errors=errors,
+        generator_cpu_s=sum(b.generator_cpu_s for b in batches),
+        complete=all(b.complete for b in batches),
+        t_first=first.t_first,
+        t_last=last.t_last,
+    )
 
 
 def _counts(stack: Stack) -> dict:
@@ -133,12 +188,15 @@ def _counts(stack: Stack) -> dict:
     from falbridge.models.db import get_engine
 
     with get_engine(stack.database_url).connect() as conn:
-        row = conn.execute(text(
-            "SELECT (SELECT count(*) FROM webhook_deliveries WHERE verified) AS verified,"
-            " (SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NOT NULL) AS processed,"
-            " (SELECT coalesce(sum(redeliveries), 0) FROM webhook_deliveries) AS redeliveries,"
-            " (SELECT count(*) FROM jobs WHERE status = 'completed') AS completed,"
-            " (SELECT count(*) FROM result_files) AS result_files")).one()
+        row = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM webhook_deliveries WHERE verified) AS verified,"
+                " (SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NOT NULL) AS processed,"
+                " (SELECT coalesce(sum(redeliveries), 0) FROM webhook_deliveries) AS redeliveries,"
+                " (SELECT count(*) FROM jobs WHERE status = 'completed') AS completed,"
+                " (SELECT count(*) FROM result_files) AS result_files"
+            )
+        ).one()
     return dict(row._mapping)
 
 
@@ -157,11 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="worker processes (prefork)")
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--wait-quiet", type=float, default=0.0)
-    parser.add_argument("--batch", type=int, default=BATCH,
-                        help="deliveries signed and replayed at a time (signatures expire after 300 s)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help="deliveries signed and replayed at a time (signatures expire after 300 s)",
+    )
     args = parser.parse_args(argv)
-    return main_wrapper("memory", lambda: run(args.deliveries, args.concurrency, args.warmup,
-                                              wait_quiet_s=args.wait_quiet, batch=args.batch))
+    return main_wrapper(
+        "memory",
+        lambda: run(
+            args.deliveries, args.concurrency, args.warmup, wait_quiet_s=args.wait_quiet, batch=args.batch
+        ),
+    )
 
 
 if __name__ == "__main__":

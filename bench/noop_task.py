@@ -3,6 +3,7 @@ acks_late, prefetch 1, JSON, the `falbridge` queue) plus one task that does noth
 
     celery -A bench.noop_task:celery_app worker --pool=prefork --concurrency=N
 """
+
 from falbridge.worker.celery_app import celery_app, ensure_broker
 
 ensure_broker()

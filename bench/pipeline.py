@@ -18,6 +18,7 @@ with the worker told not to consume, so the publisher's speed is not what is mea
 Prints one line:
     pipeline: jobs=…/s noop=…/s ratio=… completed=N/N target>=250/s,>=0.5 PASS|FAIL
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,21 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (API_HEADERS, Profiler, Stack, cpu_delta, free_port, log, main_wrapper, QuietWatch,  # noqa: E402
-                          finish_line, run_dir_for, run_wrk, wait_quiet, write_requests)
+from bench.common import (
+    API_HEADERS,
+    Profiler,
+    QuietWatch,
+    Stack,
+    cpu_delta,
+    finish_line,
+    free_port,
+    log,
+    main_wrapper,
+    run_dir_for,
+    run_wrk,
+    wait_quiet,
+    write_requests,
+)
 
 TARGET_RATE = 250.0
 TARGET_RATIO = 0.5
@@ -42,13 +56,26 @@ TERMINAL = ("completed", "failed", "cancelled")
 def job_requests(tag: str, count: int):
     headers = {"Content-Type": "application/json", **API_HEADERS}
     for i in range(count):
-        body = json.dumps({"endpoint_id": ENDPOINT, "input": {"prompt": f"bench {i}", "seed": i},
-                           "external_id": f"{tag}-{i}"}, separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "endpoint_id": ENDPOINT,
+                "input": {"prompt": f"bench {i}", "seed": i},
+                "external_id": f"{tag}-{i}",
+            },
+            separators=(",", ":"),
+        ).encode()
         yield "POST", "/api/jobs", headers, body
 
 
-def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: int = 300,
-        noop_tasks: int | None = None, wait_quiet_s: float = 0.0, pool: str = "prefork") -> tuple[str, bool]:
+def run(
+    jobs: int = 20000,
+    concurrency: int = 4,
+    connections: int = 16,
+    warmup: int = 300,
+    noop_tasks: int | None = None,
+    wait_quiet_s: float = 0.0,
+    pool: str = "prefork",
+) -> tuple[str, bool]:
     noop_tasks = noop_tasks or min(jobs, 10000)
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
@@ -60,13 +87,19 @@ def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: 
         receiver_url = f"http://127.0.0.1:{receiver_port}"
         sandbox = stack.start_sandbox(sandbox_port, latency_s=0.0, concurrency=64)
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        stack.env.update({"FAL_QUEUE_URL": sandbox_url, "FAL_JWKS_URL": f"{sandbox_url}/.well-known/jwks.json",
-                          "PUBLIC_BASE_URL": receiver_url})
+        stack.env.update(
+            {
+                "FAL_QUEUE_URL": sandbox_url,
+                "FAL_JWKS_URL": f"{sandbox_url}/.well-known/jwks.json",
+                "PUBLIC_BASE_URL": receiver_url,
+            }
+        )
         receiver = stack.start_receiver(receiver_port)
 
         # -- baseline: no-op round trips on the same broker and worker settings ----------
-        noop_worker = stack.start_worker(concurrency, name="noop-worker", app="bench.noop_task:celery_app",
-                                         pool=pool)
+        noop_worker = stack.start_worker(
+            concurrency, name="noop-worker", app="bench.noop_task:celery_app", pool=pool
+        )
         _drain_noops(stack, 500)  # warm-up: pool children forked, connections open
         log(f"pipeline: {noop_tasks} no-op tasks through a {pool} worker, concurrency {concurrency}")
         noop_rate, publish_rate = _drain_noops(stack, noop_tasks)
@@ -87,8 +120,10 @@ def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: 
         profiler = Profiler(run_dir, [receiver, worker, sandbox])
         try:
             posted = run_wrk(receiver_url, main_file, connections=connections, cap_s=900)
-            log(f"pipeline: API took all {posted.sent} in {posted.seconds:.1f}s ({posted.rate:.0f}/s, "
-                f"p99 {posted.p99_ms:.0f}ms); waiting for every job to end")
+            log(
+                f"pipeline: API took all {posted.sent} in {posted.seconds:.1f}s ({posted.rate:.0f}/s, "
+                f"p99 {posted.p99_ms:.0f}ms); waiting for every job to end"
+            )
             stats = _wait_terminal(stack, "bench-main-%", jobs, timeout_s=900)
         finally:
             profiler.stop()
@@ -101,20 +136,34 @@ def run(jobs: int = 20000, concurrency: int = 4, connections: int = 16, warmup: 
         ratio = rate / noop_rate if noop_rate else 0.0
         problems = []
         if posted.sent != jobs or posted.non_2xx:
-            problems.append(f"API answered {posted.sent}/{jobs} ({posted.non_2xx} non-2xx, errors {posted.errors})")
+            problems.append(
+                f"API answered {posted.sent}/{jobs} ({posted.non_2xx} non-2xx, errors {posted.errors})"
+            )
         if stats["completed"] != jobs:
             problems.append(f"{stats['completed']}/{jobs} completed ({stats})")
         ok = rate >= TARGET_RATE and ratio >= TARGET_RATIO and not problems
-        details = {"jobs": jobs, "concurrency": concurrency, "connections": connections, "machine": quiet,
-                   "noop_per_s": noop_rate, "noop_published_per_s": publish_rate, "api": posted.__dict__,
-                   "database": stats, "cpu_ms_per_job": cpu_ms, "timeline": progress.samples, "problems": problems}
+        details = {
+            "jobs": jobs,
+            "concurrency": concurrency,
+            "connections": connections,
+            "machine": quiet,
+            "noop_per_s": noop_rate,
+            "noop_published_per_s": publish_rate,
+            "api": posted.__dict__,
+            "database": stats,
+            "cpu_ms_per_job": cpu_ms,
+            "timeline": progress.samples,
+            "problems": problems,
+        }
         (run_dir / "pipeline.json").write_text(json.dumps(details, indent=2, default=str))
         for problem in problems:
             log(f"pipeline: PROBLEM: {problem}")
         log(f"pipeline: details in {run_dir}")
-        line = (f"pipeline: jobs={rate:.0f}/s ({stats['terminal']} in {elapsed:.1f}s, "
-                f"{pool} worker, concurrency {concurrency}) noop={noop_rate:.0f}/s ratio={ratio:.2f} "
-                f"completed={stats['completed']}/{jobs} target>=250/s,>=0.5 {'PASS' if ok else 'FAIL'}")
+        line = (
+            f"pipeline: jobs={rate:.0f}/s ({stats['terminal']} in {elapsed:.1f}s, "
+            f"{pool} worker, concurrency {concurrency}) noop={noop_rate:.0f}/s ratio={ratio:.2f} "
+            f"completed={stats['completed']}/{jobs} target>=250/s,>=0.5 {'PASS' if ok else 'FAIL'}"
+        )
         return finish_line(line, quiet, watch), ok
     finally:
         stack.stop()
@@ -160,14 +209,16 @@ class _Progress(threading.Thread):
         self.samples: list[tuple[float, int]] = []
         self._stop_event = threading.Event()
 
-    def start(self) -> "_Progress":
+    def start(self) -> _Progress:
         self.t0 = time.monotonic()
         super().start()
         return self
 
     def run(self) -> None:
         while not self._stop_event.wait(1.0):
-            self.samples.append((round(time.monotonic() - self.t0, 1), _counts(self.stack, self.pattern)["terminal"]))
+            self.samples.append(
+                (round(time.monotonic() - self.t0, 1), _counts(self.stack, self.pattern)["terminal"])
+            )
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -180,13 +231,17 @@ def _counts(stack: Stack, pattern: str) -> dict:
     from falbridge.models.db import get_engine
 
     with get_engine(stack.database_url).connect() as conn:
-        row = conn.execute(text(
-            "SELECT count(*) AS total,"
-            " count(*) FILTER (WHERE status IN ('completed','failed','cancelled')) AS terminal,"
-            " count(*) FILTER (WHERE status = 'completed') AS completed,"
-            " extract(epoch FROM max(completed_at) - min(created_at)) AS elapsed_s,"
-            " count(DISTINCT external_id) AS distinct_external_ids"
-            " FROM jobs WHERE external_id LIKE :pattern"), {"pattern": pattern}).one()
+        row = conn.execute(
+            text(
+                "SELECT count(*) AS total,"
+                " count(*) FILTER (WHERE status IN ('completed','failed','cancelled')) AS terminal,"
+                " count(*) FILTER (WHERE status = 'completed') AS completed,"
+                " extract(epoch FROM max(completed_at) - min(created_at)) AS elapsed_s,"
+                " count(DISTINCT external_id) AS distinct_external_ids"
+                " FROM jobs WHERE external_id LIKE :pattern"
+            ),
+            {"pattern": pattern},
+        ).one()
     return {k: (float(v) if k == "elapsed_s" and v is not None else v) for k, v in row._mapping.items()}
 
 
@@ -203,16 +258,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=4, help="worker processes or threads")
-    parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork",
-                        help="the worker's pool, for the pipeline and the baseline alike")
+    parser.add_argument(
+        "--pool",
+        choices=("prefork", "threads"),
+        default="prefork",
+        help="the worker's pool, for the pipeline and the baseline alike",
+    )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections posting jobs")
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--noop-tasks", type=int, default=None, help="baseline size (default: jobs, at most 10,000)")
+    parser.add_argument(
+        "--noop-tasks", type=int, default=None, help="baseline size (default: jobs, at most 10,000)"
+    )
     parser.add_argument("--wait-quiet", type=float, default=0.0)
     args = parser.parse_args(argv)
-    return main_wrapper("pipeline", lambda: run(args.jobs, args.concurrency, args.connections, args.warmup,
-                                                args.noop_tasks, wait_quiet_s=args.wait_quiet,
-                                                pool=args.pool))
+    return main_wrapper(
+        "pipeline",
+        lambda: run(
+            args.jobs,
+            args.concurrency,
+            args.connections,
+            args.warmup,
+            args.noop_tasks,
+            wait_quiet_s=args.wait_quiet,
+            pool=args.pool,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Prints inclusive share per function (a frame counted once per sample), our own code
 first, and the self share of the top leaf frames.
 """
+
 from __future__ import annotations
 
 import argparse

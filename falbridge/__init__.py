@@ -1,12 +1,14 @@
 """falbridge: run fal.ai model jobs at volume, webhook-driven, nothing lost, nothing twice.
 
-    import falbridge
-    job = falbridge.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": Path("cat.png")})
+import falbridge
+job = falbridge.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": Path("cat.png")})
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pkgutil import extend_path
-from typing import Any, Mapping
+from typing import Any
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -14,8 +16,13 @@ from typing import Any, Mapping
 __path__ = extend_path(__path__, __name__)
 
 
-def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | None = None,
-           metadata: Mapping[str, Any] | None = None):
+def submit(
+    endpoint_id: str,
+    input: Mapping[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+):
     """Store and enqueue a job; returns it. The same external_id returns the same job."""
     from falbridge.worker.api import submit as _submit
 

@@ -5,6 +5,7 @@ and sandbox (sandbox.cli) are imported only when used or listed: they pull in Fl
 the sandbox, and a command whose module is missing or broken must not take the rest
 of the CLI down with it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -50,8 +51,12 @@ def _unavailable(name: str, reason: str) -> click.Command:
 
     # Any arguments are accepted, so the user sees why the command cannot run rather than
     # a complaint about an option it would have had.
-    return click.Command(name, callback=fail, help=f"(unavailable: {reason})",
-                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    return click.Command(
+        name,
+        callback=fail,
+        help=f"(unavailable: {reason})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,6 +5,7 @@ Both are genuine servers (no fakes), started as child processes in their own ses
 a benchmark can SIGKILL and restart them like an orchestrator would. Nothing here is used
 in production; the test fixtures (tests/plugins/db.py) and bench/chaos.py share it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -54,15 +55,35 @@ class PostgresCluster:
     def _run(self, *args: str) -> None:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, cwd=self.root)
 
-    def start(self) -> "PostgresCluster":
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8", "--no-sync")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                f"-c max_connections={self.max_connections}")
+    def start(self) -> PostgresCluster:
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            f"-c max_connections={self.max_connections}"
+        )
         if not self.durable:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w",
-                  "-l", str(self.root / "log"), "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            str(self.root / "log"),
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -81,8 +102,11 @@ class PostgresCluster:
 
     def stop(self, keep_log: Path | None = None) -> None:
         """Stop at once and delete the cluster; `keep_log` saves the server log first."""
-        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data),
-                        "-m", "immediate", "stop"], capture_output=True, cwd=self.root)
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            capture_output=True,
+            cwd=self.root,
+        )
         if keep_log is not None and (self.root / "log").exists():
             shutil.copyfile(self.root / "log", keep_log)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -105,8 +129,7 @@ class RedisServer:
     `appendfsync everysec` may lose the last second of writes, as a real crash would.
     """
 
-    def __init__(self, data_dir: Path | None = None, *, port: int | None = None,
-                 appendonly: bool = True):
+    def __init__(self, data_dir: Path | None = None, *, port: int | None = None, appendonly: bool = True):
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="falbridge-redis-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -118,13 +141,33 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 20.0) -> "RedisServer":
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir), "--save", "", "--protected-mode", "no",
-                "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no",
-                "--logfile", str(self.data_dir / "redis.log")]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        args = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+        ]
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.starts += 1
         self._wait_ready(timeout)
         return self
@@ -133,8 +176,9 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}; "
-                                   f"see {self.data_dir / 'redis.log'}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}; see {self.data_dir / 'redis.log'}"
+                )
             if self.ping():  # PONG only once the append-only file is loaded
                 return
             if time.monotonic() > deadline:
@@ -157,7 +201,7 @@ class RedisServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
-    def restart(self) -> "RedisServer":
+    def restart(self) -> RedisServer:
         """Kill and start again on the same port with the same data directory."""
         self.kill()
         return self.start()

@@ -3,12 +3,13 @@
 One engine per (process, URL): Celery's prefork children and gunicorn workers must not
 share pooled connections with their parent, so the cache is keyed by pid.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,7 +37,7 @@ def normalize_url(url: str) -> str:
     # Users paste Heroku-style URLs; we ship psycopg 3, not psycopg2.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

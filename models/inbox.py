@@ -1,4 +1,5 @@
 """The webhook inbox: store every delivery before we answer it."""
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,7 @@ def dedupe_key(request_id: str, body: bytes) -> str:
     return hashlib.sha256(request_id.encode() + b"\n" + hashlib.sha256(body).digest()).hexdigest()
 
 
-def store_verified(session: Session, *, request_id: str, body: bytes,
-                   headers: dict[str, Any]) -> Stored:
+def store_verified(session: Session, *, request_id: str, body: bytes, headers: dict[str, Any]) -> Stored:
     """Insert a verified delivery once; a re-delivery of the same callback bumps a counter.
 
     The unique dedupe key decides: `INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`, so
@@ -37,14 +37,24 @@ def store_verified(session: Session, *, request_id: str, body: bytes,
     (bench/ profile).
     """
     key = dedupe_key(request_id, body)
-    values = {"request_id": request_id, "body": body, "headers": headers, "verified": True,
-              "dedupe_key": key, "received_at": utcnow(), "redeliveries": 0}
+    values = {
+        "request_id": request_id,
+        "body": body,
+        "headers": headers,
+        "verified": True,
+        "dedupe_key": key,
+        "received_at": utcnow(),
+        "redeliveries": 0,
+    }
     inserted = session.execute(_insert_once(session.get_bind().dialect.name), values).scalar()
     if inserted is not None:
         return Stored(inserted, duplicate=False, processed=False)
     existing = session.execute(
-        update(_table).where(_table.c.dedupe_key == key).values(redeliveries=_table.c.redeliveries + 1)
-        .returning(_table.c.id, _table.c.processed_at)).one()
+        update(_table)
+        .where(_table.c.dedupe_key == key)
+        .values(redeliveries=_table.c.redeliveries + 1)
+        .returning(_table.c.id, _table.c.processed_at)
+    ).one()
     return Stored(existing.id, duplicate=True, processed=existing.processed_at is not None)
 
 
@@ -55,11 +65,19 @@ def _insert_once(dialect: str):
     return insert_unless_taken(dialect, _table, _table.c.dedupe_key).returning(_table.c.id)
 
 
-def store_rejected(session: Session, *, request_id: str | None, body: bytes,
-                   headers: dict[str, Any], reason: str) -> int:
-    row = WebhookDelivery(request_id=(request_id or None) and request_id[:128], body=body,
-                          headers=headers, verified=False, rejection_reason=reason,
-                          received_at=utcnow(), processed_at=utcnow(), outcome="rejected")
+def store_rejected(
+    session: Session, *, request_id: str | None, body: bytes, headers: dict[str, Any], reason: str
+) -> int:
+    row = WebhookDelivery(
+        request_id=(request_id or None) and request_id[:128],
+        body=body,
+        headers=headers,
+        verified=False,
+        rejection_reason=reason,
+        received_at=utcnow(),
+        processed_at=utcnow(),
+        outcome="rejected",
+    )
     session.add(row)
     session.flush()
     return row.id

@@ -1,13 +1,15 @@
 """Job queries: idempotent creation, state transitions, result files, history listing."""
+
 from __future__ import annotations
 
 import base64
 import functools
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Row, inspect, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
@@ -35,15 +37,23 @@ def create_job(
     statement on the common path, no savepoint (the API's cost, bench/ profile).
     Either way the job comes back with `files` and `events` loaded, ready for `job_detail`.
     """
-    values = {"id": uuid.uuid4(), "endpoint_id": endpoint_id, "input": input,
-              "external_id": external_id, "meta": metadata, "status": JobStatus.PENDING.value}
+    values = {
+        "id": uuid.uuid4(),
+        "endpoint_id": endpoint_id,
+        "input": input,
+        "external_id": external_id,
+        "meta": metadata,
+        "status": JobStatus.PENDING.value,
+    }
     job = session.scalars(_insert_job_once(session.get_bind().dialect.name).values(values)).one_or_none()
     if job is None:
-        existing = session.scalar(select(Job).where(Job.external_id == external_id)
-                                  .options(selectinload(Job.files), selectinload(Job.events)))
+        existing = session.scalar(
+            select(Job)
+            .where(Job.external_id == external_id)
+            .options(selectinload(Job.files), selectinload(Job.events))
+        )
         if existing is None:  # the conflict was on something else: don't hide it
-            raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, "
-                               "yet no job holds it")
+            raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, yet no job holds it")
         return existing, False
     event = _add_event(session, job.id, None, JobStatus.PENDING, source)
     # A new job has no files and exactly this event: no need to read them back.
@@ -85,7 +95,9 @@ def job_by_request_id(session: Session, request_id: str) -> Job | None:
 def lock_job_by_request_id(session: Session, request_id: str) -> Job | None:
     """`job_by_request_id` holding the row lock, as `lock_job` does: one statement."""
     return session.scalar(
-        select(Job).where(Job.request_id == request_id).with_for_update()
+        select(Job)
+        .where(Job.request_id == request_id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     )
 
@@ -107,8 +119,11 @@ def transition(
         return False
     # The job's own unflushed changes (e.g. a webhook count) ride in the same UPDATE
     # instead of a flush of their own just before it: one write of the row, not two.
-    pending = {attr.key: getattr(job, attr.key) for attr in inspect(job).mapper.column_attrs
-               if inspect(job).attrs[attr.key].history.has_changes()}
+    pending = {
+        attr.key: getattr(job, attr.key)
+        for attr in inspect(job).mapper.column_attrs
+        if inspect(job).attrs[attr.key].history.has_changes()
+    }
     values = dict(pending, **fields, status=new.value, updated_at=utcnow())
     if new.is_terminal and "completed_at" not in values:
         values["completed_at"] = utcnow()
@@ -116,7 +131,8 @@ def transition(
     # writer cannot be overwritten: the loser's UPDATE matches no row.
     with session.no_autoflush:
         result = session.execute(
-            update(Job).where(Job.id == job.id, Job.status == current.value)
+            update(Job)
+            .where(Job.id == job.id, Job.status == current.value)
             .values({getattr(Job, name): value for name, value in values.items()})
             .execution_options(synchronize_session=False)
         )
@@ -129,10 +145,22 @@ def transition(
     return True
 
 
-def _add_event(session: Session, job_id: uuid.UUID, old: JobStatus | None, new: JobStatus,
-               source: EventSource, detail: dict[str, Any] | None = None) -> JobEvent:
-    event = JobEvent(job_id=job_id, from_status=old.value if old else None,
-                     to_status=new.value, source=source.value, detail=detail, at=utcnow())
+def _add_event(
+    session: Session,
+    job_id: uuid.UUID,
+    old: JobStatus | None,
+    new: JobStatus,
+    source: EventSource,
+    detail: dict[str, Any] | None = None,
+) -> JobEvent:
+    event = JobEvent(
+        job_id=job_id,
+        from_status=old.value if old else None,
+        to_status=new.value,
+        source=source.value,
+        detail=detail,
+        at=utcnow(),
+    )
     session.add(event)
     return event
 
@@ -185,15 +213,33 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 # What a listing shows (models.serialize.job_summary): not the input, result or fal's URLs.
 # An input can hold megabytes of data URIs; a page of 500 must not load them all.
 SUMMARY_COLUMNS = (
-    Job.id, Job.endpoint_id, Job.status, Job.external_id, Job.meta, Job.request_id,
-    Job.gateway_request_id, Job.result_pending, Job.error, Job.error_type, Job.error_detail,
-    Job.created_at, Job.updated_at, Job.submitted_at, Job.completed_at, Job.cancel_requested_at,
-    Job.last_polled_at, Job.resubmitted_at, Job.submit_attempts, Job.poll_attempts, Job.webhook_count,
+    Job.id,
+    Job.endpoint_id,
+    Job.status,
+    Job.external_id,
+    Job.meta,
+    Job.request_id,
+    Job.gateway_request_id,
+    Job.result_pending,
+    Job.error,
+    Job.error_type,
+    Job.error_detail,
+    Job.created_at,
+    Job.updated_at,
+    Job.submitted_at,
+    Job.completed_at,
+    Job.cancel_requested_at,
+    Job.last_polled_at,
+    Job.resubmitted_at,
+    Job.submit_attempts,
+    Job.poll_attempts,
+    Job.webhook_count,
 )
 
 
-def list_jobs(session: Session, filters: JobFilters, *, limit: int = 50,
-              cursor: str | None = None) -> tuple[list[Row], str | None]:
+def list_jobs(
+    session: Session, filters: JobFilters, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Row], str | None]:
     """Newest first, keyset-paginated on (created_at, id) so deep pages cost what the first does.
 
     Rows of SUMMARY_COLUMNS, read by attribute like a Job (`row.status`, `row.meta`), not

@@ -1,4 +1,5 @@
 """Run the Alembic migrations in `migrations/` programmatically (`falbridge db upgrade`)."""
+
 from __future__ import annotations
 
 from importlib import resources
@@ -16,7 +17,9 @@ def alembic_config(url: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation would choke on '%' in passwords.
-    config.set_main_option("sqlalchemy.url", (normalize_url(url) if url else database_url()).replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", (normalize_url(url) if url else database_url()).replace("%", "%%")
+    )
     return config
 
 
@@ -26,6 +29,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 def current_revision(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
+
     from falbridge.models.db import get_engine
 
     with get_engine(url).connect() as conn:

@@ -4,10 +4,11 @@ Pure functions of the ORM rows (no Flask), so the same shapes can be reused else
 `job_detail` needs `files` and `events` loaded (`get_job(..., full=True)`): the rows are
 detached by then, and a lazy load would fail.
 """
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -16,7 +17,7 @@ from falbridge.models.tables import Job, JobEvent, ResultFile
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _id(value: uuid.UUID | None) -> str | None:

@@ -18,6 +18,7 @@ higher rank. That one rule gives the properties fal's delivery model needs:
 `outcome_unknown` ranks just above `pending`: a lost submit response may later be
 resolved by a callback (terminal) or by the reconciler (submitted / terminal).
 """
+
 from __future__ import annotations
 
 import enum

@@ -23,6 +23,7 @@ Deliberate differences from real fal:
 Start it in-process with `sandbox.server.SandboxServer`, or run `python -m falbridge.sandbox`.
 The package speaks only HTTP and imports nothing from the rest of the project.
 """
+
 from falbridge.sandbox.config import Faults, SandboxConfig
 from falbridge.sandbox.server import SandboxServer
 

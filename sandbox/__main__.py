@@ -1,4 +1,5 @@
 """`python -m falbridge.sandbox --port N`."""
+
 from falbridge.sandbox.cli import sandbox
 
 sandbox(prog_name="python -m falbridge.sandbox")

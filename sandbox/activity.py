@@ -4,6 +4,7 @@ Every queued or running job and every scheduled or in-flight delivery attempt ho
 token. Whoever schedules follow-up work takes its token before releasing its own, so the
 count never touches zero while something is still about to happen.
 """
+
 from __future__ import annotations
 
 import threading

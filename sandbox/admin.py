@@ -1,4 +1,5 @@
 """Admin API under /_sandbox/ (no auth): faults, settings, keys, ground truth, idle-wait."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ MAX_IDLE_WAIT_S = 600.0
 
 
 class AdminApi:
-    def __init__(self, core: "Sandbox") -> None:
+    def __init__(self, core: Sandbox) -> None:
         self.core = core
         self._routes = {
             ("GET", ""): self._info,
@@ -30,19 +31,21 @@ class AdminApi:
         }
 
     def dispatch(self, request: Request) -> Response:
-        sub_path = request.path[len("/_sandbox"):].strip("/")
+        sub_path = request.path[len("/_sandbox") :].strip("/")
         handler = self._routes.get((request.method, sub_path))
         if handler is not None:
             return handler(request)
         if request.method == "GET" and sub_path.startswith("requests/"):
-            return self._one_request(sub_path[len("requests/"):])
+            return self._one_request(sub_path[len("requests/") :])
         if any(path == sub_path for _, path in self._routes):
             return detail("Method Not Allowed", 405)
         return detail("Not Found", 404)
 
     def _info(self, request: Request) -> Response:
         base = request.host_url.rstrip("/")
-        return json_response({"url": base, "jwks_url": f"{base}/.well-known/jwks.json", **self.core.summary()})
+        return json_response(
+            {"url": base, "jwks_url": f"{base}/.well-known/jwks.json", **self.core.summary()}
+        )
 
     def _get_faults(self, request: Request) -> Response:
         return json_response(self.core.faults.as_dict())

@@ -1,4 +1,5 @@
 """`falbridge sandbox` / `python -m falbridge.sandbox`: run the sandbox in the foreground."""
+
 from __future__ import annotations
 
 import json
@@ -35,21 +36,41 @@ def _parse_seed(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on (0 = any free port).")
+@click.option(
+    "--port", default=8765, show_default=True, type=int, help="Port to listen on (0 = any free port)."
+)
 @click.option("--latency", type=float, help="Seconds each job spends IN_PROGRESS.")
 @click.option("--concurrency", type=int, help="Jobs IN_PROGRESS at once; the rest wait IN_QUEUE.")
 @click.option("--retention", type=float, help="Seconds a finished request stays fetchable.")
 @click.option("--seed", callback=_parse_seed, help="Seed for reproducible faults and model outputs.")
 @click.option("--user-id", help="fal user id sent in X-Fal-Webhook-User-Id.")
-@click.option("--faults", "faults", callback=_parse_faults, metavar="JSON",
-              help='Initial fault settings, e.g. \'{"drop": 0.1, "duplicate": 0.2}\'.')
-def sandbox(host: str, port: int, latency: float | None, concurrency: int | None, retention: float | None,
-            seed: int | str | None, user_id: str | None, faults: Faults) -> None:
+@click.option(
+    "--faults",
+    "faults",
+    callback=_parse_faults,
+    metavar="JSON",
+    help='Initial fault settings, e.g. \'{"drop": 0.1, "duplicate": 0.2}\'.',
+)
+def sandbox(
+    host: str,
+    port: int,
+    latency: float | None,
+    concurrency: int | None,
+    retention: float | None,
+    seed: int | str | None,
+    user_id: str | None,
+    faults: Faults,
+) -> None:
     """Run a local emulator of fal.ai's queue API until Ctrl-C or SIGTERM."""
     overrides: dict[str, Any] = {
         name: value
-        for name, value in (("latency_s", latency), ("concurrency", concurrency), ("retention_s", retention),
-                            ("seed", seed), ("user_id", user_id))
+        for name, value in (
+            ("latency_s", latency),
+            ("concurrency", concurrency),
+            ("retention_s", retention),
+            ("seed", seed),
+            ("user_id", user_id),
+        )
         if value is not None
     }
     try:

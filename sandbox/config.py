@@ -4,6 +4,7 @@
 of `Faults` can be changed while it runs through the admin API. Both are validated in
 one place so the CLI, the admin API and the in-process API reject the same mistakes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,7 +62,7 @@ class Faults:
     stale_timestamp: float = 0.0
     stale_by_s: float = 600.0
 
-    def updated(self, changes: dict[str, Any]) -> "Faults":
+    def updated(self, changes: dict[str, Any]) -> Faults:
         known = {f.name for f in dataclasses.fields(self)}
         checked = {}
         for name, value in changes.items():
@@ -112,7 +113,7 @@ class SandboxConfig:
     accept_full_path_urls: bool = False
     fetch_timeout_s: float = 5.0
 
-    def updated(self, changes: dict[str, Any]) -> "SandboxConfig":
+    def updated(self, changes: dict[str, Any]) -> SandboxConfig:
         checked = {}
         for name, value in changes.items():
             check = RUNTIME_KEYS.get(name)

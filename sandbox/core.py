@@ -4,6 +4,7 @@ HTTP handlers, queue runners and delivery workers all go through `Sandbox`. One 
 variable (`cond`) guards job state and the queue; it is only ever held for dictionary and
 list updates, never across model runs, JSON encoding of large bodies or network I/O.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,11 @@ import httpx
 from falbridge.sandbox.activity import Activity
 from falbridge.sandbox.config import Faults, SandboxConfig, backoff_delay
 from falbridge.sandbox.delivery import Deliverer, DeliveryTask
+from falbridge.sandbox.fake_models import CANCELLED, ModelOutcome
 from falbridge.sandbox.faults import SubmitFaults, decide_submit_faults
 from falbridge.sandbox.files import FileStore
 from falbridge.sandbox.jobs import COMPLETED, IN_QUEUE, Job, log_entry, webhook_body
 from falbridge.sandbox.lifecycle import Lifecycle
-from falbridge.sandbox.fake_models import CANCELLED, ModelOutcome
 from falbridge.sandbox.routes import EndpointId
 from falbridge.sandbox.signing import KeyRing
 
@@ -147,8 +148,9 @@ class Sandbox:
             return self._reject_locked(seq, rejection)
 
     def _reject_locked(self, seq: int, rejection: Rejected) -> Rejected:
-        self.rejected.append({"seq": seq, "at": time.time(), "http_status": rejection.status,
-                              "reason": rejection.reason})
+        self.rejected.append(
+            {"seq": seq, "at": time.time(), "http_status": rejection.status, "reason": rejection.reason}
+        )
         return rejection
 
     # -- queue API reads ------------------------------------------------------------
@@ -181,8 +183,9 @@ class Sandbox:
 
     # -- completion and webhooks ----------------------------------------------------
 
-    def complete(self, job: Job, outcome: ModelOutcome, deliver_inline: bool = False,
-                 free_runner: bool = False) -> None:
+    def complete(
+        self, job: Job, outcome: ModelOutcome, deliver_inline: bool = False, free_runner: bool = False
+    ) -> None:
         """Make the job final and start its webhook; releases the job's activity token."""
         try:
             with self.cond:
@@ -216,8 +219,11 @@ class Sandbox:
         job.outcome = "CANCELLED" if outcome is CANCELLED else ("OK" if outcome.ok else "ERROR")
         job.queue_status = COMPLETED
         job.completed_at = now
-        job.logs.append(log_entry(f"Finished with HTTP {outcome.http_status}", now,
-                                  level="INFO" if outcome.ok else "ERROR"))
+        job.logs.append(
+            log_entry(
+                f"Finished with HTTP {outcome.http_status}", now, level="INFO" if outcome.ok else "ERROR"
+            )
+        )
         if job.generation != self.generation or not job.webhook_url:
             return None, 0.0
         if job.outcome == "CANCELLED" and not self.config.webhook_on_cancel:
@@ -231,8 +237,9 @@ class Sandbox:
         delay = job.fault_params.get("delay_s", 0.0) + job.fault_params.get("reorder_delay_s", 0.0)
         return DeliveryTask(job, job.generation, job.webhook_url, body.encode("utf-8")), delay
 
-    def record_delivery(self, task: DeliveryTask, record: dict[str, Any],
-                        delivered: bool) -> list[tuple[DeliveryTask, float]]:
+    def record_delivery(
+        self, task: DeliveryTask, record: dict[str, Any], delivered: bool
+    ) -> list[tuple[DeliveryTask, float]]:
         """Log an attempt and say what to send next: a retry, duplicate copies or nothing."""
         job, config = task.job, self.config
         with self.cond:
@@ -245,8 +252,10 @@ class Sandbox:
                     return []
                 copies = job.fault_params.get("duplicate_copies", 1)
                 spacing = config.duplicate_spacing_s
-                return [(DeliveryTask(job, task.generation, task.url, task.body, "duplicate", n), spacing * n)
-                        for n in range(1, int(copies) + 1)]
+                return [
+                    (DeliveryTask(job, task.generation, task.url, task.body, "duplicate", n), spacing * n)
+                    for n in range(1, int(copies) + 1)
+                ]
             if task.attempt < config.delivery_attempts:
                 return [(task.next_attempt(), backoff_delay(config.delivery_backoff_s, task.attempt))]
             job.webhook_state = "failed"
@@ -293,6 +302,11 @@ class Sandbox:
     def summary(self) -> dict[str, Any]:
         with self.cond:
             counts = self.lifecycle.counts()
-            return {"requests": len(self.jobs), "rejected_submits": len(self.rejected), **counts,
-                    "deliveries_scheduled": self.deliverer.pending(), "busy": self.activity.busy,
-                    "idle_waiters": self.activity.waiters}
+            return {
+                "requests": len(self.jobs),
+                "rejected_submits": len(self.rejected),
+                **counts,
+                "deliveries_scheduled": self.deliverer.pending(),
+                "busy": self.activity.busy,
+                "idle_waiters": self.activity.waiters,
+            }

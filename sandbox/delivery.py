@@ -5,6 +5,7 @@ shared httpx.Client, report the result to the sandbox core and schedule whatever
 says comes next (a retry, duplicate copies). Request threads never send webhooks, except
 for the webhook-before-response fault, which calls `deliver_now`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeliveryTask:
-    job: "Job"
+    job: Job
     generation: int
     url: str
     body: bytes
@@ -38,12 +39,12 @@ class DeliveryTask:
     copy: int = 0  # 0 for the original, 1..N for duplicate copies
     attempt: int = 1
 
-    def next_attempt(self) -> "DeliveryTask":
+    def next_attempt(self) -> DeliveryTask:
         return dataclasses.replace(self, attempt=self.attempt + 1)
 
 
 class Deliverer:
-    def __init__(self, core: "Sandbox", workers: int) -> None:
+    def __init__(self, core: Sandbox, workers: int) -> None:
         self._core = core
         self._workers = workers
         self._cond = threading.Condition(threading.Lock())
@@ -155,10 +156,14 @@ class Deliverer:
             "user_id": config.user_id,
             "kid": core.keys.signing_key.kid,
         }
-        for follow_up, delay in core.record_delivery(task, record, status is not None and 200 <= status < 300):
+        for follow_up, delay in core.record_delivery(
+            task, record, status is not None and 200 <= status < 300
+        ):
             self.schedule(follow_up, delay)
 
-    def _post(self, task: DeliveryTask, headers: dict[str, str], timeout: float) -> tuple[int | None, str | None]:
+    def _post(
+        self, task: DeliveryTask, headers: dict[str, str], timeout: float
+    ) -> tuple[int | None, str | None]:
         try:
             response = self._client.post(task.url, content=task.body, headers=headers, timeout=timeout)
         except httpx.TimeoutException as exc:

@@ -3,6 +3,7 @@
 A model run yields a `ModelOutcome`: the HTTP status and body the model "returned". The
 queue keeps that pair and replays it on the result GET, like fal does.
 """
+
 from __future__ import annotations
 
 import random
@@ -134,11 +135,23 @@ def _check_int(payload: dict[str, Any], name: str, low: int, high: int | None) -
     if isinstance(value, bool) or not isinstance(value, int):
         return [_error(name, "value is not a valid integer", "type_error.integer")]
     if value < low:
-        return [_error(name, f"ensure this value is greater than or equal to {low}",
-                       "value_error.number.not_ge", limit_value=low)]
+        return [
+            _error(
+                name,
+                f"ensure this value is greater than or equal to {low}",
+                "value_error.number.not_ge",
+                limit_value=low,
+            )
+        ]
     if high is not None and value > high:
-        return [_error(name, f"ensure this value is less than or equal to {high}",
-                       "value_error.number.not_le", limit_value=high)]
+        return [
+            _error(
+                name,
+                f"ensure this value is less than or equal to {high}",
+                "value_error.number.not_le",
+                limit_value=high,
+            )
+        ]
     return []
 
 

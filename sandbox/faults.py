@@ -5,6 +5,7 @@ sequence number (plus the delivery attempt for per-attempt faults), never from s
 random state, so the same seed and the same submit sequence give the same faults however
 threads interleave.
 """
+
 from __future__ import annotations
 
 import random
@@ -50,8 +51,9 @@ class AttemptFaults:
     stale_by_s: float  # 0.0 unless the timestamp is shifted back
 
 
-def decide_attempt_faults(faults: Faults, seed: int | str, seq: int, kind: str, copy: int,
-                          attempt: int) -> AttemptFaults:
+def decide_attempt_faults(
+    faults: Faults, seed: int | str, seq: int, kind: str, copy: int, attempt: int
+) -> AttemptFaults:
     rng = random.Random(f"{seed}:{seq}:{kind}:{copy}:{attempt}")
     bad_signature = rng.random() < faults.bad_signature
     stale = rng.random() < faults.stale_timestamp

@@ -1,4 +1,5 @@
 """The sandbox's stand-in for fal's CDN: output files served under /files/{token}/{name}."""
+
 from __future__ import annotations
 
 import secrets

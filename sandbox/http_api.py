@@ -1,4 +1,5 @@
 """The WSGI application: fal's queue API (§1), the JWKS, the file host, and the admin API."""
+
 from __future__ import annotations
 
 import socket
@@ -9,7 +10,13 @@ from werkzeug.wrappers import Request, Response
 
 from falbridge.sandbox.admin import AdminApi
 from falbridge.sandbox.core import Accepted, Rejected, Sandbox, SubmitRequest
-from falbridge.sandbox.routes import EndpointId, RequestRoute, match_request_route, parse_endpoint_id, queue_urls
+from falbridge.sandbox.routes import (
+    EndpointId,
+    RequestRoute,
+    match_request_route,
+    parse_endpoint_id,
+    queue_urls,
+)
 from falbridge.sandbox.web import detail, json_response, parse_bool, read_json, validation_error
 
 _FAL_HEADER_PREFIXES = ("x-fal-", "x-app-fal-")
@@ -89,29 +96,38 @@ class SandboxApp:
         if webhook_url is not None:
             parts = urllib.parse.urlsplit(webhook_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                return validation_error(["query", "fal_webhook"], "invalid or missing URL scheme",
-                                        "value_error.url.scheme")
+                return validation_error(
+                    ["query", "fal_webhook"], "invalid or missing URL scheme", "value_error.url.scheme"
+                )
         max_queue_length = request.args.get("fal_max_queue_length")
         if max_queue_length is not None:
             if not max_queue_length.isdigit():
-                return validation_error(["query", "fal_max_queue_length"], "value is not a valid integer",
-                                        "type_error.integer")
+                return validation_error(
+                    ["query", "fal_max_queue_length"], "value is not a valid integer", "type_error.integer"
+                )
             max_queue_length = int(max_queue_length)
         priority = request.headers.get("X-Fal-Queue-Priority", "normal").strip().lower()
         if priority not in ("normal", "low"):
-            return validation_error(["header", "x-fal-queue-priority"], "value is not a valid enumeration member; "
-                                    "permitted: 'normal', 'low'", "type_error.enum")
+            return validation_error(
+                ["header", "x-fal-queue-priority"],
+                "value is not a valid enumeration member; permitted: 'normal', 'low'",
+                "type_error.enum",
+            )
         start_timeout = _positive_float(request.headers.get("X-Fal-Request-Timeout"))
         if start_timeout is False:
-            return validation_error(["header", "x-fal-request-timeout"], "value must be a positive number",
-                                    "value_error")
+            return validation_error(
+                ["header", "x-fal-request-timeout"], "value must be a positive number", "value_error"
+            )
         return SubmitRequest(
             endpoint=endpoint,
             payload=payload,
             webhook_url=webhook_url,
             base_url=_base_url(request),
-            headers_seen={key.lower(): value for key, value in request.headers.items()
-                          if key.lower().startswith(_FAL_HEADER_PREFIXES)},
+            headers_seen={
+                key.lower(): value
+                for key, value in request.headers.items()
+                if key.lower().startswith(_FAL_HEADER_PREFIXES)
+            },
             query_seen={k: v for k, v in request.args.items() if k.startswith("fal_")},
             priority=priority,
             start_timeout_s=start_timeout,
@@ -150,7 +166,9 @@ class SandboxApp:
         if route.action == "status":
             with_logs = parse_bool(request.args.get("logs"))
             if with_logs is None:
-                return validation_error(["query", "logs"], "value could not be parsed to a boolean", "type_error.bool")
+                return validation_error(
+                    ["query", "logs"], "value could not be parsed to a boolean", "type_error.bool"
+                )
             view = self.core.status_view(job, _base_url(request), with_logs)
             return json_response(view, 200 if view["status"] == "COMPLETED" else 202, headers)
         result = job.result
@@ -186,7 +204,7 @@ def _base_url(request: Request) -> str:
     return request.host_url.rstrip("/")
 
 
-def _positive_float(text: str | None) -> float | None | bool:
+def _positive_float(text: str | None) -> float | bool | None:
     if text is None:
         return None
     try:

@@ -1,4 +1,5 @@
 """Input images (download, size sniffing) and cheap synthetic PNG outputs, stdlib only."""
+
 from __future__ import annotations
 
 import base64
@@ -123,7 +124,12 @@ def grayscale_png(width: int, height: int, rows: list[bytes]) -> bytes:
     """8-bit grayscale PNG; each row gets filter type 0 (none)."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     raw = b"".join(b"\x00" + row for row in rows)
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
+    return (
+        _PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(raw, 6))
+        + _chunk(b"IEND", b"")
+    )
 
 
 @functools.lru_cache(maxsize=32)

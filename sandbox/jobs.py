@@ -3,6 +3,7 @@
 Jobs are mutated only under the sandbox's state lock; the view builders below are called
 with that lock held and copy what they return, so JSON encoding can happen outside it.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -17,7 +18,7 @@ IN_QUEUE, IN_PROGRESS, COMPLETED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
 
 
 def log_entry(message: str, at: float, level: str = "INFO") -> dict[str, str]:
-    stamp = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(timespec="milliseconds")
     return {"message": message, "timestamp": stamp.replace("+00:00", "Z"), "level": level, "source": "USER"}
 
 
@@ -120,7 +121,9 @@ def webhook_body(job: Job, payload_error: bool) -> dict[str, Any]:
         body["error"] = f"Invalid status code: {result.http_status}"
     if payload_error:
         body["payload"] = None
-        body["payload_error"] = "Payload could not be included in the webhook (injected); fetch it from the queue"
+        body["payload_error"] = (
+            "Payload could not be included in the webhook (injected); fetch it from the queue"
+        )
     else:
         body["payload"] = result.body
     return body

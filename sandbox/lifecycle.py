@@ -6,6 +6,7 @@ many as `concurrency`) take the head once its queue latency has passed, run the 
 model outside any lock, keep the job IN_PROGRESS for `latency_s`, then hand the outcome
 to the core. All state here is guarded by the core's state lock (`core.cond`).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -27,7 +28,7 @@ PRIORITY_RANK = {"normal": 0, "low": 1}
 
 
 class Lifecycle:
-    def __init__(self, core: "Sandbox") -> None:
+    def __init__(self, core: Sandbox) -> None:
         self._core = core
         self._cond = core.cond
         self._keys: list[tuple[int, int]] = []
@@ -84,7 +85,9 @@ class Lifecycle:
         """Make sure there are enough runner threads for the current concurrency."""
         with self._cond:
             while len(self._threads) < self._core.config.concurrency and not self._stopping:
-                thread = threading.Thread(target=self._run, name=f"sandbox-runner-{len(self._threads)}", daemon=True)
+                thread = threading.Thread(
+                    target=self._run, name=f"sandbox-runner-{len(self._threads)}", daemon=True
+                )
                 self._threads.append(thread)
                 thread.start()
             self._cond.notify_all()

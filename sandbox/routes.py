@@ -1,4 +1,5 @@
 """Endpoint ids, app ids and the queue URL shapes (fal-api.md §1.2)."""
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ TCP connection per call exhaust loopback ports in long chaos runs. Ours reads ea
 request body completely before dispatch, so the stream stays aligned for the next
 request on the same connection.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,7 @@ from falbridge.sandbox.config import Faults, SandboxConfig
 from falbridge.sandbox.core import Sandbox
 from falbridge.sandbox.http_api import SandboxApp
 
-__all__ = ["SandboxServer", "SandboxConfig", "Faults"]
+__all__ = ["Faults", "SandboxConfig", "SandboxServer"]
 
 _log = logging.getLogger("falbridge.sandbox.http")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -166,7 +167,7 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self._port: int | None = None  # kept after stop() so url stays printable
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         if self._http is not None:
             raise RuntimeError("sandbox server already started")
         host, port = self.config.host, self.config.port
@@ -175,8 +176,14 @@ class SandboxServer:
         listener = socket.create_server((host, port), family=family, backlog=512)
         core = Sandbox(self.config)
         try:
-            http = make_server(host, port, SandboxApp(core), threaded=True, request_handler=_KeepAliveHandler,
-                               fd=listener.fileno())
+            http = make_server(
+                host,
+                port,
+                SandboxApp(core),
+                threaded=True,
+                request_handler=_KeepAliveHandler,
+                fd=listener.fileno(),
+            )
         except BaseException:
             core.stop()
             raise
@@ -185,8 +192,9 @@ class SandboxServer:
         http.sandbox_connections = _Connections()  # type: ignore[attr-defined]
         core.start()
         self.core, self._http, self._port = core, http, http.server_address[1]
-        self._thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="sandbox-http", daemon=True)
+        self._thread = threading.Thread(
+            target=http.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-http", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -220,7 +228,7 @@ class SandboxServer:
             self._thread.join(timeout=5)
         self._http = None
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self if self._http is not None else self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -1,4 +1,5 @@
 """Ed25519 webhook signing keys, the JWKS document and the signature format of §3."""
+
 from __future__ import annotations
 
 import base64
@@ -21,7 +22,7 @@ class SigningKey:
     public_raw: bytes
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         private = Ed25519PrivateKey.generate()
         public_raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return cls(hashlib.sha256(public_raw).hexdigest()[:16], private, public_raw)
@@ -54,7 +55,7 @@ class KeyRing:
 
 def signed_message(request_id: str, user_id: str, timestamp: str, body: bytes) -> bytes:
     digest = hashlib.sha256(body).hexdigest()
-    return f"{request_id}\n{user_id}\n{timestamp}\n{digest}".encode("utf-8")
+    return f"{request_id}\n{user_id}\n{timestamp}\n{digest}".encode()
 
 
 def sign(key: SigningKey, request_id: str, user_id: str, timestamp: str, body: bytes) -> str:

@@ -1,4 +1,5 @@
 """Small HTTP helpers shared by the queue API and the admin API."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,12 @@ from werkzeug.wrappers import Request, Response
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers,
-                    content_type="application/json")
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def detail(message: str, status: int) -> Response:
@@ -32,5 +37,13 @@ def parse_bool(text: str | None) -> bool | None:
     """Query booleans as both official clients send them (1/0, true/false); None if invalid."""
     if text is None:
         return False
-    return {"1": True, "true": True, "yes": True, "on": True,
-            "0": False, "false": False, "no": False, "off": False}.get(text.strip().lower())
+    return {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }.get(text.strip().lower())

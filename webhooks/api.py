@@ -6,10 +6,11 @@ Every error is an ApiError, rendered by webhooks.errors as
 [{"field": ..., "message": ...}], the same shape as InputValidationError.errors.
 The OpenAPI document (webhooks.openapi) describes exactly these shapes and limits.
 """
+
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -17,12 +18,12 @@ from werkzeug.datastructures import MultiDict
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_jobs
+from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.states import ALL_STATUSES
 from falbridge.models.tables import Job
 from falbridge.webhooks.errors import ApiError
 from falbridge.webhooks.limits import json_size, parse_json, read_body
 from falbridge.webhooks.openapi import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILTER, document
-from falbridge.models.serialize import job_detail, job_summary
 from falbridge.worker import api as jobs
 from falbridge.worker.fal import InputValidationError, validate_endpoint_id
 from falbridge.worker.fal.inputs import KNOWN_ENDPOINTS
@@ -32,10 +33,9 @@ api = Blueprint("api", __name__, url_prefix="/api")
 DEFAULT_PAGE = 50
 
 SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata")
-LIST_PARAMS = ("status", "endpoint_id", "external_id", "created_after", "created_before",
-               "limit", "cursor")
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
-_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+LIST_PARAMS = ("status", "endpoint_id", "external_id", "created_after", "created_before", "limit", "cursor")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 @api.get("/openapi.json")
@@ -47,8 +47,12 @@ def openapi_document():
 def submit_job():
     fields = _submit_fields(_json_object())
     try:
-        job, created = jobs.submit(fields["endpoint_id"], fields["input"],
-                                   external_id=fields["external_id"], metadata=fields["metadata"])
+        job, created = jobs.submit(
+            fields["endpoint_id"],
+            fields["input"],
+            external_id=fields["external_id"],
+            metadata=fields["metadata"],
+        )
     except jobs.ExternalIdConflict as exc:
         raise ApiError(409, "external_id_conflict", str(exc), {"job_id": str(exc.job.id)}) from None
     except InputValidationError as exc:
@@ -78,12 +82,14 @@ def cancel_job(job_id: str):
     if job is None:
         raise _not_found(job_id)
     if outcome.startswith("already"):
-        raise ApiError(409, "already_terminal", f"job {job.id} is already {job.status}",
-                       {"status": job.status})
+        raise ApiError(
+            409, "already_terminal", f"job {job.id} is already {job.status}", {"status": job.status}
+        )
     return jsonify({"job": job_detail(_load(job.id)), "outcome": outcome}), 202
 
 
 # -- parsing -----------------------------------------------------------------
+
 
 def _load(job_id) -> Job:
     job = jobs.get(job_id, full=True)
@@ -99,8 +105,9 @@ def _not_found(job_id) -> ApiError:
 def _json_object() -> dict[str, Any]:
     settings = current_app.config["RECEIVER"]
     if not _is_json(request.mimetype):
-        raise ApiError(415, "unsupported_media_type",
-                       "request body must be JSON: send Content-Type: application/json")
+        raise ApiError(
+            415, "unsupported_media_type", "request body must be JSON: send Content-Type: application/json"
+        )
     raw = read_body(settings.max_api_body_bytes, "FALBRIDGE_MAX_API_BODY_BYTES")
     body = parse_json(raw, max_depth=settings.max_json_depth)
     if not isinstance(body, dict):
@@ -109,18 +116,24 @@ def _json_object() -> dict[str, Any]:
 
 
 def _is_json(mimetype: str) -> bool:
-    return mimetype == "application/json" or (mimetype.startswith("application/")
-                                              and mimetype.endswith("+json"))
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def _check_sizes(fields: dict[str, Any]) -> None:
     settings = current_app.config["RECEIVER"]
-    for name, limit, setting in (("input", settings.max_input_bytes, "FALBRIDGE_MAX_INPUT_BYTES"),
-                                 ("metadata", settings.max_metadata_bytes, "FALBRIDGE_MAX_METADATA_BYTES")):
+    for name, limit, setting in (
+        ("input", settings.max_input_bytes, "FALBRIDGE_MAX_INPUT_BYTES"),
+        ("metadata", settings.max_metadata_bytes, "FALBRIDGE_MAX_METADATA_BYTES"),
+    ):
         if fields[name] is not None and json_size(fields[name]) > limit:
-            raise ApiError(413, f"{name}_too_large",
-                           f"{name} is larger than the {limit}-byte limit (as compact JSON)",
-                           {"field": name, "limit_bytes": limit, "setting": setting})
+            raise ApiError(
+                413,
+                f"{name}_too_large",
+                f"{name} is larger than the {limit}-byte limit (as compact JSON)",
+                {"field": name, "limit_bytes": limit, "setting": setting},
+            )
 
 
 def _submit_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -146,8 +159,12 @@ def _submit_fields(body: dict[str, Any]) -> dict[str, Any]:
         validate_endpoint_id(endpoint_id)
     except ValueError as exc:
         raise ApiError(422, "invalid_endpoint_id", str(exc), [_field("endpoint_id", str(exc))]) from None
-    return {"endpoint_id": endpoint_id, "input": _json_integers(endpoint_id, payload),
-            "external_id": external_id, "metadata": metadata}
+    return {
+        "endpoint_id": endpoint_id,
+        "input": _json_integers(endpoint_id, payload),
+        "external_id": external_id,
+        "metadata": metadata,
+    }
 
 
 def _json_integers(endpoint_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -187,8 +204,9 @@ def _list_args(args: MultiDict) -> tuple[JobFilters, int, str | None]:
         raise _invalid_request(errors)
     if value["cursor"] is not None:
         _check_cursor(value["cursor"])
-    filters = JobFilters(status=value["status"], endpoint_id=value["endpoint_id"],
-                         external_id=value["external_id"], **dates)
+    filters = JobFilters(
+        status=value["status"], endpoint_id=value["endpoint_id"], external_id=value["external_id"], **dates
+    )
     return filters, limit, value["cursor"]
 
 
@@ -197,12 +215,16 @@ def _check_cursor(cursor: str) -> None:
         at, _ = decode_cursor(cursor)
         # The database layer converts to UTC; a crafted instant outside datetime's range
         # (year 1 with a positive offset) would overflow there, as a 500.
-        at.astimezone(timezone.utc)
+        at.astimezone(UTC)
     # AttributeError: decode_cursor lets a crafted cursor holding a number as the id through.
     # RecursionError: a crafted cursor can hold deeply nested JSON.
     except (CursorError, AttributeError, RecursionError, OverflowError):
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API issued",
-                       [_field("cursor", "not a cursor from a previous page")]) from None
+        raise ApiError(
+            422,
+            "invalid_cursor",
+            "cursor is not one this API issued",
+            [_field("cursor", "not a cursor from a previous page")],
+        ) from None
 
 
 def _parse_limit(raw: str | None, errors: list[dict[str, str]]) -> int:
@@ -221,9 +243,9 @@ def _parse_time(raw: str | None) -> datetime | None:
         return None
     at = datetime.fromisoformat(raw)
     if at.tzinfo is None:
-        return at.replace(tzinfo=timezone.utc)
+        return at.replace(tzinfo=UTC)
     try:
-        return at.astimezone(timezone.utc)
+        return at.astimezone(UTC)
     except OverflowError:
         # A valid instant just outside datetime's range (0001-01-01T00:00+05:00): as a
         # bound it means "since forever" or "until forever", so clamp rather than refuse.
@@ -254,6 +276,13 @@ def _invalid_request(errors: list[dict[str, str]]) -> ApiError:
 
 def _type(value: Any) -> str:
     # The type only, never the value: it may be a multi-megabyte data URI.
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-             dict: "object", type(None): "null"}
+    names = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -1,11 +1,13 @@
 """The Flask app factory: the fal receiver, the jobs API, and nothing else."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, request
 
-from falbridge.webhooks.auth import OFF_WARNING, NOT_CONFIGURED, ApiAuth
+from falbridge.webhooks.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
 from falbridge.webhooks.errors import register_error_handlers
 from falbridge.webhooks.settings import ReceiverSettings
 

@@ -9,14 +9,15 @@ so neither the comparison nor the token lengths leak through timing.
 With no token configured the API refuses to serve (503) rather than run open; only
 FALBRIDGE_API_AUTH=off, which the embedded demo sets, turns authentication off.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from falbridge.webhooks.errors import ApiError
 
@@ -29,8 +30,10 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _CHALLENGE = 'Bearer realm="falbridge"'
 
 NOT_CONFIGURED = f"API authentication is not configured: set {TOKENS_ENV}"
-OFF_WARNING = (f"API authentication is OFF ({MODE_ENV}=off): every /api route is open to anyone "
-               "who can reach this port. Only the embedded demo may run like this.")
+OFF_WARNING = (
+    f"API authentication is OFF ({MODE_ENV}=off): every /api route is open to anyone "
+    "who can reach this port. Only the embedded demo may run like this."
+)
 
 
 class AuthConfigError(ValueError):
@@ -50,8 +53,9 @@ class ApiAuth:
         return not self.enabled or bool(self.digests)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, tokens: str | None = None,
-                 mode: str | None = None) -> "ApiAuth":
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, tokens: str | None = None, mode: str | None = None
+    ) -> ApiAuth:
         env = os.environ if env is None else env
         mode = (env.get(MODE_ENV, "") if mode is None else mode).strip().lower()
         if mode not in ("", "on", "off"):
@@ -69,16 +73,24 @@ class ApiAuth:
             raise ApiError(503, "auth_not_configured", NOT_CONFIGURED)
         scheme, _, token = (authorization or "").strip().partition(" ")
         if not token or scheme.lower() != "bearer":
-            raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'",
-                           headers={"WWW-Authenticate": _CHALLENGE})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing bearer token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": _CHALLENGE},
+            )
         presented = _digest(token.strip())
         matched = False
         for digest in self.digests:  # no early exit: every request costs the same
             matched |= hmac.compare_digest(presented, digest)
         if not matched:
             # The presented token is never echoed: it may be a real one sent to the wrong place.
-            raise ApiError(401, "unauthorized", "invalid bearer token",
-                           headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "invalid bearer token",
+                headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'},
+            )
 
 
 def _parse_tokens(raw: str) -> list[str]:
@@ -86,11 +98,13 @@ def _parse_tokens(raw: str) -> list[str]:
     for position, token in enumerate(tokens, start=1):
         # Say which one is wrong by position, never by value.
         if len(token) < MIN_TOKEN_LENGTH:
-            raise AuthConfigError(f"{TOKENS_ENV}: token {position} is shorter than "
-                                  f"{MIN_TOKEN_LENGTH} characters")
+            raise AuthConfigError(
+                f"{TOKENS_ENV}: token {position} is shorter than {MIN_TOKEN_LENGTH} characters"
+            )
         if not _TOKEN_SHAPE.fullmatch(token):
-            raise AuthConfigError(f"{TOKENS_ENV}: token {position} has characters outside "
-                                  "A-Z a-z 0-9 . _ ~ + / = -")
+            raise AuthConfigError(
+                f"{TOKENS_ENV}: token {position} has characters outside A-Z a-z 0-9 . _ ~ + / = -"
+            )
     return tokens
 
 

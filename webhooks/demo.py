@@ -1,4 +1,5 @@
 """`falbridge demo`: the two seed examples plus a mixed batch, end to end, then the history."""
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,17 @@ def batch_jobs(n: int, *, real_fal: bool) -> list[tuple[str, dict[str, Any]]]:
     for i in range(n):
         kind = i % 5
         if kind == 0:
-            jobs.append((EVF_SAM, {"prompt": prompts[i % len(prompts)], "image_url": CAT,
-                                   "blur_mask": 5, "revert_mask": i % 2 == 0}))
+            jobs.append(
+                (
+                    EVF_SAM,
+                    {
+                        "prompt": prompts[i % len(prompts)],
+                        "image_url": CAT,
+                        "blur_mask": 5,
+                        "revert_mask": i % 2 == 0,
+                    },
+                )
+            )
         elif kind == 1:
             jobs.append((REGION_PROPOSAL, {"image_url": CAT}))
         elif kind == 2 and not real_fal:
@@ -54,8 +64,10 @@ def run_demo(*, batch: int, timeout: float) -> int:
         console = Console(width=140)  # piped or in CI: don't squeeze the table to 80 columns
     real_fal = real_fal_configured()
     run_dir = var_dir() / "demo"
-    console.print(f"[bold]falbridge demo[/] against {'the real fal' if real_fal else 'the local sandbox'}"
-                  f"; logs and database in {run_dir}")
+    console.print(
+        f"[bold]falbridge demo[/] against {'the real fal' if real_fal else 'the local sandbox'}"
+        f"; logs and database in {run_dir}"
+    )
     with demo_stack(run_dir, real_fal=real_fal) as stack:
         if stack.sandbox_url:
             console.print(f"sandbox (standing in for fal) at {stack.sandbox_url}")
@@ -76,8 +88,13 @@ def _load(ids) -> list:
 
 def _wait(console: Console, ids, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    columns = (TextColumn("jobs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("", total=len(ids))
         while True:
@@ -86,8 +103,9 @@ def _wait(console: Console, ids, timeout: float) -> int:
             counts: dict[str, int] = {}
             for j in jobs:
                 counts[j.status] = counts.get(j.status, 0) + 1
-            progress.update(task, completed=done,
-                            description=" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            progress.update(
+                task, completed=done, description=" ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            )
             if done == len(ids) or time.monotonic() > deadline:
                 return done
             time.sleep(0.2)
@@ -100,12 +118,16 @@ def _history(console: Console, jobs) -> None:
     for job in jobs:
         took = (job.completed_at - job.created_at).total_seconds() if job.completed_at else None
         if job.status == "completed":
-            summary = (", ".join(f"{f.path}: {f.file_size} B" for f in job.files) if job.files
-                       else "keys: " + ", ".join(job.result or {}))
+            summary = (
+                ", ".join(f"{f.path}: {f.file_size} B" for f in job.files)
+                if job.files
+                else "keys: " + ", ".join(job.result or {})
+            )
         else:
             summary = f"{job.error_type or ''}: {job.error or ''}"
-        table.add_row(str(job.id)[:8], job.endpoint_id, job.status,
-                      f"{took:.2f}" if took is not None else "-", summary)
+        table.add_row(
+            str(job.id)[:8], job.endpoint_id, job.status, f"{took:.2f}" if took is not None else "-", summary
+        )
     console.print(table)
 
 
@@ -126,4 +148,3 @@ def _seed_outputs(console: Console, seeds, run_dir: Path, *, real_fal: bool) -> 
     if florence.result:
         boxes = florence.result.get("results", {}).get("bboxes", [])
         console.print(f"Florence-2 region proposal: {len(boxes)} boxes, e.g. {boxes[:2]}")
-

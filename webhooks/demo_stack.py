@@ -3,6 +3,7 @@
 Each is a real child process talking over HTTP and Redis, as in production; the demo
 process owns the embedded Redis and the SQLite file, and tears everything down at exit.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -56,7 +57,8 @@ def wait_worker(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 def real_fal_configured() -> bool:
     return bool(os.environ.get("FAL_KEY") or os.environ.get("FAL_KEY_ID")) and bool(
-        os.environ.get("PUBLIC_BASE_URL"))
+        os.environ.get("PUBLIC_BASE_URL")
+    )
 
 
 class Stack:
@@ -67,8 +69,13 @@ class Stack:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.run_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT,
-                                env=os.environ.copy(), start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
         self.procs.append((name, proc))
         return proc
 
@@ -105,18 +112,28 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[Stack]:
         if not real_fal:
             sandbox_port = free_port()
             stack.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-            os.environ.update(FAL_QUEUE_URL=stack.sandbox_url, FAL_KEY="demo-key:demo-secret",
-                              FAL_JWKS_URL=f"{stack.sandbox_url}/.well-known/jwks.json",
-                              PUBLIC_BASE_URL=f"http://127.0.0.1:{receiver_port}")
+            os.environ.update(
+                FAL_QUEUE_URL=stack.sandbox_url,
+                FAL_KEY="demo-key:demo-secret",
+                FAL_JWKS_URL=f"{stack.sandbox_url}/.well-known/jwks.json",
+                PUBLIC_BASE_URL=f"http://127.0.0.1:{receiver_port}",
+            )
             # Loopback only, so the API can be tried with curl. Never with real fal: there a
             # tunnel makes the receiver's port public, and the API keeps its tokens.
             os.environ["FALBRIDGE_API_AUTH"] = "off"
             print("API authentication is OFF (embedded demo only)", flush=True)
-            proc = stack.spawn("sandbox", "falbridge.sandbox", "--port", str(sandbox_port), "--latency", "0.3",
-                               "--concurrency", "16")
+            proc = stack.spawn(
+                "sandbox",
+                "falbridge.sandbox",
+                "--port",
+                str(sandbox_port),
+                "--latency",
+                "0.3",
+                "--concurrency",
+                "16",
+            )
             wait_http(f"{stack.sandbox_url}/.well-known/jwks.json", proc)
-        proc = stack.spawn("receiver", "falbridge", "serve", "--port", str(receiver_port),
-                           "--workers", "2")
+        proc = stack.spawn("receiver", "falbridge", "serve", "--port", str(receiver_port), "--workers", "2")
         wait_http(f"http://127.0.0.1:{receiver_port}/healthz", proc)
         proc = stack.spawn("worker", "falbridge", "worker", "--pool", "threads", "--concurrency", "8")
         wait_worker(proc)

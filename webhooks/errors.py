@@ -1,22 +1,31 @@
 """One error shape for every JSON response: {"error": {"code", "message", "details"}}."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
         self.headers = dict(headers or {})
 
 
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: Mapping[str, str] | None = None):
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: Mapping[str, str] | None = None
+):
     body = {"error": {"code": code, "message": message, "details": details}}
     return jsonify(body), status, dict(headers or {})
 
@@ -31,9 +40,12 @@ def register_error_handlers(app: Flask) -> None:
         # Name the limit, so a caller knows what to change; werkzeug's text doesn't.
         # webhooks.limits.read_body says which limit was in force; else the app-wide one.
         limit, setting = g.get("body_limit") or (request.max_content_length, "FALBRIDGE_MAX_WEBHOOK_BYTES")
-        return error_response(413, "request_entity_too_large",
-                              f"request body is larger than the {limit}-byte limit",
-                              {"limit_bytes": limit, "setting": setting})
+        return error_response(
+            413,
+            "request_entity_too_large",
+            f"request body is larger than the {limit}-byte limit",
+            {"limit_bytes": limit, "setting": setting},
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

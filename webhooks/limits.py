@@ -14,6 +14,7 @@ after the fact) is refused here first:
 - NUL characters and unpaired surrogates (\\u0000, \\ud800) in any key or string:
   PostgreSQL can store neither, in text or in jsonb.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,9 +91,12 @@ def json_size(value: Any) -> int:
 
 def too_deep(max_depth: int, path: tuple = ()) -> ApiError:
     where = f" at {field_name(path)}" if path else ""
-    return ApiError(422, "json_too_deep",
-                    f"JSON nesting deeper than {max_depth} levels{where} (FALBRIDGE_MAX_JSON_DEPTH)",
-                    {"limit": max_depth, "setting": "FALBRIDGE_MAX_JSON_DEPTH"})
+    return ApiError(
+        422,
+        "json_too_deep",
+        f"JSON nesting deeper than {max_depth} levels{where} (FALBRIDGE_MAX_JSON_DEPTH)",
+        {"limit": max_depth, "setting": "FALBRIDGE_MAX_JSON_DEPTH"},
+    )
 
 
 def field_name(path: tuple) -> str:
@@ -111,8 +115,12 @@ def _check_text(text: str, path: tuple) -> None:
     if found is not None:
         what = "a NUL character" if found.group() == "\x00" else "an unpaired UTF-16 surrogate"
         name = field_name(path)
-        raise ApiError(422, "invalid_request", f"{name}: contains {what}, which cannot be stored",
-                       [{"field": name, "message": f"contains {what}, which cannot be stored"}])
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{name}: contains {what}, which cannot be stored",
+            [{"field": name, "message": f"contains {what}, which cannot be stored"}],
+        )
 
 
 def _short(exc: Exception) -> str:

@@ -1,4 +1,5 @@
 """POST /webhooks/fal: verify, store, enqueue after commit, answer in milliseconds."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,14 @@ from falbridge.models.db import transaction
 from falbridge.models.inbox import store_rejected, store_verified
 from falbridge.webhooks.errors import error_response
 from falbridge.webhooks.limits import read_body
-from falbridge.webhooks.verify import (HEADER_REQUEST_ID, SIGNATURE_HEADERS, JwksCache, JwksUnavailable,
-                             VerificationError, verify)
+from falbridge.webhooks.verify import (
+    HEADER_REQUEST_ID,
+    SIGNATURE_HEADERS,
+    JwksCache,
+    JwksUnavailable,
+    VerificationError,
+    verify,
+)
 from falbridge.worker.celery_app import enqueue
 from falbridge.worker.tasks import process_delivery
 
@@ -31,8 +38,11 @@ def _jwks() -> JwksCache:
     cache = current_app.extensions.get("falbridge_jwks")
     if cache is None:
         settings = current_app.config["RECEIVER"]
-        cache = JwksCache(settings.jwks_url, ttl_s=settings.jwks_cache_ttl_s,
-                          refetch_min_age_s=settings.jwks_refetch_min_age_s)
+        cache = JwksCache(
+            settings.jwks_url,
+            ttl_s=settings.jwks_cache_ttl_s,
+            refetch_min_age_s=settings.jwks_refetch_min_age_s,
+        )
         current_app.extensions["falbridge_jwks"] = cache
     return cache
 
@@ -56,19 +66,24 @@ def _body_request_id(body: bytes) -> str | None:
 def fal_webhook():
     settings = current_app.config["RECEIVER"]
     body = read_body(settings.max_body_bytes, "FALBRIDGE_MAX_WEBHOOK_BYTES")  # 413 past it
-    headers = {name: _storable(request.headers[name]) for name in _KEPT_HEADERS
-               if name in request.headers}
+    headers = {name: _storable(request.headers[name]) for name in _KEPT_HEADERS if name in request.headers}
     headers["query_job_id"] = _storable(request.args.get("job"))
     try:
-        verified = verify(request.headers, body, _jwks(), tolerance_s=settings.timestamp_tolerance_s,
-                          expected_user_id=settings.webhook_user_id)
+        verified = verify(
+            request.headers,
+            body,
+            _jwks(),
+            tolerance_s=settings.timestamp_tolerance_s,
+            expected_user_id=settings.webhook_user_id,
+        )
     except JwksUnavailable as exc:
         log.error("cannot verify webhooks: %s", exc)
         return error_response(503, "jwks_unavailable", "cannot verify signatures right now; retry later")
     except VerificationError as exc:
         with transaction() as s:
-            store_rejected(s, request_id=headers.get(HEADER_REQUEST_ID), body=body,
-                           headers=headers, reason=exc.reason)
+            store_rejected(
+                s, request_id=headers.get(HEADER_REQUEST_ID), body=body, headers=headers, reason=exc.reason
+            )
         return error_response(401, "invalid_signature", exc.reason)
 
     code = reason = None
@@ -83,8 +98,9 @@ def fal_webhook():
         reason = f"request id is not storable (over {MAX_REQUEST_ID} characters, NUL or surrogate)"
     if reason is not None:
         with transaction() as s:
-            store_rejected(s, request_id=_storable(verified.request_id), body=body, headers=headers,
-                           reason=reason)
+            store_rejected(
+                s, request_id=_storable(verified.request_id), body=body, headers=headers, reason=reason
+            )
         return error_response(401, code, reason)
 
     with transaction() as s:

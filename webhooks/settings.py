@@ -3,6 +3,7 @@
 API tokens are not here on purpose: a settings object gets printed and logged, so the
 tokens live only as digests in webhooks.auth.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ class ReceiverSettings:
     max_json_depth: int = 32
 
     @classmethod
-    def from_env(cls, **overrides) -> "ReceiverSettings":
+    def from_env(cls, **overrides) -> ReceiverSettings:
         env = os.environ
         base = cls(
             jwks_url=env.get("FAL_JWKS_URL") or FAL_JWKS_URL,

@@ -7,14 +7,15 @@ and refetched once when no cached key verifies and the cache is older than
 `refetch_min_age_s` (a rotation). Refetches are serialised so a burst of callbacks
 signed with a new key costs one fetch, not one per request.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -60,8 +61,14 @@ def parse_jwks(document: object) -> list[Ed25519PublicKey]:
 
 
 class JwksCache:
-    def __init__(self, url: str, *, ttl_s: float = 86400, refetch_min_age_s: float = 60,
-                 http: httpx.Client | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl_s: float = 86400,
+        refetch_min_age_s: float = 60,
+        http: httpx.Client | None = None,
+    ):
         self.url = url
         self.ttl_s = ttl_s
         self.refetch_min_age_s = refetch_min_age_s
@@ -113,9 +120,15 @@ class VerifiedHeaders:
     timestamp: int
 
 
-def verify(headers: Mapping[str, str], body: bytes, jwks: JwksCache, *,
-           tolerance_s: int = 300, expected_user_id: str | None = None,
-           now: float | None = None) -> VerifiedHeaders:
+def verify(
+    headers: Mapping[str, str],
+    body: bytes,
+    jwks: JwksCache,
+    *,
+    tolerance_s: int = 300,
+    expected_user_id: str | None = None,
+    now: float | None = None,
+) -> VerifiedHeaders:
     values = {name: (headers.get(name) or "").strip() for name in SIGNATURE_HEADERS}
     missing = [name for name, value in values.items() if not value]
     if missing:
@@ -140,8 +153,9 @@ def verify(headers: Mapping[str, str], body: bytes, jwks: JwksCache, *,
         raise VerificationError("signature has the wrong length")
     # surrogatepass: a header str can hold a lone surrogate (never from the wire, which is
     # latin-1); it must fail as a bad signature, not as a UnicodeEncodeError.
-    message = "\n".join([request_id, user_id, raw_timestamp,
-                         hashlib.sha256(body).hexdigest()]).encode("utf-8", "surrogatepass")
+    message = "\n".join([request_id, user_id, raw_timestamp, hashlib.sha256(body).hexdigest()]).encode(
+        "utf-8", "surrogatepass"
+    )
     if not _any_key_verifies(jwks.keys(), signature, message):
         if not (jwks.refresh_for_rotation() and _any_key_verifies(jwks.keys(), signature, message)):
             raise VerificationError("signature does not verify with any fal key")

@@ -1,8 +1,10 @@
 """The Python API: `falbridge.submit(...)` and friends. The HTTP API and the CLI call these."""
+
 from __future__ import annotations
 
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job, get_job
@@ -18,14 +20,21 @@ class ExternalIdConflict(ValueError):
     """The external_id already names a job with a different endpoint or input."""
 
     def __init__(self, job: Job):
-        super().__init__(f"external_id {job.external_id!r} already names job {job.id} "
-                         "with a different endpoint_id or input")
+        super().__init__(
+            f"external_id {job.external_id!r} already names job {job.id} "
+            "with a different endpoint_id or input"
+        )
         self.job = job
 
 
-def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | None = None,
-           metadata: Mapping[str, Any] | None = None,
-           source: EventSource = EventSource.API) -> tuple[Job, bool]:
+def submit(
+    endpoint_id: str,
+    input: Mapping[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    source: EventSource = EventSource.API,
+) -> tuple[Job, bool]:
     """Validate, store as pending, and enqueue the submit after commit.
 
     Returns (job, created), the job with its files and events loaded. Re-submitting an external_id returns the existing job and
@@ -35,9 +44,14 @@ def submit(endpoint_id: str, input: Mapping[str, Any], *, external_id: str | Non
     endpoint_id = validate_endpoint_id(endpoint_id)
     payload = validate_input(endpoint_id, inline_local_files(dict(input)))
     with transaction() as s:
-        job, created = create_job(s, endpoint_id, payload, external_id=external_id,
-                                  metadata=dict(metadata) if metadata is not None else None,
-                                  source=source)
+        job, created = create_job(
+            s,
+            endpoint_id,
+            payload,
+            external_id=external_id,
+            metadata=dict(metadata) if metadata is not None else None,
+            source=source,
+        )
     if not created:
         if job.endpoint_id != endpoint_id or job.input != payload:
             raise ExternalIdConflict(job)

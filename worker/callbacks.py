@@ -1,4 +1,5 @@
 """fal's webhook body: parse it tolerantly (fal-api.md §2.2) and apply it to its job."""
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,9 @@ def process_delivery(delivery_id: int) -> tuple[str, str | None]:
     machine ignores a second terminal outcome.
     """
     with transaction() as s:
-        delivery = s.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-                            .with_for_update())
+        delivery = s.scalar(
+            select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update()
+        )
         if delivery is None or delivery.processed_at is not None or not delivery.verified:
             return "skipped", None
         outcome, fetch_for = _apply(s, delivery)
@@ -130,8 +132,15 @@ def _apply(s, delivery: WebhookDelivery) -> tuple[str, str | None]:
         complete(s, job, callback.payload, EventSource.WEBHOOK, detail)
         return "applied", None
     error_type, error_detail = error_fields_from_body(callback.payload)
-    fail(s, job, EventSource.WEBHOOK, error=callback.error or "fal reported an error",
-         error_type=error_type, error_detail=error_detail, detail=detail)
+    fail(
+        s,
+        job,
+        EventSource.WEBHOOK,
+        error=callback.error or "fal reported an error",
+        error_type=error_type,
+        error_detail=error_detail,
+        detail=detail,
+    )
     return "applied", None
 
 

@@ -7,6 +7,7 @@ Delivery guarantees we rely on (see README, "Crash safety"):
 - The broker is resolved lazily so that commands that never enqueue (jobs list, show) do
   not start the embedded Redis.
 """
+
 from __future__ import annotations
 
 import logging

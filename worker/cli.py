@@ -7,6 +7,7 @@ external id conflict, database error, --wait ended without a completed job); 2 b
 usage or input (invalid JSON, rejected model input, missing file, conflicting options).
 Every error is one line on stderr, `error: ...`, never a traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import re
 import sys
 import time
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,9 @@ class CliGroup(click.Group):
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
-    from falbridge.models.db import database_url
     from sqlalchemy.engine import make_url
+
+    from falbridge.models.db import database_url
 
     # The driver's message only: str(exc) would add the SQL and its parameters (inputs).
     reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -72,21 +74,33 @@ def _database_problem(exc: SQLAlchemyError) -> str:
 
 # -- submit ------------------------------------------------------------------
 
+
 @click.command()
 @click.argument("endpoint_id")
-@click.option("--input", "input_json", metavar="JSON|@FILE",
-              help="The model input as a JSON object, or @file.json (@- for stdin).")
+@click.option(
+    "--input",
+    "input_json",
+    metavar="JSON|@FILE",
+    help="The model input as a JSON object, or @file.json (@- for stdin).",
+)
 @click.option("--prompt", help="Sets input.prompt (fal-ai/evf-sam).")
 @click.option("--negative-prompt", help="Sets input.negative_prompt (fal-ai/evf-sam).")
-@click.option("--image", metavar="PATH|URL",
-              help="Sets input.image_url; a local file is sent inline as a data URI.")
+@click.option(
+    "--image", metavar="PATH|URL", help="Sets input.image_url; a local file is sent inline as a data URI."
+)
 @click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
 @click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
 @click.option("--wait/--no-wait", default=False, help="Wait until the job finishes, then show it.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
-              show_default=True, help="Seconds --wait waits.")
-def submit(endpoint_id, input_json, prompt, negative_prompt, image, external_id, metadata_json,
-           wait, timeout):
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+def submit(
+    endpoint_id, input_json, prompt, negative_prompt, image, external_id, metadata_json, wait, timeout
+):
     """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
     from falbridge.worker import api
     from falbridge.worker.fal import InputValidationError, validate_endpoint_id
@@ -96,8 +110,11 @@ def submit(endpoint_id, input_json, prompt, negative_prompt, image, external_id,
     except ValueError as exc:
         raise InputError(str(exc)) from None
     payload = _json_object("--input", _read_at_file(input_json)) if input_json is not None else {}
-    shortcuts = {"prompt": ("--prompt", prompt), "negative_prompt": ("--negative-prompt", negative_prompt),
-                 "image_url": ("--image", image)}
+    shortcuts = {
+        "prompt": ("--prompt", prompt),
+        "negative_prompt": ("--negative-prompt", negative_prompt),
+        "image_url": ("--image", image),
+    }
     for key, (option, value) in shortcuts.items():
         if value is None:
             continue
@@ -108,8 +125,9 @@ def submit(endpoint_id, input_json, prompt, negative_prompt, image, external_id,
     if external_id is not None and not 1 <= len(external_id) <= 255:
         raise InputError("--external-id must be 1 to 255 characters long")
     try:
-        job, created = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata,
-                                  source=EventSource.CLI)
+        job, created = api.submit(
+            endpoint_id, payload, external_id=external_id, metadata=metadata, source=EventSource.CLI
+        )
     except api.ExternalIdConflict as exc:
         raise Failure(str(exc)) from None
     except InputValidationError as exc:
@@ -125,7 +143,9 @@ def _read_at_file(value: str) -> str:
     try:
         return sys.stdin.read() if value == "@-" else Path(value[1:]).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--input: cannot read {value[1:]}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InputError(
+            f"--input: cannot read {value[1:]}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
 
 
 def _not_json(name: str):
@@ -165,14 +185,16 @@ def _wait_and_show(job_id, timeout: float) -> None:
             time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0)))
             job = get(job_id)
     if not job.job_status.is_terminal:
-        raise Failure(f"job {job_id} is still {job.status} after {timeout:g}s; "
-                      "is a worker running? (falbridge worker)")
+        raise Failure(
+            f"job {job_id} is still {job.status} after {timeout:g}s; is a worker running? (falbridge worker)"
+        )
     show_job_tables(out, get(job_id, full=True))
     if job.status != "completed":
         sys.exit(1)
 
 
 # -- jobs ----------------------------------------------------------------------
+
 
 @click.group(cls=CliGroup)
 def jobs():
@@ -184,7 +206,7 @@ def _time_option(_ctx, param, value: str | None) -> datetime | None:
         return None
     try:
         at = datetime.fromisoformat(value)
-        return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InputError(f"--{param.name} must be an ISO-8601 date or time, got {value!r}") from None
 
@@ -193,8 +215,15 @@ def _time_option(_ctx, param, value: str | None) -> datetime | None:
 @click.option("--status", type=click.Choice(ALL_STATUSES))
 @click.option("--endpoint", "endpoint_id", help="Only jobs for this endpoint id.")
 @click.option("--external-id")
-@click.option("--since", callback=_time_option, metavar="ISO", help="Created at or after (UTC unless an offset is given).")
-@click.option("--until", callback=_time_option, metavar="ISO", help="Created before (UTC unless an offset is given).")
+@click.option(
+    "--since",
+    callback=_time_option,
+    metavar="ISO",
+    help="Created at or after (UTC unless an offset is given).",
+)
+@click.option(
+    "--until", callback=_time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
+)
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", help="The next-page cursor a previous listing printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print {jobs, next_cursor} as JSON.")
@@ -211,12 +240,22 @@ def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cur
             decode_cursor(cursor)
         except (CursorError, AttributeError):  # AttributeError: a crafted cursor, see webhooks/api.py
             raise InputError("--cursor is not one a listing printed") from None
-    filters = JobFilters(status=status, endpoint_id=endpoint_id, external_id=external_id,
-                         created_after=since, created_before=until)
+    filters = JobFilters(
+        status=status,
+        endpoint_id=endpoint_id,
+        external_id=external_id,
+        created_after=since,
+        created_before=until,
+    )
     with transaction() as s:
         rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
-        counts = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)
-                                .where(ResultFile.job_id.in_([j.id for j in rows]))).all())
+        counts = dict(
+            s.execute(
+                select(ResultFile.job_id, func.count())
+                .group_by(ResultFile.job_id)
+                .where(ResultFile.job_id.in_([j.id for j in rows]))
+            ).all()
+        )
     if as_json:
         click.echo(json.dumps({"jobs": [job_summary(j) for j in rows], "next_cursor": next_cursor}))
         return
@@ -225,7 +264,14 @@ def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cur
     for j in rows:
         failed = j.status in ("failed", "cancelled")
         outcome = (j.error_type or (j.error or "")[:60]) if failed else str(counts.get(j.id, 0))
-        table.add_row(str(j.id), j.endpoint_id, j.status, format_when(j.created_at), format_when(j.completed_at), outcome)
+        table.add_row(
+            str(j.id),
+            j.endpoint_id,
+            j.status,
+            format_when(j.created_at),
+            format_when(j.completed_at),
+            outcome,
+        )
     out.print(table)
     if next_cursor:
         out.print(f"next page: --cursor {next_cursor}")
@@ -272,6 +318,7 @@ def _existing_job(job_id: str, *, full: bool = False):
 
 # -- db, worker ----------------------------------------------------------------
 
+
 @click.group(cls=CliGroup)
 def db():
     """Database schema."""
@@ -292,9 +339,15 @@ def db_upgrade():
 
 @click.command("worker")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Processes or threads (default: CPUs).")
-@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-              default="info", show_default=True)
+@click.option(
+    "--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
 def worker_command(concurrency, pool, loglevel):
     """Run a Celery worker that submits jobs and applies callbacks."""
     from falbridge.worker.broker import using_embedded_redis

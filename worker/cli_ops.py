@@ -1,4 +1,5 @@
 """Operator commands: `falbridge reconcile` and `falbridge jobs download`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,13 @@ import click
 
 
 @click.command("reconcile")
-@click.option("--loop", "interval", type=click.FloatRange(min=0.5), default=None,
-              help="Keep sweeping every N seconds instead of once.")
+@click.option(
+    "--loop",
+    "interval",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    help="Keep sweeping every N seconds instead of once.",
+)
 def reconcile(interval: float | None) -> None:
     """One pass of the sweeper, done in this process (no Redis needed)."""
     import time
@@ -21,8 +27,10 @@ def reconcile(interval: float | None) -> None:
         raise click.UsageError(str(exc)) from None
     while True:
         report = sweep(inline_actions(), settings)
-        click.echo(" ".join(f"{k}={v}" for k, v in report.__dict__.items() if k != "errors")
-                   + (f" errors={len(report.errors)}" if report.errors else ""))
+        click.echo(
+            " ".join(f"{k}={v}" for k, v in report.__dict__.items() if k != "errors")
+            + (f" errors={len(report.errors)}" if report.errors else "")
+        )
         for error in report.errors:
             click.echo(f"  {error}", err=True)
         if interval is None:
@@ -32,8 +40,14 @@ def reconcile(interval: float | None) -> None:
 
 @click.command("download")
 @click.argument("job_id")
-@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Directory; files go into DEST/JOB_ID/.")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory; files go into DEST/JOB_ID/.",
+)
 def download(job_id: str, dest: Path) -> None:
     """Save a job's result files locally (fal's URLs do not last forever)."""
     from falbridge.worker.api import get

@@ -1,4 +1,5 @@
 """Local images in an input become data URIs, which fal's image models accept (fal-api.md §4.4)."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """Keep copies of a job's result files: fal's CDN URLs are not forever (fal-api.md §4.2)."""
+
 from __future__ import annotations
 
 import re

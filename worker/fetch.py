@@ -13,6 +13,7 @@ Known limit: the address is checked at resolution time and httpx resolves again 
 connects, so a DNS server answering differently the second time (rebinding) is not
 stopped here; egress filtering at the network edge is the complete answer.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -38,9 +39,11 @@ class FetchPolicy:
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
 
     @classmethod
-    def from_env(cls) -> "FetchPolicy":
-        return cls(allow_private=os.environ.get("FALBRIDGE_FETCH_ALLOW_PRIVATE") == "1",
-                   max_bytes=int(os.environ.get("FALBRIDGE_FETCH_MAX_BYTES", DEFAULT_MAX_BYTES)))
+    def from_env(cls) -> FetchPolicy:
+        return cls(
+            allow_private=os.environ.get("FALBRIDGE_FETCH_ALLOW_PRIVATE") == "1",
+            max_bytes=int(os.environ.get("FALBRIDGE_FETCH_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        )
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -58,8 +61,9 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     if parts.username or parts.password:
         raise FetchRefused("URLs with credentials are not fetched")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(
+            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
+        )
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchRefused(f"cannot resolve {parts.hostname}: {exc}") from None
     if policy.allow_private:
@@ -70,8 +74,9 @@ def check_url(url: str, policy: FetchPolicy) -> None:
             raise FetchRefused(f"{parts.hostname} resolves to {address}, a non-public address")
 
 
-def fetch_bytes(url: str, policy: FetchPolicy | None = None,
-                client: httpx.Client | None = None) -> tuple[bytes, str | None]:
+def fetch_bytes(
+    url: str, policy: FetchPolicy | None = None, client: httpx.Client | None = None
+) -> tuple[bytes, str | None]:
     """GET a URL under the policy; returns (body, content type). Raises FetchRefused or httpx errors."""
     policy = policy or FetchPolicy.from_env()
     own = client is None

@@ -1,4 +1,5 @@
 """Apply a job's final outcome, whoever learned it first (webhook, poll, result fetch)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,26 +14,42 @@ from falbridge.worker.results import find_files
 CANCELLED_ERROR_TYPES = frozenset({"client_cancelled"})
 
 
-def complete(session: Session, job: Job, output: Any, source: EventSource,
-             detail: dict[str, Any] | None = None) -> bool:
+def complete(
+    session: Session, job: Job, output: Any, source: EventSource, detail: dict[str, Any] | None = None
+) -> bool:
     """Completed with its result and files; False if the job was already terminal.
 
     Files are written only by the transaction that won the transition, so concurrent
     duplicate callbacks cannot produce two sets of rows.
     """
-    if not transition(session, job, JobStatus.COMPLETED, source, detail,
-                      result=output, result_pending=False):
+    if not transition(session, job, JobStatus.COMPLETED, source, detail, result=output, result_pending=False):
         return False
     add_result_files(session, job.id, find_files(output))
     return True
 
 
-def fail(session: Session, job: Job, source: EventSource, *, error: str,
-         error_type: str | None = None, error_detail: Any = None,
-         detail: dict[str, Any] | None = None) -> bool:
+def fail(
+    session: Session,
+    job: Job,
+    source: EventSource,
+    *,
+    error: str,
+    error_type: str | None = None,
+    error_detail: Any = None,
+    detail: dict[str, Any] | None = None,
+) -> bool:
     target = JobStatus.CANCELLED if error_type in CANCELLED_ERROR_TYPES else JobStatus.FAILED
-    return transition(session, job, target, source, detail, error=error[:4000],
-                      error_type=error_type, error_detail=error_detail, result_pending=False)
+    return transition(
+        session,
+        job,
+        target,
+        source,
+        detail,
+        error=error[:4000],
+        error_type=error_type,
+        error_detail=error_detail,
+        result_pending=False,
+    )
 
 
 def error_fields_from_body(body: Any) -> tuple[str | None, Any]:

@@ -1,25 +1,29 @@
 """Asking fal's queue directly: fetch a result we were not given, and cancel a job."""
+
 from __future__ import annotations
 
 import json
 import uuid
 from typing import Any
 
+from sqlalchemy import update
+
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job, lock_job, parse_uuid, transition
 from falbridge.models.states import EventSource, JobStatus
-from falbridge.models.tables import utcnow
-from sqlalchemy import update
-
-from falbridge.models.tables import Job
+from falbridge.models.tables import Job, utcnow
 from falbridge.worker.fal import CancelOutcome, FinalError, ModelError, RequestRef, get_client
 from falbridge.worker.outcomes import complete, error_fields_from_body, fail
 
 
 def _ref(job) -> RequestRef:
-    return RequestRef(endpoint_id=job.endpoint_id, request_id=job.request_id,
-                      status_url=job.status_url, response_url=job.response_url,
-                      cancel_url=job.cancel_url)
+    return RequestRef(
+        endpoint_id=job.endpoint_id,
+        request_id=job.request_id,
+        status_url=job.status_url,
+        response_url=job.response_url,
+        cancel_url=job.cancel_url,
+    )
 
 
 def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL) -> str:
@@ -41,14 +45,26 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
         error_type, detail = error_fields_from_body({"detail": exc.detail, "error_type": exc.error_type})
         with transaction() as s:
             job = lock_job(s, parse_uuid(job_id))
-            fail(s, job, source, error=f"Invalid status code: {exc.status_code}",
-                 error_type=error_type, error_detail=detail)
+            fail(
+                s,
+                job,
+                source,
+                error=f"Invalid status code: {exc.status_code}",
+                error_type=error_type,
+                error_detail=detail,
+            )
         return "failed"
     except FinalError as exc:
         with transaction() as s:
             job = lock_job(s, parse_uuid(job_id))
-            fail(s, job, source, error=f"result unavailable at fal: {exc}",
-                 error_type="result_unavailable", error_detail=exc.detail)
+            fail(
+                s,
+                job,
+                source,
+                error=f"result unavailable at fal: {exc}",
+                error_type="result_unavailable",
+                error_detail=exc.detail,
+            )
         return "result unavailable"
     try:
         json.dumps(output, allow_nan=False)
@@ -56,8 +72,13 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
         # NaN/Infinity in fal's body: jsonb refuses it, and no client could read it back.
         with transaction() as s:
             job = lock_job(s, parse_uuid(job_id))
-            fail(s, job, source, error="fal returned a result that is not strict JSON "
-                 "(NaN, Infinity or nesting too deep)", error_type="invalid_result")
+            fail(
+                s,
+                job,
+                source,
+                error="fal returned a result that is not strict JSON (NaN, Infinity or nesting too deep)",
+                error_type="invalid_result",
+            )
         return "invalid result"
     with transaction() as s:
         job = lock_job(s, parse_uuid(job_id))
@@ -75,8 +96,14 @@ def request_cancel(job_id: uuid.UUID | str) -> tuple[str, bool]:
             return f"already {job.status}", False
         job.cancel_requested_at = job.cancel_requested_at or utcnow()
         if job.status == JobStatus.PENDING.value and job.submit_lease_until is None:
-            transition(s, job, JobStatus.CANCELLED, EventSource.CANCEL,
-                       error="cancelled before it was submitted", error_type="client_cancelled")
+            transition(
+                s,
+                job,
+                JobStatus.CANCELLED,
+                EventSource.CANCEL,
+                error="cancelled before it was submitted",
+                error_type="client_cancelled",
+            )
             return "cancelled", False
         # Submitted (or being submitted): fal decides; the final state arrives as usual.
         return "cancel requested", job.request_id is not None
@@ -92,8 +119,13 @@ def cancel_at_fal(job_id: uuid.UUID | str) -> str:
     if outcome == CancelOutcome.NOT_FOUND:
         with transaction() as s:
             job = lock_job(s, parse_uuid(job_id))
-            fail(s, job, EventSource.CANCEL, error="fal does not know this request any more",
-                 error_type="client_cancelled")
+            fail(
+                s,
+                job,
+                EventSource.CANCEL,
+                error="fal does not know this request any more",
+                error_type="client_cancelled",
+            )
     return str(outcome)
 
 
@@ -107,8 +139,11 @@ def poll(job_id: uuid.UUID | str) -> str:
         ref = _ref(job)
         # Recorded before asking, so a failing poll is not retried every sweep; and
         # without touching updated_at, which measures silence from fal.
-        s.execute(update(Job).where(Job.id == job_uuid).values(
-            last_polled_at=utcnow(), poll_attempts=Job.poll_attempts + 1, updated_at=Job.updated_at))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_uuid)
+            .values(last_polled_at=utcnow(), poll_attempts=Job.poll_attempts + 1, updated_at=Job.updated_at)
+        )
     try:
         status = get_client().status(ref)
     except ModelError:
@@ -118,8 +153,13 @@ def poll(job_id: uuid.UUID | str) -> str:
             raise
         with transaction() as s:
             job = lock_job(s, job_uuid)
-            fail(s, job, EventSource.POLL, error="fal no longer knows this request (expired or never "
-                 "accepted) and no callback arrived", error_type="request_not_found")
+            fail(
+                s,
+                job,
+                EventSource.POLL,
+                error="fal no longer knows this request (expired or never accepted) and no callback arrived",
+                error_type="request_not_found",
+            )
         return "not found at fal"
     if status.status == "COMPLETED":
         return fetch_result(job_uuid, EventSource.POLL)

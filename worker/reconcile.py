@@ -8,15 +8,16 @@ at once, or a sweep racing a webhook, cannot apply anything twice.
   4. submitted / in_progress jobs silent for too long (dropped webhook) -> poll status
   5. outcome_unknown jobs past their grace period                       -> policy
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 
 from falbridge.models.db import transaction
 from falbridge.models.states import JobStatus
@@ -43,7 +44,7 @@ class ReconcileSettings:
     batch: int = 500
 
     @classmethod
-    def from_env(cls) -> "ReconcileSettings":
+    def from_env(cls) -> ReconcileSettings:
         policy = os.environ.get("FALBRIDGE_OUTCOME_UNKNOWN_POLICY", "resubmit")
         if policy not in POLICIES:
             raise ValueError(f"FALBRIDGE_OUTCOME_UNKNOWN_POLICY must be one of {POLICIES}, not {policy!r}")
@@ -52,8 +53,9 @@ class ReconcileSettings:
             delivery_grace_s=_env_float("FALBRIDGE_DELIVERY_GRACE_S", cls.delivery_grace_s),
             silent_after_s=_env_float("FALBRIDGE_SILENT_AFTER_S", cls.silent_after_s),
             poll_every_s=_env_float("FALBRIDGE_POLL_EVERY_S", cls.poll_every_s),
-            outcome_unknown_grace_s=_env_float("FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S",
-                                               cls.outcome_unknown_grace_s),
+            outcome_unknown_grace_s=_env_float(
+                "FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S", cls.outcome_unknown_grace_s
+            ),
             outcome_unknown_policy=policy,
             batch=int(_env_float("FALBRIDGE_RECONCILE_BATCH", cls.batch)),
         )
@@ -70,8 +72,14 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
 
     def total(self) -> int:
-        return (self.resubmitted_pending + self.redriven_deliveries + self.result_fetches
-                + self.polled + self.outcome_unknown_resubmitted + self.outcome_unknown_failed)
+        return (
+            self.resubmitted_pending
+            + self.redriven_deliveries
+            + self.result_fetches
+            + self.polled
+            + self.outcome_unknown_resubmitted
+            + self.outcome_unknown_failed
+        )
 
 
 @dataclass(frozen=True)
@@ -91,33 +99,67 @@ def sweep(actions: Actions, settings: ReconcileSettings | None = None) -> SweepR
     report = SweepReport()
     with transaction() as s:
         # SKIP LOCKED: a row a worker or another sweep holds is being handled right now.
-        pending = s.scalars(select(Job.id).where(
-            Job.status == JobStatus.PENDING.value,
-            Job.updated_at < now - timedelta(seconds=settings.pending_grace_s),
-            or_(Job.submit_lease_until.is_(None), Job.submit_lease_until < now),
-        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
-        deliveries = s.scalars(select(WebhookDelivery.id).where(
-            WebhookDelivery.processed_at.is_(None), WebhookDelivery.verified.is_(True),
-            WebhookDelivery.received_at < now - timedelta(seconds=settings.delivery_grace_s),
-        ).order_by(WebhookDelivery.id).limit(settings.batch)).all()
-        fetches = s.scalars(select(Job.id).where(
-            Job.result_pending.is_(True),
-            Job.status.not_in([st.value for st in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)]),
-            Job.updated_at < now - timedelta(seconds=settings.delivery_grace_s),
-        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
-        silent = s.scalars(select(Job.id).where(
-            Job.status.in_([JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value]),
-            Job.request_id.is_not(None), Job.result_pending.is_(False),
-            Job.updated_at < now - timedelta(seconds=settings.silent_after_s),
-            or_(Job.last_polled_at.is_(None),
-                Job.last_polled_at < now - timedelta(seconds=settings.poll_every_s)),
-        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
-        unknown = s.execute(select(Job.id, Job.resubmitted_at).where(
-            Job.status == JobStatus.OUTCOME_UNKNOWN.value,
-            Job.updated_at < now - timedelta(seconds=settings.outcome_unknown_grace_s),
-        ).limit(settings.batch).with_for_update(skip_locked=True)).all()
-        resubmit = [job_id for job_id, resubmitted_at in unknown
-                    if settings.outcome_unknown_policy == "resubmit" and resubmitted_at is None]
+        pending = s.scalars(
+            select(Job.id)
+            .where(
+                Job.status == JobStatus.PENDING.value,
+                Job.updated_at < now - timedelta(seconds=settings.pending_grace_s),
+                or_(Job.submit_lease_until.is_(None), Job.submit_lease_until < now),
+            )
+            .limit(settings.batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        deliveries = s.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.processed_at.is_(None),
+                WebhookDelivery.verified.is_(True),
+                WebhookDelivery.received_at < now - timedelta(seconds=settings.delivery_grace_s),
+            )
+            .order_by(WebhookDelivery.id)
+            .limit(settings.batch)
+        ).all()
+        fetches = s.scalars(
+            select(Job.id)
+            .where(
+                Job.result_pending.is_(True),
+                Job.status.not_in(
+                    [st.value for st in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)]
+                ),
+                Job.updated_at < now - timedelta(seconds=settings.delivery_grace_s),
+            )
+            .limit(settings.batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        silent = s.scalars(
+            select(Job.id)
+            .where(
+                Job.status.in_([JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value]),
+                Job.request_id.is_not(None),
+                Job.result_pending.is_(False),
+                Job.updated_at < now - timedelta(seconds=settings.silent_after_s),
+                or_(
+                    Job.last_polled_at.is_(None),
+                    Job.last_polled_at < now - timedelta(seconds=settings.poll_every_s),
+                ),
+            )
+            .limit(settings.batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        unknown = s.execute(
+            select(Job.id, Job.resubmitted_at)
+            .where(
+                Job.status == JobStatus.OUTCOME_UNKNOWN.value,
+                Job.updated_at < now - timedelta(seconds=settings.outcome_unknown_grace_s),
+            )
+            .limit(settings.batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        resubmit = [
+            job_id
+            for job_id, resubmitted_at in unknown
+            if settings.outcome_unknown_policy == "resubmit" and resubmitted_at is None
+        ]
         # Mark what this sweep re-drives so the next sweeps leave it alone for another
         # grace period. Otherwise, while the re-driven task waits in a backlog, every sweep
         # enqueues it again and an overload feeds itself (bench/chaos.py: 50,000 queued
@@ -125,8 +167,9 @@ def sweep(actions: Actions, settings: ReconcileSettings | None = None) -> SweepR
         if pending or fetches or resubmit:
             s.execute(update(Job).where(Job.id.in_([*pending, *fetches, *resubmit])).values(updated_at=now))
         if silent:
-            s.execute(update(Job).where(Job.id.in_(silent)).values(last_polled_at=now,
-                                                                  updated_at=Job.updated_at))
+            s.execute(
+                update(Job).where(Job.id.in_(silent)).values(last_polled_at=now, updated_at=Job.updated_at)
+            )
 
     def run(action, arg, counter: str) -> None:
         try:
@@ -160,8 +203,13 @@ def fail_outcome_unknown(job_id: str) -> None:
     with transaction() as s:
         job = lock_job(s, parse_uuid(job_id))
         if job is not None and job.status == JobStatus.OUTCOME_UNKNOWN.value:
-            fail(s, job, EventSource.RECONCILE, error="submit outcome unknown and no callback arrived "
-                 "within the grace period", error_type="submit_outcome_unknown")
+            fail(
+                s,
+                job,
+                EventSource.RECONCILE,
+                error="submit outcome unknown and no callback arrived within the grace period",
+                error_type="submit_outcome_unknown",
+            )
 
 
 def inline_actions() -> Actions:

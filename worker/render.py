@@ -1,20 +1,21 @@
 """Terminal rendering for the CLI: rich tables, plain and wide when not on a terminal."""
+
 from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from falbridge.models.serialize import job_detail
+
 
 def make_console():
     from rich.console import Console
 
     # Not a terminal: no colours or boxes, and wide enough that rows never wrap.
     tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, markup=False, highlight=False, emoji=False,
-                   width=None if tty else 400)
+    return Console(file=sys.stdout, markup=False, highlight=False, emoji=False, width=None if tty else 400)
 
 
 def make_table(out, *columns: str, title: str | None = None):
@@ -25,17 +26,19 @@ def make_table(out, *columns: str, title: str | None = None):
 
 
 def format_when(at: datetime | None) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if at else ""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else ""
 
 
 def short_json(value: Any) -> str:
     """JSON with long strings (data URIs, base64) cut down, for reading in a terminal."""
+
     def cut(v):
         if isinstance(v, str) and len(v) > 120:
             return f"{v[:60]}… ({len(v)} chars)"
         if isinstance(v, dict):
             return {k: cut(x) for k, x in v.items()}
         return [cut(x) for x in v] if isinstance(v, list) else v
+
     return "" if value is None else json.dumps(cut(value), ensure_ascii=False)
 
 
@@ -52,7 +55,9 @@ def show_job_tables(out, job) -> None:
         files = make_table(out, "path", "url", "content type", "size", "dimensions", title="files")
         for f in job.files:
             dims = f"{f.width}x{f.height}" if f.width and f.height else ""
-            files.add_row(f.path, f.url, f.content_type or "", "" if f.file_size is None else str(f.file_size), dims)
+            files.add_row(
+                f.path, f.url, f.content_type or "", "" if f.file_size is None else str(f.file_size), dims
+            )
         out.print(files)
     events = make_table(out, "at (UTC)", "source", "from", "to", "detail", title="history")
     for e in job.events:

@@ -1,7 +1,9 @@
 """Find fal File objects anywhere in a model output."""
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _FILE_HINTS = ("content_type", "file_name", "file_size")
 
@@ -9,8 +11,9 @@ _FILE_HINTS = ("content_type", "file_name", "file_size")
 def is_file_object(value: Any) -> bool:
     # fal's File: `url` plus at least one of its descriptive fields (an Image adds
     # width/height). A bare {"url": ...} is too common in outputs to claim it is a file.
-    return (isinstance(value, dict) and isinstance(value.get("url"), str)
-            and any(k in value for k in _FILE_HINTS))
+    return (
+        isinstance(value, dict) and isinstance(value.get("url"), str) and any(k in value for k in _FILE_HINTS)
+    )
 
 
 def find_files(output: Any, path: str = "") -> Iterator[dict[str, Any]]:

@@ -1,4 +1,5 @@
 """Runtime settings, read from the environment once per process (see README for each)."""
+
 from __future__ import annotations
 
 import os

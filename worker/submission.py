@@ -9,6 +9,7 @@ A worker that dies during 2 leaves an expired lease on a pending job. Whoever fi
 it next (a redelivered task or the sweeper) cannot know whether fal got the request, so
 the job goes to `outcome_unknown`, never straight back to fal.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,13 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import lock_job, parse_uuid, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import utcnow
-from falbridge.worker.fal import (FinalError, InputValidationError, OutcomeUnknownError, RetryableError,
-                        get_client)
+from falbridge.worker.fal import (
+    FinalError,
+    InputValidationError,
+    OutcomeUnknownError,
+    RetryableError,
+    get_client,
+)
 from falbridge.worker.outcomes import fail
 from falbridge.worker.settings import settings
 
@@ -61,15 +67,26 @@ def claim(job_id: uuid.UUID | str, *, resubmit: bool = False) -> tuple[Claim | N
         if job.status != JobStatus.PENDING.value:
             return None, f"already {job.status}"
         if job.cancel_requested_at is not None:
-            transition(s, job, JobStatus.CANCELLED, EventSource.CANCEL,
-                       error="cancelled before it was submitted", error_type="client_cancelled")
+            transition(
+                s,
+                job,
+                JobStatus.CANCELLED,
+                EventSource.CANCEL,
+                error="cancelled before it was submitted",
+                error_type="client_cancelled",
+            )
             return None, "cancelled"
         if job.submit_lease_until is not None:
             if job.submit_lease_until > now:
                 return None, "leased by another worker"
-            transition(s, job, JobStatus.OUTCOME_UNKNOWN, EventSource.SUBMIT,
-                       {"reason": "submit lease expired: a worker died mid-submit"},
-                       submit_lease_until=None)
+            transition(
+                s,
+                job,
+                JobStatus.OUTCOME_UNKNOWN,
+                EventSource.SUBMIT,
+                {"reason": "submit lease expired: a worker died mid-submit"},
+                submit_lease_until=None,
+            )
             return None, "outcome unknown"
         job.submit_lease_until = now + timedelta(seconds=settings().submit_lease_s)
         job.submit_attempts += 1
@@ -96,21 +113,29 @@ def submit(job_id: uuid.UUID | str, *, resubmit: bool = False) -> str:
     if claimed is None:
         return outcome
     try:
-        submission = get_client().submit(claimed.endpoint_id, claimed.input,
-                                         webhook_url=webhook_url_for(claimed.job_id))
+        submission = get_client().submit(
+            claimed.endpoint_id, claimed.input, webhook_url=webhook_url_for(claimed.job_id)
+        )
     except RetryableError:
         release(claimed.job_id)
         raise
     except OutcomeUnknownError as exc:
         with transaction() as s:
             job = lock_job(s, claimed.job_id)
-            transition(s, job, JobStatus.OUTCOME_UNKNOWN, EventSource.SUBMIT,
-                       {"reason": str(exc)}, submit_lease_until=None)
+            transition(
+                s,
+                job,
+                JobStatus.OUTCOME_UNKNOWN,
+                EventSource.SUBMIT,
+                {"reason": str(exc)},
+                submit_lease_until=None,
+            )
         return "outcome unknown"
     except (FinalError, InputValidationError) as exc:
         # InputValidationError: stored before a validation rule changed; nothing was sent.
-        error_type = (getattr(exc, "error_type", None)
-                      or (f"http_{exc.status_code}" if isinstance(exc, FinalError) else "invalid_input"))
+        error_type = getattr(exc, "error_type", None) or (
+            f"http_{exc.status_code}" if isinstance(exc, FinalError) else "invalid_input"
+        )
         detail = exc.detail if isinstance(exc, FinalError) else exc.errors
         with transaction() as s:
             job = lock_job(s, claimed.job_id)
@@ -133,15 +158,20 @@ def record_submission(job_id: uuid.UUID, submission) -> str:
         job.submitted_at = job.submitted_at or utcnow()
         job.submit_lease_until = None
         # No flush first: transition() writes these pending changes in its own UPDATE.
-        moved = transition(s, job, JobStatus.SUBMITTED, EventSource.SUBMIT,
-                           {"request_id": submission.request_id})
+        moved = transition(
+            s, job, JobStatus.SUBMITTED, EventSource.SUBMIT, {"request_id": submission.request_id}
+        )
         if not moved and job.request_id != submission.request_id:
-            log.warning("job %s finished by request %s; resubmission %s was also accepted by fal",
-                        job_id, job.request_id, submission.request_id)
+            log.warning(
+                "job %s finished by request %s; resubmission %s was also accepted by fal",
+                job_id,
+                job.request_id,
+                submission.request_id,
+            )
         needs_cancel = job.cancel_requested_at is not None and not job.job_status.is_terminal
     if needs_cancel:
-        from falbridge.worker.tasks import cancel_job
         from falbridge.worker.celery_app import enqueue
+        from falbridge.worker.tasks import cancel_job
 
         enqueue(cancel_job, str(job_id))
     return "submitted" if moved else f"submitted (job already {job.status})"
@@ -156,5 +186,10 @@ def give_up(job_id: uuid.UUID | str, error: Exception) -> None:
         # but the resubmission is over, and a job must end.
         if job is not None and job.status in (JobStatus.PENDING.value, JobStatus.OUTCOME_UNKNOWN.value):
             job.submit_lease_until = None
-            fail(s, job, EventSource.SUBMIT, error=f"fal unavailable after retries: {error}",
-                 error_type="submit_retries_exhausted")
+            fail(
+                s,
+                job,
+                EventSource.SUBMIT,
+                error=f"fal unavailable after retries: {error}",
+                error_type="submit_retries_exhausted",
+            )

@@ -1,4 +1,5 @@
 """Celery tasks. Each takes ids only and is safe to run twice (acks_late redelivers)."""
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ def _backoff(retries: int, retry_after: float | None) -> float:
     # fal's Retry-After wins; otherwise exponential with jitter, capped at a minute.
     if retry_after is not None:
         return min(retry_after, 300.0)
-    return min(60.0, 0.5 * 2 ** retries) * random.uniform(0.5, 1.5)
+    return min(60.0, 0.5 * 2**retries) * random.uniform(0.5, 1.5)
 
 
 @celery_app.task(bind=True, name="falbridge.submit_job", max_retries=None)
@@ -91,13 +92,15 @@ def _apply_delivery_now(delivery_id: int) -> None:
 def reconcile() -> dict:
     from falbridge.worker.reconcile import Actions, sweep
 
-    report = sweep(Actions(
-        submit=lambda job_id: enqueue(submit_job, job_id),
-        process_delivery=_apply_delivery_now,
-        fetch_result=lambda job_id: enqueue(fetch_result, job_id),
-        poll=lambda job_id: enqueue(poll_job, job_id),
-        resubmit=lambda job_id: enqueue(resubmit_job, job_id),
-    ))
+    report = sweep(
+        Actions(
+            submit=lambda job_id: enqueue(submit_job, job_id),
+            process_delivery=_apply_delivery_now,
+            fetch_result=lambda job_id: enqueue(fetch_result, job_id),
+            poll=lambda job_id: enqueue(poll_job, job_id),
+            resubmit=lambda job_id: enqueue(resubmit_job, job_id),
+        )
+    )
     if report.total():
         log.info("reconcile: %s", report)
     return report.__dict__

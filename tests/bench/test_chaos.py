@@ -5,6 +5,7 @@ must be terminal and agree with the sandbox's ground truth (bench/chaos_report.p
 Same code as `make chaos`, called in-process; the services are real child processes.
 PostgreSQL when its binaries are installed, else SQLite.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,30 @@ from tests.plugins.db import PG_BIN
 @pytest.mark.timeout(240)  # a safety net only: it takes about a minute here
 def test_small_chaos_run_loses_nothing_and_applies_nothing_twice(tmp_path):
     options = ChaosOptions(
-        jobs=200, seed=7, kill_every_s=3.0, min_kills=2, max_kills=4, timeout_s=120.0,
-        database="postgresql" if PG_BIN else "sqlite", rate=20.0, max_in_flight=100,
-        run_dir=tmp_path / "chaos", timings=Timings.fast(), echo=False,
+        jobs=200,
+        seed=7,
+        kill_every_s=3.0,
+        min_kills=2,
+        max_kills=4,
+        timeout_s=120.0,
+        database="postgresql" if PG_BIN else "sqlite",
+        rate=20.0,
+        max_in_flight=100,
+        run_dir=tmp_path / "chaos",
+        timings=Timings.fast(),
+        echo=False,
     )
     result = run_chaos(options)
     report = result.report
-    details = json.dumps({"mismatches": report.mismatches[:10], "duplicate_rows": report.duplicate_rows[:10],
-                          "problems": result.problems}, indent=1, default=str)
+    details = json.dumps(
+        {
+            "mismatches": report.mismatches[:10],
+            "duplicate_rows": report.duplicate_rows[:10],
+            "problems": result.problems,
+        },
+        indent=1,
+        default=str,
+    )
     assert result.ok, "\n".join(result.lines) + "\n" + details
     assert report.terminal == report.jobs == 200
     assert not report.mismatches and not report.duplicate_rows

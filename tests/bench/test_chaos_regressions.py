@@ -7,6 +7,7 @@
    found `resubmitted_at` set and did nothing, and the job later failed as "outcome
    unknown" although fal had not taken the resubmission.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -20,16 +21,22 @@ from falbridge.models.tables import Job, utcnow
 from falbridge.worker import submission
 from falbridge.worker.reconcile import Actions, ReconcileSettings, sweep
 
-GRACE = ReconcileSettings(pending_grace_s=60, delivery_grace_s=60, silent_after_s=60, poll_every_s=60,
-                          outcome_unknown_grace_s=60)
+GRACE = ReconcileSettings(
+    pending_grace_s=60, delivery_grace_s=60, silent_after_s=60, poll_every_s=60, outcome_unknown_grace_s=60
+)
 
 
 def _recording_actions(calls: list[tuple[str, str]]) -> Actions:
     def record(kind):
         return lambda arg: calls.append((kind, str(arg)))
 
-    return Actions(submit=record("submit"), process_delivery=record("delivery"),
-                   fetch_result=record("fetch"), poll=record("poll"), resubmit=record("resubmit"))
+    return Actions(
+        submit=record("submit"),
+        process_delivery=record("delivery"),
+        fetch_result=record("fetch"),
+        poll=record("poll"),
+        resubmit=record("resubmit"),
+    )
 
 
 def _job(**fields) -> str:
@@ -49,8 +56,9 @@ def test_a_redriven_job_is_not_redriven_again_by_the_next_sweep(db_url):
     unknown = _job(status="outcome_unknown")
     calls: list[tuple[str, str]] = []
     sweep(_recording_actions(calls), GRACE)
-    assert sorted(calls) == sorted([("submit", pending), ("poll", silent), ("fetch", fetch),
-                                    ("resubmit", unknown)])
+    assert sorted(calls) == sorted(
+        [("submit", pending), ("poll", silent), ("fetch", fetch), ("resubmit", unknown)]
+    )
     calls.clear()
     sweep(_recording_actions(calls), GRACE)  # the enqueued tasks may still be waiting
     assert calls == []

@@ -1,5 +1,6 @@
 """The chaos judge must catch what it claims to: each rule of bench/chaos_report.py is
 broken once on purpose here, against a real migrated database and a made-up ground truth."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,17 +21,26 @@ def _job(n: int, **fields) -> str:
         job_id = job.id
     now = utcnow()
     with transaction() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(
-            created_at=now - timedelta(seconds=n), completed_at=now, **fields))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(created_at=now - timedelta(seconds=n), completed_at=now, **fields)
+        )
         if fields.get("status") == "completed":
             add_result_files(s, job_id, [{"path": "image", "url": IMAGE["url"]}])
     return str(job_id)
 
 
 def _request(job_id: str, request_id: str, outcome: str | None, output=None, error_type=None) -> dict:
-    return {"request_id": request_id, "webhook_url": f"http://r/webhooks/fal?job={job_id}",
-            "outcome": outcome, "queue_status": "COMPLETED" if outcome else "IN_PROGRESS",
-            "output": output, "error_type": error_type, "deliveries": []}
+    return {
+        "request_id": request_id,
+        "webhook_url": f"http://r/webhooks/fal?job={job_id}",
+        "outcome": outcome,
+        "queue_status": "COMPLETED" if outcome else "IN_PROGRESS",
+        "output": output,
+        "error_type": error_type,
+        "deliveries": [],
+    }
 
 
 def test_every_rule_is_enforced(db_url):
@@ -42,26 +52,36 @@ def test_every_rule_is_enforced(db_url):
     never_sent_failed = _job(6, status="failed", error_type="submit_retries_exhausted")
     stuck = _job(7, status="submitted", request_id="r-stuck")
     unexplained_double = _job(8, status="failed", request_id="r-d1", error_type="runner_server_error")
-    resubmitted_double = _job(9, status="failed", request_id="r-e1", error_type="runner_server_error",
-                              resubmitted_at=utcnow())
-    truth = {"requests": [
-        _request(good, "r-good", "OK", {"image": IMAGE}),
-        _request(wrong_outcome, "r-wrong", "ERROR", error_type="runner_server_error"),
-        _request(wrong_result, "r-result", "OK", {"image": IMAGE}),
-        _request(unknown_request, "r-lost", "OK", {"image": IMAGE}),
-        _request(stuck, "r-stuck", None),
-        _request(unexplained_double, "r-d1", "ERROR", error_type="runner_server_error"),
-        _request(unexplained_double, "r-d2", "ERROR", error_type="runner_server_error"),
-        _request(resubmitted_double, "r-e1", "ERROR", error_type="runner_server_error"),
-        _request(resubmitted_double, "r-e2", "OK", {"image": IMAGE}),
-        _request("00000000-0000-0000-0000-000000000000", "r-orphan", "OK", {}),
-    ], "rejected_submits": [{"seq": 1}]}
+    resubmitted_double = _job(
+        9, status="failed", request_id="r-e1", error_type="runner_server_error", resubmitted_at=utcnow()
+    )
+    truth = {
+        "requests": [
+            _request(good, "r-good", "OK", {"image": IMAGE}),
+            _request(wrong_outcome, "r-wrong", "ERROR", error_type="runner_server_error"),
+            _request(wrong_result, "r-result", "OK", {"image": IMAGE}),
+            _request(unknown_request, "r-lost", "OK", {"image": IMAGE}),
+            _request(stuck, "r-stuck", None),
+            _request(unexplained_double, "r-d1", "ERROR", error_type="runner_server_error"),
+            _request(unexplained_double, "r-d2", "ERROR", error_type="runner_server_error"),
+            _request(resubmitted_double, "r-e1", "ERROR", error_type="runner_server_error"),
+            _request(resubmitted_double, "r-e2", "OK", {"image": IMAGE}),
+            _request("00000000-0000-0000-0000-000000000000", "r-orphan", "OK", {}),
+        ],
+        "rejected_submits": [{"seq": 1}],
+    }
 
     report = build_report(get_engine(db_url), truth, expected_jobs=9)
 
     flagged = {m.get("job") for m in report.mismatches}
-    assert flagged >= {wrong_outcome, wrong_result, unknown_request, never_sent_done, stuck,
-                       unexplained_double}
+    assert flagged >= {
+        wrong_outcome,
+        wrong_result,
+        unknown_request,
+        never_sent_done,
+        stuck,
+        unexplained_double,
+    }
     assert not flagged & {good, never_sent_failed, resubmitted_double}
     assert any("name no job of ours" in m["problem"] for m in report.mismatches)
     assert report.double_causes == {"unexplained": 1, "outcome_unknown_resubmit": 1}

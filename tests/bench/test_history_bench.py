@@ -1,5 +1,6 @@
 """bench/history.py at a small size, in the suite: the listing's index claims (README,
 "Performance") are checked on every run, not only when someone runs `make bench`."""
+
 import json
 
 import pytest

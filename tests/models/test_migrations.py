@@ -12,8 +12,7 @@ from falbridge.models.tables import Base
 def test_models_match_migrations(db_url):
     """Fails when a model changes without a migration (autogenerate would emit something)."""
     with get_engine(db_url).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
 
 
@@ -28,4 +27,5 @@ def test_downgrade_to_base_and_back(migrated_db):
     assert set(inspect(get_engine(migrated_db)).get_table_names()) <= {"alembic_version"}
     upgrade(migrated_db)
     assert {"jobs", "result_files", "job_events", "webhook_deliveries"} <= set(
-        inspect(get_engine(migrated_db)).get_table_names())
+        inspect(get_engine(migrated_db)).get_table_names()
+    )

@@ -5,22 +5,25 @@ from falbridge.models.states import TERMINAL, JobStatus, can_transition, states_
 S = JobStatus
 
 
-@pytest.mark.parametrize("current,new,allowed", [
-    (S.PENDING, S.SUBMITTED, True),
-    (S.PENDING, S.COMPLETED, True),        # callback beat the submit response
-    (S.PENDING, S.OUTCOME_UNKNOWN, True),
-    (S.OUTCOME_UNKNOWN, S.SUBMITTED, True),  # reconciler found it
-    (S.OUTCOME_UNKNOWN, S.FAILED, True),
-    (S.SUBMITTED, S.IN_PROGRESS, True),
-    (S.IN_PROGRESS, S.COMPLETED, True),
-    (S.SUBMITTED, S.SUBMITTED, False),      # repeat
-    (S.IN_PROGRESS, S.SUBMITTED, False),    # out of order
-    (S.SUBMITTED, S.OUTCOME_UNKNOWN, False),
-    (S.COMPLETED, S.IN_PROGRESS, False),    # late poll after the webhook
-    (S.COMPLETED, S.FAILED, False),
-    (S.FAILED, S.COMPLETED, False),
-    (S.CANCELLED, S.COMPLETED, False),
-])
+@pytest.mark.parametrize(
+    "current,new,allowed",
+    [
+        (S.PENDING, S.SUBMITTED, True),
+        (S.PENDING, S.COMPLETED, True),  # callback beat the submit response
+        (S.PENDING, S.OUTCOME_UNKNOWN, True),
+        (S.OUTCOME_UNKNOWN, S.SUBMITTED, True),  # reconciler found it
+        (S.OUTCOME_UNKNOWN, S.FAILED, True),
+        (S.SUBMITTED, S.IN_PROGRESS, True),
+        (S.IN_PROGRESS, S.COMPLETED, True),
+        (S.SUBMITTED, S.SUBMITTED, False),  # repeat
+        (S.IN_PROGRESS, S.SUBMITTED, False),  # out of order
+        (S.SUBMITTED, S.OUTCOME_UNKNOWN, False),
+        (S.COMPLETED, S.IN_PROGRESS, False),  # late poll after the webhook
+        (S.COMPLETED, S.FAILED, False),
+        (S.FAILED, S.COMPLETED, False),
+        (S.CANCELLED, S.COMPLETED, False),
+    ],
+)
 def test_transitions(current, new, allowed):
     assert can_transition(current, new) is allowed
 

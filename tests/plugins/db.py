@@ -1,6 +1,7 @@
 """Database fixtures: every database test runs on SQLite and, when the PostgreSQL server
 binaries are installed (pg_ctl on PATH or under /usr/lib/postgresql), on a throwaway
 PostgreSQL cluster too. Schemas are built by running the Alembic migrations."""
+
 from __future__ import annotations
 
 import tempfile
@@ -12,7 +13,6 @@ from falbridge.localservices import PostgresCluster, find_pg_bin, free_port  # n
 from falbridge.models.db import dispose_all, get_engine
 from falbridge.models.migrate import upgrade
 from falbridge.models.tables import Base
-
 
 # The cluster class lives in falbridge.localservices so bench/chaos.py can use it too.
 PG_BIN = find_pg_bin()

@@ -1,5 +1,6 @@
 """End-to-end fixtures: an embedded real Redis, a real Celery worker (threads pool, in
 this process), the real receiver over HTTP, all pointed at the sandbox as fal."""
+
 from __future__ import annotations
 
 import tempfile
@@ -43,7 +44,7 @@ class ServerThread:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self.thread.start()
         return self
 
@@ -93,8 +94,9 @@ def celery_worker(pipeline_env):
     from falbridge.worker.celery_app import ensure_broker
 
     app = ensure_broker()
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      loglevel="WARNING", shutdown_timeout=15):
+    with start_worker(
+        app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15
+    ):
         yield app
 
 
@@ -105,17 +107,25 @@ class Pipeline:
 
     def wait_status(self, job_id, *statuses: str, timeout: float = 20.0):
         """Poll the database until the job is in one of `statuses`; returns it."""
-        return poll_until(lambda: _load(job_id), lambda job: job is not None and job.status in statuses,
-                          timeout, lambda job: f"job {job_id} is {job and job.status}, not {statuses}")
+        return poll_until(
+            lambda: _load(job_id),
+            lambda job: job is not None and job.status in statuses,
+            timeout,
+            lambda job: f"job {job_id} is {job and job.status}, not {statuses}",
+        )
 
     def wait_terminal(self, *job_ids, timeout: float = 20.0):
         """Poll the database until every job is terminal; returns the jobs, fully loaded."""
+
         def states(jobs) -> str:
             return f"jobs not terminal: { {str(j.id): j.status for j in jobs if j is not None} }"
 
-        return poll_until(lambda: [_load(job_id) for job_id in job_ids],
-                          lambda jobs: all(j is not None and j.job_status.is_terminal for j in jobs),
-                          timeout, states)
+        return poll_until(
+            lambda: [_load(job_id) for job_id in job_ids],
+            lambda jobs: all(j is not None and j.job_status.is_terminal for j in jobs),
+            timeout,
+            states,
+        )
 
 
 def _load(job_id):

@@ -6,6 +6,7 @@
 - `verify_fal_signature(...)`: checks a received webhook against a JWKS with
   `cryptography` only, independent of the sandbox's own signing code.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,8 +18,9 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -28,15 +30,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from falbridge.sandbox.server import SandboxConfig, SandboxServer
 
 __all__ = [
+    "TEST_FAL_KEY",
+    "ReceivedRequest",
     "SandboxHandle",
     "WebhookSink",
-    "ReceivedRequest",
-    "verify_fal_signature",
-    "sandbox_server",
     "sandbox",
-    "webhook_sink",
-    "TEST_FAL_KEY",
+    "sandbox_server",
     "sandbox_test_config",
+    "verify_fal_signature",
+    "webhook_sink",
 ]
 
 TEST_FAL_KEY = "sandbox-key-id:sandbox-key-secret"
@@ -173,8 +175,9 @@ class WebhookSink:
         self._files: dict[str, tuple[bytes, str]] = {}
         self.file_hits: list[str] = []
         self._server = _SinkServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/webhook"
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -218,7 +221,9 @@ class WebhookSink:
         with self._cond:
             status = self._script.pop(0) if self._script else self.default_status
             headers = {key.lower(): value for key, value in handler.headers.items()}
-            self._received.append(ReceivedRequest(handler.command, handler.path, headers, body, time.time(), status))
+            self._received.append(
+                ReceivedRequest(handler.command, handler.path, headers, body, time.time(), status)
+            )
             self._cond.notify_all()
         return status
 
@@ -268,12 +273,14 @@ def verify_fal_signature(received: ReceivedRequest, jwks: dict[str, Any]) -> boo
     """True if any JWKS key verifies the fal webhook signature (§3.2) of `received`."""
     headers = received.headers
     try:
-        message = "\n".join([
-            headers["x-fal-webhook-request-id"],
-            headers["x-fal-webhook-user-id"],
-            headers["x-fal-webhook-timestamp"],
-            hashlib.sha256(received.body).hexdigest(),
-        ]).encode("utf-8")
+        message = "\n".join(
+            [
+                headers["x-fal-webhook-request-id"],
+                headers["x-fal-webhook-user-id"],
+                headers["x-fal-webhook-timestamp"],
+                hashlib.sha256(received.body).hexdigest(),
+            ]
+        ).encode("utf-8")
         signature = bytes.fromhex(headers["x-fal-webhook-signature"])
     except (KeyError, ValueError):
         return False

@@ -1,4 +1,5 @@
 """Test-side helpers: build and read images without the sandbox's code, submit, poll."""
+
 from __future__ import annotations
 
 import base64
@@ -6,7 +7,7 @@ import socket
 import struct
 import urllib.parse
 import zlib
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -23,7 +24,9 @@ def png_bytes(width: int, height: int, shade: int = 90) -> bytes:
 
     raw = (b"\x00" + bytes([shade]) * width) * height
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_header(width: int, height: int) -> bytes:
@@ -43,9 +46,9 @@ def read_png(data: bytes) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", b""
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert crc == zlib.crc32(kind + body), f"bad CRC in {kind!r}"
         if kind == b"IHDR":
             header = body
@@ -56,7 +59,7 @@ def read_png(data: bytes) -> tuple[int, int, list[bytes]]:
     assert (depth, color) == (8, 0), "expected 8-bit grayscale"
     raw = zlib.decompress(idat)
     stride = width + 1
-    rows = [raw[i * stride:(i + 1) * stride] for i in range(height)]
+    rows = [raw[i * stride : (i + 1) * stride] for i in range(height)]
     assert all(row[0] == 0 for row in rows), "expected filter type 0"
     return width, height, [row[1:] for row in rows]
 
@@ -69,9 +72,15 @@ def closed_port_url(path: str = "/hook") -> str:
     return f"http://127.0.0.1:{port}{path}"
 
 
-def submit(client: httpx.Client, base_url: str, endpoint: str, payload: Any,
-           webhook: str | None = None, headers: dict[str, str] | None = None,
-           params: dict[str, str] | None = None) -> httpx.Response:
+def submit(
+    client: httpx.Client,
+    base_url: str,
+    endpoint: str,
+    payload: Any,
+    webhook: str | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
     query = dict(params or {})
     if webhook is not None:
         query["fal_webhook"] = webhook
@@ -86,4 +95,6 @@ def status_of(client: httpx.Client, submitted: dict[str, Any]) -> dict[str, Any]
 
 
 def wait_status(client: httpx.Client, submitted: dict[str, Any], status: str, timeout: float = 5.0) -> dict:
-    return poll_until(lambda: status_of(client, submitted), lambda body: body.get("status") == status, timeout)
+    return poll_until(
+        lambda: status_of(client, submitted), lambda body: body.get("status") == status, timeout
+    )

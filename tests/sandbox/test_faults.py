@@ -1,4 +1,5 @@
 """Fault injection: every knob's effect, seen from the sink and the ground truth."""
+
 from __future__ import annotations
 
 import time
@@ -40,8 +41,11 @@ def test_duplicate_sends_extra_separately_signed_copies(sandbox, client, webhook
     assert len({hook.body for hook in hooks}) == 1
     assert all(verify_fal_signature(hook, sandbox.jwks()) for hook in hooks)
     truth = sandbox.request(submitted["request_id"])
-    assert [(d["kind"], d["copy"]) for d in truth["deliveries"]] == [("original", 0), ("duplicate", 1),
-                                                                     ("duplicate", 2)]
+    assert [(d["kind"], d["copy"]) for d in truth["deliveries"]] == [
+        ("original", 0),
+        ("duplicate", 1),
+        ("duplicate", 2),
+    ]
 
 
 def test_delay_holds_back_the_first_delivery(sandbox, client, webhook_sink):
@@ -56,8 +60,10 @@ def test_delay_holds_back_the_first_delivery(sandbox, client, webhook_sink):
 
 def test_reorder_holds_deliveries_back_by_random_amounts(sandbox, client, webhook_sink):
     sandbox.set_faults(reorder=1.0, reorder_window_s=0.6)
-    ids = [submit(client, sandbox.url, ECHO, {"n": n}, webhook=webhook_sink.url).json()["request_id"]
-           for n in range(6)]
+    ids = [
+        submit(client, sandbox.url, ECHO, {"n": n}, webhook=webhook_sink.url).json()["request_id"]
+        for n in range(6)
+    ]
     sandbox.wait_idle()
 
     truths = {rid: sandbox.request(rid) for rid in ids}
@@ -152,8 +158,13 @@ def test_error_fails_the_job_with_a_runner_error(sandbox, client, webhook_sink):
     sandbox.wait_idle()
 
     failure = {"detail": "Injected runner failure", "error_type": "runner_server_error"}
-    assert hook.json() == {"request_id": submitted["request_id"], "gateway_request_id": submitted["request_id"],
-                           "status": "ERROR", "error": "Invalid status code: 500", "payload": failure}
+    assert hook.json() == {
+        "request_id": submitted["request_id"],
+        "gateway_request_id": submitted["request_id"],
+        "status": "ERROR",
+        "error": "Invalid status code: 500",
+        "payload": failure,
+    }
     result = client.get(submitted["response_url"])
     assert (result.status_code, result.json()) == (500, failure)
     assert result.headers["X-Fal-Error-Type"] == "runner_server_error"
@@ -186,14 +197,25 @@ def test_stale_timestamp_is_shifted_back_but_correctly_signed(sandbox, client, w
 
 
 def _fault_trace(sandbox, client, webhook_url):
-    sandbox.set_faults(drop=0.3, duplicate=0.3, delay=0.3, delay_s=0.01, payload_error=0.3, error=0.3,
-                       bad_signature=0.3, submit_5xx=0.2, submit_429=0.1)
+    sandbox.set_faults(
+        drop=0.3,
+        duplicate=0.3,
+        delay=0.3,
+        delay_s=0.01,
+        payload_error=0.3,
+        error=0.3,
+        bad_signature=0.3,
+        submit_5xx=0.2,
+        submit_429=0.1,
+    )
     for n in range(25):
         submit(client, sandbox.url, ECHO, {"n": n}, webhook=webhook_url)
     sandbox.wait_idle()
     truth = sandbox.ground_truth()
-    accepted = sorted((r["seq"], tuple(r["faults"]), r["outcome"],
-                       tuple(d["signature_valid"] for d in r["deliveries"])) for r in truth["requests"])
+    accepted = sorted(
+        (r["seq"], tuple(r["faults"]), r["outcome"], tuple(d["signature_valid"] for d in r["deliveries"]))
+        for r in truth["requests"]
+    )
     rejected = [(r["seq"], r["http_status"]) for r in truth["rejected_submits"]]
     return accepted, rejected
 

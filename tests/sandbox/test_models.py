@@ -1,4 +1,5 @@
 """Fake models: evf-sam masks and validation, florence boxes, echo, input images (§5)."""
+
 from __future__ import annotations
 
 import httpx
@@ -69,18 +70,39 @@ def test_evf_sam_reads_jpeg_size_from_a_loopback_url(sandbox, client, webhook_si
     assert _fetch_png(hook["payload"]["image"])[:2] == (320, 200)
 
 
-@pytest.mark.parametrize("payload, loc, error_type", [
-    ({"image_url": "data:,x"}, ["body", "prompt"], "value_error.missing"),
-    ({"prompt": "x"}, ["body", "image_url"], "value_error.missing"),
-    ({"prompt": 3, "image_url": "data:,x"}, ["body", "prompt"], "type_error.str"),
-    ({"prompt": "x", "image_url": "data:,x", "blur_mask": 4}, ["body", "blur_mask"], "value_error"),
-    ({"prompt": "x", "image_url": "data:,x", "blur_mask": 51}, ["body", "blur_mask"], "value_error.number.not_le"),
-    ({"prompt": "x", "image_url": "data:,x", "blur_mask": 2.5}, ["body", "blur_mask"], "type_error.integer"),
-    ({"prompt": "x", "image_url": "data:,x", "mask_only": "yes"}, ["body", "mask_only"], "type_error.bool"),
-    ({"prompt": "x", "image_url": "data:,x", "fill_holes": 1}, ["body", "fill_holes"], "type_error.bool"),
-    ({"prompt": "x", "image_url": "data:,x", "expand_mask": -1}, ["body", "expand_mask"], "value_error.number.not_ge"),
-])
-def test_evf_sam_validation_errors_fail_the_job_with_422(sandbox, client, webhook_sink, payload, loc, error_type):
+@pytest.mark.parametrize(
+    "payload, loc, error_type",
+    [
+        ({"image_url": "data:,x"}, ["body", "prompt"], "value_error.missing"),
+        ({"prompt": "x"}, ["body", "image_url"], "value_error.missing"),
+        ({"prompt": 3, "image_url": "data:,x"}, ["body", "prompt"], "type_error.str"),
+        ({"prompt": "x", "image_url": "data:,x", "blur_mask": 4}, ["body", "blur_mask"], "value_error"),
+        (
+            {"prompt": "x", "image_url": "data:,x", "blur_mask": 51},
+            ["body", "blur_mask"],
+            "value_error.number.not_le",
+        ),
+        (
+            {"prompt": "x", "image_url": "data:,x", "blur_mask": 2.5},
+            ["body", "blur_mask"],
+            "type_error.integer",
+        ),
+        (
+            {"prompt": "x", "image_url": "data:,x", "mask_only": "yes"},
+            ["body", "mask_only"],
+            "type_error.bool",
+        ),
+        ({"prompt": "x", "image_url": "data:,x", "fill_holes": 1}, ["body", "fill_holes"], "type_error.bool"),
+        (
+            {"prompt": "x", "image_url": "data:,x", "expand_mask": -1},
+            ["body", "expand_mask"],
+            "value_error.number.not_ge",
+        ),
+    ],
+)
+def test_evf_sam_validation_errors_fail_the_job_with_422(
+    sandbox, client, webhook_sink, payload, loc, error_type
+):
     submitted, hook = _run(sandbox, client, EVF_SAM, payload, webhook_sink)
 
     assert hook["status"] == "ERROR"
@@ -99,19 +121,29 @@ def test_evf_sam_validation_errors_fail_the_job_with_422(sandbox, client, webhoo
 def test_evf_sam_reports_every_invalid_field(sandbox, client, webhook_sink):
     _, hook = _run(sandbox, client, EVF_SAM, {"blur_mask": 51, "semantic_type": "no"}, webhook_sink)
 
-    assert [item["loc"][1] for item in hook["payload"]["detail"]] == ["prompt", "image_url", "semantic_type",
-                                                                       "blur_mask"]
-    assert hook["payload"]["detail"][0] == {"loc": ["body", "prompt"], "msg": "field required",
-                                            "type": "value_error.missing"}
+    assert [item["loc"][1] for item in hook["payload"]["detail"]] == [
+        "prompt",
+        "image_url",
+        "semantic_type",
+        "blur_mask",
+    ]
+    assert hook["payload"]["detail"][0] == {
+        "loc": ["body", "prompt"],
+        "msg": "field required",
+        "type": "value_error.missing",
+    }
 
 
-@pytest.mark.parametrize("image_url, error_type", [
-    (closed_port_url("/missing.png"), "file_download_error"),
-    ("data:image/png;base64,@@not-base64@@", "file_download_error"),
-    ("ftp://example.invalid/a.png", "file_download_error"),
-    (data_uri(b"just some text", "text/plain"), "image_load_error"),
-    (data_uri(b"GIF89a" + b"\x00" * 20, "image/gif"), "image_load_error"),
-])
+@pytest.mark.parametrize(
+    "image_url, error_type",
+    [
+        (closed_port_url("/missing.png"), "file_download_error"),
+        ("data:image/png;base64,@@not-base64@@", "file_download_error"),
+        ("ftp://example.invalid/a.png", "file_download_error"),
+        (data_uri(b"just some text", "text/plain"), "image_load_error"),
+        (data_uri(b"GIF89a" + b"\x00" * 20, "image/gif"), "image_load_error"),
+    ],
+)
 def test_bad_input_images_fail_with_422(sandbox, client, webhook_sink, image_url, error_type):
     submitted, hook = _run(sandbox, client, EVF_SAM, {"prompt": "x", "image_url": image_url}, webhook_sink)
 
@@ -127,13 +159,15 @@ def test_bad_input_images_fail_with_422(sandbox, client, webhook_sink, image_url
 
 def test_florence_boxes_lie_inside_the_image(sandbox, client, webhook_sink):
     for n in range(8):
-        _, hook = _run(sandbox, client, FLORENCE, {"image_url": data_uri(png_bytes(100 + n, 60))}, webhook_sink)
+        _, hook = _run(
+            sandbox, client, FLORENCE, {"image_url": data_uri(png_bytes(100 + n, 60))}, webhook_sink
+        )
         output = hook["payload"]
         boxes = output["results"]["bboxes"]
         assert 1 <= len(boxes) <= 5
         for box in boxes:
             assert box["label"] == ""
-            assert 0 < box["x"] and 0 < box["y"] and box["w"] > 0 and box["h"] > 0
+            assert box["x"] > 0 and box["y"] > 0 and box["w"] > 0 and box["h"] > 0
             assert box["x"] + box["w"] < 100 + n and box["y"] + box["h"] < 60
         image = output["image"]
         assert (image["width"], image["height"]) == (100 + n, 60)

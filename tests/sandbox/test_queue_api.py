@@ -1,4 +1,5 @@
 """Queue REST API over real HTTP: submit, status, result, cancel (fal-api.md §1)."""
+
 from __future__ import annotations
 
 import json
@@ -127,7 +128,10 @@ def test_every_queue_call_needs_a_key(sandbox, client, authorization):
 
 
 def test_allowed_keys_restricts_accepted_keys():
-    with SandboxServer(sandbox_test_config(allowed_keys={"good:key"})) as server, httpx.Client(verify=False) as client:
+    with (
+        SandboxServer(sandbox_test_config(allowed_keys={"good:key"})) as server,
+        httpx.Client(verify=False) as client,
+    ):
         wrong = client.post(f"{server.url}/{ECHO}", json={}, headers={"Authorization": "Key bad:key"})
         right = client.post(f"{server.url}/{ECHO}", json={}, headers={"Authorization": "Key good:key"})
     assert wrong.status_code == 401
@@ -159,6 +163,7 @@ def test_results_expire_after_retention(sandbox, client):
 
     wait_gone = lambda: client.get(submitted["status_url"]).status_code == 404  # noqa: E731
     from tests.sandbox.helpers import poll_until
+
     poll_until(wait_gone, bool, timeout=5)
 
     assert client.get(submitted["response_url"]).json() == {"detail": "Request not found"}
@@ -180,8 +185,11 @@ def test_queue_position_counts_requests_ahead_and_low_priority_waits(sandbox, cl
     assert normal["queue_position"] == 3  # jumps ahead of the low-priority request
     status = client.get(low["status_url"])
     assert status.status_code == 202
-    assert status.json() == {**{k: low[k] for k in ("request_id", "status_url", "response_url", "cancel_url")},
-                             "status": "IN_QUEUE", "queue_position": 4}
+    assert status.json() == {
+        **{k: low[k] for k in ("request_id", "status_url", "response_url", "cancel_url")},
+        "status": "IN_QUEUE",
+        "queue_position": 4,
+    }
 
     for item in queued + [normal, low]:
         assert client.put(item["cancel_url"]).status_code == 202
@@ -214,7 +222,9 @@ def test_optional_fal_headers_and_query_are_recorded(sandbox, client):
         "X-Fal-Object-Lifecycle-Preference": lifecycle,
         "X-Fal-Store-IO": "0",
     }
-    submitted = submit(client, sandbox.url, ECHO, {}, headers=headers, params={"fal_max_queue_length": "5"}).json()
+    submitted = submit(
+        client, sandbox.url, ECHO, {}, headers=headers, params={"fal_max_queue_length": "5"}
+    ).json()
 
     truth = sandbox.request(submitted["request_id"])
     assert truth["headers_seen"] == {

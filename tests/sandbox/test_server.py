@@ -1,4 +1,5 @@
 """Starting and stopping the sandbox: in-process API and `python -m falbridge.sandbox`."""
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,13 @@ def test_stop_wakes_a_pending_idle_wait():
     httpx.post(f"{server.url}/acme/slow", json={}, headers={"Authorization": "Key k"}, verify=False)
     results: queue.Queue = queue.Queue()
     waiter = threading.Thread(
-        target=lambda: results.put(httpx.get(f"{server.url}/_sandbox/idle", params={"timeout": 60},
-                                             verify=False, timeout=60).status_code), daemon=True)
+        target=lambda: results.put(
+            httpx.get(
+                f"{server.url}/_sandbox/idle", params={"timeout": 60}, verify=False, timeout=60
+            ).status_code
+        ),
+        daemon=True,
+    )
     waiter.start()
     poll_until(lambda: httpx.get(f"{server.url}/_sandbox", verify=False).json()["idle_waiters"], bool)
     started = time.monotonic()
@@ -85,9 +91,26 @@ def test_python_dash_m_sandbox_runs_until_sigterm():
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "falbridge.sandbox", "--port", str(port), "--latency", "0.01", "--seed", "7",
-         "--user-id", "cli-user", "--faults", '{"drop": 0.5}'],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "falbridge.sandbox",
+            "--port",
+            str(port),
+            "--latency",
+            "0.01",
+            "--seed",
+            "7",
+            "--user-id",
+            "cli-user",
+            "--faults",
+            '{"drop": 0.5}',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
     )
     try:
         line = _first_line(process, timeout=20)
@@ -104,7 +127,13 @@ def test_python_dash_m_sandbox_runs_until_sigterm():
 
 def test_cli_rejects_unknown_fault_knobs():
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "falbridge.sandbox", "--faults", '{"nope": 1}'],
-                            capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "falbridge.sandbox", "--faults", '{"nope": 1}'],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "nope" in result.stderr

@@ -1,4 +1,5 @@
 """Webhook delivery, signatures, JWKS and key rotation (fal-api.md §2, §3)."""
+
 from __future__ import annotations
 
 import base64
@@ -61,7 +62,9 @@ def test_success_webhook_body_headers_and_signature(sandbox, client, webhook_sin
 def test_tampered_body_does_not_verify(sandbox, client, webhook_sink):
     submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url)
     [hook] = webhook_sink.wait_for(1)
-    tampered = type(hook)(hook.method, hook.path, hook.headers, hook.body + b" ", hook.received_at, hook.answered)
+    tampered = type(hook)(
+        hook.method, hook.path, hook.headers, hook.body + b" ", hook.received_at, hook.answered
+    )
 
     assert verify_fal_signature(hook, sandbox.jwks())
     assert not verify_fal_signature(tampered, sandbox.jwks())
@@ -121,7 +124,10 @@ def test_connection_errors_and_timeouts_count_as_failed_attempts(sandbox, client
     slow = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
     sandbox.wait_idle()
 
-    for request_id, expected_error in ((refused["request_id"], "ConnectError"), (slow["request_id"], "timeout")):
+    for request_id, expected_error in (
+        (refused["request_id"], "ConnectError"),
+        (slow["request_id"], "timeout"),
+    ):
         truth = sandbox.request(request_id)
         assert truth["webhook_state"] == "failed"
         assert len(truth["deliveries"]) == 2

@@ -5,13 +5,14 @@ A worker from the pipeline tests may be running in the same session and pick tho
 tasks up, so assertions here never depend on a job submitted over HTTP staying pending;
 jobs whose status matters are created directly with models.jobs.create_job.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -19,12 +20,12 @@ from sqlalchemy import func, select
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, JobEvent
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 from falbridge.webhooks.app import create_app
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 
 EVF = "fal-ai/evf-sam"
 CAT = {"prompt": "cat", "image_url": "https://example.com/cat.png"}
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -57,8 +58,9 @@ def make_jobs(specs) -> list[Job]:
     with transaction() as s:
         jobs = []
         for spec in specs:
-            job, _ = create_job(s, spec.get("endpoint", "fal-ai/x/y"), {"n": len(jobs)},
-                                external_id=spec.get("external_id"))
+            job, _ = create_job(
+                s, spec.get("endpoint", "fal-ai/x/y"), {"n": len(jobs)}, external_id=spec.get("external_id")
+            )
             job.status = spec.get("status", "pending")
             job.created_at = spec.get("created_at", T0 + timedelta(seconds=len(jobs)))
             jobs.append(job)
@@ -78,20 +80,50 @@ def fields(error) -> set[str]:
 
 # -- POST /api/jobs --------------------------------------------------------------
 
+
 def test_create_returns_202_with_full_detail(client):
-    r = client.post("/api/jobs", json={"endpoint_id": EVF, "input": CAT, "external_id": "order-1",
-                                       "metadata": {"customer": 7}})
+    r = client.post(
+        "/api/jobs",
+        json={"endpoint_id": EVF, "input": CAT, "external_id": "order-1", "metadata": {"customer": 7}},
+    )
     assert r.status_code == 202
     body = r.get_json()
     assert r.headers["Location"].endswith(f"/api/jobs/{body['id']}")
     uuid.UUID(body["id"])
-    assert {"id", "endpoint_id", "status", "input", "external_id", "metadata", "request_id",
-            "gateway_request_id", "status_url", "response_url", "cancel_url", "result",
-            "result_pending", "error", "error_type", "error_detail", "created_at", "updated_at",
-            "submitted_at", "completed_at", "cancel_requested_at", "submit_attempts",
-            "poll_attempts", "webhook_count", "files", "events"} <= body.keys()
-    assert (body["endpoint_id"], body["input"], body["external_id"], body["metadata"]) == \
-        (EVF, CAT, "order-1", {"customer": 7})
+    assert {
+        "id",
+        "endpoint_id",
+        "status",
+        "input",
+        "external_id",
+        "metadata",
+        "request_id",
+        "gateway_request_id",
+        "status_url",
+        "response_url",
+        "cancel_url",
+        "result",
+        "result_pending",
+        "error",
+        "error_type",
+        "error_detail",
+        "created_at",
+        "updated_at",
+        "submitted_at",
+        "completed_at",
+        "cancel_requested_at",
+        "submit_attempts",
+        "poll_attempts",
+        "webhook_count",
+        "files",
+        "events",
+    } <= body.keys()
+    assert (body["endpoint_id"], body["input"], body["external_id"], body["metadata"]) == (
+        EVF,
+        CAT,
+        "order-1",
+        {"customer": 7},
+    )
     assert datetime.fromisoformat(body["created_at"]).utcoffset() == timedelta(0)
     first = body["events"][0]
     assert (first["from_status"], first["to_status"], first["source"]) == (None, "pending", "api")
@@ -120,8 +152,9 @@ def test_same_external_id_returns_the_existing_job_with_200(client):
 
 def test_same_external_id_with_other_input_is_409(client):
     first = client.post("/api/jobs", json={"endpoint_id": EVF, "input": CAT, "external_id": "k"})
-    r = client.post("/api/jobs", json={"endpoint_id": EVF, "input": {**CAT, "prompt": "dog"},
-                                       "external_id": "k"})
+    r = client.post(
+        "/api/jobs", json={"endpoint_id": EVF, "input": {**CAT, "prompt": "dog"}, "external_id": "k"}
+    )
     error = error_of(r, 409, "external_id_conflict")
     assert error["details"]["job_id"] == first.get_json()["id"]
     assert count() == 1
@@ -144,24 +177,28 @@ def test_body_that_is_not_a_json_object_is_400(client, body):
 
 def test_oversized_body_is_413(client):
     body = b'{"endpoint_id": "fal-ai/x/y", "input": {"blob": "' + b"a" * (17 * 1024 * 1024) + b'"}}'
-    error_of(client.post("/api/jobs", data=body, content_type="application/json"), 413,
-             "request_entity_too_large")
+    error_of(
+        client.post("/api/jobs", data=body, content_type="application/json"), 413, "request_entity_too_large"
+    )
     assert count() == 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"input": CAT}, "endpoint_id"),
-    ({"endpoint_id": 5, "input": CAT}, "endpoint_id"),
-    ({"endpoint_id": EVF}, "input"),
-    ({"endpoint_id": EVF, "input": "prompt=cat"}, "input"),
-    ({"endpoint_id": EVF, "input": [CAT]}, "input"),
-    ({"endpoint_id": EVF, "input": CAT, "metadata": ["a"]}, "metadata"),
-    ({"endpoint_id": EVF, "input": CAT, "metadata": "a"}, "metadata"),
-    ({"endpoint_id": EVF, "input": CAT, "external_id": 12}, "external_id"),
-    ({"endpoint_id": EVF, "input": CAT, "external_id": ""}, "external_id"),
-    ({"endpoint_id": EVF, "input": CAT, "external_id": "x" * 256}, "external_id"),
-    ({"endpoint_id": EVF, "input": CAT, "externalid": "k"}, "externalid"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"input": CAT}, "endpoint_id"),
+        ({"endpoint_id": 5, "input": CAT}, "endpoint_id"),
+        ({"endpoint_id": EVF}, "input"),
+        ({"endpoint_id": EVF, "input": "prompt=cat"}, "input"),
+        ({"endpoint_id": EVF, "input": [CAT]}, "input"),
+        ({"endpoint_id": EVF, "input": CAT, "metadata": ["a"]}, "metadata"),
+        ({"endpoint_id": EVF, "input": CAT, "metadata": "a"}, "metadata"),
+        ({"endpoint_id": EVF, "input": CAT, "external_id": 12}, "external_id"),
+        ({"endpoint_id": EVF, "input": CAT, "external_id": ""}, "external_id"),
+        ({"endpoint_id": EVF, "input": CAT, "external_id": "x" * 256}, "external_id"),
+        ({"endpoint_id": EVF, "input": CAT, "externalid": "k"}, "externalid"),
+    ],
+)
 def test_malformed_fields_are_422_naming_the_field(client, body, field):
     error = error_of(client.post("/api/jobs", json=body), 422, "invalid_request")
     assert fields(error) == {field}
@@ -173,8 +210,9 @@ def test_unknown_field_suggests_the_right_name(client):
     assert "did you mean 'metadata'" in error_of(r, 422, "invalid_request")["details"][0]["message"]
 
 
-@pytest.mark.parametrize("endpoint_id", ["https://queue.fal.run/fal-ai/evf-sam", "evf-sam",
-                                         "fal-ai/../admin", "fal-ai/x?y"])
+@pytest.mark.parametrize(
+    "endpoint_id", ["https://queue.fal.run/fal-ai/evf-sam", "evf-sam", "fal-ai/../admin", "fal-ai/x?y"]
+)
 def test_bad_endpoint_id_is_422(client, endpoint_id):
     r = client.post("/api/jobs", json={"endpoint_id": endpoint_id, "input": CAT})
     assert fields(error_of(r, 422, "invalid_endpoint_id")) == {"endpoint_id"}
@@ -211,6 +249,7 @@ def test_external_id_race_through_the_api_creates_one_job(app):
 
 # -- GET /api/jobs/<id> ------------------------------------------------------------
 
+
 def test_detail_of_existing_job(client):
     [job] = make_jobs([{"status": "pending"}])
     body = client.get(f"/api/jobs/{job.id}").get_json()
@@ -224,19 +263,26 @@ def test_detail_of_unknown_job_is_404(client, job_id):
 
 # -- GET /api/jobs -------------------------------------------------------------------
 
+
 def ids_of(response) -> list[str]:
     assert response.status_code == 200, response.get_data(as_text=True)
     return [j["id"] for j in response.get_json()["jobs"]]
 
 
 def test_listing_filters(client):
-    a, b, c, d = make_jobs([
-        {"status": "completed", "endpoint": EVF, "created_at": T0},
-        {"status": "failed", "endpoint": EVF, "created_at": T0 + timedelta(hours=1)},
-        {"status": "completed", "endpoint": "fal-ai/flux/dev", "external_id": "ext-c",
-         "created_at": T0 + timedelta(hours=2)},
-        {"status": "pending", "endpoint": "fal-ai/flux/dev", "created_at": T0 + timedelta(hours=3)},
-    ])
+    a, b, c, d = make_jobs(
+        [
+            {"status": "completed", "endpoint": EVF, "created_at": T0},
+            {"status": "failed", "endpoint": EVF, "created_at": T0 + timedelta(hours=1)},
+            {
+                "status": "completed",
+                "endpoint": "fal-ai/flux/dev",
+                "external_id": "ext-c",
+                "created_at": T0 + timedelta(hours=2),
+            },
+            {"status": "pending", "endpoint": "fal-ai/flux/dev", "created_at": T0 + timedelta(hours=3)},
+        ]
+    )
     a, b, c, d = (str(j.id) for j in (a, b, c, d))
     assert ids_of(client.get("/api/jobs")) == [d, c, b, a]
     assert ids_of(client.get("/api/jobs?status=completed")) == [c, a]
@@ -246,20 +292,37 @@ def test_listing_filters(client):
     # created_after is inclusive, created_before exclusive; no offset means UTC.
     assert ids_of(client.get("/api/jobs?created_after=2024-05-01T13:00:00")) == [d, c, b]
     assert ids_of(client.get("/api/jobs?created_before=2024-05-01T13:00:00Z")) == [a]
-    assert ids_of(client.get("/api/jobs", query_string={
-        "created_after": "2024-05-01T14:00:00+02:00", "created_before": "2024-05-01T14:00:00"})) == [b, a]
+    assert ids_of(
+        client.get(
+            "/api/jobs",
+            query_string={
+                "created_after": "2024-05-01T14:00:00+02:00",
+                "created_before": "2024-05-01T14:00:00",
+            },
+        )
+    ) == [b, a]
     assert ids_of(client.get("/api/jobs?status=&cursor=")) == [d, c, b, a]
     summary = client.get("/api/jobs?limit=1").get_json()["jobs"][0]
     assert not {"input", "result", "files", "events", "status_url"} & summary.keys()
 
 
-@pytest.mark.parametrize("query, field", [
-    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=abc", "limit"), ("limit=-1", "limit"),
-    ("limit=1.5", "limit"), ("limit=+5", "limit"), ("limit=" + "9" * 5000, "limit"),
-    ("status=done", "status"), ("statuss=pending", "statuss"),
-    ("created_after=yesterday", "created_after"), ("created_before=2024-13-01", "created_before"),
-    ("status=pending&status=failed", "status"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=1.5", "limit"),
+        ("limit=+5", "limit"),
+        ("limit=" + "9" * 5000, "limit"),
+        ("status=done", "status"),
+        ("statuss=pending", "statuss"),
+        ("created_after=yesterday", "created_after"),
+        ("created_before=2024-13-01", "created_before"),
+        ("status=pending&status=failed", "status"),
+    ],
+)
 def test_bad_listing_parameters_are_422(client, query, field):
     error = error_of(client.get(f"/api/jobs?{query}"), 422, "invalid_request")
     assert field in fields(error)
@@ -280,8 +343,15 @@ def _b64(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("cursor", ["garbage", _b64('["2024-05-01T12:00:00+00:00", 5]'),
-                                    _b64('["2024-05-01T12:00:00", "%s"]' % uuid.uuid4()), _b64("{}")])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        _b64('["2024-05-01T12:00:00+00:00", 5]'),
+        _b64('["2024-05-01T12:00:00", "%s"]' % uuid.uuid4()),
+        _b64("{}"),
+    ],
+)
 def test_bad_cursor_is_422(client, cursor):
     error_of(client.get("/api/jobs", query_string={"cursor": cursor}), 422, "invalid_cursor")
 
@@ -314,6 +384,7 @@ def test_pagination_breaks_created_at_ties_by_id(client):
 
 
 # -- POST /api/jobs/<id>/cancel ---------------------------------------------------
+
 
 def test_cancel_a_pending_job_then_again(client):
     [job] = make_jobs([{"status": "pending"}])

@@ -1,20 +1,28 @@
 """Bearer-token authentication on /api: who gets in, who doesn't, and what they are told."""
+
 from __future__ import annotations
 
 import logging
 
 import pytest
 
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 from falbridge.webhooks.app import create_app
 from falbridge.webhooks.auth import NOT_CONFIGURED, ApiAuth, AuthConfigError
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 
 OTHER_TOKEN = "second-token-for-rotation-0123456789"
 JOB = {"endpoint_id": "fal-ai/some/model", "input": {"n": 1}}
 # Every /api route, plus paths that don't exist: those must not answer differently
 # (404 vs 401) to someone without a token.
-ROUTES = [("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/x"),
-          ("POST", "/api/jobs/x/cancel"), ("GET", "/api/nope"), ("DELETE", "/api/jobs"), ("GET", "/api")]
+ROUTES = [
+    ("GET", "/api/jobs"),
+    ("POST", "/api/jobs"),
+    ("GET", "/api/jobs/x"),
+    ("POST", "/api/jobs/x/cancel"),
+    ("GET", "/api/nope"),
+    ("DELETE", "/api/jobs"),
+    ("GET", "/api"),
+]
 
 
 @pytest.fixture
@@ -28,6 +36,7 @@ def make_app(db_url, redis_url, monkeypatch, tmp_path):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         return create_app()
+
     return make
 
 
@@ -48,18 +57,35 @@ def test_every_api_route_needs_a_token(client, method, path):
     unauthorized(client.open(path, method=method, json=JOB), "missing bearer token")
 
 
-@pytest.mark.parametrize("header", [
-    "", "Bearer", "Bearer ", f"Basic {TEST_API_TOKEN}", f"Token {TEST_API_TOKEN}", TEST_API_TOKEN,
-    f"Bearer{TEST_API_TOKEN}",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "Bearer",
+        "Bearer ",
+        f"Basic {TEST_API_TOKEN}",
+        f"Token {TEST_API_TOKEN}",
+        TEST_API_TOKEN,
+        f"Bearer{TEST_API_TOKEN}",
+    ],
+)
 def test_malformed_authorization_is_401(client, header):
     unauthorized(client.get("/api/jobs", headers={"Authorization": header}), "missing bearer token")
 
 
-@pytest.mark.parametrize("token", [
-    "wrong", TEST_API_TOKEN[:-1], TEST_API_TOKEN + "x", TEST_API_TOKEN.upper(), "x" * 10_000,
-    f"{TEST_API_TOKEN},{OTHER_TOKEN}", "ünïcödé", "\x00" + TEST_API_TOKEN,
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "wrong",
+        TEST_API_TOKEN[:-1],
+        TEST_API_TOKEN + "x",
+        TEST_API_TOKEN.upper(),
+        "x" * 10_000,
+        f"{TEST_API_TOKEN},{OTHER_TOKEN}",
+        "ünïcödé",
+        "\x00" + TEST_API_TOKEN,
+    ],
+)
 def test_wrong_token_is_401_and_never_echoed(client, token):
     response = client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
     unauthorized(response, "invalid bearer token")
@@ -67,8 +93,15 @@ def test_wrong_token_is_401_and_never_echoed(client, token):
     assert token not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("header", [f"Bearer {TEST_API_TOKEN}", f"bearer {TEST_API_TOKEN}",
-                                    f"BEARER  {TEST_API_TOKEN} ", f"Bearer {OTHER_TOKEN}"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Bearer {TEST_API_TOKEN}",
+        f"bearer {TEST_API_TOKEN}",
+        f"BEARER  {TEST_API_TOKEN} ",
+        f"Bearer {OTHER_TOKEN}",
+    ],
+)
 def test_each_configured_token_is_accepted(client, header):
     response = client.get("/api/jobs", headers={"Authorization": header})
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -98,8 +131,11 @@ def test_without_tokens_the_api_refuses_to_serve(make_app, caplog):
     for method, path in ROUTES:
         response = client.open(path, method=method, headers=API_HEADERS, json=JOB)
         assert response.status_code == 503
-        assert response.get_json()["error"] == {"code": "auth_not_configured", "message": NOT_CONFIGURED,
-                                                "details": None}
+        assert response.get_json()["error"] == {
+            "code": "auth_not_configured",
+            "message": NOT_CONFIGURED,
+            "details": None,
+        }
     assert client.get("/healthz").status_code == 200
 
 
@@ -109,18 +145,26 @@ def test_auth_off_is_explicit_and_loud(make_app, caplog):
     assert "API authentication is OFF" in caplog.text
     assert client.get("/api/jobs").status_code == 200
     # "off" beats configured tokens: the switch means what it says.
-    assert make_app(FALBRIDGE_API_AUTH="OFF", FALBRIDGE_API_TOKENS=TEST_API_TOKEN) \
-        .test_client().get("/api/jobs").status_code == 200
+    assert (
+        make_app(FALBRIDGE_API_AUTH="OFF", FALBRIDGE_API_TOKENS=TEST_API_TOKEN)
+        .test_client()
+        .get("/api/jobs")
+        .status_code
+        == 200
+    )
 
 
-@pytest.mark.parametrize("env, fragment", [
-    ({"FALBRIDGE_API_AUTH": "false"}, "must be 'on' or 'off'"),
-    ({"FALBRIDGE_API_AUTH": "0"}, "must be 'on' or 'off'"),
-    ({"FALBRIDGE_API_TOKENS": "s3cr3t"}, "token 1 is shorter than 16"),
-    ({"FALBRIDGE_API_TOKENS": f"{TEST_API_TOKEN},tiny9"}, "token 2 is shorter than 16"),
-    ({"FALBRIDGE_API_TOKENS": "has a space in the middle of it"}, "token 1 has characters"),
-    ({"FALBRIDGE_API_TOKENS": "quote\"inside-the-token-value"}, "token 1 has characters"),
-])
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"FALBRIDGE_API_AUTH": "false"}, "must be 'on' or 'off'"),
+        ({"FALBRIDGE_API_AUTH": "0"}, "must be 'on' or 'off'"),
+        ({"FALBRIDGE_API_TOKENS": "s3cr3t"}, "token 1 is shorter than 16"),
+        ({"FALBRIDGE_API_TOKENS": f"{TEST_API_TOKEN},tiny9"}, "token 2 is shorter than 16"),
+        ({"FALBRIDGE_API_TOKENS": "has a space in the middle of it"}, "token 1 has characters"),
+        ({"FALBRIDGE_API_TOKENS": 'quote"inside-the-token-value'}, "token 1 has characters"),
+    ],
+)
 def test_unusable_settings_stop_the_app_from_starting(make_app, env, fragment):
     with pytest.raises(AuthConfigError, match=fragment) as caught:
         make_app(**env)

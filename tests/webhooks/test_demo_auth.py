@@ -1,4 +1,5 @@
 """Only the embedded demo runs the API without authentication, and it says so."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ The tables here are the catalogue README points to: each row is a request and th
 status and error code it must get, on SQLite and on PostgreSQL (which is the stricter
 store: no NUL, no lone surrogates, no Infinity, VARCHAR lengths enforced).
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,8 +18,8 @@ from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, WebhookDelivery
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 from falbridge.webhooks.app import create_app
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
 CAT = {"prompt": "cat", "image_url": "https://example.com/cat.png"}
 OK_JOB = {"endpoint_id": "fal-ai/some/model", "input": {"n": 1}}
@@ -47,24 +48,55 @@ BAD_BODIES = [
     ("truncated", raw()[:-3], 400, "invalid_json", None),
     ("33 levels deep", raw(input_json='{"x": ' + nested(31) + "}"), 422, "json_too_deep", None),
     ("100 000 levels deep (RecursionError)", nested(100_000).encode(), 422, "json_too_deep", None),
-    ("100 000 levels deep inside input", raw(input_json='{"x": ' + nested(100_000) + "}"), 422,
-     "json_too_deep", None),
-    ("NUL in an input string", raw(input_json='{"prompt": "a\\u0000b"}'), 422, "invalid_request", "input.prompt"),
+    (
+        "100 000 levels deep inside input",
+        raw(input_json='{"x": ' + nested(100_000) + "}"),
+        422,
+        "json_too_deep",
+        None,
+    ),
+    (
+        "NUL in an input string",
+        raw(input_json='{"prompt": "a\\u0000b"}'),
+        422,
+        "invalid_request",
+        "input.prompt",
+    ),
     ("NUL in an input key", raw(input_json='{"a\\u0000": 1}'), 422, "invalid_request", "input.a\ufffd"),
     ("lone high surrogate", raw(input_json='{"p": ["\\ud800"]}'), 422, "invalid_request", "input.p[0]"),
     ("lone low surrogate", raw(input_json='{"p": "x\\udfff"}'), 422, "invalid_request", "input.p"),
     ("NUL in external_id", raw(extra=', "external_id": "k\\u0000"'), 422, "invalid_request", "external_id"),
     ("NUL in metadata", raw(extra=', "metadata": {"m": "\\u0000"}'), 422, "invalid_request", "metadata.m"),
     ("NUL in endpoint_id", raw(endpoint="fal-ai/x\\u0000y"), 422, "invalid_request", "endpoint_id"),
-    ("endpoint_id of 256 characters", raw(endpoint="fal-ai/" + "m" * 249), 422, "invalid_request",
-     "endpoint_id"),
-    ("endpoint_id of 100 000 characters", raw(endpoint="fal-ai/" + "m" * 100_000), 422, "invalid_request",
-     "endpoint_id"),
+    (
+        "endpoint_id of 256 characters",
+        raw(endpoint="fal-ai/" + "m" * 249),
+        422,
+        "invalid_request",
+        "endpoint_id",
+    ),
+    (
+        "endpoint_id of 100 000 characters",
+        raw(endpoint="fal-ai/" + "m" * 100_000),
+        422,
+        "invalid_request",
+        "endpoint_id",
+    ),
     ("input is null", raw(input_json="null"), 422, "invalid_request", "input"),
-    ("blur_mask 5.5", raw("fal-ai/evf-sam", json.dumps({**CAT, "blur_mask": 5.5})), 422, "invalid_input",
-     "blur_mask"),
-    ("blur_mask true", raw("fal-ai/evf-sam", json.dumps({**CAT, "blur_mask": True})), 422, "invalid_input",
-     "blur_mask"),
+    (
+        "blur_mask 5.5",
+        raw("fal-ai/evf-sam", json.dumps({**CAT, "blur_mask": 5.5})),
+        422,
+        "invalid_input",
+        "blur_mask",
+    ),
+    (
+        "blur_mask true",
+        raw("fal-ai/evf-sam", json.dumps({**CAT, "blur_mask": True})),
+        422,
+        "invalid_input",
+        "blur_mask",
+    ),
 ]
 
 
@@ -105,8 +137,13 @@ def test_bad_submit_bodies_are_4xx_json(client, case, body, status, code, field)
 
 
 def test_the_nesting_error_names_the_limit(client):
-    error = error_of(client.post("/api/jobs", data=raw(input_json='{"x": ' + nested(40) + "}"),
-                                 content_type="application/json"), 422, "json_too_deep")
+    error = error_of(
+        client.post(
+            "/api/jobs", data=raw(input_json='{"x": ' + nested(40) + "}"), content_type="application/json"
+        ),
+        422,
+        "json_too_deep",
+    )
     assert "32 levels" in error["message"] and error["details"]["setting"] == "FALBRIDGE_MAX_JSON_DEPTH"
 
 
@@ -115,11 +152,21 @@ def test_32_levels_are_fine(client):
     assert client.post("/api/jobs", data=body, content_type="application/json").status_code == 202
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "application/jsonx"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+    ],
+)
 def test_a_body_that_is_not_declared_json_is_415(client, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
-    error_of(client.post("/api/jobs", data=json.dumps(OK_JOB), headers=headers), 415, "unsupported_media_type")
+    error_of(
+        client.post("/api/jobs", data=json.dumps(OK_JOB), headers=headers), 415, "unsupported_media_type"
+    )
     assert count() == 0
 
 
@@ -140,42 +187,60 @@ def test_integral_floats_count_as_integers_for_typed_inputs(client):
 
 
 def test_a_valid_surrogate_pair_is_one_character_and_fine(client):
-    r = client.post("/api/jobs", data=raw(input_json='{"p": "\\ud83d\\ude00"}'), content_type="application/json")
-    assert r.status_code == 202 and r.get_json()["input"] == {"p": "\U0001F600"}
+    r = client.post(
+        "/api/jobs", data=raw(input_json='{"p": "\\ud83d\\ude00"}'), content_type="application/json"
+    )
+    assert r.status_code == 202 and r.get_json()["input"] == {"p": "\U0001f600"}
 
 
 # -- size limits ------------------------------------------------------------------
+
 
 def test_input_over_its_limit_is_413_naming_it(make_app):
     client = make_app(max_input_bytes=1000, max_metadata_bytes=100).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
     fits = {"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 980}}  # 989 bytes as compact JSON
     assert client.post("/api/jobs", json=fits).status_code == 202
-    error = error_of(client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 1000}}),
-                     413, "input_too_large")
+    error = error_of(
+        client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 1000}}),
+        413,
+        "input_too_large",
+    )
     assert error["details"] == {"field": "input", "limit_bytes": 1000, "setting": "FALBRIDGE_MAX_INPUT_BYTES"}
     # Multi-byte characters count as the bytes they take.
-    error_of(client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "é" * 500}}),
-             413, "input_too_large")
-    error = error_of(client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": "x" * 100}}),
-                     413, "metadata_too_large")
+    error_of(
+        client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "é" * 500}}),
+        413,
+        "input_too_large",
+    )
+    error = error_of(
+        client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": "x" * 100}}), 413, "metadata_too_large"
+    )
     assert error["details"]["setting"] == "FALBRIDGE_MAX_METADATA_BYTES"
     assert count() == 1
 
 
 def test_default_input_limit_is_12_mib(client):
     blob = "a" * (12 * 1024 * 1024)
-    error_of(client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": blob}}),
-             413, "input_too_large")
-    error_of(client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": "x" * 65536}}), 413, "metadata_too_large")
+    error_of(
+        client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": blob}}),
+        413,
+        "input_too_large",
+    )
+    error_of(
+        client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": "x" * 65536}}), 413, "metadata_too_large"
+    )
     assert count() == 0
 
 
 def test_api_body_over_its_limit_is_413_naming_it(make_app):
     client = make_app(max_api_body_bytes=2048).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
-    error = error_of(client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 4096}}),
-                     413, "request_entity_too_large")
+    error = error_of(
+        client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 4096}}),
+        413,
+        "request_entity_too_large",
+    )
     assert error["details"] == {"limit_bytes": 2048, "setting": "FALBRIDGE_MAX_API_BODY_BYTES"}
 
 
@@ -187,27 +252,37 @@ def test_nonsense_limits_stop_the_app_from_starting(make_app, name, value):
 
 # -- listing, showing, cancelling -----------------------------------------------------
 
+
 def _b64(text: str | bytes) -> str:
     data = text.encode() if isinstance(text, str) else text
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 BAD_QUERIES = [
-    ("limit=0", "invalid_request"), ("limit=501", "invalid_request"), ("limit=-1", "invalid_request"),
-    ("limit=1e2", "invalid_request"), ("limit=%EF%BC%95", "invalid_request"),  # a full-width 5
+    ("limit=0", "invalid_request"),
+    ("limit=501", "invalid_request"),
+    ("limit=-1", "invalid_request"),
+    ("limit=1e2", "invalid_request"),
+    ("limit=%EF%BC%95", "invalid_request"),  # a full-width 5
     ("limit=" + "9" * 5000, "invalid_request"),
-    ("status=%00", "invalid_request"), ("endpoint_id=a%00b", "invalid_request"),
-    ("external_id=%00", "invalid_request"), ("endpoint_id=" + "e" * 256, "invalid_request"),
-    ("external_id=" + "e" * 100_000, "invalid_request"), ("created_after=%00", "invalid_request"),
-    ("created_before=2024-02-30", "invalid_request"), ("created_after=" + "9" * 5000, "invalid_request"),
-    ("cursor=" + "c" * 513, "invalid_request"), ("cursor=%00", "invalid_request"),
+    ("status=%00", "invalid_request"),
+    ("endpoint_id=a%00b", "invalid_request"),
+    ("external_id=%00", "invalid_request"),
+    ("endpoint_id=" + "e" * 256, "invalid_request"),
+    ("external_id=" + "e" * 100_000, "invalid_request"),
+    ("created_after=%00", "invalid_request"),
+    ("created_before=2024-02-30", "invalid_request"),
+    ("created_after=" + "9" * 5000, "invalid_request"),
+    ("cursor=" + "c" * 513, "invalid_request"),
+    ("cursor=%00", "invalid_request"),
     ("cursor=" + _b64(nested(100_000)), "invalid_request"),  # over 512 characters
     ("cursor=" + _b64(nested(190)), "invalid_cursor"),
     ("cursor=" + _b64(json.dumps(["0001-01-01T00:00:00+05:00", str(uuid.uuid4())])), "invalid_cursor"),
     ("cursor=" + _b64(b"\xff\xfe\x00"), "invalid_cursor"),
     ("cursor=" + _b64(json.dumps([1, 2, 3])), "invalid_cursor"),
     ("cursor=%F0%9F%98%80", "invalid_cursor"),
-    ("limit=5&limit=6", "invalid_request"), ("cursr=x", "invalid_request"),
+    ("limit=5&limit=6", "invalid_request"),
+    ("cursr=x", "invalid_request"),
 ]
 
 
@@ -216,32 +291,42 @@ def test_bad_listing_queries_are_422(client, query, code):
     error_of(client.get(f"/api/jobs?{query}"), 422, code)
 
 
-@pytest.mark.parametrize("query", ["created_after=0001-01-01T00:00:00%2B05:00",
-                                   "created_before=9999-12-31T23:59:59-05:00",
-                                   "created_after=0001-01-01&created_before=9999-12-31"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_after=0001-01-01T00:00:00%2B05:00",
+        "created_before=9999-12-31T23:59:59-05:00",
+        "created_after=0001-01-01&created_before=9999-12-31",
+    ],
+)
 def test_instants_just_outside_python_range_are_clamped_not_refused(client, query):
     # Valid RFC 3339 instants that datetime can't convert to UTC: "since/until forever".
     assert client.get(f"/api/jobs?{query}").status_code == 200
 
 
-@pytest.mark.parametrize("job_id", ["%00", "x" * 10_000, "%F0%9F%98%80", "..", "%2e%2e", str(uuid.uuid4()).upper()])
+@pytest.mark.parametrize(
+    "job_id", ["%00", "x" * 10_000, "%F0%9F%98%80", "..", "%2e%2e", str(uuid.uuid4()).upper()]
+)
 def test_odd_job_ids_are_404(client, job_id):
     error_of(client.get(f"/api/jobs/{job_id}"), 404, "not_found")
     error_of(client.post(f"/api/jobs/{job_id}/cancel"), 404, "not_found")
 
 
-@pytest.mark.parametrize("method, path, status, code", [
-    ("PUT", "/api/jobs", 405, "method_not_allowed"),
-    ("DELETE", "/api/jobs/x", 405, "method_not_allowed"),
-    ("GET", "/api/jobs/x/cancel", 405, "method_not_allowed"),
-    ("GET", "/api/nothing/here", 404, "not_found"),
-    ("GET", "/nothing", 404, "not_found"),
-    ("GET", "/webhooks/fal", 405, "method_not_allowed"),
-    # Not werkzeug's 308 redirect with an HTML page (fuzzing found it: a job id "0/").
-    ("POST", "/api/jobs/0//cancel", 404, "not_found"),
-    ("GET", "/api//jobs", 404, "not_found"),
-    ("GET", "//api/jobs", 404, "not_found"),
-])
+@pytest.mark.parametrize(
+    "method, path, status, code",
+    [
+        ("PUT", "/api/jobs", 405, "method_not_allowed"),
+        ("DELETE", "/api/jobs/x", 405, "method_not_allowed"),
+        ("GET", "/api/jobs/x/cancel", 405, "method_not_allowed"),
+        ("GET", "/api/nothing/here", 404, "not_found"),
+        ("GET", "/nothing", 404, "not_found"),
+        ("GET", "/webhooks/fal", 405, "method_not_allowed"),
+        # Not werkzeug's 308 redirect with an HTML page (fuzzing found it: a job id "0/").
+        ("POST", "/api/jobs/0//cancel", 404, "not_found"),
+        ("GET", "/api//jobs", 404, "not_found"),
+        ("GET", "//api/jobs", 404, "not_found"),
+    ],
+)
 def test_routing_errors_are_json_with_allow(client, method, path, status, code):
     response = client.open(path, method=method)
     error_of(response, status, code)
@@ -250,6 +335,7 @@ def test_routing_errors_are_json_with_allow(client, method, path, status, code):
 
 
 # -- the webhook body limit, over real HTTP ----------------------------------------------
+
 
 def _http(port: int, request: bytes, *, then: bytes = b"", timeout: float = 20.0) -> bytes:
     """Send raw bytes, keep the connection open, return the answer (or what came)."""
@@ -292,8 +378,10 @@ def small_receiver(make_app):
 def test_declared_oversized_webhook_is_413_before_the_body_is_sent(small_receiver):
     # Content-Length says 11 MB and not one body byte follows: an answer at all proves
     # the server did not wait to read the body.
-    request = (b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: 11534336\r\n\r\n")
+    request = (
+        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 11534336\r\n\r\n"
+    )
     status, body = _status_and_json(_http(small_receiver.port, request))
     assert status == 413 and body["error"]["code"] == "request_entity_too_large"
     assert body["error"]["details"] == {"limit_bytes": 65536, "setting": "FALBRIDGE_MAX_WEBHOOK_BYTES"}
@@ -310,9 +398,12 @@ def test_chunked_oversized_webhook_is_413_without_reading_it_all(small_receiver)
 
 
 def test_chunked_oversized_api_body_is_413_too(small_receiver):
-    request = (b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-               b"Content-Type: application/json\r\nAuthorization: " + API_HEADERS["Authorization"].encode()
-               + b"\r\n\r\n")
+    request = (
+        b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\nAuthorization: "
+        + API_HEADERS["Authorization"].encode()
+        + b"\r\n\r\n"
+    )
     chunk = b"%x\r\n%s\r\n" % (4096, b" " * 4096)
     status, body = _status_and_json(_http(small_receiver.port, request, then=chunk * 10))
     assert status == 413
@@ -321,7 +412,9 @@ def test_chunked_oversized_api_body_is_413_too(small_receiver):
 
 
 def test_chunked_webhook_under_the_limit_is_read_and_judged(small_receiver):
-    request = b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    request = (
+        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
     status, body = _status_and_json(_http(small_receiver.port, request, then=b"2\r\n{}\r\n0\r\n\r\n"))
     assert status == 401 and body["error"]["code"] == "invalid_signature"
     with transaction() as s:
@@ -330,17 +423,25 @@ def test_chunked_webhook_under_the_limit_is_read_and_judged(small_receiver):
 
 def test_default_webhook_limit_is_10_mib(make_app):
     client = make_app().test_client()
-    error_of(client.post("/webhooks/fal", data=b"a" * (10 * 1024 * 1024 + 1)), 413, "request_entity_too_large")
+    error_of(
+        client.post("/webhooks/fal", data=b"a" * (10 * 1024 * 1024 + 1)), 413, "request_entity_too_large"
+    )
     # The same limit without a Content-Length, from a server that terminates the stream
     # itself (gunicorn, werkzeug's for chunked bodies): refused, not truncated.
     stream = io.BytesIO(b"a" * (10 * 1024 * 1024 + 1))
-    response = client.post("/webhooks/fal", input_stream=stream, headers={"Transfer-Encoding": "chunked"},
-                           environ_overrides={"wsgi.input_terminated": True})
+    response = client.post(
+        "/webhooks/fal",
+        input_stream=stream,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     error_of(response, 413, "request_entity_too_large")
     assert count(WebhookDelivery) == 0
 
 
 def test_a_huge_unknown_field_name_is_not_echoed_whole(client):
     body = json.dumps({**OK_JOB, "k" * 1_000_000: 1})
-    error = error_of(client.post("/api/jobs", data=body, content_type="application/json"), 422, "invalid_request")
+    error = error_of(
+        client.post("/api/jobs", data=body, content_type="application/json"), 422, "invalid_request"
+    )
     assert error["details"] == [{"field": "k" * 64, "message": "unknown field"}]

@@ -12,6 +12,7 @@ Two things are worked around, not checked away:
 - `cursor` is opaque (base64 of a position only the API can issue); no schema can say
   which strings are valid, so schemathesis sends it empty and test_fuzz_api fuzzes it.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,9 +26,9 @@ from schemathesis.engine import events, from_schema
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job, get_job
 from falbridge.models.serialize import event_dict, job_detail, job_summary
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 from falbridge.webhooks.app import create_app
 from falbridge.webhooks.openapi import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
 MAX_EXAMPLES = 50
 
@@ -55,9 +56,12 @@ def test_document_is_public_and_covers_every_api_route(app):
     doc = response.get_json()
     assert doc["openapi"] == "3.1.0"
     assert doc["components"]["securitySchemes"] == {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-    routes = {(rule.rule.replace("<", "{").replace(">", "}"), method.lower())
-              for rule in app.url_map.iter_rules() if rule.rule.startswith("/api")
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    routes = {
+        (rule.rule.replace("<", "{").replace(">", "}"), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert routes == documented
 
@@ -83,12 +87,14 @@ def test_job_schemas_name_exactly_the_serialized_fields(db_url):
 
 
 def run_schemathesis(base_url: str, seed: int) -> tuple[list[str], Counter]:
-    config = SchemathesisConfig.from_dict({
-        "seed": seed,
-        "headers": API_HEADERS,
-        "generation": {"max-examples": MAX_EXAMPLES, "mode": "all"},
-        "parameters": {"query.cursor": ""},
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": seed,
+            "headers": API_HEADERS,
+            "generation": {"max-examples": MAX_EXAMPLES, "mode": "all"},
+            "parameters": {"query.cursor": ""},
+        }
+    )
     schema = schemathesis.openapi.from_url(f"{base_url}/api/openapi.json", config=config)
     problems, statuses = [], Counter()
     for event in from_schema(schema).execute():
@@ -103,8 +109,10 @@ def run_schemathesis(base_url: str, seed: int) -> tuple[list[str], Counter]:
                         case = recorder.cases.get(case_id)
                         curl = case.value.as_curl_command() if case is not None else ""
                         failure = check.failure_info.failure
-                        problems.append(f"{recorder.label}: {check.name}: {failure.title}\n"
-                                        f"{failure.message[:800]}\n{curl[:1500]}")
+                        problems.append(
+                            f"{recorder.label}: {check.name}: {failure.title}\n"
+                            f"{failure.message[:800]}\n{curl[:1500]}"
+                        )
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
             problems.append(f"{type(event).__name__}: {getattr(event, 'info', None) or event.exception}")
     return problems, statuses
@@ -117,5 +125,9 @@ def test_schemathesis_finds_nothing(live):
     assert not any(status >= 500 for _, status in statuses)
     # It really exercised the API: each operation answered 2xx at least once.
     succeeded = {label for (label, status) in statuses if 200 <= status < 300}
-    assert {"POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{job_id}",
-            "POST /api/jobs/{job_id}/cancel"} <= succeeded, statuses
+    assert {
+        "POST /api/jobs",
+        "GET /api/jobs",
+        "GET /api/jobs/{job_id}",
+        "POST /api/jobs/{job_id}/cancel",
+    } <= succeeded, statuses

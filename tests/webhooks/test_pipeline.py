@@ -1,5 +1,6 @@
 """The whole pipeline over real HTTP: our API -> Celery -> sandbox (as fal) -> signed
 callback -> receiver -> Celery -> database. Runs on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import base64
@@ -11,11 +12,12 @@ from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, JobEvent, ResultFile, WebhookDelivery
-from tests.plugins.waiting import poll_until
 from falbridge.worker.api import submit
+from tests.plugins.waiting import poll_until
 
 PNG_1x1 = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 def _cat_uri() -> str:
@@ -95,6 +97,7 @@ def test_callback_that_beats_the_submit_response_completes_its_job(pipeline):
     assert job.status == "completed"
     truth = pipeline.sandbox.ground_truth()["requests"]
     assert [r["request_id"] for r in truth] == [job.request_id]
+
     # The submit response still arrives afterwards and fills in fal's URLs.
     def load() -> Job:
         with transaction() as s:
@@ -122,9 +125,16 @@ def test_forged_callback_is_rejected_with_a_json_reason(pipeline):
     job, _ = submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": _cat_uri()})
     [job] = pipeline.wait_terminal(job.id)
     forged = json.dumps({"request_id": job.request_id, "status": "OK", "payload": {"evil": 1}}).encode()
-    response = httpx.post(f"{pipeline.receiver_url}/webhooks/fal?job={job.id}", content=forged, headers={
-        "X-Fal-Webhook-Request-Id": job.request_id, "X-Fal-Webhook-User-Id": "sandbox-user",
-        "X-Fal-Webhook-Timestamp": str(int(time.time())), "X-Fal-Webhook-Signature": "ab" * 64})
+    response = httpx.post(
+        f"{pipeline.receiver_url}/webhooks/fal?job={job.id}",
+        content=forged,
+        headers={
+            "X-Fal-Webhook-Request-Id": job.request_id,
+            "X-Fal-Webhook-User-Id": "sandbox-user",
+            "X-Fal-Webhook-Timestamp": str(int(time.time())),
+            "X-Fal-Webhook-Signature": "ab" * 64,
+        },
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_signature"
     with transaction() as s:

@@ -6,6 +6,7 @@ in-process Celery worker, the sandbox as fal and the receiver, with every logger
 DEBUG (SQLAlchemy's included, so every statement, parameter and row read is logged),
 then searches everything it captured for any piece of either secret.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,11 +24,28 @@ from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_FAL_KEY
 from tests.plugins.waiting import poll_until
 
 KEY_ID, KEY_SECRET = TEST_FAL_KEY.split(":")
-SENTINELS = [TEST_FAL_KEY, KEY_ID, KEY_SECRET, TEST_API_TOKEN,
-             # as they would look base64-encoded (a Basic header, a data URI)
-             base64.b64encode(TEST_FAL_KEY.encode()).decode(), base64.b64encode(TEST_API_TOKEN.encode()).decode()]
-LOGGERS = ["", "celery", "celery.app.trace", "celery.worker", "kombu", "httpx", "httpcore", "werkzeug",
-           "falbridge", "sqlalchemy.engine", "sqlalchemy.pool"]
+SENTINELS = [
+    TEST_FAL_KEY,
+    KEY_ID,
+    KEY_SECRET,
+    TEST_API_TOKEN,
+    # as they would look base64-encoded (a Basic header, a data URI)
+    base64.b64encode(TEST_FAL_KEY.encode()).decode(),
+    base64.b64encode(TEST_API_TOKEN.encode()).decode(),
+]
+LOGGERS = [
+    "",
+    "celery",
+    "celery.app.trace",
+    "celery.worker",
+    "kombu",
+    "httpx",
+    "httpcore",
+    "werkzeug",
+    "falbridge",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+]
 
 
 class Everything(logging.Handler):
@@ -47,8 +65,11 @@ class Everything(logging.Handler):
 def all_logs():
     handler = Everything()
     # The root logger, plus every logger that doesn't pass its records up to it (Celery's).
-    names = set(LOGGERS) | {name for name, logger in logging.root.manager.loggerDict.items()
-                            if isinstance(logger, logging.Logger) and not logger.propagate}
+    names = set(LOGGERS) | {
+        name
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    }
     loggers = [logging.getLogger(name) for name in names]
     saved = [(logger, logger.level) for logger in loggers]
     hooked = [logger for logger in loggers if logger is logging.root or not logger.propagate]
@@ -94,9 +115,13 @@ def _dump_redis(url: str) -> str:
     out = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key).decode()
-        value = {"string": lambda: client.get(key), "list": lambda: client.lrange(key, 0, -1),
-                 "hash": lambda: client.hgetall(key), "set": lambda: client.smembers(key),
-                 "zset": lambda: client.zrange(key, 0, -1)}.get(kind, lambda: b"")()
+        value = {
+            "string": lambda: client.get(key),
+            "list": lambda: client.lrange(key, 0, -1),
+            "hash": lambda: client.hgetall(key),
+            "set": lambda: client.smembers(key),
+            "zset": lambda: client.zrange(key, 0, -1),
+        }.get(kind, lambda: b"")()
         out.append(f"{key!r} {value!r}")
     return "\n".join(out)
 
@@ -118,12 +143,31 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
         return response
 
     api = {"headers": API_HEADERS}
-    evf = call("POST", "/api/jobs", json={"endpoint_id": "fal-ai/evf-sam", "external_id": "hygiene-1",
-                                          "input": {"prompt": "cat", "image_url": _cat_uri()}}, **api)
-    broken = call("POST", "/api/jobs", json={"endpoint_id": "fal-ai/evf-sam", "input": {
-        "prompt": "cat", "image_url": "http://127.0.0.1:9/missing.png"}}, **api)
-    other = call("POST", "/api/jobs", json={"endpoint_id": "fal-ai/some/model", "input": {"n": 1},
-                                            "metadata": {"who": "hygiene"}}, **api)
+    evf = call(
+        "POST",
+        "/api/jobs",
+        json={
+            "endpoint_id": "fal-ai/evf-sam",
+            "external_id": "hygiene-1",
+            "input": {"prompt": "cat", "image_url": _cat_uri()},
+        },
+        **api,
+    )
+    broken = call(
+        "POST",
+        "/api/jobs",
+        json={
+            "endpoint_id": "fal-ai/evf-sam",
+            "input": {"prompt": "cat", "image_url": "http://127.0.0.1:9/missing.png"},
+        },
+        **api,
+    )
+    other = call(
+        "POST",
+        "/api/jobs",
+        json={"endpoint_id": "fal-ai/some/model", "input": {"n": 1}, "metadata": {"who": "hygiene"}},
+        **api,
+    )
     assert {evf.status_code, broken.status_code, other.status_code} == {202}
     jobs = pipeline.wait_terminal(*(r.json()["id"] for r in (evf, broken, other)), timeout=60)
     assert [j.status for j in jobs] == ["completed", "failed", "completed"]
@@ -136,18 +180,38 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
         call("GET", f"/api/jobs/{job.id}", **api)
     assert call("POST", f"/api/jobs/{jobs[0].id}/cancel", **api).status_code == 409
     assert call("POST", f"/api/jobs/{pending.id}/cancel", **api).status_code == 202
-    assert call("POST", "/api/jobs", json={"endpoint_id": "fal-ai/evf-sam", "external_id": "hygiene-1",
-                                           "input": {"prompt": "dog", "image_url": _cat_uri()}},
-                **api).status_code == 409
+    assert (
+        call(
+            "POST",
+            "/api/jobs",
+            json={
+                "endpoint_id": "fal-ai/evf-sam",
+                "external_id": "hygiene-1",
+                "input": {"prompt": "dog", "image_url": _cat_uri()},
+            },
+            **api,
+        ).status_code
+        == 409
+    )
     # Refused callers, including one sending the FAL key as if it were an API token.
-    assert call("GET", "/api/jobs", headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+    assert (
+        call("GET", "/api/jobs", headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code
+        == 401
+    )
     assert call("GET", "/api/jobs", headers={"Authorization": f"Bearer {TEST_FAL_KEY}"}).status_code == 401
     assert call("GET", "/api/jobs", headers={"Authorization": f"Key {TEST_FAL_KEY}"}).status_code == 401
     assert call("GET", f"/api/jobs/{jobs[0].id}").status_code == 401
     # A caller's Authorization header is not among the headers a rejected delivery keeps.
     # (The signature headers are kept, as evidence: whatever a forger puts there is stored.)
-    assert call("POST", "/webhooks/fal", content=b"{}", headers={
-        "Authorization": f"Bearer {TEST_API_TOKEN}", "X-Fal-Webhook-Signature": "ab" * 64}).status_code == 401
+    assert (
+        call(
+            "POST",
+            "/webhooks/fal",
+            content=b"{}",
+            headers={"Authorization": f"Bearer {TEST_API_TOKEN}", "X-Fal-Webhook-Signature": "ab" * 64},
+        ).status_code
+        == 401
+    )
     call("GET", "/api/openapi.json")
     call("GET", "/healthz")
     pipeline.sandbox.wait_idle(timeout=20)
@@ -158,16 +222,29 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
     logs = "\n".join(all_logs.lines)
     captured = capfd.readouterr()
     places = {
-        "logs": logs, "stdout": captured.out, "stderr": captured.err, "responses": "\n".join(seen),
-        "database": _dump_database(os.environ["DATABASE_URL"]), "redis": _dump_redis(redis_url),
+        "logs": logs,
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "responses": "\n".join(seen),
+        "database": _dump_database(os.environ["DATABASE_URL"]),
+        "redis": _dump_redis(redis_url),
     }
     # Not vacuous: the capture saw the receiver, the worker's tasks and its calls to fal,
     # every SQL statement, and the jobs themselves. (Celery's own task-trace lines are
     # decided when the worker starts, at WARNING, so there are none to search.)
     names = {line.split(" ")[0] for line in all_logs.lines}
-    assert {"werkzeug", "falbridge.worker.tasks", "falbridge.worker.fal.client", "sqlalchemy.engine.Engine"} <= names, names
+    assert {
+        "werkzeug",
+        "falbridge.worker.tasks",
+        "falbridge.worker.fal.client",
+        "sqlalchemy.engine.Engine",
+    } <= names, names
     assert "submit " in logs and "delivery " in logs and "SELECT" in logs
     assert str(jobs[0].id) in places["database"] and "hygiene" in places["responses"]
-    leaks = [(where, sentinel) for where, haystack in places.items() for sentinel in SENTINELS
-             if sentinel in haystack]
+    leaks = [
+        (where, sentinel)
+        for where, haystack in places.items()
+        for sentinel in SENTINELS
+        if sentinel in haystack
+    ]
     assert not leaks, leaks

@@ -1,6 +1,7 @@
 """Every way a callback can fail verification, signed with the sandbox's real Ed25519 key
 and sent to the real receiver over HTTP. Each rejection is recorded with its reason and
 changes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -16,20 +17,30 @@ from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, WebhookDelivery
 from falbridge.sandbox.signing import sign
 from falbridge.webhooks.app import create_app
-from tests.plugins.waiting import poll_until
 from falbridge.webhooks.verify import JwksCache, JwksUnavailable, VerificationError, parse_jwks, verify
+from tests.plugins.waiting import poll_until
 
 USER = "sandbox-user"
 
 
-def signed_headers(sandbox_server, body: bytes, *, request_id: str, user_id: str = USER,
-                   timestamp: str | None = None, key=None) -> dict[str, str]:
+def signed_headers(
+    sandbox_server,
+    body: bytes,
+    *,
+    request_id: str,
+    user_id: str = USER,
+    timestamp: str | None = None,
+    key=None,
+) -> dict[str, str]:
     key = key or sandbox_server.core.keys.signing_key
     timestamp = timestamp or str(int(time.time()))
-    return {"X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": user_id,
-            "X-Fal-Webhook-Timestamp": timestamp,
-            "X-Fal-Webhook-Signature": sign(key, request_id, user_id, timestamp, body),
-            "Content-Type": "application/json"}
+    return {
+        "X-Fal-Webhook-Request-Id": request_id,
+        "X-Fal-Webhook-User-Id": user_id,
+        "X-Fal-Webhook-Timestamp": timestamp,
+        "X-Fal-Webhook-Signature": sign(key, request_id, user_id, timestamp, body),
+        "Content-Type": "application/json",
+    }
 
 
 def _body(request_id: str) -> bytes:
@@ -55,6 +66,7 @@ def _future(seconds: int) -> str:
     # ceil: even a send that straddles a second boundary stays more than 300 s ahead.
     return str(math.ceil(time.time()) + seconds)
 
+
 # (case, how to build (headers, body) from a valid pair, expected status, reason fragment)
 CASES = [
     ("missing request id", lambda h, b, sv: (_with(h, Request_Id=None), b), 401, "missing header"),
@@ -63,20 +75,40 @@ CASES = [
     ("missing signature", lambda h, b, sv: (_with(h, Signature=None), b), 401, "missing header"),
     ("empty signature", lambda h, b, sv: (_with(h, Signature=""), b), 401, "missing header"),
     ("non-hex signature", lambda h, b, sv: (_with(h, Signature="zz" * 64), b), 401, "not hex"),
-    ("short signature", lambda h, b, sv: (_with(h, Signature=h["X-Fal-Webhook-Signature"][:124]), b),
-     401, "wrong length"),
+    (
+        "short signature",
+        lambda h, b, sv: (_with(h, Signature=h["X-Fal-Webhook-Signature"][:124]), b),
+        401,
+        "wrong length",
+    ),
     ("tampered body", lambda h, b, sv: (h, b.replace(b"true", b"false")), 401, "does not verify"),
     ("tampered user id", lambda h, b, sv: (_with(h, User_Id="someone-else"), b), 401, "does not verify"),
-    ("tampered timestamp", lambda h, b, sv: (_with(h, Timestamp=str(int(h["X-Fal-Webhook-Timestamp"]) - 1)), b),
-     401, "does not verify"),
+    (
+        "tampered timestamp",
+        lambda h, b, sv: (_with(h, Timestamp=str(int(h["X-Fal-Webhook-Timestamp"]) - 1)), b),
+        401,
+        "does not verify",
+    ),
     ("non-numeric timestamp", lambda h, b, sv: (_with(h, Timestamp="12e5"), b), 401, "not an integer"),
-    ("301 s in the past", lambda h, b, sv: (signed_headers(sv, b, request_id="req-sig", timestamp=_past(301)), b),
-     401, "outside tolerance"),
-    ("301 s in the future", lambda h, b, sv: (signed_headers(sv, b, request_id="req-sig", timestamp=_future(301)), b),
-     401, "outside tolerance"),
+    (
+        "301 s in the past",
+        lambda h, b, sv: (signed_headers(sv, b, request_id="req-sig", timestamp=_past(301)), b),
+        401,
+        "outside tolerance",
+    ),
+    (
+        "301 s in the future",
+        lambda h, b, sv: (signed_headers(sv, b, request_id="req-sig", timestamp=_future(301)), b),
+        401,
+        "outside tolerance",
+    ),
     ("tampered request id", lambda h, b, sv: (_with(h, Request_Id="req-other"), b), 401, "does not verify"),
-    ("header id differs from body id", lambda h, b, sv: (signed_headers(sv, _body("req-other"), request_id="req-sig"),
-                                                          _body("req-other")), 401, "does not match"),
+    (
+        "header id differs from body id",
+        lambda h, b, sv: (signed_headers(sv, _body("req-other"), request_id="req-sig"), _body("req-other")),
+        401,
+        "does not match",
+    ),
 ]
 
 
@@ -86,8 +118,12 @@ def test_rejections_are_recorded_and_change_nothing(pipeline, sandbox_server, ca
         job, _ = create_job(s, "fal-ai/some/model", {})
         job.request_id, job.status = "req-sig", "submitted"
     body = _body("req-sig")
-    headers, sent_body = build(signed_headers(sandbox_server, body, request_id="req-sig"), body, sandbox_server)
-    response = httpx.post(f"{pipeline.receiver_url}/webhooks/fal?job={job.id}", content=sent_body, headers=headers)
+    headers, sent_body = build(
+        signed_headers(sandbox_server, body, request_id="req-sig"), body, sandbox_server
+    )
+    response = httpx.post(
+        f"{pipeline.receiver_url}/webhooks/fal?job={job.id}", content=sent_body, headers=headers
+    )
     assert response.status_code == status
     assert reason in response.json()["error"]["message"]
     with transaction() as s:
@@ -109,8 +145,11 @@ def test_the_valid_pair_is_accepted_and_applied(pipeline, sandbox_server):
         job, _ = create_job(s, "fal-ai/some/model", {})
         job.request_id, job.status = "req-sig", "submitted"
     body = _body("req-sig")
-    response = httpx.post(f"{pipeline.receiver_url}/webhooks/fal?job={job.id}", content=body,
-                          headers=signed_headers(sandbox_server, body, request_id="req-sig"))
+    response = httpx.post(
+        f"{pipeline.receiver_url}/webhooks/fal?job={job.id}",
+        content=body,
+        headers=signed_headers(sandbox_server, body, request_id="req-sig"),
+    )
     assert response.status_code == 200
     [job] = pipeline.wait_terminal(job.id)
     assert job.result == {"forged": True}
@@ -121,8 +160,11 @@ def test_a_request_we_never_submitted_is_recorded_and_ignored(pipeline, sandbox_
         job, _ = create_job(s, "fal-ai/some/model", {})
         job.request_id, job.status = "req-ours", "submitted"
     body = _body("req-stranger")
-    response = httpx.post(f"{pipeline.receiver_url}/webhooks/fal", content=body,
-                          headers=signed_headers(sandbox_server, body, request_id="req-stranger"))
+    response = httpx.post(
+        f"{pipeline.receiver_url}/webhooks/fal",
+        content=body,
+        headers=signed_headers(sandbox_server, body, request_id="req-stranger"),
+    )
     assert response.status_code == 200  # genuinely from fal: stop its retries
     row = _the_delivery_once_processed()
     assert row.verified and row.outcome == "unknown_job" and row.job_id is None
@@ -135,8 +177,11 @@ def test_a_signed_callback_naming_our_job_but_another_request_is_not_applied(pip
         job, _ = create_job(s, "fal-ai/some/model", {})
         job.request_id, job.status = "req-ours", "submitted"
     body = _body("req-attacker")  # someone else's fal job pointed at our URL with our job id
-    httpx.post(f"{pipeline.receiver_url}/webhooks/fal?job={job.id}", content=body,
-               headers=signed_headers(sandbox_server, body, request_id="req-attacker"))
+    httpx.post(
+        f"{pipeline.receiver_url}/webhooks/fal?job={job.id}",
+        content=body,
+        headers=signed_headers(sandbox_server, body, request_id="req-attacker"),
+    )
     row = _the_delivery_once_processed()
     assert row.outcome == "request_id_mismatch"
     with transaction() as s:
@@ -147,14 +192,16 @@ def test_foreign_user_id_is_rejected_when_pinned(db_url, redis_url, monkeypatch,
     monkeypatch.setenv("REDIS_URL", redis_url)
     app = create_app({"jwks_url": sandbox_server.jwks_url, "webhook_user_id": "our-fal-user"})
     body = _body("req-x")
-    response = app.test_client().post("/webhooks/fal", data=body,
-                                      headers=signed_headers(sandbox_server, body, request_id="req-x"))
+    response = app.test_client().post(
+        "/webhooks/fal", data=body, headers=signed_headers(sandbox_server, body, request_id="req-x")
+    )
     assert response.status_code == 401 and "not ours" in response.get_json()["error"]["message"]
     with transaction() as s:
         assert s.scalars(select(WebhookDelivery.rejection_reason)).one() == "webhook user id is not ours"
 
 
 # -- the JWKS cache ------------------------------------------------------------
+
 
 def _verify(cache, sandbox_server, request_id="r1"):
     body = _body(request_id)
@@ -202,8 +249,9 @@ def test_receiver_answers_503_when_no_key_can_be_had(db_url, redis_url, monkeypa
     monkeypatch.setenv("REDIS_URL", redis_url)
     app = create_app({"jwks_url": "http://127.0.0.1:9/.well-known/jwks.json"})
     body = _body("req-y")
-    response = app.test_client().post("/webhooks/fal", data=body,
-                                      headers=signed_headers(sandbox_server, body, request_id="req-y"))
+    response = app.test_client().post(
+        "/webhooks/fal", data=body, headers=signed_headers(sandbox_server, body, request_id="req-y")
+    )
     assert response.status_code == 503  # fal retries later; nothing is accepted unverified
     assert response.get_json()["error"]["code"] == "jwks_unavailable"
 

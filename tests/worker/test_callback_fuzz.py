@@ -3,6 +3,7 @@
 Only bodies fal signed reach the parser (the receiver verifies first), but a body the
 parser chokes on would be a delivery that fails every time the sweeper retries it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,19 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=25)
-callback_like = st.fixed_dictionaries({}, optional={
-    "request_id": st.one_of(st.text(max_size=40), json_values),
-    "gateway_request_id": st.one_of(st.text(max_size=40), json_values),
-    "status": st.one_of(st.sampled_from(["OK", "ERROR", "ok", ""]), json_values),
-    "payload": json_values, "payload_error": json_values, "error": json_values,
-})
+    max_leaves=25,
+)
+callback_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "request_id": st.one_of(st.text(max_size=40), json_values),
+        "gateway_request_id": st.one_of(st.text(max_size=40), json_values),
+        "status": st.one_of(st.sampled_from(["OK", "ERROR", "ok", ""]), json_values),
+        "payload": json_values,
+        "payload_error": json_values,
+        "error": json_values,
+    },
+)
 
 
 def _parse(body: bytes) -> Callback | None:
@@ -64,8 +71,9 @@ def test_any_json_document(body):
     _parse(body)
 
 
-@pytest.mark.parametrize("body", [b"[" * 100_000,
-                                  b'{"request_id": "r", "status": "OK", "payload": ' + b"[" * 100_000 + b"}"])
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"request_id": "r", "status": "OK", "payload": ' + b"[" * 100_000 + b"}"]
+)
 def test_deeply_nested_body_is_a_format_error(body):
     with pytest.raises(CallbackFormatError, match="nested too deeply"):
         parse_callback(body)

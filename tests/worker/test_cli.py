@@ -3,6 +3,7 @@
 Submitting publishes a real task to the session's Redis; a worker from the pipeline
 tests may pick it up, so a submitted job's status is only checked as printed.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import uuid
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,14 @@ from sqlalchemy import func, select
 from falbridge.cli import LAZY_COMMANDS, main
 from falbridge.models.db import transaction
 from falbridge.models.jobs import add_result_files, create_job, get_job, lock_job, transition
+from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job
-from falbridge.models.serialize import job_detail, job_summary
 
 EVF = "fal-ai/evf-sam"
 REGION = "fal-ai/florence-2-large/region-proposal"
 SECRET = "fal-key-id:do-not-print-this-secret"
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -45,6 +46,7 @@ def cli(db_url, redis_url, monkeypatch, tmp_path):
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         return result
+
     return run
 
 
@@ -59,9 +61,14 @@ def one_error_line(result, exit_code: int) -> str:
 def png(path: Path) -> Path:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     rows = b"".join(b"\x00" + b"\xff\x80\x00" * 2 for _ in range(2))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -91,6 +98,7 @@ def make_jobs(*specs: dict) -> list[Job]:
 
 # -- submit ----------------------------------------------------------------------
 
+
 def test_submit_with_input_json(cli):
     payload = {"prompt": "cat", "image_url": "https://example.com/cat.png", "blur_mask": 5}
     job = submitted(cli("submit", EVF, "--input", json.dumps(payload), "--metadata", '{"k": 1}'))
@@ -112,8 +120,9 @@ def test_submit_with_input_from_a_file(cli, tmp_path):
 
 def test_submit_with_prompt_and_local_image(cli, tmp_path):
     image = png(tmp_path / "cat.png")
-    job = submitted(cli("submit", EVF, "--prompt", "a [bold] cat", "--negative-prompt", "dog",
-                        "--image", str(image)))
+    job = submitted(
+        cli("submit", EVF, "--prompt", "a [bold] cat", "--negative-prompt", "dog", "--image", str(image))
+    )
     assert job.input["prompt"] == "a [bold] cat" and job.input["negative_prompt"] == "dog"
     assert job.input["image_url"].startswith("data:image/png;base64,")
 
@@ -133,21 +142,31 @@ def test_same_external_id_returns_the_same_job(cli):
     assert job_count() == 1
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--input", '{"prompt": '], "error: --input is not valid JSON: Expecting value"),
-    (["--input", "[1]"], "--input must be a JSON object, not an array"),
-    (["--input", '{"prompt": NaN}'], "NaN is not JSON"),
-    (["--input", "@/no/such/file.json"], "cannot read"),
-    (["--metadata", "nope", "--prompt", "cat", "--image", "https://e.com/a.png"], "--metadata is not valid JSON"),
-    (["--prompt", "cat", "--image", "https://e.com/a.png", "--input", '{"blur_mask": 4}'],
-     "fal-ai/evf-sam: blur_mask: must be odd"),
-    (["--prompt", "cat", "--image", "/no/such/image.png"], "--image: no such file"),
-    (["--prompt", "cat", "--input", '{"prompt": "dog", "image_url": "https://e.com/a.png"}'],
-     "--prompt conflicts with 'prompt'"),
-    (["--prompt", "cat", "--image", "https://e.com/a.png", "--external-id", ""], "--external-id"),
-    (["--prompt", "cat"], "image_url: field required"),
-    (["--timeout", "soon"], "Invalid value for '--timeout'"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--input", '{"prompt": '], "error: --input is not valid JSON: Expecting value"),
+        (["--input", "[1]"], "--input must be a JSON object, not an array"),
+        (["--input", '{"prompt": NaN}'], "NaN is not JSON"),
+        (["--input", "@/no/such/file.json"], "cannot read"),
+        (
+            ["--metadata", "nope", "--prompt", "cat", "--image", "https://e.com/a.png"],
+            "--metadata is not valid JSON",
+        ),
+        (
+            ["--prompt", "cat", "--image", "https://e.com/a.png", "--input", '{"blur_mask": 4}'],
+            "fal-ai/evf-sam: blur_mask: must be odd",
+        ),
+        (["--prompt", "cat", "--image", "/no/such/image.png"], "--image: no such file"),
+        (
+            ["--prompt", "cat", "--input", '{"prompt": "dog", "image_url": "https://e.com/a.png"}'],
+            "--prompt conflicts with 'prompt'",
+        ),
+        (["--prompt", "cat", "--image", "https://e.com/a.png", "--external-id", ""], "--external-id"),
+        (["--prompt", "cat"], "image_url: field required"),
+        (["--timeout", "soon"], "Invalid value for '--timeout'"),
+    ],
+)
 def test_bad_submit_arguments_exit_2_with_one_line(cli, args, expected):
     assert expected in one_error_line(cli("submit", EVF, *args), 2)
     assert job_count() == 0
@@ -166,9 +185,11 @@ def test_wait_gives_up_at_the_timeout(cli):
 
 # -- jobs list / show -------------------------------------------------------------------
 
+
 def test_jobs_list_filters_and_json(cli):
-    a, b, c = make_jobs({"status": "completed"}, {"status": "failed", "endpoint": REGION},
-                        {"external_id": "ext-c"})
+    a, b, c = make_jobs(
+        {"status": "completed"}, {"status": "failed", "endpoint": REGION}, {"external_id": "ext-c"}
+    )
     listed = json.loads(cli("jobs", "list", "--json").stdout)
     assert [j["id"] for j in listed["jobs"]] == [str(c.id), str(b.id), str(a.id)]
     assert listed["next_cursor"] is None
@@ -197,10 +218,15 @@ def test_jobs_list_table(cli):
     assert str(a.id) not in result.stdout and "--cursor" in result.stdout
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--limit", "0"], "--limit"), (["--status", "done"], "--status"),
-    (["--since", "yesterday"], "--since"), (["--cursor", "garbage"], "--cursor"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--limit", "0"], "--limit"),
+        (["--status", "done"], "--status"),
+        (["--since", "yesterday"], "--since"),
+        (["--cursor", "garbage"], "--cursor"),
+    ],
+)
 def test_jobs_list_bad_arguments(cli, args, expected):
     assert expected in one_error_line(cli("jobs", "list", *args), 2)
 
@@ -209,11 +235,28 @@ def finished_job() -> Job:
     [job] = make_jobs({"status": "pending"})
     with transaction() as s:
         locked = lock_job(s, job.id)
-        transition(s, locked, JobStatus.COMPLETED, EventSource.WEBHOOK, {"request_id": "r-1"},
-                   result={"image": {"url": "https://v3.fal.media/files/m.png"}})
-        add_result_files(s, job.id, [{"path": "image", "url": "https://v3.fal.media/files/m.png",
-                                      "content_type": "image/png", "file_size": 812,
-                                      "width": 2, "height": 3}])
+        transition(
+            s,
+            locked,
+            JobStatus.COMPLETED,
+            EventSource.WEBHOOK,
+            {"request_id": "r-1"},
+            result={"image": {"url": "https://v3.fal.media/files/m.png"}},
+        )
+        add_result_files(
+            s,
+            job.id,
+            [
+                {
+                    "path": "image",
+                    "url": "https://v3.fal.media/files/m.png",
+                    "content_type": "image/png",
+                    "file_size": 812,
+                    "width": 2,
+                    "height": 3,
+                }
+            ],
+        )
     with transaction() as s:
         return get_job(s, job.id, full=True)
 
@@ -237,6 +280,7 @@ def test_jobs_show_unknown_id(cli):
 
 # -- cancel ------------------------------------------------------------------------------
 
+
 def test_cancel_pending_then_again(cli):
     [job] = make_jobs({"status": "pending"})
     result = cli("cancel", str(job.id))
@@ -246,6 +290,7 @@ def test_cancel_pending_then_again(cli):
 
 
 # -- db, help, errors ------------------------------------------------------------------
+
 
 def test_db_upgrade_is_idempotent(cli):
     for _ in range(2):
@@ -290,6 +335,11 @@ def test_a_command_whose_module_is_missing_says_so_when_run(cli, monkeypatch):
 
 
 def test_python_dash_m_falbridge():
-    result = subprocess.run([sys.executable, "-m", "falbridge", "--help"], capture_output=True,
-                            text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-m", "falbridge", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0 and "submit" in result.stdout

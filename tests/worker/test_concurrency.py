@@ -1,5 +1,6 @@
 """Several OS processes hit the same job at the same instant (spawned, each with its own
 engine and connections, as separate workers and receivers would be)."""
+
 from __future__ import annotations
 
 import json
@@ -62,10 +63,23 @@ def _move(barrier, results, db_url, job_id, target):
 
 def _body(i: int) -> bytes:
     if i % 2:
-        return json.dumps({"request_id": "req-1", "status": "ERROR", "error": "Invalid status code: 500",
-                           "payload": {"detail": f"boom {i}", "error_type": "runner_server_error"}}).encode()
-    return json.dumps({"request_id": "req-1", "status": "OK", "payload": {"image": {
-        "url": f"https://cdn.example/{i}.png", "content_type": "image/png", "file_size": i}}}).encode()
+        return json.dumps(
+            {
+                "request_id": "req-1",
+                "status": "ERROR",
+                "error": "Invalid status code: 500",
+                "payload": {"detail": f"boom {i}", "error_type": "runner_server_error"},
+            }
+        ).encode()
+    return json.dumps(
+        {
+            "request_id": "req-1",
+            "status": "OK",
+            "payload": {
+                "image": {"url": f"https://cdn.example/{i}.png", "content_type": "image/png", "file_size": i}
+            },
+        }
+    ).encode()
 
 
 def test_competing_callbacks_from_six_processes_apply_exactly_once(db_url):
@@ -77,8 +91,9 @@ def test_competing_callbacks_from_six_processes_apply_exactly_once(db_url):
     assert sorted(outcomes) == ["applied"] + ["duplicate"] * 5
     with transaction() as s:
         final = s.get(Job, job.id)
-        terminal = s.scalars(select(JobEvent).where(JobEvent.job_id == job.id,
-                                                    JobEvent.to_status.in_(["completed", "failed"]))).all()
+        terminal = s.scalars(
+            select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.to_status.in_(["completed", "failed"]))
+        ).all()
         files = s.scalar(select(func.count()).select_from(ResultFile).where(ResultFile.job_id == job.id))
         winner = s.get(WebhookDelivery, terminal[0].detail["delivery_id"])
     assert len(terminal) == 1 and terminal[0].to_status == final.status
@@ -103,8 +118,10 @@ def test_late_in_progress_polls_never_overwrite_the_terminal_state(db_url):
     moves = [(db_url, str(job.id), "in_progress")] * 3 + [(db_url, str(job.id), "completed")]
     applied = _run_all(_move, moves)
     with transaction() as s:
-        events = [e.to_status for e in s.scalars(select(JobEvent).where(JobEvent.job_id == job.id)
-                                                 .order_by(JobEvent.id))]
+        events = [
+            e.to_status
+            for e in s.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
+        ]
         assert s.get(Job, job.id).status == "completed"
     # Either an in_progress poll got in first or the completion did; never anything after it.
     assert events in (["pending", "in_progress", "completed"], ["pending", "completed"])

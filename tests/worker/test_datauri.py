@@ -10,8 +10,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 def test_bytes_and_paths_become_data_uris_strings_stay(tmp_path):
     image = tmp_path / "cat.png"
     image.write_bytes(PNG)
-    out = inline_local_files({"image_url": image, "mask": PNG, "prompt": "cat.png",
-                              "nested": [{"u": Path(image)}]})
+    out = inline_local_files(
+        {"image_url": image, "mask": PNG, "prompt": "cat.png", "nested": [{"u": Path(image)}]}
+    )
     assert out["image_url"].startswith("data:image/png;base64,")
     assert out["mask"] == out["image_url"]
     assert out["prompt"] == "cat.png"  # a string is never guessed to be a path

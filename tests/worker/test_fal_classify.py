@@ -3,12 +3,19 @@
 These feed hand-built ``httpx.Response`` values to pure functions; no transport is
 involved. Everything the sandbox can produce is tested over HTTP in test_fal_client*.py.
 """
+
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from falbridge.worker.fal import FinalError, ModelError, OutcomeUnknownError, ResultNotReadyError, RetryableError
+from falbridge.worker.fal import (
+    FinalError,
+    ModelError,
+    OutcomeUnknownError,
+    ResultNotReadyError,
+    RetryableError,
+)
 from falbridge.worker.fal.classify import error_from_response, is_not_ready_result
 from falbridge.worker.fal.wire import parse_submission
 
@@ -47,7 +54,10 @@ def test_unknown_request_on_result_is_final_not_a_model_error():
 
 
 def test_not_ready_result_is_retryable():
-    assert type(classify("result", 400, json_body={"detail": "Request is still in progress"})) is ResultNotReadyError
+    assert (
+        type(classify("result", 400, json_body={"detail": "Request is still in progress"}))
+        is ResultNotReadyError
+    )
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -55,21 +65,40 @@ def test_auth_failures_are_final_not_model_errors(status):
     assert type(classify("result", status, json_body={"detail": "Unauthorized"})) is FinalError
 
 
-@pytest.mark.parametrize("status, expected", [(500, OutcomeUnknownError), (501, OutcomeUnknownError),
-                                              (408, RetryableError), (409, FinalError), (400, FinalError)])
+@pytest.mark.parametrize(
+    "status, expected",
+    [
+        (500, OutcomeUnknownError),
+        (501, OutcomeUnknownError),
+        (408, RetryableError),
+        (409, FinalError),
+        (400, FinalError),
+    ],
+)
 def test_submit_status_table(status, expected):
     assert type(classify("submit", status, json_body={"detail": "x"})) is expected
 
 
 @pytest.mark.parametrize("operation", ["status", "cancel"])
-@pytest.mark.parametrize("status, expected", [(500, FinalError), (502, RetryableError), (503, RetryableError),
-                                              (504, RetryableError), (429, RetryableError), (404, FinalError)])
+@pytest.mark.parametrize(
+    "status, expected",
+    [
+        (500, FinalError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (504, RetryableError),
+        (429, RetryableError),
+        (404, FinalError),
+    ],
+)
 def test_idempotent_status_table(operation, status, expected):
     assert type(classify(operation, status, text="x")) is expected
 
 
 def test_error_type_header_is_used_when_the_body_has_none():
-    error = classify("status", 500, json_body={"detail": "boom"}, headers={"X-Fal-Error-Type": "internal_error"})
+    error = classify(
+        "status", 500, json_body={"detail": "boom"}, headers={"X-Fal-Error-Type": "internal_error"}
+    )
     assert error.error_type == "internal_error" and error.detail == "boom"
 
 
@@ -92,8 +121,14 @@ def test_submit_answer_without_urls_gets_the_fallback_ones():
 
 
 def test_submit_answer_keeps_a_distinct_gateway_id_and_given_urls():
-    body = {"request_id": "r-1", "gateway_request_id": "g-2", "queue_position": 3,
-            "status_url": "https://q/x/status", "response_url": "https://q/x/response", "cancel_url": None}
+    body = {
+        "request_id": "r-1",
+        "gateway_request_id": "g-2",
+        "queue_position": 3,
+        "status_url": "https://q/x/status",
+        "response_url": "https://q/x/response",
+        "cancel_url": None,
+    }
     submission = parse_submission("https://q", "fal-ai/evf-sam", httpx.Response(200, json=body))
     assert (submission.gateway_request_id, submission.queue_position) == ("g-2", 3)
     assert submission.response_url == "https://q/x/response"

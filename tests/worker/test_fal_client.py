@@ -3,6 +3,7 @@
 Error classes are in test_fal_client_errors.py, secret hygiene and the per-process
 client in test_fal_client_hygiene.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import uuid
 
 import pytest
 
-from tests.worker.test_fal_support import IMAGE, EVF_INPUT, PASS_THROUGH, client, only_request  # noqa: F401
 from falbridge.worker.fal import (
     EVF_SAM,
     REGION_PROPOSAL,
@@ -25,7 +25,7 @@ from falbridge.worker.fal import (
     RetryableError,
     SubmitOptions,
 )
-
+from tests.worker.test_fal_support import EVF_INPUT, IMAGE, PASS_THROUGH, client, only_request  # noqa: F401
 
 # --- submit, status, result: the happy paths --------------------------------------------
 
@@ -71,7 +71,9 @@ def test_stored_urls_are_used_verbatim_not_rebuilt(client, sandbox):
     submission = client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
     sandbox.wait_idle()
     full_path = f"{sandbox.url}/{REGION_PROPOSAL}/requests/{submission.request_id}"
-    stored = RequestRef(REGION_PROPOSAL, submission.request_id, f"{full_path}/status", full_path, f"{full_path}/cancel")
+    stored = RequestRef(
+        REGION_PROPOSAL, submission.request_id, f"{full_path}/status", full_path, f"{full_path}/cancel"
+    )
     # The sandbox, like fal's docs, refuses the full-path form by default: a 404 proves
     # the client sent the stored URL instead of quietly rebuilding the owner/app one.
     with pytest.raises(FinalError) as caught:
@@ -145,7 +147,7 @@ def test_optional_headers_and_webhook_arrive_intact(client, sandbox, webhook_sin
     assert seen["x-fal-store-io"] == "0"
     assert seen["x-fal-runner-hint"] == "session-7"
     delivered = webhook_sink.wait_for(1)[0]
-    assert delivered.path == webhook[len(webhook_sink.base_url):]
+    assert delivered.path == webhook[len(webhook_sink.base_url) :]
     assert delivered.json()["request_id"] == submission.request_id
 
 

@@ -3,6 +3,7 @@
 Each test would fail if the class were wrong; the submit ones also check the sandbox's
 ground truth, because whether a job exists is the whole point of the distinction.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -11,9 +12,6 @@ import httpx
 import pytest
 
 from falbridge.sandbox.server import SandboxServer
-from tests.plugins.db import free_port
-from tests.plugins.sandbox import TEST_FAL_KEY, sandbox_test_config
-from tests.worker.test_fal_support import EVF_INPUT, client, only_request, short_read_timeout_client  # noqa: F401
 from falbridge.worker.fal import (
     EVF_SAM,
     FinalError,
@@ -23,6 +21,9 @@ from falbridge.worker.fal import (
     RetryableError,
     SubmitOptions,
 )
+from tests.plugins.db import free_port
+from tests.plugins.sandbox import TEST_FAL_KEY, sandbox_test_config
+from tests.worker.test_fal_support import EVF_INPUT, client, only_request, short_read_timeout_client  # noqa: F401
 
 
 @pytest.fixture
@@ -100,9 +101,8 @@ def test_lost_submit_response_is_outcome_unknown_and_the_job_exists(client, sand
 
 def test_slow_submit_response_is_outcome_unknown_and_the_job_exists(sandbox):
     sandbox.set_faults(submit_delay=1.0, submit_delay_s=1.0)
-    with short_read_timeout_client(sandbox) as impatient:
-        with pytest.raises(OutcomeUnknownError) as caught:
-            impatient.submit(EVF_SAM, EVF_INPUT)
+    with short_read_timeout_client(sandbox) as impatient, pytest.raises(OutcomeUnknownError) as caught:
+        impatient.submit(EVF_SAM, EVF_INPUT)
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
     assert "submit_delay" in only_request(sandbox)["faults"]
 
@@ -113,9 +113,8 @@ def test_read_timeout_on_status_is_retryable(client, sandbox):
     # The sandbox has no slow-status knob; its idle-wait endpoint (same origin) holds the
     # answer while the queued job keeps it busy, which is a real slow response.
     slow = RequestRef(EVF_SAM, queued.request_id, status_url=f"{sandbox.url}/_sandbox/idle?timeout=5")
-    with short_read_timeout_client(sandbox) as impatient:
-        with pytest.raises(RetryableError) as caught:
-            impatient.status(slow)
+    with short_read_timeout_client(sandbox) as impatient, pytest.raises(RetryableError) as caught:
+        impatient.status(slow)
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
     client.cancel(queued)
 

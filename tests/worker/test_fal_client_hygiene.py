@@ -1,4 +1,5 @@
 """The fal key never leaks, and each process gets its own client."""
+
 from __future__ import annotations
 
 import logging
@@ -9,9 +10,6 @@ import uuid
 
 import pytest
 
-from tests.plugins.db import free_port
-from tests.plugins.sandbox import TEST_FAL_KEY
-from tests.worker.test_fal_support import EVF_INPUT, PASS_THROUGH
 from falbridge.worker.fal import (
     EVF_SAM,
     FalConfigError,
@@ -22,6 +20,9 @@ from falbridge.worker.fal import (
     close_client,
     get_client,
 )
+from tests.plugins.db import free_port
+from tests.plugins.sandbox import TEST_FAL_KEY
+from tests.worker.test_fal_support import EVF_INPUT, PASS_THROUGH
 
 SECRET = "hygiene-key-id:S3cr3t-b7e41f0c92d4"
 SECRET_PARTS = (SECRET, SECRET.split(":")[1])
@@ -55,7 +56,9 @@ def test_the_key_appears_in_no_log_repr_or_error(sandbox, webhook_sink, caplog):
     texts: list[str] = []
     with QueueClient(sandbox.url, SECRET) as client:
         texts += [repr(client), str(client), repr(vars(client))]
-        submission = client.submit(EVF_SAM, EVF_INPUT, webhook_url=webhook, options=SubmitOptions(priority="low"))
+        submission = client.submit(
+            EVF_SAM, EVF_INPUT, webhook_url=webhook, options=SubmitOptions(priority="low")
+        )
         sandbox.wait_idle()
         status = client.status(submission, with_logs=True)
         output = client.result(submission)

@@ -1,4 +1,5 @@
 """Typed fal inputs: every field's type, limit and default, and readable rejections."""
+
 from __future__ import annotations
 
 import pytest
@@ -235,8 +236,15 @@ def test_input_must_be_a_json_object(endpoint_id, data, kind):
 
 def test_evf_sam_output_parses_fal_file_and_keeps_unknown_fields():
     output = EvfSamOutput.model_validate(
-        {"image": {"url": "https://v3.fal.media/files/x/mask.png", "content_type": "image/png",
-                   "file_name": "mask.png", "file_size": 20411, "new_field": 1}}
+        {
+            "image": {
+                "url": "https://v3.fal.media/files/x/mask.png",
+                "content_type": "image/png",
+                "file_name": "mask.png",
+                "file_size": 20411,
+                "new_field": 1,
+            }
+        }
     )
     assert output.image.url.endswith("mask.png")
     assert output.image.width is None

@@ -2,11 +2,12 @@
 
 No network here; everything that talks HTTP is in test_fal_client.py against the sandbox.
 """
+
 from __future__ import annotations
 
 import json
 import pickle
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -148,7 +149,7 @@ def test_submit_options_reject_values_fal_would_misread(kwargs):
 
 
 def test_retry_after_accepts_seconds_and_http_dates():
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
@@ -216,7 +217,12 @@ def test_errors_survive_pickling_for_celery():
     error = RetryableError("slow down", retry_after=2.0, status_code=429, detail="x", request_id="r")
     copy = pickle.loads(pickle.dumps(error))
     assert (type(copy), str(copy), copy.retry_after, copy.status_code, copy.request_id) == (
-        RetryableError, "slow down", 2.0, 429, "r")
+        RetryableError,
+        "slow down",
+        2.0,
+        429,
+        "r",
+    )
     invalid = InputValidationError("fal-ai/evf-sam", [{"field": "prompt", "message": "field required"}])
     assert pickle.loads(pickle.dumps(invalid)).errors == invalid.errors
     assert str(pickle.loads(pickle.dumps(invalid))) == "fal-ai/evf-sam: prompt: field required"

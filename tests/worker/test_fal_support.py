@@ -1,4 +1,5 @@
 """Shared helpers for the fal client tests (a module, not a conftest, to stay in scope)."""
+
 from __future__ import annotations
 
 import base64
@@ -8,8 +9,8 @@ import zlib
 import httpx
 import pytest
 
-from tests.plugins.sandbox import TEST_FAL_KEY
 from falbridge.worker.fal import QueueClient
+from tests.plugins.sandbox import TEST_FAL_KEY
 
 PASS_THROUGH = "fal-ai/flux/dev"
 

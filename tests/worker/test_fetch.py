@@ -1,4 +1,5 @@
 """SSRF rules of the fetcher, against real local HTTP servers (the webhook sink serves files)."""
+
 import pytest
 
 from falbridge.worker.fetch import FetchPolicy, FetchRefused, check_url, fetch_bytes
@@ -7,27 +8,30 @@ LOOPBACK_OK = FetchPolicy(allow_private=True)
 STRICT = FetchPolicy(allow_private=False)
 
 
-@pytest.mark.parametrize("url,why", [
-    ("file:///etc/passwd", "only http and https"),
-    ("ftp://example.com/x", "only http and https"),
-    ("gopher://127.0.0.1:6379/_INFO", "only http and https"),
-    ("/etc/passwd", "only http and https"),
-    ("http://user:pw@example.com/", "credentials"),
-    ("http://127.0.0.1:8000/x", "non-public"),
-    ("http://localhost/x", "non-public"),
-    ("http://10.0.0.1/x", "non-public"),
-    ("http://172.16.5.4/x", "non-public"),
-    ("http://192.168.1.1/x", "non-public"),
-    ("http://169.254.169.254/latest/meta-data/", "non-public"),
-    ("http://100.64.0.1/x", "non-public"),
-    ("http://0.0.0.0/x", "non-public"),
-    ("http://[::1]/x", "non-public"),
-    ("http://[fd00::1]/x", "non-public"),
-    ("http://[fe80::1]/x", "non-public"),
-    ("http://[::ffff:127.0.0.1]/x", "non-public"),
-    ("http://224.0.0.1/x", "non-public"),
-    ("http:///nohost", "no host"),
-])
+@pytest.mark.parametrize(
+    "url,why",
+    [
+        ("file:///etc/passwd", "only http and https"),
+        ("ftp://example.com/x", "only http and https"),
+        ("gopher://127.0.0.1:6379/_INFO", "only http and https"),
+        ("/etc/passwd", "only http and https"),
+        ("http://user:pw@example.com/", "credentials"),
+        ("http://127.0.0.1:8000/x", "non-public"),
+        ("http://localhost/x", "non-public"),
+        ("http://10.0.0.1/x", "non-public"),
+        ("http://172.16.5.4/x", "non-public"),
+        ("http://192.168.1.1/x", "non-public"),
+        ("http://169.254.169.254/latest/meta-data/", "non-public"),
+        ("http://100.64.0.1/x", "non-public"),
+        ("http://0.0.0.0/x", "non-public"),
+        ("http://[::1]/x", "non-public"),
+        ("http://[fd00::1]/x", "non-public"),
+        ("http://[fe80::1]/x", "non-public"),
+        ("http://[::ffff:127.0.0.1]/x", "non-public"),
+        ("http://224.0.0.1/x", "non-public"),
+        ("http:///nohost", "no host"),
+    ],
+)
 def test_refused_urls(url, why):
     with pytest.raises(FetchRefused, match=why):
         check_url(url, STRICT)
@@ -64,6 +68,8 @@ def test_download_result_files_names_are_safe(tmp_path, webhook_sink):
     assert local_name("images[0]", "../../etc/passwd") == "images_0_-.._.._etc_passwd"
     assert "/" not in local_name("a/b", "c/d")
     url = webhook_sink.serve_file("/m.png", b"\x89PNGmask", "image/png")
-    job = SimpleNamespace(id=uuid.uuid4(), files=[SimpleNamespace(url=url, path="image", file_name="mask.png")])
+    job = SimpleNamespace(
+        id=uuid.uuid4(), files=[SimpleNamespace(url=url, path="image", file_name="mask.png")]
+    )
     [saved] = download_result_files(job, tmp_path, LOOPBACK_OK)
     assert saved.read_bytes() == b"\x89PNGmask" and saved.parent.parent == tmp_path

@@ -1,5 +1,6 @@
 """The sweeper re-drives what fell through the cracks; each case is made real with a
 sandbox fault or a genuinely lost step, then one inline sweep must finish the job."""
+
 from __future__ import annotations
 
 import os
@@ -7,23 +8,23 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from falbridge.models.db import transaction
-from falbridge.models.jobs import create_job, lock_job
+from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, WebhookDelivery, utcnow
-from tests.plugins.db import free_port
-from tests.plugins.pipeline import TEST_FAL_KEY
-from tests.webhooks.test_pipeline import _cat_uri
 from falbridge.worker.api import submit
 from falbridge.worker.fal import QueueClient
 from falbridge.worker.reconcile import ReconcileSettings, inline_actions, sweep
 from falbridge.worker.submission import record_submission
+from tests.plugins.db import free_port
+from tests.plugins.pipeline import TEST_FAL_KEY
+from tests.webhooks.test_pipeline import _cat_uri
 
-NOW = ReconcileSettings(pending_grace_s=0, delivery_grace_s=0, silent_after_s=0, poll_every_s=0,
-                        outcome_unknown_grace_s=0)
+NOW = ReconcileSettings(
+    pending_grace_s=0, delivery_grace_s=0, silent_after_s=0, poll_every_s=0, outcome_unknown_grace_s=0
+)
 
 
 def test_dropped_webhook_is_recovered_by_polling(pipeline):
@@ -83,10 +84,18 @@ def test_outcome_unknown_policy(pipeline, policy, final, requests):
 def outage_receiver(pipeline, db_url, sandbox_server):
     """The real receiver as its own gunicorn process, with Redis unreachable."""
     port = free_port()
-    env = dict(os.environ, REDIS_URL="redis://127.0.0.1:1/0", DATABASE_URL=db_url,
-               FAL_JWKS_URL=f"{sandbox_server.url}/.well-known/jwks.json")
-    proc = subprocess.Popen([sys.executable, "-m", "falbridge", "serve", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        REDIS_URL="redis://127.0.0.1:1/0",
+        DATABASE_URL=db_url,
+        FAL_JWKS_URL=f"{sandbox_server.url}/.well-known/jwks.json",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "falbridge", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     from falbridge.webhooks.demo_stack import wait_http
 
@@ -101,8 +110,9 @@ def test_delivery_stored_during_broker_outage_is_processed_by_the_sweeper(pipeli
         job, _ = create_job(s, "fal-ai/some/model", {"n": 4})
         job_id = job.id
     with QueueClient(pipeline.sandbox.url, TEST_FAL_KEY) as client:
-        sub = client.submit("fal-ai/some/model", {"n": 4},
-                            webhook_url=f"{outage_receiver}/webhooks/fal?job={job_id}")
+        sub = client.submit(
+            "fal-ai/some/model", {"n": 4}, webhook_url=f"{outage_receiver}/webhooks/fal?job={job_id}"
+        )
     record_submission(job_id, sub)
     pipeline.sandbox.wait_idle(timeout=10)
     [truth] = pipeline.sandbox.ground_truth()["requests"]

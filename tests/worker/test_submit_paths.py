@@ -1,14 +1,14 @@
 """Submit outcomes end to end: retryable, final-after-retries, outcome unknown, cancel."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job
-from tests.plugins.waiting import poll_until
-from tests.webhooks.test_pipeline import _cat_uri
 from falbridge.worker import submission
 from falbridge.worker.api import cancel, submit
+from tests.plugins.waiting import poll_until
+from tests.webhooks.test_pipeline import _cat_uri
 
 
 def test_lost_submit_response_is_never_reposted(pipeline):

@@ -4,11 +4,12 @@ The one asymmetry that matters: submit is a POST that creates billable work, so 
 bytes may have reached fal, silence is ``OutcomeUnknownError``; status, result and cancel
 are idempotent, so the same failures are merely ``RetryableError``.
 """
+
 from __future__ import annotations
 
 import email.utils
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -53,8 +54,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
@@ -66,22 +67,16 @@ def error_from_transport(
     """Classify an exception httpx raised instead of returning a response."""
     reason = type(exc).__name__
     if isinstance(exc, _NOT_SENT):
-        return RetryableError(
-            f"fal {operation} {target}: not sent ({reason})", request_id=request_id
-        )
+        return RetryableError(f"fal {operation} {target}: not sent ({reason})", request_id=request_id)
     if isinstance(exc, _OUR_BUG):
-        return FinalError(
-            f"fal {operation} {target}: invalid request ({reason})", request_id=request_id
-        )
+        return FinalError(f"fal {operation} {target}: invalid request ({reason})", request_id=request_id)
     if operation == "submit":
         return OutcomeUnknownError(
             f"fal submit {target}: sent, but no usable response ({reason}); "
             "the job may exist, reconcile before re-submitting",
             request_id=request_id,
         )
-    return RetryableError(
-        f"fal {operation} {target}: no usable response ({reason})", request_id=request_id
-    )
+    return RetryableError(f"fal {operation} {target}: no usable response ({reason})", request_id=request_id)
 
 
 def error_from_response(

@@ -3,6 +3,7 @@
 Nothing here retries: every failure is classified (see ``errors``) and the caller decides,
 because only the caller knows whether a submit may be repeated.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from falbridge.worker.fal.classify import Operation, error_from_response, error_from_transport, is_not_ready_result
+from falbridge.worker.fal.classify import (
+    Operation,
+    error_from_response,
+    error_from_transport,
+    is_not_ready_result,
+)
 from falbridge.worker.fal.endpoints import fallback_queue_urls, quote_request_id, validate_endpoint_id
 from falbridge.worker.fal.errors import FinalError, ResultNotReadyError
 from falbridge.worker.fal.inputs import validate_input
@@ -32,7 +38,13 @@ from falbridge.worker.fal.settings import (
     key_from_env,
     origin_of,
 )
-from falbridge.worker.fal.wire import checked_webhook_url, json_object, json_or_none, loggable_target, parse_submission
+from falbridge.worker.fal.wire import (
+    checked_webhook_url,
+    json_object,
+    json_or_none,
+    loggable_target,
+    parse_submission,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +116,13 @@ class QueueClient:
             params["fal_webhook"] = checked_webhook_url(webhook_url)
         headers = {"Content-Type": "application/json", **options.headers()}
         response = self._send(
-            "POST", f"{self.base_url}/{endpoint_id}", operation="submit", target=endpoint_id,
-            content=body, params=params, headers=headers,
+            "POST",
+            f"{self.base_url}/{endpoint_id}",
+            operation="submit",
+            target=endpoint_id,
+            content=body,
+            params=params,
+            headers=headers,
         )
         if not response.is_success:
             raise error_from_response(response, operation="submit", target=endpoint_id)
@@ -114,7 +131,11 @@ class QueueClient:
     def status(self, ref: RequestRefLike, *, with_logs: bool = False) -> QueueStatus:
         url = self._url_of(ref, "status_url")
         response = self._send(
-            "GET", url, operation="status", target=ref.request_id, request_id=ref.request_id,
+            "GET",
+            url,
+            operation="status",
+            target=ref.request_id,
+            request_id=ref.request_id,
             params={"logs": "1" if with_logs else "0"},
         )
         if not response.is_success:
@@ -125,14 +146,17 @@ class QueueClient:
         if not isinstance(body, dict) or not isinstance(body.get("status"), str):
             raise FinalError(
                 f"fal status {ref.request_id}: HTTP {response.status_code} without a status object",
-                status_code=response.status_code, request_id=ref.request_id,
+                status_code=response.status_code,
+                request_id=ref.request_id,
             )
         return QueueStatus.from_body(body, response.status_code)
 
     def result(self, ref: RequestRefLike) -> dict[str, Any]:
         """The bare model output. A failed job raises ``ModelError`` with fal's detail."""
         url = self._url_of(ref, "response_url")
-        response = self._send("GET", url, operation="result", target=ref.request_id, request_id=ref.request_id)
+        response = self._send(
+            "GET", url, operation="result", target=ref.request_id, request_id=ref.request_id
+        )
         if not response.is_success:
             raise error_from_response(
                 response, operation="result", target=ref.request_id, request_id=ref.request_id
@@ -140,30 +164,38 @@ class QueueClient:
         if is_not_ready_result(response):
             raise ResultNotReadyError(
                 f"fal result {ref.request_id}: not completed yet",
-                status_code=response.status_code, request_id=ref.request_id,
+                status_code=response.status_code,
+                request_id=ref.request_id,
             )
         body = json_or_none(response)
         if not isinstance(body, dict):
             raise FinalError(
                 f"fal result {ref.request_id}: HTTP {response.status_code} body is not a JSON object",
-                status_code=response.status_code, request_id=ref.request_id,
+                status_code=response.status_code,
+                request_id=ref.request_id,
             )
         return body
 
     def cancel(self, ref: RequestRefLike) -> CancelOutcome:
         """Ask fal to cancel. ``REQUESTED`` does not mean it stopped: a running job may finish."""
         url = self._url_of(ref, "cancel_url")
-        response = self._send("PUT", url, operation="cancel", target=ref.request_id, request_id=ref.request_id)
+        response = self._send(
+            "PUT", url, operation="cancel", target=ref.request_id, request_id=ref.request_id
+        )
         if response.is_success:
             return CancelOutcome.REQUESTED
         if response.status_code == 404:
             return CancelOutcome.NOT_FOUND
         body = json_or_none(response)
-        if response.status_code == 400 and isinstance(body, dict) and body.get("status") == "ALREADY_COMPLETED":
+        if (
+            response.status_code == 400
+            and isinstance(body, dict)
+            and body.get("status") == "ALREADY_COMPLETED"
+        ):
             return CancelOutcome.ALREADY_COMPLETED
         raise error_from_response(
-                response, operation="cancel", target=ref.request_id, request_id=ref.request_id
-            )
+            response, operation="cancel", target=ref.request_id, request_id=ref.request_id
+        )
 
     def _send(
         self,
@@ -182,7 +214,9 @@ class QueueClient:
         except httpx.RequestError as exc:
             elapsed_ms = (time.monotonic() - started) * 1000
             log.debug("fal %s %s failed after %.0f ms: %s", method, where, elapsed_ms, type(exc).__name__)
-            raise error_from_transport(exc, operation=operation, target=target, request_id=request_id) from exc
+            raise error_from_transport(
+                exc, operation=operation, target=target, request_id=request_id
+            ) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("fal %s %s -> %d in %.0f ms", method, where, response.status_code, elapsed_ms)
         return response

@@ -4,6 +4,7 @@ Submit uses the full endpoint id; status, result and cancel live under ``owner/a
 only (plus a namespace prefix for ``workflows/`` and ``comfy/``). These builders are a
 fallback: the URLs fal returns at submit time are authoritative and used verbatim.
 """
+
 from __future__ import annotations
 
 import re

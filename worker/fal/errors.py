@@ -14,6 +14,7 @@ Callers act on the class, not on status codes:
 No message built here ever includes credentials; messages are made from status codes,
 fal's ``detail`` and our own wording only.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ Inputs are strict (no coercion, unknown fields refused) because fal bills a requ
 that fails inside the model; a typo must fail here, before any money is spent.
 Outputs are lenient (extra fields kept) because fal may add fields at any time.
 """
+
 from __future__ import annotations
 
 import difflib

@@ -1,4 +1,5 @@
 """Values exchanged with ``QueueClient``: submit options, request references, statuses."""
+
 from __future__ import annotations
 
 import enum

@@ -3,6 +3,7 @@
 The key is only ever held inside ``KeyAuth``, whose repr is redacted, and every check
 here reports *what* is wrong without quoting the key.
 """
+
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping

@@ -1,4 +1,5 @@
 """Building queue requests and reading their answers: the parts with no I/O."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
