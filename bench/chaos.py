@@ -70,7 +70,7 @@ class Unavailable(RuntimeError):
 
 
 def run_chaos(options: ChaosOptions) -> ChaosResult:
-    from falbridge.localservices import find_pg_bin
+    from falbridge.devstack.services import find_pg_bin
 
     if options.database == "postgresql" and find_pg_bin() is None:
         raise Unavailable(

@@ -23,7 +23,7 @@ import httpx
 
 from bench.chaos_config import FAKE_FAL_KEY, FAULTS, SANDBOX_RUNTIME, Timings
 from bench.common import wait_answering
-from falbridge.localservices import PostgresCluster, RedisServer, find_pg_bin, free_port
+from falbridge.devstack.services import PostgresCluster, RedisServer, find_pg_bin, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from falbridge.localservices import PostgresCluster, RedisServer, find_pg_bin, free_port  # noqa: E402, F401
+from falbridge.devstack.services import PostgresCluster, RedisServer, find_pg_bin, free_port  # noqa: E402, F401
 
 BENCH = Path(__file__).resolve().parent
 REPLAY_LUA = BENCH / "wrk_replay.lua"
@@ -252,7 +252,7 @@ class Proc:
 def serve_defaults() -> dict[str, int]:
     """`falbridge serve`'s own defaults (workers, threads), read from its click options so
     the bare baseline can never drift from the production configuration."""
-    from falbridge.webhooks.cli import serve
+    from falbridge.cli.serve import serve
 
     return {p.name: p.default for p in serve.params if p.name in ("workers", "threads")}
 

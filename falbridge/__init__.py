@@ -24,19 +24,19 @@ def submit(
     metadata: Mapping[str, Any] | None = None,
 ):
     """Store and enqueue a job; returns it. The same external_id returns the same job."""
-    from falbridge.worker.api import submit as _submit
+    from falbridge.worker.actions import submit as _submit
 
     job, _created = _submit(endpoint_id, input, external_id=external_id, metadata=metadata)
     return job
 
 
 def get_job(job_id):
-    from falbridge.worker.api import get
+    from falbridge.worker.actions import get
 
     return get(job_id, full=True)
 
 
 def cancel(job_id):
-    from falbridge.worker.api import cancel as _cancel
+    from falbridge.worker.actions import cancel as _cancel
 
     return _cancel(job_id)[0]

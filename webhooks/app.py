@@ -1,49 +1,44 @@
-"""The Flask app factory: the fal receiver, the jobs API, and nothing else."""
+"""The Flask app factory: fal's callbacks (receive/) and the jobs API (api/), nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from flask import Flask, request
 
-from falbridge.webhooks.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
+from falbridge import config
+from falbridge.config import Config
+from falbridge.webhooks.api.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
+from falbridge.webhooks.api.jobs import api
 from falbridge.webhooks.errors import register_error_handlers
-from falbridge.webhooks.settings import ReceiverSettings
+from falbridge.webhooks.receive.view import receiver
 
 # Public on purpose: it holds no data, and a client needs it to learn how to authenticate.
 PUBLIC_API_ENDPOINTS = frozenset({"api.openapi_document"})
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
-    """`overrides`: ReceiverSettings fields, plus `api_tokens` / `api_auth` (else from the env)."""
+def create_app(cfg: Config | None = None) -> Flask:
+    """The app for `cfg`, else this process's configuration."""
+    cfg = cfg or config.current()
     app = Flask("falbridge")
     # Otherwise werkzeug answers "/api/jobs/x//cancel" with a 308 redirect and an HTML page:
     # Flask sends routing redirects past every error handler, so no JSON envelope.
     app.url_map.merge_slashes = False
-    overrides = dict(overrides or {})
-    auth = ApiAuth.from_env(tokens=overrides.pop("api_tokens", None), mode=overrides.pop("api_auth", None))
-    settings = ReceiverSettings.from_env(**overrides)
-    app.config["RECEIVER"] = settings
+    auth = ApiAuth.from_config(cfg.api)
+    app.config["FALBRIDGE"] = cfg
     app.extensions["falbridge_auth"] = auth
     # The default for any route that reads a body; the receiver and the API read theirs
     # through webhooks.limits.read_body, which also refuses (not truncates) chunked ones.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = cfg.receiver.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's default provider has it
     register_error_handlers(app)
     if not auth.enabled:
         app.logger.warning(OFF_WARNING)
     elif not auth.configured:
         app.logger.error("%s; every /api request is answered 503", NOT_CONFIGURED)
-
-    from falbridge.webhooks.api import api
-    from falbridge.webhooks.receiver import receiver
-
     app.register_blueprint(receiver)
     app.register_blueprint(api)
 
     @app.before_request
-    def authenticate():
+    def authenticate() -> None:
         # App-wide rather than on the blueprint, so unknown /api paths (404) and wrong
         # methods (405) are hidden behind the token too; runs before any body is read.
         path = request.path
@@ -52,7 +47,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
             auth.check(request.headers.get("Authorization"))
 
     @app.get("/healthz")
-    def healthz():
+    def healthz() -> dict[str, bool]:
         return {"ok": True}
 
     return app

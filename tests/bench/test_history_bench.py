@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bench import history
-from falbridge.localservices import find_pg_bin
+from falbridge.devstack.services import find_pg_bin
 
 pytestmark = pytest.mark.skipif(find_pg_bin() is None, reason="needs PostgreSQL's server binaries")
 

@@ -4,17 +4,19 @@ PostgreSQL cluster too. Schemas are built by running the Alembic migrations."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from falbridge.localservices import PostgresCluster, find_pg_bin, free_port  # noqa: F401
+from falbridge.config import Config
+from falbridge.devstack.services import PostgresCluster, find_pg_bin, free_port  # noqa: F401
 from falbridge.models.db import dispose_all, get_engine
 from falbridge.models.migrate import upgrade
 from falbridge.models.tables import Base
 
-# The cluster class lives in falbridge.localservices so bench/chaos.py can use it too.
+# The cluster class lives in falbridge.devstack.services so bench/chaos.py can use it too.
 PG_BIN = find_pg_bin()
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_BIN else [])
 
@@ -58,3 +60,9 @@ def db_url(migrated_db, monkeypatch) -> str:
 @pytest.fixture
 def engine(db_url):
     return get_engine(db_url)
+
+
+def config_with(**variables: str):
+    """This process's configuration with some variables set, read the way a process reads
+    its environment (names as in docs/configuration.md)."""
+    return Config.from_environ({**os.environ, **variables})

@@ -9,10 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from werkzeug.serving import make_server
 
+from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
+from falbridge.webhooks.app import create_app
+from falbridge.worker import celery_app as celery_module
+from falbridge.worker.celery_app import ensure_broker
+from falbridge.worker.fal import client as fal_client
 from tests.plugins.db import free_port
 from tests.plugins.waiting import poll_until
 
@@ -65,22 +71,16 @@ def pipeline_env(sandbox_server, redis_url):
     mp.setenv("FAL_JWKS_URL", f"{sandbox_server.url}/.well-known/jwks.json")
     mp.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{receiver_port}")
     mp.setenv("FALBRIDGE_SUBMIT_MAX_RETRIES", "3")
-    from falbridge.worker import celery_app as celery_module
-    from falbridge.worker.fal import client as fal_client
-    from falbridge.worker.settings import reload_settings
-
-    reload_settings()
+    config.use(None)
     celery_module._configured = False
     fal_client.close_client()  # the next get_client() reads the sandbox's URL and key
     yield receiver_port
     mp.undo()
-    reload_settings()
+    config.use(None)
 
 
 @pytest.fixture(scope="session")
 def receiver_server(pipeline_env):
-    from falbridge.webhooks.app import create_app
-
     # The port PUBLIC_BASE_URL already names, so the webhook URLs we hand fal reach us.
     server = ServerThread(create_app(), port=pipeline_env).start()
     yield server
@@ -89,10 +89,6 @@ def receiver_server(pipeline_env):
 
 @pytest.fixture(scope="session")
 def celery_worker(pipeline_env):
-    from celery.contrib.testing.worker import start_worker
-
-    from falbridge.worker.celery_app import ensure_broker
-
     app = ensure_broker()
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15

@@ -16,9 +16,11 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from falbridge.config import ConfigError
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, WebhookDelivery
 from falbridge.webhooks.app import create_app
+from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
 CAT = {"prompt": "cat", "image_url": "https://example.com/cat.png"}
@@ -105,7 +107,9 @@ def make_app(db_url, redis_url, monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
-    return lambda **overrides: create_app(overrides)
+    return lambda **variables: create_app(
+        config_with(**{name: str(value) for name, value in variables.items()})
+    )
 
 
 @pytest.fixture
@@ -197,7 +201,7 @@ def test_a_valid_surrogate_pair_is_one_character_and_fine(client):
 
 
 def test_input_over_its_limit_is_413_naming_it(make_app):
-    client = make_app(max_input_bytes=1000, max_metadata_bytes=100).test_client()
+    client = make_app(FALBRIDGE_MAX_INPUT_BYTES=1000, FALBRIDGE_MAX_METADATA_BYTES=100).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
     fits = {"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 980}}  # 989 bytes as compact JSON
     assert client.post("/api/jobs", json=fits).status_code == 202
@@ -234,7 +238,7 @@ def test_default_input_limit_is_12_mib(client):
 
 
 def test_api_body_over_its_limit_is_413_naming_it(make_app):
-    client = make_app(max_api_body_bytes=2048).test_client()
+    client = make_app(FALBRIDGE_MAX_API_BODY_BYTES=2048).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
     error = error_of(
         client.post("/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {"b": "a" * 4096}}),
@@ -244,9 +248,9 @@ def test_api_body_over_its_limit_is_413_naming_it(make_app):
     assert error["details"] == {"limit_bytes": 2048, "setting": "FALBRIDGE_MAX_API_BODY_BYTES"}
 
 
-@pytest.mark.parametrize("name, value", [("max_json_depth", 0), ("max_input_bytes", -1)])
+@pytest.mark.parametrize("name, value", [("FALBRIDGE_MAX_JSON_DEPTH", 0), ("FALBRIDGE_MAX_INPUT_BYTES", -1)])
 def test_nonsense_limits_stop_the_app_from_starting(make_app, name, value):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ConfigError, match=name):
         make_app(**{name: value})
 
 
@@ -370,7 +374,9 @@ def _status_and_json(answer: bytes):
 
 @pytest.fixture
 def small_receiver(make_app):
-    server = ServerThread(make_app(max_body_bytes=64 * 1024, max_api_body_bytes=32 * 1024)).start()
+    server = ServerThread(
+        make_app(FALBRIDGE_MAX_WEBHOOK_BYTES=64 * 1024, FALBRIDGE_MAX_API_BODY_BYTES=32 * 1024)
+    ).start()
     yield server
     server.stop()
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, JobEvent, ResultFile, WebhookDelivery
-from falbridge.worker.api import submit
+from falbridge.worker.actions import submit
 from tests.plugins.waiting import poll_until
 
 PNG_1x1 = base64.b64decode(
@@ -21,7 +21,7 @@ PNG_1x1 = base64.b64decode(
 
 
 def _cat_uri() -> str:
-    from falbridge.webhooks.demo import CAT
+    from falbridge.demo import CAT
 
     return "data:image/png;base64," + base64.b64encode(CAT.read_bytes()).decode()
 

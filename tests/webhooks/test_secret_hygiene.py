@@ -87,7 +87,7 @@ def all_logs():
 
 
 def _cat_uri() -> str:
-    from falbridge.webhooks.demo import CAT
+    from falbridge.demo import CAT
 
     return "data:image/png;base64," + base64.b64encode(CAT.read_bytes()).decode()
 

@@ -9,12 +9,13 @@ import uuid
 
 from sqlalchemy import func, select
 
+from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.inbox import store_verified
 from falbridge.models.jobs import create_job, lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, JobEvent, ResultFile, WebhookDelivery
-from falbridge.worker.callbacks import process_delivery
+from falbridge.worker.apply.delivery import apply_delivery
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -35,14 +36,16 @@ def _apply_delivery(barrier, results, db_url, delivery_id):
     import os
 
     os.environ["DATABASE_URL"] = db_url
+    config.use(None)
     barrier.wait()
-    results.put(process_delivery(delivery_id)[0])
+    results.put(apply_delivery(delivery_id).outcome.value)
 
 
 def _store_same_callback(barrier, results, db_url, body):
     import os
 
     os.environ["DATABASE_URL"] = db_url
+    config.use(None)
     barrier.wait()
     with transaction() as s:
         stored = store_verified(s, request_id="req-dup", body=body, headers={})
@@ -53,6 +56,7 @@ def _move(barrier, results, db_url, job_id, target):
     import os
 
     os.environ["DATABASE_URL"] = db_url
+    config.use(None)
     barrier.wait()
     applied = 0
     for _ in range(20):

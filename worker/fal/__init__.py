@@ -6,7 +6,6 @@ from falbridge.worker.fal.client import (
     QueueClient,
     close_client,
     get_client,
-    key_from_env,
 )
 from falbridge.worker.fal.endpoints import app_id_of, fallback_queue_urls, validate_endpoint_id
 from falbridge.worker.fal.errors import (
@@ -77,7 +76,6 @@ __all__ = [
     "detail_messages",
     "fallback_queue_urls",
     "get_client",
-    "key_from_env",
     "validate_endpoint_id",
     "validate_input",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from falbridge import config
 from falbridge.worker.fal.classify import (
     Operation,
     error_from_response,
@@ -35,7 +36,6 @@ from falbridge.worker.fal.settings import (
     KeyAuth,
     checked_base_url,
     checked_key,
-    key_from_env,
     origin_of,
 )
 from falbridge.worker.fal.wire import (
@@ -71,13 +71,6 @@ class QueueClient:
             # fal never redirects queue calls; following one would re-send the key elsewhere.
             follow_redirects=False,
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> QueueClient:
-        """Build from ``FAL_QUEUE_URL`` and ``FAL_KEY`` (or ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``)."""
-        environ = os.environ if environ is None else environ
-        base_url = environ.get("FAL_QUEUE_URL", "").strip() or DEFAULT_QUEUE_URL
-        return cls(base_url, key_from_env(environ), **kwargs)
 
     def __repr__(self) -> str:
         return f"QueueClient(base_url={self.base_url!r})"
@@ -249,7 +242,7 @@ _shared: tuple[int, QueueClient] | None = None
 
 
 def get_client() -> QueueClient:
-    """The process-wide client, built from the environment on first use.
+    """The process-wide client, built from the configuration on first use.
 
     Rebuilt when the pid changes: a Celery prefork child must not write to sockets it
     inherited from its parent. The inherited client is dropped, not closed, so the
@@ -258,7 +251,8 @@ def get_client() -> QueueClient:
     global _shared
     with _shared_lock:
         if _shared is None or _shared[0] != os.getpid():
-            _shared = (os.getpid(), QueueClient.from_env())
+            fal = config.current().fal
+            _shared = (os.getpid(), QueueClient(fal.queue_url, fal.api_key()))
         return _shared[1]
 
 

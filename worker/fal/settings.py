@@ -6,7 +6,7 @@ here reports *what* is wrong without quoting the key.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 
 import httpx
 
@@ -33,23 +33,9 @@ class KeyAuth(httpx.Auth):
         return "KeyAuth(<redacted>)"
 
 
-def key_from_env(environ: Mapping[str, str]) -> str:
-    key = environ.get("FAL_KEY", "").strip()
-    if key:
-        return key
-    key_id = environ.get("FAL_KEY_ID", "").strip()
-    key_secret = environ.get("FAL_KEY_SECRET", "").strip()
-    if key_id and key_secret:
-        return f"{key_id}:{key_secret}"
-    if key_id or key_secret:
-        missing = "FAL_KEY_SECRET" if key_id else "FAL_KEY_ID"
-        raise FalConfigError(f"no fal key: {missing} is not set ({KEY_ENV_HINT})")
-    raise FalConfigError(f"no fal key: {KEY_ENV_HINT}")
-
-
 def checked_key(key: str | None) -> str:
     if key is None:
-        raise FalConfigError(f"no fal key given: pass key=, or use QueueClient.from_env() and {KEY_ENV_HINT}")
+        raise FalConfigError(f"no fal key: {KEY_ENV_HINT}")
     if not isinstance(key, str) or not key.strip():
         raise FalConfigError(f"the fal key is empty ({KEY_ENV_HINT})")
     key = key.strip()

@@ -1,0 +1,277 @@
+"""Commands on jobs: submit, jobs list / show / download, cancel (exit codes: cli.errors)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from falbridge import strict_json
+from falbridge.cli.errors import CliGroup, Failure, InputError
+from falbridge.cli.render import format_when, make_console, make_table, show_job_tables
+from falbridge.models.db import transaction
+from falbridge.models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_jobs, parse_uuid
+from falbridge.models.serialize import job_detail, job_summary
+from falbridge.models.states import ALL_STATUSES, EventSource
+from falbridge.models.tables import Job, ResultFile
+from falbridge.worker import actions
+from falbridge.worker.accept import ExternalIdConflict
+from falbridge.worker.cancel import Cancellation
+from falbridge.worker.download.files import download_result_files
+from falbridge.worker.download.safe_get import FetchRefused
+from falbridge.worker.fal import InputValidationError, validate_endpoint_id
+from falbridge.worker.input_files import path_to_data_uri
+
+POLL_INTERVAL_S = 0.5
+
+
+# -- submit ------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("endpoint_id")
+@click.option(
+    "--input",
+    "input_json",
+    metavar="JSON|@FILE",
+    help="The model input as a JSON object, or @file.json (@- for stdin).",
+)
+@click.option("--prompt", help="Sets input.prompt (fal-ai/evf-sam).")
+@click.option("--negative-prompt", help="Sets input.negative_prompt (fal-ai/evf-sam).")
+@click.option(
+    "--image", metavar="PATH|URL", help="Sets input.image_url; a local file is sent inline as a data URI."
+)
+@click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
+@click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
+@click.option("--wait/--no-wait", default=False, help="Wait until the job finishes, then show it.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+def submit(
+    endpoint_id, input_json, prompt, negative_prompt, image, external_id, metadata_json, wait, timeout
+):
+    """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
+    try:
+        validate_endpoint_id(endpoint_id)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    payload = _json_object("--input", _read_at_file(input_json)) if input_json is not None else {}
+    shortcuts = {
+        "prompt": ("--prompt", prompt),
+        "negative_prompt": ("--negative-prompt", negative_prompt),
+        "image_url": ("--image", image),
+    }
+    for key, (option, value) in shortcuts.items():
+        if value is None:
+            continue
+        if key in payload:
+            raise InputError(f"{option} conflicts with {key!r} in --input; give it once")
+        payload[key] = _image_url(value) if key == "image_url" else value
+    metadata = _json_object("--metadata", metadata_json) if metadata_json is not None else None
+    if external_id is not None and not 1 <= len(external_id) <= 255:
+        raise InputError("--external-id must be 1 to 255 characters long")
+    try:
+        job, created = actions.submit(
+            endpoint_id, payload, external_id=external_id, metadata=metadata, source=EventSource.CLI
+        )
+    except ExternalIdConflict as exc:
+        raise InputError(str(exc)) from None
+    except InputValidationError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(f"{job.id} {job.status}" + ("" if created else " (existing job for this external id)"))
+    if wait:
+        _wait_and_show(job.id, timeout)
+
+
+def _read_at_file(value: str) -> str:
+    if not value.startswith("@"):
+        return value
+    try:
+        return sys.stdin.read() if value == "@-" else Path(value[1:]).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"--input: cannot read {value[1:]}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+
+
+def _json_object(option: str, text: str) -> dict[str, Any]:
+    try:
+        value = strict_json.loads(text, storable=True)
+    except strict_json.JSONRejected as exc:
+        raise InputError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string"}.get(type(value), "a " + type(value).__name__)
+        raise InputError(f"{option} must be a JSON object, not {kind}")
+    return value
+
+
+def _image_url(value: str) -> str:
+    if value.lower().startswith(("http://", "https://", "data:")):
+        return value
+    try:
+        return path_to_data_uri(value)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"--image: {exc}") from None
+
+
+def _wait_and_show(job_id: object, timeout: float) -> None:
+    out = make_console()
+    deadline = time.monotonic() + timeout
+    job = _existing_job(str(job_id))
+    with out.status(f"waiting for {job_id}") if out.is_terminal else nullcontext():
+        while not job.job_status.is_terminal and time.monotonic() < deadline:
+            time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0)))
+            job = _existing_job(str(job_id))
+    if not job.job_status.is_terminal:
+        raise Failure(
+            f"job {job_id} is still {job.status} after {timeout:g}s; is a worker running? (falbridge worker)"
+        )
+    show_job_tables(out, _existing_job(str(job_id), full=True))
+    if job.status != "completed":
+        sys.exit(1)
+
+
+# -- jobs ----------------------------------------------------------------------
+
+
+@click.group(cls=CliGroup)
+def jobs():
+    """List and inspect jobs."""
+
+
+def _time_option(_ctx, param, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InputError(f"--{param.name} must be an ISO-8601 date or time, got {value!r}") from None
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(ALL_STATUSES))
+@click.option("--endpoint", "endpoint_id", help="Only jobs for this endpoint id.")
+@click.option("--external-id")
+@click.option(
+    "--since",
+    callback=_time_option,
+    metavar="ISO",
+    help="Created at or after (UTC unless an offset is given).",
+)
+@click.option(
+    "--until", callback=_time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
+)
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
+@click.option("--cursor", help="The next-page cursor a previous listing printed.")
+@click.option("--json", "as_json", is_flag=True, help="Print {jobs, next_cursor} as JSON.")
+def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cursor, as_json):
+    """Newest jobs first."""
+    if cursor:
+        try:
+            decode_cursor(cursor)
+        except (CursorError, AttributeError):  # AttributeError: a crafted cursor (webhooks.api.params)
+            raise InputError("--cursor is not one a listing printed") from None
+    filters = JobFilters(
+        status=status,
+        endpoint_id=endpoint_id,
+        external_id=external_id,
+        created_after=since,
+        created_before=until,
+    )
+    with transaction() as s:
+        rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+        counts = dict(
+            s.execute(
+                select(ResultFile.job_id, func.count())
+                .group_by(ResultFile.job_id)
+                .where(ResultFile.job_id.in_([j.id for j in rows]))
+            ).all()
+        )
+    if as_json:
+        click.echo(json.dumps({"jobs": [job_summary(j) for j in rows], "next_cursor": next_cursor}))
+        return
+    out = make_console()
+    table = make_table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "files / error")
+    for j in rows:
+        failed = j.status in ("failed", "cancelled")
+        outcome = (j.error_type or (j.error or "")[:60]) if failed else str(counts.get(j.id, 0))
+        table.add_row(
+            str(j.id),
+            j.endpoint_id,
+            j.status,
+            format_when(j.created_at),
+            format_when(j.completed_at),
+            outcome,
+        )
+    out.print(table)
+    if next_cursor:
+        out.print(f"next page: --cursor {next_cursor}")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def show_job(job_id, as_json):
+    """Every field of a job, its files and its history."""
+    job = _existing_job(job_id, full=True)
+    if as_json:
+        click.echo(json.dumps(job_detail(job)))
+    else:
+        show_job_tables(make_console(), job)
+
+
+@click.command()
+@click.argument("job_id")
+def cancel(job_id):
+    """Cancel a job: at once if fal has not got it yet, else by asking fal."""
+    _existing_job(job_id)
+    job, outcome = actions.cancel(job_id)
+    if job is None:  # deleted since we looked
+        raise InputError(f"no job with id {job_id}")
+    if outcome is Cancellation.ALREADY_TERMINAL:
+        raise InputError(f"job {job.id} is already {job.status}; nothing to cancel")
+    click.echo(f"{job.id} {job.status} ({outcome})")
+
+
+@jobs.command("download")
+@click.argument("job_id")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory; files go into DEST/JOB_ID/.",
+)
+def download(job_id: str, dest: Path) -> None:
+    """Save a job's result files locally (fal's URLs do not last forever)."""
+    job = _existing_job(job_id, full=True)
+    if not job.files:
+        click.echo(f"job {job.id} has no result files ({job.status})")
+        return
+    try:
+        for path in download_result_files(job, dest):
+            click.echo(str(path))
+    except FetchRefused as exc:
+        raise Failure(f"refused to fetch: {exc}") from None
+
+
+def _existing_job(job_id: str, *, full: bool = False) -> Job:
+    if parse_uuid(job_id) is None:
+        raise InputError(f"{job_id!r} is not a job id (a UUID)")
+    job = actions.get(job_id, full=full)
+    if job is None:
+        raise InputError(f"no job with id {job_id}")
+    return job

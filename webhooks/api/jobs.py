@@ -1,0 +1,85 @@
+"""The jobs API under /api: submit, list, show, cancel. JSON in, JSON out.
+
+Every /api route needs a bearer token (webhooks.auth, checked before any body is read).
+Every error is an ApiError, rendered by webhooks.errors as
+{"error": {"code", "message", "details"}}; field problems carry details
+[{"field": ..., "message": ...}], the same shape as InputValidationError.errors.
+The OpenAPI document (webhooks.openapi) describes exactly these shapes and limits.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+
+from falbridge.models.db import transaction
+from falbridge.models.jobs import list_jobs
+from falbridge.models.serialize import job_detail, job_summary
+from falbridge.models.tables import Job
+from falbridge.webhooks import current
+from falbridge.webhooks.api.openapi import document
+from falbridge.webhooks.api.params import json_object, list_args, not_found, submit_fields
+from falbridge.webhooks.errors import ApiError
+from falbridge.worker import actions
+from falbridge.worker.accept import ExternalIdConflict
+from falbridge.worker.cancel import Cancellation
+from falbridge.worker.fal import InputValidationError
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+@api.get("/openapi.json")
+def openapi_document() -> ResponseReturnValue:
+    return jsonify(document(current.config().api))
+
+
+@api.post("/jobs")
+def submit_job() -> ResponseReturnValue:
+    fields = submit_fields(json_object())
+    try:
+        job, created = actions.submit(
+            fields["endpoint_id"],
+            fields["input"],
+            external_id=fields["external_id"],
+            metadata=fields["metadata"],
+        )
+    except ExternalIdConflict as exc:
+        raise ApiError(409, "external_id_conflict", str(exc), {"job_id": str(exc.job.id)}) from None
+    except InputValidationError as exc:
+        raise ApiError(422, "invalid_input", str(exc), exc.errors) from None
+    location = url_for("api.show_job", job_id=str(job.id))
+    # submit() hands back the job with its files and events loaded: no second read.
+    return jsonify(job_detail(job)), 202 if created else 200, {"Location": location}
+
+
+@api.get("/jobs")
+def list_all_jobs() -> ResponseReturnValue:
+    filters, limit, cursor = list_args(request.args)
+    with transaction() as s:
+        rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+        page = [job_summary(job) for job in rows]
+    return jsonify({"jobs": page, "next_cursor": next_cursor})
+
+
+@api.get("/jobs/<job_id>")
+def show_job(job_id: str) -> ResponseReturnValue:
+    return jsonify(job_detail(_load(job_id)))
+
+
+@api.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    job, outcome = actions.cancel(job_id)
+    if job is None:
+        raise not_found(job_id)
+    if outcome is Cancellation.ALREADY_TERMINAL:
+        raise ApiError(
+            409, "already_terminal", f"job {job.id} is already {job.status}", {"status": job.status}
+        )
+    return jsonify({"job": job_detail(_load(job.id)), "outcome": outcome.value}), 202
+
+
+def _load(job_id: object) -> Job:
+    job = actions.get(str(job_id), full=True)
+    if job is None:
+        raise not_found(job_id)
+    return job

@@ -1,0 +1,2 @@
+"""Receive fal's callbacks: verify the signature (verify), store the delivery in the inbox
+(falbridge.models.inbox) before answering, and enqueue its application (view)."""

@@ -1,0 +1,42 @@
+"""What a user asks for, from Python, the HTTP API or the CLI: submit a job, cancel it,
+read it. Each runs its step, which commits, and then enqueues the step's follow-ups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job
+from falbridge.models.states import EventSource
+from falbridge.models.tables import Job
+from falbridge.worker.accept import accept
+from falbridge.worker.cancel import Cancellation, request_cancel
+from falbridge.worker.tasks import enqueue_follow_ups
+
+
+def submit(
+    endpoint_id: str,
+    input: Mapping[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    source: EventSource = EventSource.API,
+) -> tuple[Job, bool]:
+    """Validate, store as pending, enqueue the submit; returns (job, created), the job with
+    its files and events loaded. If Redis is down the job waits, pending, for the sweeper."""
+    accepted = accept(endpoint_id, input, external_id=external_id, metadata=metadata, source=source)
+    enqueue_follow_ups(accepted.follow_ups)
+    return accepted.job, accepted.created
+
+
+def cancel(job_id: uuid.UUID | str) -> tuple[Job | None, Cancellation]:
+    requested = request_cancel(job_id)
+    enqueue_follow_ups(requested.follow_ups)
+    return get(job_id), requested.outcome
+
+
+def get(job_id: uuid.UUID | str, *, full: bool = False) -> Job | None:
+    with transaction() as s:
+        return get_job(s, job_id, full=full)

@@ -1,0 +1,55 @@
+"""fal's webhook body, read tolerantly (docs/fal-protocol.md, "Callbacks")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from falbridge import strict_json
+
+
+class CallbackFormatError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Callback:
+    request_id: str
+    gateway_request_id: str | None
+    ok: bool
+    payload: Any
+    payload_error: str | None
+    error: str | None
+
+    @property
+    def needs_fetch(self) -> bool:
+        """fal could not put the output in the body; it must be fetched from the queue."""
+        return self.payload is None and self.payload_error is not None
+
+
+def parse_callback(body: bytes) -> Callback:
+    try:
+        doc = strict_json.loads(body)
+    except strict_json.JSONRejected as exc:
+        if exc.problem == "too_deep":
+            raise CallbackFormatError("body is nested too deeply") from None
+        raise CallbackFormatError(f"body is not strict JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CallbackFormatError("body is not a JSON object")
+    request_id = doc.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise CallbackFormatError("body has no request_id")
+    status = doc.get("status")
+    if status not in ("OK", "ERROR"):
+        raise CallbackFormatError(f"unknown callback status {status!r}")
+    gateway = doc.get("gateway_request_id")
+    payload_error = doc.get("payload_error")
+    error = doc.get("error")
+    return Callback(
+        request_id=request_id,
+        gateway_request_id=gateway if isinstance(gateway, str) else None,
+        ok=status == "OK",
+        payload=doc.get("payload"),
+        payload_error=str(payload_error) if payload_error is not None else None,
+        error=str(error) if error is not None else None,
+    )

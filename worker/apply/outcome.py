@@ -1,0 +1,67 @@
+"""Apply a job's final outcome, whoever learned it first (webhook, poll, result fetch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from falbridge.models.jobs import add_result_files, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job
+from falbridge.worker.apply.result_files import find_files
+
+CANCELLED_ERROR_TYPES = frozenset({"client_cancelled"})
+
+
+def complete(
+    session: Session, job: Job, output: Any, source: EventSource, detail: dict[str, Any] | None = None
+) -> bool:
+    """Completed with its result and files; False if the job was already terminal.
+
+    Files are written only by the transaction that won the transition, so concurrent
+    duplicate callbacks cannot produce two sets of rows.
+    """
+    if not transition(session, job, JobStatus.COMPLETED, source, detail, result=output, result_pending=False):
+        return False
+    add_result_files(session, job.id, find_files(output))
+    return True
+
+
+def fail(
+    session: Session,
+    job: Job,
+    source: EventSource,
+    *,
+    error: str,
+    error_type: str | None = None,
+    error_detail: Any = None,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    target = JobStatus.CANCELLED if error_type in CANCELLED_ERROR_TYPES else JobStatus.FAILED
+    return transition(
+        session,
+        job,
+        target,
+        source,
+        detail,
+        error=error[:4000],
+        error_type=error_type,
+        error_detail=error_detail,
+        result_pending=False,
+    )
+
+
+def error_fields_from_body(body: Any) -> tuple[str | None, Any]:
+    """(error_type, detail) out of a fal error body: `{"detail": [...]}` or
+    `{"detail": "text", "error_type": "..."}`; anything else is kept whole as the detail."""
+    if isinstance(body, dict):
+        error_type = body.get("error_type") if isinstance(body.get("error_type"), str) else None
+        detail = body.get("detail")
+        # A model's own error has a detail list and no error_type: its first entry's type
+        # (e.g. file_download_error) says more than a generic label.
+        if error_type is None and isinstance(detail, list):
+            first = detail[0] if detail and isinstance(detail[0], dict) else {}
+            error_type = first.get("type") if isinstance(first.get("type"), str) else "validation_error"
+        return error_type, body.get("detail", body)
+    return None, body

@@ -1,0 +1,30 @@
+"""Run follow-up work here and now, in this process, instead of enqueueing it: what
+`falbridge reconcile` does (no broker needed), and what the sweeper does with the work it
+must not enqueue (falbridge.worker.tasks)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from falbridge.worker import cancel, fetch, poll, submit, sweep
+from falbridge.worker.apply.delivery import apply_delivery
+from falbridge.worker.followup import FollowUp, Work
+
+
+def run(work: FollowUp) -> object:
+    """Do `work`, then whatever it calls for, depth first; returns its outcome."""
+    outcome = _STEPS[work.work](work.target)
+    for then in getattr(outcome, "follow_ups", ()):
+        run(then)
+    return getattr(outcome, "outcome", outcome)
+
+
+_STEPS: dict[Work, Callable[[str], object]] = {
+    Work.SUBMIT: submit.submit,
+    Work.RESUBMIT: lambda job_id: submit.submit(job_id, resubmit=True),
+    Work.APPLY_DELIVERY: lambda delivery_id: apply_delivery(int(delivery_id)),
+    Work.FETCH_RESULT: fetch.fetch_result,
+    Work.POLL: poll.poll,
+    Work.CANCEL_AT_FAL: cancel.cancel_at_fal,
+    Work.FAIL_OUTCOME_UNKNOWN: sweep.fail_outcome_unknown,
+}

@@ -1,0 +1,74 @@
+"""Ask fal about a job whose callback is overdue (dropped, or still being retried)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+from sqlalchemy import update
+
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job, lock_job, parse_uuid, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job, utcnow
+from falbridge.worker.apply.outcome import fail
+from falbridge.worker.fal import FinalError, ModelError, get_client
+from falbridge.worker.fetch import FetchOutcome, fetch_result
+from falbridge.worker.queue_ref import request_ref
+
+
+class PollOutcome(enum.StrEnum):
+    NOTHING_TO_POLL = "nothing to poll"  # no such job, not accepted by fal, or terminal
+    NOT_FOUND = "not found at fal"
+    IN_QUEUE = "in queue"
+    IN_PROGRESS = "in progress"
+    UNKNOWN_STATUS = "unknown status"  # a status fal added since this was written
+
+
+def poll(job_id: uuid.UUID | str) -> PollOutcome | FetchOutcome:
+    """One status call; a COMPLETED job's result is fetched at once (the fetch's outcome
+    is returned). RetryableError propagates: the next sweep polls again."""
+    job_uuid = parse_uuid(job_id)
+    with transaction() as s:
+        job = get_job(s, job_uuid) if job_uuid else None
+        if job_uuid is None or job is None or job.request_id is None or job.job_status.is_terminal:
+            return PollOutcome.NOTHING_TO_POLL
+        ref = request_ref(job)
+        # Recorded before asking, so a failing poll is not retried every sweep; and
+        # without touching updated_at, which measures silence from fal.
+        s.execute(
+            update(Job)
+            .where(Job.id == job_uuid)
+            .values(last_polled_at=utcnow(), poll_attempts=Job.poll_attempts + 1, updated_at=Job.updated_at)
+        )
+    try:
+        status = get_client().status(ref)
+    except ModelError:
+        raise
+    except FinalError as exc:
+        if exc.status_code != 404:
+            raise
+        _forgotten_by_fal(job_uuid)
+        return PollOutcome.NOT_FOUND
+    if status.status == "COMPLETED":
+        return fetch_result(job_uuid, EventSource.POLL)
+    if status.status == "IN_PROGRESS":
+        with transaction() as s:
+            job = lock_job(s, job_uuid)
+            if job is not None:
+                transition(s, job, JobStatus.IN_PROGRESS, EventSource.POLL)
+        return PollOutcome.IN_PROGRESS
+    return PollOutcome.IN_QUEUE if status.status == "IN_QUEUE" else PollOutcome.UNKNOWN_STATUS
+
+
+def _forgotten_by_fal(job_id: uuid.UUID) -> None:
+    with transaction() as s:
+        job = lock_job(s, job_id)
+        if job is not None:
+            fail(
+                s,
+                job,
+                EventSource.POLL,
+                error="fal no longer knows this request (expired or never accepted) and no callback arrived",
+                error_type="request_not_found",
+            )
