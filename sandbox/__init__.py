@@ -1,6 +1,6 @@
 """A local emulator of fal.ai's queue API, for tests and demos.
 
-It speaks fal's wire protocol over plain HTTP (see /work/shared/fal-api.md): submit /
+It speaks fal's wire protocol over plain HTTP (docs/fal-protocol.md): submit /
 status / result / cancel under `/{owner}/{app}/requests/{id}`, Ed25519-signed webhooks
 with fal's headers and a JWKS at `/.well-known/jwks.json`, fake `fal-ai/evf-sam` and
 `fal-ai/florence-2-large/region-proposal` models (real PNG outputs served from

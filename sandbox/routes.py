@@ -1,4 +1,4 @@
-"""Endpoint ids, app ids and the queue URL shapes (fal-api.md §1.2)."""
+"""Endpoint ids, app ids and the queue URL shapes (docs/fal-protocol.md, "Model ids and the sub-path rule")."""
 
 from __future__ import annotations
 

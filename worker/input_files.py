@@ -1,4 +1,4 @@
-"""Local images in an input become data URIs, which fal's image models accept (fal-api.md §4.4)."""
+"""Local images in an input become data URIs, which fal's image models accept (docs/fal-protocol.md, "Inputs: URLs and data URIs")."""
 
 from __future__ import annotations
 

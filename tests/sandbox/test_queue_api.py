@@ -1,4 +1,4 @@
-"""Queue REST API over real HTTP: submit, status, result, cancel (fal-api.md §1)."""
+"""Queue REST API over real HTTP: submit, status, result, cancel (docs/fal-protocol.md, "Queue API")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhook delivery, signatures, JWKS and key rotation (fal-api.md §2, §3)."""
+"""Webhook delivery, signatures, JWKS and key rotation (docs/fal-protocol.md, "Callbacks" and "Signatures")."""
 
 from __future__ import annotations
 

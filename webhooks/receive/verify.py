@@ -1,4 +1,4 @@
-"""Verify fal's webhook signatures (fal-api.md §3): Ed25519 over JWKS keys.
+"""Verify fal's webhook signatures (docs/fal-protocol.md, "Signatures"): Ed25519 over JWKS keys.
 
     message = request_id \\n user_id \\n timestamp \\n sha256hex(raw body)
 
@@ -42,7 +42,7 @@ class JwksUnavailable(Exception):
 
 
 def decode_jwk_x(x: str) -> bytes:
-    # JWK `x` is unpadded base64url; Python's decoder insists on padding (fal-api.md §3.6).
+    # JWK `x` is unpadded base64url; Python's decoder insists on padding (docs/fal-protocol.md, "Signatures").
     return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
 
 

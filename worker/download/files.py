@@ -1,4 +1,4 @@
-"""Keep copies of a job's result files: fal's CDN URLs are not forever (fal-api.md §4.2)."""
+"""Keep copies of a job's result files: fal's CDN URLs are not forever (docs/fal-protocol.md, "Result files and their lifetime")."""
 
 from __future__ import annotations
 

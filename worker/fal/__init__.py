@@ -1,4 +1,4 @@
-"""fal queue client, error taxonomy and typed model inputs (see /work/shared/fal-api.md)."""
+"""fal queue client, error taxonomy and typed model inputs (docs/fal-protocol.md)."""
 
 from falbridge.worker.fal.client import (
     DEFAULT_QUEUE_URL,

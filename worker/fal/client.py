@@ -1,4 +1,4 @@
-"""HTTP client for fal's queue API (fal-api.md §1), built directly on httpx.
+"""HTTP client for fal's queue API (docs/fal-protocol.md, "Queue API"), built directly on httpx.
 
 Nothing here retries: every failure is classified (see ``errors``) and the caller decides,
 because only the caller knows whether a submit may be repeated.
@@ -219,7 +219,7 @@ class QueueClient:
         stored = getattr(ref, attribute, None)
         if not stored:
             return getattr(fallback_queue_urls(self.base_url, ref.endpoint_id, ref.request_id), attribute)
-        # Stored URLs are used verbatim (fal-api.md §1.2), but the key only goes to the
+        # Stored URLs are used verbatim (docs/fal-protocol.md, "Model ids and the sub-path rule"), but the key only goes to the
         # origin we were configured for.
         try:
             stored_origin = origin_of(stored)

@@ -104,7 +104,7 @@ class CancelOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class SubmitOptions:
-    """Optional submit controls (fal-api.md §1.3, §1.7). ``None`` means "don't send".
+    """Optional submit controls (docs/fal-protocol.md, "Submit" and "Submit options"). ``None`` means "don't send".
 
     ``request_timeout``: seconds until the job must *start* (> 1, as both fal SDKs enforce).
     ``object_lifecycle``: seconds until output files expire, or the full preference dict.
