@@ -14,6 +14,7 @@ mismatch and no duplicate result row; 1 otherwise; 2 when it cannot run at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -21,16 +22,21 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from sqlalchemy import func, select
 
 from bench.chaos_config import Timings
 from bench.chaos_load import ChaosMonkey, Progress, Submitter
 from bench.chaos_report import Report, build_report, summary_lines
 from bench.chaos_stack import ROOT, ChaosStack, StackConfig
+from falbridge.devstack.services import find_pg_bin
+from falbridge.models.db import get_engine, transaction
+from falbridge.models.tables import WebhookDelivery
 
 
 @dataclass
@@ -70,8 +76,6 @@ class Unavailable(RuntimeError):
 
 
 def run_chaos(options: ChaosOptions) -> ChaosResult:
-    from falbridge.devstack.services import find_pg_bin
-
     if options.database == "postgresql" and find_pg_bin() is None:
         raise Unavailable(
             "chaos: PostgreSQL server binaries not found (pg_ctl on PATH or under "
@@ -80,8 +84,11 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = options.run_dir or ROOT / "var" / "chaos" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(run_dir / "chaos.log", "a", buffering=1)
+    with open(run_dir / "chaos.log", "a", buffering=1) as log_file:
+        return _run_logged(options, run_dir, stamp, log_file)
 
+
+def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: TextIO) -> ChaosResult:
     def log(message: str) -> None:
         log_file.write(message + "\n")
         if options.echo:
@@ -97,7 +104,6 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
         log(f"chaos: starting services in {run_dir}")
         stack.start()
         (run_dir / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
-        from falbridge.models.db import get_engine
 
         engine = get_engine(stack.database_url)
         progress = Progress(engine).start()
@@ -178,7 +184,6 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
     _write_report(result, monkey, run_dir)
     for line in lines:
         log_file.write(line + "\n")
-    log_file.close()
     return result
 
 
@@ -212,15 +217,9 @@ def _converge(progress: Progress, jobs: int, timeout_s: float, log) -> None:
 def _settle(stack: ChaosStack, engine, log) -> None:
     """Let late callbacks (duplicates, delayed copies, retries) land and be applied before
     judging: a late copy that changed a finished job must show up in the comparison."""
-    from sqlalchemy import func, select
 
-    from falbridge.models.db import transaction
-    from falbridge.models.tables import WebhookDelivery
-
-    try:
+    with contextlib.suppress(httpx.HTTPError):  # then the loop below waits on its own
         httpx.get(f"{stack.sandbox_url}/_sandbox/idle", params={"timeout": 60}, timeout=70)
-    except httpx.HTTPError:
-        pass
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with transaction(engine) as s:

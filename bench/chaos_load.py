@@ -9,6 +9,7 @@ the run measures the pipeline under faults rather than an ever-growing Redis bac
 from __future__ import annotations
 
 import base64
+import contextlib
 import struct
 import threading
 import time
@@ -85,10 +86,8 @@ class Progress:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
+            with contextlib.suppress(Exception):  # a busy database must not kill the monitor
                 self.refresh()
-            except Exception:  # a busy database must not kill the monitor
-                pass
 
     def stop(self) -> None:
         self._stop.set()

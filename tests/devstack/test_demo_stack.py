@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from falbridge.devstack import demo_stack
+from falbridge.devstack import demo_stack, stack
 
 
 @pytest.fixture
@@ -15,19 +15,16 @@ def no_children(monkeypatch, redis_url, tmp_path):
     spawned = []
 
     class Child:
-        args = ["python", "-m", "x", "y"]
+        def alive(self):
+            return True
 
-        def poll(self):
-            return None
-
-    def spawn(self, name, *args):
-        spawned.append((name, dict(os.environ)))
+    def spawn(self, name, argv, *, log=None, env=None):
+        spawned.append((name, {**self.env, **(env or {})}))
         return Child()
 
-    monkeypatch.setattr(demo_stack.Stack, "spawn", spawn)
-    monkeypatch.setattr(demo_stack.Stack, "stop", lambda self: None)
-    monkeypatch.setattr(demo_stack, "wait_http", lambda url, proc: None)
-    monkeypatch.setattr(demo_stack, "wait_worker", lambda proc: None)
+    monkeypatch.setattr(stack.LocalStack, "spawn", spawn)
+    monkeypatch.setattr(stack, "wait_http", lambda *args: None)
+    monkeypatch.setattr(stack, "wait_log", lambda *args: None)
     saved = dict(os.environ)
     os.environ["REDIS_URL"] = redis_url  # the session's Redis: no embedded one to start
     for name in ("FALBRIDGE_API_AUTH", "FALBRIDGE_API_TOKENS", "DATABASE_URL"):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from falbridge.config import SweepConfig
-from falbridge.devstack.demo_stack import wait_http
+from falbridge.devstack.processes import wait_http
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, WebhookDelivery, utcnow
