@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench chaos install clean
+.PHONY: demo test lint bench chaos install clean
 
 # The install is editable in strict mode: a tree of links under build/ maps each folder to
 # its falbridge.* name, which mypy can read (the default mode's import hook it cannot). A
@@ -26,7 +26,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/falbridge demo
 
-test: $(STAMP)
+# The gate `make test` runs first: ruff's lint and format, then mypy through the link
+# tree (.ci/typecheck.py also fails if mypy did not see every module of the product).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) .ci/typecheck.py
+
+test: $(STAMP) lint
 	$(PY) -m pytest
 
 # README, "Performance": needs PostgreSQL's server binaries and wrk (installed here from

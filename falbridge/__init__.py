@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pkgutil import extend_path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uuid
+
+    from falbridge.models.tables import Job
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -22,7 +27,7 @@ def submit(
     *,
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-):
+) -> Job:
     """Store and enqueue a job; returns it. The same external_id returns the same job."""
     from falbridge.worker.actions import submit as _submit
 
@@ -30,13 +35,13 @@ def submit(
     return job
 
 
-def get_job(job_id):
+def get_job(job_id: uuid.UUID | str) -> Job | None:
     from falbridge.worker.actions import get
 
     return get(job_id, full=True)
 
 
-def cancel(job_id):
+def cancel(job_id: uuid.UUID | str) -> Job | None:
     from falbridge.worker.actions import cancel as _cancel
 
     return _cancel(job_id)[0]

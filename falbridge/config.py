@@ -5,7 +5,7 @@ Each field names its environment variable (its alias); an unset or empty variabl
 default. `Config.from_environ()` is the one place the environment is read: a value that
 can't be used raises ConfigError naming the variable (the CLI prints it as one `error:`
 line and exits 2), and nothing reads os.environ afterwards. docs/configuration.md lists
-the same variables; tests/test_config.py checks that the two agree.
+the same variables; tests/test_config_docs.py checks that the two agree.
 """
 
 from __future__ import annotations
@@ -167,7 +167,9 @@ class Config(_Section):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Self:
         environ = os.environ if environ is None else environ
-        sections = {name: _read_section(_section_type(name), environ) for name in cls.model_fields}
+        sections: dict[str, Any] = {
+            name: _read_section(_section_type(name), environ) for name in cls.model_fields
+        }
         config = cls(**sections)
         _check_fal_key(config.fal)
         return config

@@ -1,15 +1,22 @@
 """Alembic environment: the URL comes from falbridge.models.migrate.alembic_config (or DATABASE_URL)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
 from alembic import context
 from sqlalchemy import create_engine, pool
 
 from falbridge.models.db import database_url
 from falbridge.models.tables import Base, UTCDateTime
 
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
 config = context.config
 
 
-def render_item(type_, obj, autogen_context):
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     # Migrations must not import the models: render our UTC wrapper as the plain type.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from falbridge import config
 from falbridge.config import normalize_database_url
@@ -50,7 +53,7 @@ def _create(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -74,14 +77,15 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
         yield session
 
 
-def insert_unless_taken(dialect: str, target, key_column):
+def insert_unless_taken(dialect: str, target: Table | type[Any], key_column: ColumnElement[Any]) -> Insert:
     """`INSERT ... ON CONFLICT (key_column) DO NOTHING` into `target` (a table or a mapped
     class): the unique index decides, so racing inserters leave one row, and the loser's
     RETURNING comes back empty instead of raising. One statement, no savepoint."""
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is None:
-        raise NotImplementedError(f"INSERT ... ON CONFLICT is not available on {dialect} here")
-    return insert(target).on_conflict_do_nothing(index_elements=[key_column])
+    if dialect == "postgresql":
+        return postgresql.insert(target).on_conflict_do_nothing(index_elements=[key_column])
+    if dialect == "sqlite":
+        return sqlite.insert(target).on_conflict_do_nothing(index_elements=[key_column])
+    raise NotImplementedError(f"INSERT ... ON CONFLICT is not available on {dialect} here")
 
 
 def dispose_all() -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.tables import WebhookDelivery, utcnow
 
-_table = WebhookDelivery.__table__
+# Declared as a FromClause by the ORM; a mapped class's table is a Table.
+_table = cast(Table, WebhookDelivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def store_verified(session: Session, *, request_id: str, body: bytes, headers: d
 
 
 @functools.cache
-def _insert_once(dialect: str):
+def _insert_once(dialect: str) -> ReturningInsert[int]:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect;
     the values come as parameters."""
     return insert_unless_taken(dialect, _table, _table.c.dedupe_key).returning(_table.c.id)

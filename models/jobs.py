@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, inspect, select, tuple_, update
+from sqlalchemy import CursorResult, Row, inspect, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import ReturningInsert
 
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.states import EventSource, JobStatus, can_transition
@@ -63,7 +64,7 @@ def create_job(
 
 
 @functools.cache
-def _insert_job_once(dialect: str):
+def _insert_job_once(dialect: str) -> ReturningInsert[Job]:
     return insert_unless_taken(dialect, Job, Job.__table__.c.external_id).returning(Job)
 
 
@@ -130,11 +131,15 @@ def transition(
     # Conditional on the status we read, so that even without a row lock a concurrent
     # writer cannot be overwritten: the loser's UPDATE matches no row.
     with session.no_autoflush:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == current.value)
-            .values({getattr(Job, name): value for name, value in values.items()})
-            .execution_options(synchronize_session=False)
+        # An UPDATE's result is a CursorResult, which has the matched row count.
+        result = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == current.value)
+                .values({getattr(Job, name): value for name, value in values.items()})
+                .execution_options(synchronize_session=False)
+            ),
         )
     if result.rowcount != 1:
         return False
@@ -193,7 +198,7 @@ class CursorError(ValueError):
     pass
 
 
-def encode_cursor(job: Job) -> str:
+def encode_cursor(job: Job | Row[Any]) -> str:
     raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -239,7 +244,7 @@ SUMMARY_COLUMNS = (
 
 def list_jobs(
     session: Session, filters: JobFilters, *, limit: int = 50, cursor: str | None = None
-) -> tuple[list[Row], str | None]:
+) -> tuple[list[Row[Any]], str | None]:
     """Newest first, keyset-paginated on (created_at, id) so deep pages cost what the first does.
 
     Rows of SUMMARY_COLUMNS, read by attribute like a Job (`row.status`, `row.meta`), not

@@ -24,7 +24,7 @@ def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def job_summary(job: Job | Row) -> dict[str, Any]:
+def job_summary(job: Job | Row[Any]) -> dict[str, Any]:
     """Everything but the bulky parts (input, result, files, events) and fal's URLs."""
     return {
         "id": _id(job.id),

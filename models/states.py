@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     PENDING = "pending"
     OUTCOME_UNKNOWN = "outcome_unknown"
     SUBMITTED = "submitted"
@@ -32,9 +32,6 @@ class JobStatus(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def rank(self) -> int:
@@ -69,7 +66,7 @@ def states_before(new: JobStatus | str) -> tuple[str, ...]:
     return tuple(s.value for s in JobStatus if s.rank < target)
 
 
-class EventSource(str, enum.Enum):
+class EventSource(enum.StrEnum):
     """Who caused a transition; shown in the job's history."""
 
     API = "api"
@@ -79,6 +76,3 @@ class EventSource(str, enum.Enum):
     POLL = "poll"
     CANCEL = "cancel"
     RECONCILE = "reconcile"
-
-    def __str__(self) -> str:
-        return self.value

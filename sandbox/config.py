@@ -114,7 +114,7 @@ class SandboxConfig:
     fetch_timeout_s: float = 5.0
 
     def updated(self, changes: dict[str, Any]) -> SandboxConfig:
-        checked = {}
+        checked: dict[str, Any] = {}
         for name, value in changes.items():
             check = RUNTIME_KEYS.get(name)
             if check is None:

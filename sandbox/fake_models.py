@@ -1,4 +1,6 @@
-"""Fake models: what each endpoint answers for a given input (docs/fal-protocol.md, "The two first-class endpoints").
+"""Fake models: what each endpoint answers for a given input.
+
+See docs/fal-protocol.md, "The two first-class endpoints".
 
 A model run yields a `ModelOutcome`: the HTTP status and body the model "returned". The
 queue keeps that pair and replays it on the result GET, like fal does.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import urllib.parse
 from typing import Any
@@ -99,13 +100,14 @@ class SandboxApp:
                 return validation_error(
                     ["query", "fal_webhook"], "invalid or missing URL scheme", "value_error.url.scheme"
                 )
-        max_queue_length = request.args.get("fal_max_queue_length")
-        if max_queue_length is not None:
-            if not max_queue_length.isdigit():
+        max_queue_length: int | None = None
+        raw_max_queue_length = request.args.get("fal_max_queue_length")
+        if raw_max_queue_length is not None:
+            if not raw_max_queue_length.isdigit():
                 return validation_error(
                     ["query", "fal_max_queue_length"], "value is not a valid integer", "type_error.integer"
                 )
-            max_queue_length = int(max_queue_length)
+            max_queue_length = int(raw_max_queue_length)
         priority = request.headers.get("X-Fal-Queue-Priority", "normal").strip().lower()
         if priority not in ("normal", "low"):
             return validation_error(
@@ -193,7 +195,7 @@ class SandboxApp:
     def _file(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return detail("Method Not Allowed", 405)
-        _, _, token, name = (request.path.split("/", 3) + ["", ""])[:4]
+        _, _, token, name = [*request.path.split("/", 3), "", ""][:4]
         stored = self.core.files.get(token, name)
         if stored is None:
             return detail("File not found", 404)
@@ -218,8 +220,6 @@ def _drop_connection(request: Request) -> None:
     """Close the TCP connection before any response byte is written."""
     sock = request.environ.get("werkzeug.socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
     raise ResponseLost("submit response dropped on purpose")

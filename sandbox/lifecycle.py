@@ -108,6 +108,7 @@ class Lifecycle:
             if job is None:
                 return
             outcome = self._execute(job)
+            assert job.started_at is not None  # _take marked it started
             remaining = job.started_at + self._core.config.latency_s - time.time()
             if remaining > 0:
                 self._core.stop_event.wait(remaining)

@@ -1,4 +1,7 @@
-"""Endpoint ids, app ids and the queue URL shapes (docs/fal-protocol.md, "Model ids and the sub-path rule")."""
+"""Endpoint ids, app ids and the queue URL shapes.
+
+See docs/fal-protocol.md, "Model ids and the sub-path rule".
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ request on the same connection.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
@@ -59,10 +60,8 @@ class _Connections:
 
 
 def _shutdown(conn: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class _KeepAliveHandler(WSGIRequestHandler):
@@ -128,7 +127,8 @@ class _KeepAliveHandler(WSGIRequestHandler):
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
         if environ.get("wsgi.input_terminated"):  # chunked request
-            return environ["wsgi.input"].read()
+            body: bytes = environ["wsgi.input"].read()
+            return body
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length < 0 or length > _MAX_BODY_BYTES:
             raise ValueError("bad Content-Length")

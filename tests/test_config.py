@@ -47,7 +47,7 @@ def test_the_fal_key_is_fal_key_or_id_and_secret():
         == "k:s"
     )
     assert Config.from_environ({"FAL_KEY_ID": "id", "FAL_KEY_SECRET": "secret"}).fal.api_key() == "id:secret"
-    with pytest.raises(ConfigError, match="^FAL_KEY_SECRET: not set"):
+    with pytest.raises(ConfigError, match=r"^FAL_KEY_SECRET: not set"):
         Config.from_environ({"FAL_KEY_ID": "id"})
 
 

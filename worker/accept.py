@@ -26,7 +26,8 @@ class ExternalIdConflict(ValueError):
 
     def __init__(self, job: Job):
         super().__init__(
-            f"external_id {job.external_id!r} already names job {job.id} with a different endpoint_id or input"
+            f"external_id {job.external_id!r} already names job {job.id} "
+            "with a different endpoint_id or input"
         )
         self.job = job
 

@@ -11,6 +11,7 @@ Delivery guarantees we rely on (docs/reliability.md):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -82,10 +83,8 @@ def ensure_broker() -> Celery:
 
 
 def close_connections() -> None:
-    try:
+    with contextlib.suppress(Exception):  # best effort, at interpreter exit
         celery_app.pool.force_close_all()
-    except Exception:  # best effort, at interpreter exit
-        pass
 
 
 def shutdown_embedded_broker() -> None:

@@ -1,4 +1,7 @@
-"""Local images in an input become data URIs, which fal's image models accept (docs/fal-protocol.md, "Inputs: URLs and data URIs")."""
+"""Local images in an input become data URIs, which fal's image models accept.
+
+See docs/fal-protocol.md, "Inputs: URLs and data URIs".
+"""
 
 from __future__ import annotations
 

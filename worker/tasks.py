@@ -37,7 +37,8 @@ def _backoff(retries: int, retry_after: float | None) -> float:
     # fal's Retry-After wins; otherwise exponential with jitter, capped at a minute.
     if retry_after is not None:
         return min(retry_after, 300.0)
-    return min(60.0, 0.5 * 2**retries) * random.uniform(0.5, 1.5)
+    ceiling: float = min(60.0, 0.5 * 2**retries)
+    return ceiling * random.uniform(0.5, 1.5)
 
 
 def _submit(task: Task, job_id: str, *, resubmit: bool) -> str:

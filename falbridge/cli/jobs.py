@@ -59,8 +59,16 @@ POLL_INTERVAL_S = 0.5
     help="Seconds --wait waits.",
 )
 def submit(
-    endpoint_id, input_json, prompt, negative_prompt, image, external_id, metadata_json, wait, timeout
-):
+    endpoint_id: str,
+    input_json: str | None,
+    prompt: str | None,
+    negative_prompt: str | None,
+    image: str | None,
+    external_id: str | None,
+    metadata_json: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
     try:
         validate_endpoint_id(endpoint_id)
@@ -111,7 +119,8 @@ def _json_object(option: str, text: str) -> dict[str, Any]:
     except strict_json.JSONRejected as exc:
         raise InputError(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        kind = {list: "an array", str: "a string"}.get(type(value), "a " + type(value).__name__)
+        kinds: dict[type, str] = {list: "an array", str: "a string"}
+        kind = kinds.get(type(value), "a " + type(value).__name__)
         raise InputError(f"{option} must be a JSON object, not {kind}")
     return value
 
@@ -146,11 +155,11 @@ def _wait_and_show(job_id: object, timeout: float) -> None:
 
 
 @click.group(cls=CliGroup)
-def jobs():
+def jobs() -> None:
     """List and inspect jobs."""
 
 
-def _time_option(_ctx, param, value: str | None) -> datetime | None:
+def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
@@ -176,7 +185,16 @@ def _time_option(_ctx, param, value: str | None) -> datetime | None:
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", help="The next-page cursor a previous listing printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print {jobs, next_cursor} as JSON.")
-def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cursor, as_json):
+def list_jobs_command(
+    status: str | None,
+    endpoint_id: str | None,
+    external_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
     """Newest jobs first."""
     if cursor:
         try:
@@ -223,7 +241,7 @@ def list_jobs_command(status, endpoint_id, external_id, since, until, limit, cur
 @jobs.command("show")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show_job(job_id, as_json):
+def show_job(job_id: str, as_json: bool) -> None:
     """Every field of a job, its files and its history."""
     job = _existing_job(job_id, full=True)
     if as_json:
@@ -234,7 +252,7 @@ def show_job(job_id, as_json):
 
 @click.command()
 @click.argument("job_id")
-def cancel(job_id):
+def cancel(job_id: str) -> None:
     """Cancel a job: at once if fal has not got it yet, else by asking fal."""
     _existing_job(job_id)
     job, outcome = actions.cancel(job_id)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from falbridge.models.serialize import job_detail
+from falbridge.models.tables import Job
+
+if TYPE_CHECKING:  # rich is imported when first used: most commands print no table
+    from rich.console import Console
+    from rich.table import Table
 
 
-def make_console():
+def make_console() -> Console:
     from rich.console import Console
 
     # Not a terminal: no colours or boxes, and wide enough that rows never wrap.
@@ -18,7 +23,7 @@ def make_console():
     return Console(file=sys.stdout, markup=False, highlight=False, emoji=False, width=None if tty else 400)
 
 
-def make_table(out, *columns: str, title: str | None = None):
+def make_table(out: Console, *columns: str, title: str | None = None) -> Table:
     from rich import box
     from rich.table import Table
 
@@ -32,7 +37,7 @@ def format_when(at: datetime | None) -> str:
 def short_json(value: Any) -> str:
     """JSON with long strings (data URIs, base64) cut down, for reading in a terminal."""
 
-    def cut(v):
+    def cut(v: Any) -> Any:
         if isinstance(v, str) and len(v) > 120:
             return f"{v[:60]}… ({len(v)} chars)"
         if isinstance(v, dict):
@@ -42,7 +47,7 @@ def short_json(value: Any) -> str:
     return "" if value is None else json.dumps(cut(value), ensure_ascii=False)
 
 
-def show_job_tables(out, job) -> None:
+def show_job_tables(out: Console, job: Job) -> None:
     data = job_detail(job)
     fields = make_table(out, "field", "value", title=f"job {job.id}")
     for key, value in data.items():

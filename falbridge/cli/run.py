@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from falbridge.models.migrate import current_revision, upgrade
 from falbridge.worker import inline
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.sweep import sweep
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 @click.group(cls=CliGroup)
@@ -63,7 +67,7 @@ def beat(schedule: str | None) -> None:
     app.start(["beat", "--loglevel=INFO", f"--schedule={where}"])
 
 
-def _broker_announced() -> object:
+def _broker_announced() -> Celery:
     # With no REDIS_URL this starts the embedded Redis; this process holds it for as long
     # as it runs, and other processes share it.
     app = ensure_broker()

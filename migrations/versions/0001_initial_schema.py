@@ -50,7 +50,8 @@ def upgrade() -> None:
         sa.Column("poll_attempts", sa.Integer(), nullable=False),
         sa.Column("webhook_count", sa.Integer(), nullable=False),
         sa.CheckConstraint(
-            "status IN ('pending', 'outcome_unknown', 'submitted', 'in_progress', 'completed', 'failed', 'cancelled')",
+            "status IN ('pending', 'outcome_unknown', 'submitted', 'in_progress', "
+            "'completed', 'failed', 'cancelled')",
             name=op.f("ck_jobs_status"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),

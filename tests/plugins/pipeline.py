@@ -93,6 +93,7 @@ def celery_worker(pipeline_env):
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15
     ):
+        _consuming(app, False)  # until a pipeline test asks for it
         yield app
 
 
@@ -131,6 +132,19 @@ def _load(job_id):
 
 @pytest.fixture
 def pipeline(db_url, sandbox, receiver_server, celery_worker):
+    # The session's worker consumes only while a pipeline test runs: tasks other tests
+    # published meanwhile (an API test's submit) are dropped, not run against this test's
+    # tables, and a worker never changes a job under a test that did not ask for one.
+    celery_worker.control.purge()
+    _consuming(celery_worker, True)
     yield Pipeline(sandbox=sandbox, receiver_url=receiver_server.url)
     # Let in-flight deliveries and tasks finish before the next test empties the tables.
     sandbox.wait_idle(timeout=15)
+    _consuming(celery_worker, False)
+
+
+def _consuming(app, on: bool) -> None:
+    queue = app.conf.task_default_queue
+    switch = app.control.add_consumer if on else app.control.cancel_consumer
+    replies = switch(queue, reply=True, timeout=10, limit=1)  # one worker: stop at its answer
+    assert replies, f"the test worker did not answer {switch.__name__}({queue!r})"

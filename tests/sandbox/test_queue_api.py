@@ -191,7 +191,7 @@ def test_queue_position_counts_requests_ahead_and_low_priority_waits(sandbox, cl
         "queue_position": 4,
     }
 
-    for item in queued + [normal, low]:
+    for item in [*queued, normal, low]:
         assert client.put(item["cancel_url"]).status_code == 202
     sandbox.wait_idle()
     assert sandbox.request(first["request_id"])["outcome"] == "OK"

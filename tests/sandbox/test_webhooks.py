@@ -1,8 +1,12 @@
-"""Webhook delivery, signatures, JWKS and key rotation (docs/fal-protocol.md, "Callbacks" and "Signatures")."""
+"""Webhook delivery, signatures, JWKS and key rotation.
+
+See docs/fal-protocol.md, "Callbacks" and "Signatures".
+"""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 
@@ -97,7 +101,7 @@ def test_non_2xx_is_retried_with_backoff_until_success(sandbox, client, webhook_
     assert [hook.answered for hook in hooks] == [500, 404, 200]
     assert all(verify_fal_signature(hook, sandbox.jwks()) for hook in hooks)
     assert len({hook.body for hook in hooks}) == 1
-    gaps = [later.received_at - earlier.received_at for earlier, later in zip(hooks, hooks[1:])]
+    gaps = [later.received_at - earlier.received_at for earlier, later in itertools.pairwise(hooks)]
     assert gaps[0] >= 0.04 and gaps[1] >= 0.09  # backoff [0.05, 0.1, ...] with clock slack
     truth = sandbox.request(submitted["request_id"])
     assert [(d["attempt"], d["http_status"]) for d in truth["deliveries"]] == [(1, 500), (2, 404), (3, 200)]

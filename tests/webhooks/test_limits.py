@@ -8,6 +8,7 @@ store: no NUL, no lone surrogates, no Infinity, VARCHAR lengths enforced).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import socket
@@ -346,10 +347,8 @@ def _http(port: int, request: bytes, *, then: bytes = b"", timeout: float = 20.0
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
         if then:
-            try:
+            with contextlib.suppress(OSError):  # the server answered and closed: that is the point
                 sock.sendall(then)
-            except OSError:
-                pass  # the server answered and closed: that is the point
         answer = b""
         while b"\r\n\r\n" not in answer or not _complete(answer):
             chunk = sock.recv(65536)

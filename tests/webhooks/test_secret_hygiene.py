@@ -115,13 +115,14 @@ def _dump_redis(url: str) -> str:
     out = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key).decode()
-        value = {
-            "string": lambda: client.get(key),
-            "list": lambda: client.lrange(key, 0, -1),
-            "hash": lambda: client.hgetall(key),
-            "set": lambda: client.smembers(key),
-            "zset": lambda: client.zrange(key, 0, -1),
-        }.get(kind, lambda: b"")()
+        read = {
+            "string": lambda key: client.get(key),
+            "list": lambda key: client.lrange(key, 0, -1),
+            "hash": lambda key: client.hgetall(key),
+            "set": lambda key: client.smembers(key),
+            "zset": lambda key: client.zrange(key, 0, -1),
+        }.get(kind, lambda key: b"")
+        value = read(key)
         out.append(f"{key!r} {value!r}")
     return "\n".join(out)
 

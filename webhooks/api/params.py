@@ -85,6 +85,7 @@ def submit_fields(body: dict[str, Any]) -> dict[str, Any]:
         errors.append(_field("metadata", f"must be a JSON object or null (got {_type(metadata)})"))
     if errors:
         raise _invalid_request(errors)
+    assert isinstance(endpoint_id, str) and isinstance(payload, dict)  # else an error was raised
     _check_sizes({"input": payload, "metadata": metadata})
     try:
         validate_endpoint_id(endpoint_id)
@@ -108,23 +109,25 @@ def _json_integers(endpoint_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in payload.items()}
 
 
-def list_args(args: MultiDict) -> tuple[JobFilters, int, str | None]:
+def list_args(args: MultiDict[str, str]) -> tuple[JobFilters, int, str | None]:
     errors = [_unknown(name, LIST_PARAMS, "parameter") for name in args if name not in LIST_PARAMS]
     errors += [_field(name, "given more than once") for name in args if len(args.getlist(name)) > 1]
     # An empty value means "not given", as an HTML form would send it.
     value = {name: args.get(name) or None for name in LIST_PARAMS}
     for name in LIST_PARAMS:
         # NUL: PostgreSQL refuses it in a query parameter (a 500, not "no match").
-        if value[name] is not None and "\x00" in value[name]:
+        text = value[name]
+        if text is not None and "\x00" in text:
             errors.append(_field(name, "must not contain a NUL character"))
             value[name] = None
     for name, most in (("endpoint_id", MAX_FILTER), ("external_id", MAX_FILTER), ("cursor", MAX_CURSOR)):
-        if value[name] is not None and len(value[name]) > most:
+        text = value[name]
+        if text is not None and len(text) > most:
             errors.append(_field(name, f"must be at most {most} characters long"))
             value[name] = None
     if value["status"] is not None and value["status"] not in ALL_STATUSES:
         errors.append(_field("status", f"must be one of {', '.join(ALL_STATUSES)}"))
-    dates = {}
+    dates: dict[str, datetime | None] = {}
     for name in ("created_after", "created_before"):
         try:
             dates[name] = _parse_time(value[name])

@@ -14,8 +14,8 @@ import base64
 import hashlib
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -113,6 +113,12 @@ class JwksCache:
             return False
 
 
+class HeaderLookup(Protocol):
+    """What `verify` reads headers from: a dict, or werkzeug's Headers (not a Mapping)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class VerifiedHeaders:
     request_id: str
@@ -121,7 +127,7 @@ class VerifiedHeaders:
 
 
 def verify(
-    headers: Mapping[str, str],
+    headers: HeaderLookup,
     body: bytes,
     jwks: JwksCache,
     *,
@@ -156,9 +162,10 @@ def verify(
     message = "\n".join([request_id, user_id, raw_timestamp, hashlib.sha256(body).hexdigest()]).encode(
         "utf-8", "surrogatepass"
     )
-    if not _any_key_verifies(jwks.keys(), signature, message):
-        if not (jwks.refresh_for_rotation() and _any_key_verifies(jwks.keys(), signature, message)):
-            raise VerificationError("signature does not verify with any fal key")
+    if not _any_key_verifies(jwks.keys(), signature, message) and not (
+        jwks.refresh_for_rotation() and _any_key_verifies(jwks.keys(), signature, message)
+    ):
+        raise VerificationError("signature does not verify with any fal key")
     # Checked after the signature: fal's keys are shared by all its customers, so a valid
     # signature proves fal sent it, not that it is ours.
     if expected_user_id is not None and user_id != expected_user_id:

@@ -1,4 +1,7 @@
-"""Keep copies of a job's result files: fal's CDN URLs are not forever (docs/fal-protocol.md, "Result files and their lifetime")."""
+"""Keep copies of a job's result files: fal's CDN URLs are not forever.
+
+See docs/fal-protocol.md, "Result files and their lifetime".
+"""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     if policy.allow_private:
         return
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])  # TCP: an IP address
         if not _is_public(address):
             raise FetchRefused(f"{parts.hostname} resolves to {address}, a non-public address")
 

@@ -1,12 +1,6 @@
 """fal queue client, error taxonomy and typed model inputs (docs/fal-protocol.md)."""
 
-from falbridge.worker.fal.client import (
-    DEFAULT_QUEUE_URL,
-    DEFAULT_TIMEOUT,
-    QueueClient,
-    close_client,
-    get_client,
-)
+from falbridge.worker.fal.client import QueueClient, close_client, get_client
 from falbridge.worker.fal.endpoints import app_id_of, fallback_queue_urls, validate_endpoint_id
 from falbridge.worker.fal.errors import (
     FalConfigError,
@@ -41,6 +35,7 @@ from falbridge.worker.fal.records import (
     Submission,
     SubmitOptions,
 )
+from falbridge.worker.fal.settings import DEFAULT_QUEUE_URL, DEFAULT_TIMEOUT
 
 __all__ = [
     "DEFAULT_QUEUE_URL",

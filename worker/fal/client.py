@@ -216,11 +216,13 @@ class QueueClient:
 
     def _url_of(self, ref: RequestRefLike, attribute: str) -> str:
         quote_request_id(ref.request_id)
-        stored = getattr(ref, attribute, None)
+        stored: str | None = getattr(ref, attribute, None)
         if not stored:
-            return getattr(fallback_queue_urls(self.base_url, ref.endpoint_id, ref.request_id), attribute)
-        # Stored URLs are used verbatim (docs/fal-protocol.md, "Model ids and the sub-path rule"), but the key only goes to the
-        # origin we were configured for.
+            rebuilt = fallback_queue_urls(self.base_url, ref.endpoint_id, ref.request_id)
+            url: str = getattr(rebuilt, attribute)
+            return url
+        # Stored URLs are used verbatim (docs/fal-protocol.md, "Model ids and the sub-path
+        # rule"), but the key only goes to the origin we were configured for.
         try:
             stored_origin = origin_of(stored)
         except httpx.InvalidURL:

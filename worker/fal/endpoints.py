@@ -1,4 +1,6 @@
-"""Endpoint ids and the queue URLs derived from them (docs/fal-protocol.md, "Model ids and the sub-path rule").
+"""Endpoint ids and the queue URLs derived from them.
+
+See docs/fal-protocol.md, "Model ids and the sub-path rule".
 
 Submit uses the full endpoint id; status, result and cancel live under ``owner/app``
 only (plus a namespace prefix for ``workflows/`` and ``comfy/``). These builders are a

@@ -1,4 +1,6 @@
-"""Typed inputs and outputs for the fal endpoints this project calls (docs/fal-protocol.md, "The two first-class endpoints").
+"""Typed inputs and outputs for the fal endpoints this project calls.
+
+See docs/fal-protocol.md, "The two first-class endpoints".
 
 Inputs are strict (no coercion, unknown fields refused) because fal bills a request
 that fails inside the model; a typo must fail here, before any money is spent.

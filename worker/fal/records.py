@@ -12,10 +12,16 @@ QUEUE_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 
 
 class RequestRefLike(Protocol):
-    """Anything that identifies a queued request; ``Submission`` and ``RequestRef`` do."""
+    """Anything that identifies a queued request; ``Submission`` and ``RequestRef`` do.
 
-    endpoint_id: str
-    request_id: str
+    Read-only members, so that frozen dataclasses qualify.
+    """
+
+    @property
+    def endpoint_id(self) -> str: ...
+
+    @property
+    def request_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ class CancelOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class SubmitOptions:
-    """Optional submit controls (docs/fal-protocol.md, "Submit" and "Submit options"). ``None`` means "don't send".
+    """Optional submit controls (docs/fal-protocol.md, "Submit" and "Submit options").
+
+    ``None`` means "don't send".
 
     ``request_timeout``: seconds until the job must *start* (> 1, as both fal SDKs enforce).
     ``object_lifecycle``: seconds until output files expire, or the full preference dict.
@@ -119,21 +127,26 @@ class SubmitOptions:
     runner_hint: str | None = None
 
     def __post_init__(self) -> None:
-        if self.request_timeout is not None:
-            if not _is_number(self.request_timeout) or not self.request_timeout > 1:
-                raise ValueError("request_timeout must be a number of seconds greater than 1")
+        if self.request_timeout is not None and (
+            not _is_number(self.request_timeout) or not self.request_timeout > 1
+        ):
+            raise ValueError("request_timeout must be a number of seconds greater than 1")
         lifecycle = self.object_lifecycle
-        if lifecycle is not None and not isinstance(lifecycle, dict):
-            # 0 would mean "never expire" to fal's backend, the opposite of what it reads like.
-            if not _is_int(lifecycle) or lifecycle < 1:
-                raise ValueError("object_lifecycle must be a dict or a number of seconds >= 1")
+        # 0 would mean "never expire" to fal's backend, the opposite of what it reads like.
+        if (
+            lifecycle is not None
+            and not isinstance(lifecycle, dict)
+            and (not _is_int(lifecycle) or lifecycle < 1)
+        ):
+            raise ValueError("object_lifecycle must be a dict or a number of seconds >= 1")
         if self.priority not in (None, "normal", "low"):
             raise ValueError("priority must be 'normal' or 'low'")
         if self.store_io is not None and not isinstance(self.store_io, bool):
             raise ValueError("store_io must be True or False")
-        if self.max_queue_length is not None:
-            if not _is_int(self.max_queue_length) or self.max_queue_length < 0:
-                raise ValueError("max_queue_length must be an integer >= 0")
+        if self.max_queue_length is not None and (
+            not _is_int(self.max_queue_length) or self.max_queue_length < 0
+        ):
+            raise ValueError("max_queue_length must be an integer >= 0")
         hint = self.runner_hint
         if hint is not None and (not isinstance(hint, str) or not hint.strip() or not hint.isprintable()):
             raise ValueError("runner_hint must be a non-empty printable string")

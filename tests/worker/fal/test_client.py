@@ -25,50 +25,50 @@ from falbridge.worker.fal import (
     RetryableError,
     SubmitOptions,
 )
-from tests.worker.fal.test_support import EVF_INPUT, IMAGE, PASS_THROUGH, client, only_request  # noqa: F401
+from tests.worker.fal.test_support import EVF_INPUT, IMAGE, PASS_THROUGH, only_request
 
 # --- submit, status, result: the happy paths --------------------------------------------
 
 
-def test_evf_sam_round_trip(client, sandbox):
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+def test_evf_sam_round_trip(queue_client, sandbox):
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     assert submission.endpoint_id == EVF_SAM
     assert submission.gateway_request_id == submission.request_id
     assert submission.status_url == f"{sandbox.url}/fal-ai/evf-sam/requests/{submission.request_id}/status"
     assert submission.queue_position == 0
     sandbox.wait_idle()
 
-    status = client.status(submission, with_logs=True)
+    status = queue_client.status(submission, with_logs=True)
     assert (status.status, status.http_status) == ("COMPLETED", 200)
     assert status.request_id == submission.request_id
     assert status.logs and all("message" in entry for entry in status.logs)
     assert "inference_time" in status.metrics
     assert not status.is_failed and status.error is None and status.error_type is None
 
-    output = EvfSamOutput.model_validate(client.result(submission))
+    output = EvfSamOutput.model_validate(queue_client.result(submission))
     assert output.image.url.startswith(sandbox.url)
     assert only_request(sandbox)["input"] == EVF_INPUT  # only the fields we set were sent
 
 
-def test_status_without_logs_reports_them_as_absent(client, sandbox):
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+def test_status_without_logs_reports_them_as_absent(queue_client, sandbox):
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     sandbox.wait_idle()
-    assert client.status(submission).logs is None
+    assert queue_client.status(submission).logs is None
 
 
-def test_region_proposal_status_urls_drop_the_endpoint_path_and_are_reused(client, sandbox):
-    submission = client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
+def test_region_proposal_status_urls_drop_the_endpoint_path_and_are_reused(queue_client, sandbox):
+    submission = queue_client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
     for url in (submission.status_url, submission.response_url, submission.cancel_url):
         assert url.startswith(f"{sandbox.url}/fal-ai/florence-2-large/requests/")
         assert "region-proposal" not in url
     sandbox.wait_idle()
-    assert client.status(submission).status == "COMPLETED"
-    output = RegionProposalOutput.model_validate(client.result(submission))
+    assert queue_client.status(submission).status == "COMPLETED"
+    output = RegionProposalOutput.model_validate(queue_client.result(submission))
     assert output.results.bboxes
 
 
-def test_stored_urls_are_used_verbatim_not_rebuilt(client, sandbox):
-    submission = client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
+def test_stored_urls_are_used_verbatim_not_rebuilt(queue_client, sandbox):
+    submission = queue_client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
     sandbox.wait_idle()
     full_path = f"{sandbox.url}/{REGION_PROPOSAL}/requests/{submission.request_id}"
     stored = RequestRef(
@@ -77,55 +77,55 @@ def test_stored_urls_are_used_verbatim_not_rebuilt(client, sandbox):
     # The sandbox, like fal's docs, refuses the full-path form by default: a 404 proves
     # the client sent the stored URL instead of quietly rebuilding the owner/app one.
     with pytest.raises(FinalError) as caught:
-        client.status(stored)
+        queue_client.status(stored)
     assert caught.value.status_code == 404
     sandbox.set_config(accept_full_path_urls=True)
-    assert client.status(stored).status == "COMPLETED"
-    assert "results" in client.result(stored)
+    assert queue_client.status(stored).status == "COMPLETED"
+    assert "results" in queue_client.result(stored)
 
 
-def test_the_newer_response_url_shape_is_followed_as_given(client, sandbox):
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+def test_the_newer_response_url_shape_is_followed_as_given(queue_client, sandbox):
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     sandbox.wait_idle()
     ref = RequestRef(EVF_SAM, submission.request_id, response_url=f"{submission.response_url}/response")
-    assert "image" in client.result(ref)
+    assert "image" in queue_client.result(ref)
 
 
-def test_missing_stored_urls_fall_back_to_the_owner_app_form(client, sandbox):
-    submission = client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
+def test_missing_stored_urls_fall_back_to_the_owner_app_form(queue_client, sandbox):
+    submission = queue_client.submit(REGION_PROPOSAL, {"image_url": IMAGE})
     sandbox.wait_idle()
     bare = RequestRef(REGION_PROPOSAL, submission.request_id)
-    assert client.status(bare).status == "COMPLETED"
-    assert "results" in client.result(bare)
-    assert client.cancel(bare) is CancelOutcome.ALREADY_COMPLETED
+    assert queue_client.status(bare).status == "COMPLETED"
+    assert "results" in queue_client.result(bare)
+    assert queue_client.cancel(bare) is CancelOutcome.ALREADY_COMPLETED
 
 
-def test_stored_urls_on_another_origin_never_receive_the_key(client, sandbox, webhook_sink):
+def test_stored_urls_on_another_origin_never_receive_the_key(queue_client, sandbox, webhook_sink):
     elsewhere = RequestRef(EVF_SAM, "r-1", status_url=f"{webhook_sink.base_url}/steal")
     with pytest.raises(FinalError, match="refusing to send the fal key"):
-        client.status(elsewhere)
+        queue_client.status(elsewhere)
     assert webhook_sink.received == []
 
 
-def test_pass_through_endpoint_is_sent_unvalidated_and_echoed(client, sandbox):
+def test_pass_through_endpoint_is_sent_unvalidated_and_echoed(queue_client, sandbox):
     data = {"prompt": "a fox", "num_images": 2, "nested": {"seed": None}}
-    submission = client.submit(PASS_THROUGH, data)
+    submission = queue_client.submit(PASS_THROUGH, data)
     assert "/fal-ai/flux/requests/" in submission.status_url
     sandbox.wait_idle()
-    assert client.result(submission)["echo"] == data
+    assert queue_client.result(submission)["echo"] == data
 
 
-def test_invalid_input_fails_before_anything_is_sent(client, sandbox):
+def test_invalid_input_fails_before_anything_is_sent(queue_client, sandbox):
     with pytest.raises(InputValidationError, match="blur_mask: must be odd"):
-        client.submit(EVF_SAM, {**EVF_INPUT, "blur_mask": 4})
+        queue_client.submit(EVF_SAM, {**EVF_INPUT, "blur_mask": 4})
     with pytest.raises(ValueError, match="endpoint id"):
-        client.submit("fal-ai/../evf-sam", EVF_INPUT)
+        queue_client.submit("fal-ai/../evf-sam", EVF_INPUT)
     with pytest.raises(ValueError, match="webhook_url"):
-        client.submit(EVF_SAM, EVF_INPUT, webhook_url="/relative/hook")
+        queue_client.submit(EVF_SAM, EVF_INPUT, webhook_url="/relative/hook")
     assert sandbox.ground_truth() == {"requests": [], "rejected_submits": []}
 
 
-def test_optional_headers_and_webhook_arrive_intact(client, sandbox, webhook_sink):
+def test_optional_headers_and_webhook_arrive_intact(queue_client, sandbox, webhook_sink):
     webhook = f"{webhook_sink.url}?job=42&token=a%2Fb%3D%3D&next=https%3A%2F%2Fx.example%2F%3Fq%3D1"
     options = SubmitOptions(
         request_timeout=30,
@@ -135,7 +135,7 @@ def test_optional_headers_and_webhook_arrive_intact(client, sandbox, webhook_sin
         max_queue_length=5,
         runner_hint="session-7",
     )
-    submission = client.submit(EVF_SAM, EVF_INPUT, webhook_url=webhook, options=options)
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT, webhook_url=webhook, options=options)
     truth = sandbox.request(submission.request_id)
     assert truth["webhook_url"] == webhook
     assert truth["query_seen"] == {"fal_webhook": webhook, "fal_max_queue_length": "5"}
@@ -151,29 +151,29 @@ def test_optional_headers_and_webhook_arrive_intact(client, sandbox, webhook_sin
     assert delivered.json()["request_id"] == submission.request_id
 
 
-def test_queued_request_reports_202_and_its_position(client, sandbox):
+def test_queued_request_reports_202_and_its_position(queue_client, sandbox):
     sandbox.set_config(queue_latency_s=60.0)
-    first = client.submit(EVF_SAM, EVF_INPUT)
-    second = client.submit(EVF_SAM, EVF_INPUT)
+    first = queue_client.submit(EVF_SAM, EVF_INPUT)
+    second = queue_client.submit(EVF_SAM, EVF_INPUT)
     assert second.queue_position == 1
-    status = client.status(second, with_logs=True)
+    status = queue_client.status(second, with_logs=True)
     assert (status.status, status.http_status, status.queue_position) == ("IN_QUEUE", 202, 1)
     assert not status.is_completed
     for submission in (first, second):
-        assert client.cancel(submission) is CancelOutcome.REQUESTED
+        assert queue_client.cancel(submission) is CancelOutcome.REQUESTED
 
 
 # --- failed jobs, unfinished and expired requests ---------------------------------------
 
 
-def test_failed_job_is_a_model_error_with_fals_detail(client, sandbox):
-    submission = client.submit(EVF_SAM, {**EVF_INPUT, "blur_mask": 4}, validate=False)
+def test_failed_job_is_a_model_error_with_fals_detail(queue_client, sandbox):
+    submission = queue_client.submit(EVF_SAM, {**EVF_INPUT, "blur_mask": 4}, validate=False)
     sandbox.wait_idle()
-    status = client.status(submission)
+    status = queue_client.status(submission)
     assert status.is_completed and status.is_failed
     assert "blur_mask" in status.error
     with pytest.raises(ModelError) as caught:
-        client.result(submission)
+        queue_client.result(submission)
     error = caught.value
     assert error.status_code == 422
     assert isinstance(error.detail, list) and error.detail[0]["loc"] == ["body", "blur_mask"]
@@ -181,31 +181,31 @@ def test_failed_job_is_a_model_error_with_fals_detail(client, sandbox):
     assert error.request_id == submission.request_id
 
 
-def test_runner_failure_is_a_model_error_with_its_error_type(client, sandbox):
+def test_runner_failure_is_a_model_error_with_its_error_type(queue_client, sandbox):
     sandbox.set_faults(error=1.0)
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     sandbox.wait_idle()
-    assert client.status(submission).error_type == "runner_server_error"
+    assert queue_client.status(submission).error_type == "runner_server_error"
     with pytest.raises(ModelError) as caught:
-        client.result(submission)
+        queue_client.result(submission)
     assert (caught.value.status_code, caught.value.error_type) == (500, "runner_server_error")
 
 
-def test_result_before_completion_is_retryable_not_a_model_error(client, sandbox):
+def test_result_before_completion_is_retryable_not_a_model_error(queue_client, sandbox):
     sandbox.set_config(queue_latency_s=60.0)
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     with pytest.raises(ResultNotReadyError) as caught:
-        client.result(submission)
+        queue_client.result(submission)
     assert isinstance(caught.value, RetryableError) and caught.value.status_code == 400
-    client.cancel(submission)
+    queue_client.cancel(submission)
 
 
-def test_result_after_retention_is_final_but_not_a_model_error(client, sandbox):
+def test_result_after_retention_is_final_but_not_a_model_error(queue_client, sandbox):
     sandbox.set_config(retention_s=0.0)
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     sandbox.wait_idle()
     with pytest.raises(FinalError) as caught:
-        client.result(submission)
+        queue_client.result(submission)
     assert not isinstance(caught.value, ModelError)
     assert caught.value.status_code == 404
     assert caught.value.detail == "Request not found"
@@ -214,19 +214,19 @@ def test_result_after_retention_is_final_but_not_a_model_error(client, sandbox):
 # --- cancel -----------------------------------------------------------------------------
 
 
-def test_cancelling_a_queued_request_ends_it_as_client_cancelled(client, sandbox):
+def test_cancelling_a_queued_request_ends_it_as_client_cancelled(queue_client, sandbox):
     sandbox.set_config(queue_latency_s=60.0)
-    submission = client.submit(EVF_SAM, EVF_INPUT)
-    assert client.cancel(submission) is CancelOutcome.REQUESTED
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
+    assert queue_client.cancel(submission) is CancelOutcome.REQUESTED
     sandbox.wait_idle()
-    assert client.status(submission).error_type == "client_cancelled"
+    assert queue_client.status(submission).error_type == "client_cancelled"
     with pytest.raises(ModelError) as caught:
-        client.result(submission)
+        queue_client.result(submission)
     assert caught.value.status_code == 499
 
 
-def test_cancel_after_completion_and_of_unknown_requests(client, sandbox):
-    submission = client.submit(EVF_SAM, EVF_INPUT)
+def test_cancel_after_completion_and_of_unknown_requests(queue_client, sandbox):
+    submission = queue_client.submit(EVF_SAM, EVF_INPUT)
     sandbox.wait_idle()
-    assert client.cancel(submission) is CancelOutcome.ALREADY_COMPLETED
-    assert client.cancel(RequestRef(EVF_SAM, str(uuid.uuid4()))) is CancelOutcome.NOT_FOUND
+    assert queue_client.cancel(submission) is CancelOutcome.ALREADY_COMPLETED
+    assert queue_client.cancel(RequestRef(EVF_SAM, str(uuid.uuid4()))) is CancelOutcome.NOT_FOUND

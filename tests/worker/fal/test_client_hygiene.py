@@ -77,9 +77,11 @@ def test_the_key_appears_in_no_log_repr_or_error(sandbox, webhook_sink, caplog):
 
 
 def test_client_refuses_to_be_pickled():
-    with QueueClient("http://127.0.0.1:9", SECRET) as client:
-        with pytest.raises(TypeError, match="cannot be pickled"):
-            pickle.dumps(client)
+    with (
+        QueueClient("http://127.0.0.1:9", SECRET) as client,
+        pytest.raises(TypeError, match="cannot be pickled"),
+    ):
+        pickle.dumps(client)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Shared helpers for the fal client tests (a module, not a conftest, to stay in scope)."""
+"""Shared helpers for the fal client tests; their `queue_client` fixture is in tests/plugins/fal.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import struct
 import zlib
 
 import httpx
-import pytest
 
 from falbridge.worker.fal import QueueClient
 from tests.plugins.sandbox import TEST_FAL_KEY
@@ -31,12 +30,6 @@ def png_data_uri(width: int = 8, height: int = 6) -> str:
 
 IMAGE = png_data_uri()
 EVF_INPUT = {"prompt": "the grey square", "image_url": IMAGE}
-
-
-@pytest.fixture
-def client(sandbox):
-    with QueueClient(sandbox.url, TEST_FAL_KEY) as queue:
-        yield queue
 
 
 def short_read_timeout_client(sandbox, read_s: float = 0.2) -> QueueClient:
