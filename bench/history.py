@@ -48,7 +48,7 @@ from bench.common import (
     wait_quiet,
 )
 from falbridge.models.db import get_engine, transaction
-from falbridge.models.jobs import JobFilters, encode_cursor, list_jobs
+from falbridge.models.listing import JobFilters, encode_cursor, list_jobs
 
 TARGET_RATIO = 2.0  # API p99 within 2x of the raw SQL's
 DEEP_TOLERANCE = 1.15  # "no slower than the first": deep p50 within 15% of the first page's (noise)

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # shadows the installed package; extend_path adds the installed tree, where they are.
 __path__ = extend_path(__path__, __name__)
 
+# The functions below import the worker when first called, not here: `import
+# falbridge.models` (or the sandbox, or the config) must not pull in Celery and Flask.
+
 
 def submit(
     endpoint_id: str,

@@ -15,16 +15,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
+from falbridge.sandbox.activity import Activity
+from falbridge.sandbox.config import SandboxConfig
 from falbridge.sandbox.faults import decide_attempt_faults
-from falbridge.sandbox.signing import corrupt, sign
-
-if TYPE_CHECKING:
-    from falbridge.sandbox.core import Sandbox
-    from falbridge.sandbox.jobs import Job
+from falbridge.sandbox.jobs import Job
+from falbridge.sandbox.signing import KeyRing, corrupt, sign
 
 _log = logging.getLogger(__name__)
 
@@ -43,8 +42,21 @@ class DeliveryTask:
         return dataclasses.replace(self, attempt=self.attempt + 1)
 
 
+class DeliveryCore(Protocol):
+    """What the deliverer needs from the sandbox's core (falbridge.sandbox.core.Sandbox),
+    which owns it: said here, so this module need not import the core."""
+
+    config: SandboxConfig
+    activity: Activity
+    keys: KeyRing
+
+    def record_delivery(
+        self, task: DeliveryTask, record: dict[str, Any], delivered: bool
+    ) -> list[tuple[DeliveryTask, float]]: ...
+
+
 class Deliverer:
-    def __init__(self, core: Sandbox, workers: int) -> None:
+    def __init__(self, core: DeliveryCore, workers: int) -> None:
         self._core = core
         self._workers = workers
         self._cond = threading.Condition(threading.Lock())

@@ -14,21 +14,40 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import httpx
 
 from falbridge.sandbox import fake_models
+from falbridge.sandbox.config import SandboxConfig
+from falbridge.sandbox.fake_models import ModelOutcome
 from falbridge.sandbox.faults import model_rng
+from falbridge.sandbox.files import FileStore
 from falbridge.sandbox.jobs import IN_PROGRESS, Job, log_entry
-
-if TYPE_CHECKING:
-    from falbridge.sandbox.core import Sandbox
 
 _log = logging.getLogger(__name__)
 PRIORITY_RANK = {"normal": 0, "low": 1}
 
 
+class LifecycleCore(Protocol):
+    """What the lifecycle needs from the sandbox's core (falbridge.sandbox.core.Sandbox),
+    which owns it: said here, so this module need not import the core."""
+
+    config: SandboxConfig
+    cond: threading.Condition
+    stop_event: threading.Event
+    files: FileStore
+    fetcher: httpx.Client
+
+    def complete(
+        self, job: Job, outcome: ModelOutcome, deliver_inline: bool = False, free_runner: bool = False
+    ) -> None: ...
+
+    def complete_locked(self, job: Job, outcome: ModelOutcome) -> None: ...
+
+
 class Lifecycle:
-    def __init__(self, core: Sandbox) -> None:
+    def __init__(self, core: LifecycleCore) -> None:
         self._core = core
         self._cond = core.cond
         self._keys: list[tuple[int, int]] = []

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import func, select
 
 from falbridge import strict_json
 from falbridge.cli.errors import CliGroup, Failure, InputError
-from falbridge.cli.render import format_when, make_console, make_table, show_job_tables
+from falbridge.cli.render import make_console, show_job_list, show_job_tables
 from falbridge.models.db import transaction
-from falbridge.models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor, list_jobs, parse_uuid
+from falbridge.models.jobs import parse_uuid
+from falbridge.models.listing import MAX_PAGE, CursorError, JobFilters, decode_cursor, file_counts, list_jobs
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.states import ALL_STATUSES, EventSource
-from falbridge.models.tables import Job, ResultFile
+from falbridge.models.tables import Job
 from falbridge.worker import actions
 from falbridge.worker.accept import ExternalIdConflict
 from falbridge.worker.cancel import Cancellation
@@ -210,32 +210,11 @@ def list_jobs_command(
     )
     with transaction() as s:
         rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
-        counts = dict(
-            s.execute(
-                select(ResultFile.job_id, func.count())
-                .group_by(ResultFile.job_id)
-                .where(ResultFile.job_id.in_([j.id for j in rows]))
-            ).all()
-        )
+        counts = file_counts(s, [row.id for row in rows])
     if as_json:
         click.echo(json.dumps({"jobs": [job_summary(j) for j in rows], "next_cursor": next_cursor}))
-        return
-    out = make_console()
-    table = make_table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "files / error")
-    for j in rows:
-        failed = j.status in ("failed", "cancelled")
-        outcome = (j.error_type or (j.error or "")[:60]) if failed else str(counts.get(j.id, 0))
-        table.add_row(
-            str(j.id),
-            j.endpoint_id,
-            j.status,
-            format_when(j.created_at),
-            format_when(j.completed_at),
-            outcome,
-        )
-    out.print(table)
-    if next_cursor:
-        out.print(f"next page: --cursor {next_cursor}")
+    else:
+        show_job_list(make_console(), rows, counts, next_cursor)
 
 
 @jobs.command("show")

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Row
 
 from falbridge.models.serialize import job_detail
 from falbridge.models.tables import Job
 
-if TYPE_CHECKING:  # rich is imported when first used: most commands print no table
-    from rich.console import Console
-    from rich.table import Table
-
 
 def make_console() -> Console:
-    from rich.console import Console
-
     # Not a terminal: no colours or boxes, and wide enough that rows never wrap.
     tty = sys.stdout.isatty()
     return Console(file=sys.stdout, markup=False, highlight=False, emoji=False, width=None if tty else 400)
 
 
 def make_table(out: Console, *columns: str, title: str | None = None) -> Table:
-    from rich import box
-    from rich.table import Table
-
     return Table(*columns, title=title, box=box.SIMPLE if out.is_terminal else None, title_justify="left")
 
 
@@ -45,6 +42,27 @@ def short_json(value: Any) -> str:
         return [cut(x) for x in v] if isinstance(v, list) else v
 
     return "" if value is None else json.dumps(cut(value), ensure_ascii=False)
+
+
+def show_job_list(
+    out: Console, rows: list[Row[Any]], counts: dict[uuid.UUID, int], next_cursor: str | None
+) -> None:
+    """A listing page: one row a job, its file count (or what went wrong), the next cursor."""
+    table = make_table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "files / error")
+    for j in rows:
+        failed = j.status in ("failed", "cancelled")
+        outcome = (j.error_type or (j.error or "")[:60]) if failed else str(counts.get(j.id, 0))
+        table.add_row(
+            str(j.id),
+            j.endpoint_id,
+            j.status,
+            format_when(j.created_at),
+            format_when(j.completed_at),
+            outcome,
+        )
+    out.print(table)
+    if next_cursor:
+        out.print(f"next page: --cursor {next_cursor}")
 
 
 def show_job_tables(out: Console, job: Job) -> None:

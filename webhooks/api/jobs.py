@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from falbridge.models.db import transaction
-from falbridge.models.jobs import list_jobs
+from falbridge.models.listing import list_jobs
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.tables import Job
 from falbridge.webhooks import current

@@ -1,130 +1,39 @@
-"""The OpenAPI 3.1 document for /api, served at GET /api/openapi.json.
-
-Built from small dicts so each shape sits next to what it mirrors: the job shapes are
-models/serialize.py field for field (`additionalProperties: false`, every field
-required), and the request shapes are the checks in webhooks/api.py and the input models
-in worker/fal/inputs.py. tests/webhooks/test_openapi.py runs schemathesis against this
-document and the live app, so a drift between the two fails the tests.
-"""
+"""The OpenAPI 3.1 document for /api, served at GET /api/openapi.json: the routes, their
+parameters and answers, around the shapes in schemas.py. tests/webhooks/api/test_openapi.py
+runs schemathesis against this document and the live app, so a drift between the two fails
+the tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from falbridge.config import ApiConfig
-from falbridge.models.jobs import MAX_PAGE
-from falbridge.models.states import ALL_STATUSES, EventSource
-from falbridge.worker.fal.inputs import EVF_SAM, REGION_PROPOSAL
-
-MAX_EXTERNAL_ID = 255
-MAX_FILTER = 255  # endpoint_id and external_id are VARCHAR(255): nothing longer can match
-MAX_CURSOR = 512  # an issued cursor is ~90 characters
-
-REF = "#/components/schemas/"
-# worker.fal.endpoints: owner/app[/path...], segments of letters, digits, '.', '_', '-'
-# not starting with '.'; ids under workflows/ and comfy/ need one more segment.
-_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
-ENDPOINT_ID_PATTERN = rf"^(?!(?:workflows|comfy)/{_SEGMENT}$){_SEGMENT}(?:/{_SEGMENT})+$"
-# Python's str.strip() whitespace, spelled out: regex engines disagree on \s.
-_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK = rf"[^{_SPACE}]"
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL can store no NUL character (api.py refuses them)
-FILE_URL = r"^(?:[Hh][Tt][Tt][Pp][Ss]?://|[Dd][Aa][Tt][Aa]:)"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF + name}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "additionalProperties": False,
-        "required": list(properties) if required is None else required,
-    }
-
-
-TEXT, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-TIME = {"type": "string", "format": "date-time"}
-ANY: dict[str, Any] = {}  # any JSON value: fal's result and error detail are free-form
-
-JOB_SUMMARY = {
-    "id": {"type": "string", "format": "uuid"},
-    "endpoint_id": TEXT,
-    "status": {"type": "string", "enum": list(ALL_STATUSES)},
-    "external_id": _nullable(TEXT),
-    "metadata": {"anyOf": [_ref("JsonObject"), {"type": "null"}]},
-    "request_id": _nullable(TEXT),
-    "gateway_request_id": _nullable(TEXT),
-    "result_pending": BOOL,
-    "error": _nullable(TEXT),
-    "error_type": _nullable(TEXT),
-    "error_detail": ANY,
-    "created_at": TIME,
-    "updated_at": TIME,
-    "submitted_at": _nullable(TIME),
-    "completed_at": _nullable(TIME),
-    "cancel_requested_at": _nullable(TIME),
-    "last_polled_at": _nullable(TIME),
-    "resubmitted_at": _nullable(TIME),
-    "submit_attempts": INT,
-    "poll_attempts": INT,
-    "webhook_count": INT,
-}
-JOB_DETAIL = {
-    **JOB_SUMMARY,
-    "input": _ref("JsonObject"),
-    "status_url": _nullable(TEXT),
-    "response_url": _nullable(TEXT),
-    "cancel_url": _nullable(TEXT),
-    "result": ANY,
-    "files": {"type": "array", "items": _ref("ResultFile")},
-    "events": {"type": "array", "items": _ref("JobEvent")},
-}
-RESULT_FILE = {
-    "id": INT,
-    "path": TEXT,
-    "url": TEXT,
-    "content_type": _nullable(TEXT),
-    "file_name": _nullable(TEXT),
-    "file_size": _nullable(INT),
-    "width": _nullable(INT),
-    "height": _nullable(INT),
-}
-JOB_EVENT = {
-    "at": TIME,
-    "source": {"type": "string", "enum": [s.value for s in EventSource]},
-    "from_status": {"type": ["string", "null"], "enum": [*ALL_STATUSES, None]},
-    "to_status": {"type": "string", "enum": list(ALL_STATUSES)},
-    "detail": ANY,
-}
-
-EVF_SAM_INPUT = _object(
-    {
-        "prompt": {"type": "string", "pattern": NOT_BLANK},
-        "image_url": {"type": "string", "pattern": FILE_URL},
-        "negative_prompt": {"type": ["string", "null"], "pattern": NO_NUL},
-        "semantic_type": BOOL,
-        "mask_only": BOOL,
-        "use_grounding_dino": BOOL,
-        "revert_mask": BOOL,
-        # fal: "must be odd", default 0; 0 means no blur.
-        "blur_mask": {"type": "integer", "enum": [0, *range(1, 50, 2)]},
-        "expand_mask": {"type": "integer", "minimum": 0},
-        "fill_holes": BOOL,
-    },
-    required=["prompt", "image_url"],
+from falbridge.models.listing import MAX_PAGE
+from falbridge.models.states import ALL_STATUSES
+from falbridge.webhooks.api.schemas import (
+    ANY,
+    ENDPOINT_ID_PATTERN,
+    EVF_SAM_INPUT,
+    JOB_DETAIL,
+    JOB_EVENT,
+    JOB_SUMMARY,
+    MAX_CURSOR,
+    MAX_EXTERNAL_ID,
+    MAX_FILTER,
+    NO_NUL,
+    REGION_PROPOSAL_INPUT,
+    RESULT_FILE,
+    TEXT,
+    TIME,
+    nullable,
+    object_schema,
+    ref,
 )
-REGION_PROPOSAL_INPUT = _object({"image_url": {"type": "string", "pattern": FILE_URL}})
+from falbridge.worker.fal.inputs import EVF_SAM, REGION_PROPOSAL
 
 
 def _submit_request(limits: ApiConfig) -> dict[str, Any]:
-    base = _object(
+    base = object_schema(
         {
             "endpoint_id": {
                 "type": "string",
@@ -132,7 +41,7 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
                 "pattern": ENDPOINT_ID_PATTERN,
                 "description": "owner/app[/path...]; two are validated, others passed through",
             },
-            "input": _ref("JsonObject"),
+            "input": ref("JsonObject"),
             "external_id": {
                 "type": ["string", "null"],
                 "minLength": 1,
@@ -140,7 +49,7 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
                 "pattern": NO_NUL,
                 "description": "idempotency key",
             },
-            "metadata": {"anyOf": [_ref("JsonObject"), {"type": "null"}]},
+            "metadata": {"anyOf": [ref("JsonObject"), {"type": "null"}]},
         },
         required=["endpoint_id", "input"],
     )
@@ -152,22 +61,22 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
     )
     # The two first-class endpoints have typed inputs; every other id passes its input through.
     base["oneOf"] = [
-        {"properties": {"endpoint_id": {"const": EVF_SAM}, "input": _ref("EvfSamInput")}},
-        {"properties": {"endpoint_id": {"const": REGION_PROPOSAL}, "input": _ref("RegionProposalInput")}},
+        {"properties": {"endpoint_id": {"const": EVF_SAM}, "input": ref("EvfSamInput")}},
+        {"properties": {"endpoint_id": {"const": REGION_PROPOSAL}, "input": ref("RegionProposalInput")}},
         {"properties": {"endpoint_id": {"not": {"enum": [EVF_SAM, REGION_PROPOSAL]}}}},
     ]
     return base
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+    response = {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
     if headers:
         response["headers"] = headers
     return response
 
 
 def _ok(description: str, schema: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+    response = {"description": description, "content": {"application/json": {"schema": ref(schema)}}}
     if headers:
         response["headers"] = headers
     return response
@@ -218,7 +127,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Submit a job",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("SubmitRequest")}},
+                    "content": {"application/json": {"schema": ref("SubmitRequest")}},
                 },
                 "responses": {
                     "202": _ok("created and queued", "JobDetail", _LOCATION),
@@ -299,33 +208,35 @@ def document(limits: ApiConfig) -> dict[str, Any]:
                 "JsonValue": {
                     "anyOf": [
                         {"type": ["null", "boolean", "number"]},
-                        _ref("JsonString"),
-                        {"type": "array", "items": _ref("JsonValue")},
-                        _ref("JsonObject"),
+                        ref("JsonString"),
+                        {"type": "array", "items": ref("JsonValue")},
+                        ref("JsonObject"),
                     ]
                 },
                 "JsonObject": {
                     "type": "object",
                     "propertyNames": json_string,
-                    "additionalProperties": _ref("JsonValue"),
+                    "additionalProperties": ref("JsonValue"),
                 },
                 "SubmitRequest": _submit_request(limits),
                 "EvfSamInput": EVF_SAM_INPUT,
                 "RegionProposalInput": REGION_PROPOSAL_INPUT,
-                "JobSummary": _object(JOB_SUMMARY),
-                "JobDetail": _object(JOB_DETAIL),
-                "ResultFile": _object(RESULT_FILE),
-                "JobEvent": _object(JOB_EVENT),
-                "JobPage": _object(
-                    {"jobs": {"type": "array", "items": _ref("JobSummary")}, "next_cursor": _nullable(TEXT)}
+                "JobSummary": object_schema(JOB_SUMMARY),
+                "JobDetail": object_schema(JOB_DETAIL),
+                "ResultFile": object_schema(RESULT_FILE),
+                "JobEvent": object_schema(JOB_EVENT),
+                "JobPage": object_schema(
+                    {"jobs": {"type": "array", "items": ref("JobSummary")}, "next_cursor": nullable(TEXT)}
                 ),
-                "CancelResult": _object(
+                "CancelResult": object_schema(
                     {
-                        "job": _ref("JobDetail"),
+                        "job": ref("JobDetail"),
                         "outcome": {"type": "string", "enum": ["cancelled", "cancel requested"]},
                     }
                 ),
-                "Error": _object({"error": _object({"code": TEXT, "message": TEXT, "details": ANY})}),
+                "Error": object_schema(
+                    {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
+                ),
             },
         },
     }

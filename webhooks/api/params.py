@@ -12,10 +12,10 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 
 from falbridge import strict_json
-from falbridge.models.jobs import MAX_PAGE, CursorError, JobFilters, decode_cursor
+from falbridge.models.listing import MAX_PAGE, CursorError, JobFilters, decode_cursor
 from falbridge.models.states import ALL_STATUSES
 from falbridge.webhooks import current
-from falbridge.webhooks.api.openapi import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILTER
+from falbridge.webhooks.api.schemas import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILTER
 from falbridge.webhooks.errors import ApiError
 from falbridge.webhooks.limits import parse_json, read_body
 from falbridge.worker.fal import validate_endpoint_id

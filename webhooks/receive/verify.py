@@ -135,28 +135,11 @@ def verify(
     expected_user_id: str | None = None,
     now: float | None = None,
 ) -> VerifiedHeaders:
-    values = {name: (headers.get(name) or "").strip() for name in SIGNATURE_HEADERS}
-    missing = [name for name, value in values.items() if not value]
-    if missing:
-        raise VerificationError(f"missing header(s): {', '.join(missing)}")
+    values = _signature_headers(headers)
     request_id, user_id = values[HEADER_REQUEST_ID], values[HEADER_USER_ID]
-    raw_timestamp, raw_signature = values[HEADER_TIMESTAMP], values[HEADER_SIGNATURE]
-    if not raw_timestamp.isascii() or not raw_timestamp.isdigit():
-        raise VerificationError("timestamp is not an integer")
-    if len(raw_timestamp) > 12:
-        # Beyond any plausible Unix time; and a few hundred digits would overflow the float
-        # arithmetic below (OverflowError), a few thousand int() itself (ValueError): a 500.
-        raise VerificationError("timestamp outside tolerance (not a plausible Unix time)")
-    timestamp = int(raw_timestamp)
-    skew = (time.time() if now is None else now) - timestamp
-    if abs(skew) > tolerance_s:
-        raise VerificationError(f"timestamp outside tolerance ({int(skew)} s off, limit {tolerance_s} s)")
-    try:
-        signature = bytes.fromhex(raw_signature)
-    except ValueError:
-        raise VerificationError("signature is not hex") from None
-    if len(signature) != 64:
-        raise VerificationError("signature has the wrong length")
+    raw_timestamp = values[HEADER_TIMESTAMP]
+    timestamp = _timestamp_within(raw_timestamp, tolerance_s, time.time() if now is None else now)
+    signature = _signature_bytes(values[HEADER_SIGNATURE])
     # surrogatepass: a header str can hold a lone surrogate (never from the wire, which is
     # latin-1); it must fail as a bad signature, not as a UnicodeEncodeError.
     message = "\n".join([request_id, user_id, raw_timestamp, hashlib.sha256(body).hexdigest()]).encode(
@@ -171,6 +154,38 @@ def verify(
     if expected_user_id is not None and user_id != expected_user_id:
         raise VerificationError("webhook user id is not ours")
     return VerifiedHeaders(request_id, user_id, timestamp)
+
+
+def _signature_headers(headers: HeaderLookup) -> dict[str, str]:
+    values = {name: (headers.get(name) or "").strip() for name in SIGNATURE_HEADERS}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise VerificationError(f"missing header(s): {', '.join(missing)}")
+    return values
+
+
+def _timestamp_within(raw: str, tolerance_s: int, now: float) -> int:
+    if not raw.isascii() or not raw.isdigit():
+        raise VerificationError("timestamp is not an integer")
+    if len(raw) > 12:
+        # Beyond any plausible Unix time; and a few hundred digits would overflow the float
+        # arithmetic below (OverflowError), a few thousand int() itself (ValueError): a 500.
+        raise VerificationError("timestamp outside tolerance (not a plausible Unix time)")
+    timestamp = int(raw)
+    skew = now - timestamp
+    if abs(skew) > tolerance_s:
+        raise VerificationError(f"timestamp outside tolerance ({int(skew)} s off, limit {tolerance_s} s)")
+    return timestamp
+
+
+def _signature_bytes(raw: str) -> bytes:
+    try:
+        signature = bytes.fromhex(raw)
+    except ValueError:
+        raise VerificationError("signature is not hex") from None
+    if len(signature) != 64:
+        raise VerificationError("signature has the wrong length")
+    return signature
 
 
 def _any_key_verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from falbridge.models.db import transaction
-from falbridge.models.jobs import create_job, encode_cursor
+from falbridge.models.jobs import create_job
+from falbridge.models.listing import encode_cursor
 from falbridge.webhooks.app import create_app
 from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN

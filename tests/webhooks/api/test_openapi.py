@@ -26,7 +26,7 @@ from schemathesis.engine import events, from_schema
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job, get_job
 from falbridge.models.serialize import event_dict, job_detail, job_summary
-from falbridge.webhooks.api.openapi import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
+from falbridge.webhooks.api.schemas import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
 from falbridge.webhooks.app import create_app
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
