@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass
 
 from falbridge.models.db import transaction
-from falbridge.models.jobs import get_job, lock_job, parse_uuid, transition
+from falbridge.models.jobs import get_job, lock_job, parse_uuid
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import utcnow
 from falbridge.worker import followup
-from falbridge.worker.apply.outcome import fail
+from falbridge.worker.apply.outcome import cancel_unsubmitted, fail_job
 from falbridge.worker.fal import CancelOutcome, get_client
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.queue_ref import request_ref
@@ -43,14 +43,7 @@ def request_cancel(job_id: uuid.UUID | str) -> CancelRequest:
             return CancelRequest(Cancellation.ALREADY_TERMINAL)
         job.cancel_requested_at = job.cancel_requested_at or utcnow()
         if job.status == JobStatus.PENDING.value and job.submit_lease_until is None:
-            transition(
-                s,
-                job,
-                JobStatus.CANCELLED,
-                EventSource.CANCEL,
-                error="cancelled before it was submitted",
-                error_type="client_cancelled",
-            )
+            cancel_unsubmitted(s, job)
             return CancelRequest(Cancellation.CANCELLED)
         ask_fal = (followup.cancel_at_fal(job.id),) if job.request_id is not None else ()
         return CancelRequest(Cancellation.REQUESTED, ask_fal)
@@ -66,14 +59,10 @@ def cancel_at_fal(job_id: uuid.UUID | str) -> CancelOutcome | None:
         ref = request_ref(job)
     outcome = get_client().cancel(ref)
     if outcome == CancelOutcome.NOT_FOUND:
-        with transaction() as s:
-            job = lock_job(s, job_uuid)
-            if job is not None:
-                fail(
-                    s,
-                    job,
-                    EventSource.CANCEL,
-                    error="fal does not know this request any more",
-                    error_type="client_cancelled",
-                )
+        fail_job(
+            job_uuid,
+            EventSource.CANCEL,
+            error="fal does not know this request any more",
+            error_type="client_cancelled",
+        )
     return outcome

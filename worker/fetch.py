@@ -11,7 +11,7 @@ from falbridge import strict_json
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job, lock_job, parse_uuid
 from falbridge.models.states import EventSource
-from falbridge.worker.apply.outcome import complete, error_fields_from_body, fail
+from falbridge.worker.apply.outcome import complete, error_fields_from_body, fail_job
 from falbridge.worker.fal import FinalError, ModelError, get_client
 from falbridge.worker.queue_ref import request_ref
 
@@ -43,25 +43,30 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
         output: Any = get_client().result(ref)
     except ModelError as exc:
         error_type, detail = error_fields_from_body({"detail": exc.detail, "error_type": exc.error_type})
-        _fail(job_uuid, source, f"Invalid status code: {exc.status_code}", error_type, detail)
+        fail_job(
+            job_uuid,
+            source,
+            error=f"Invalid status code: {exc.status_code}",
+            error_type=error_type,
+            error_detail=detail,
+        )
         return FetchOutcome.FAILED
     except FinalError as exc:
-        _fail(job_uuid, source, f"result unavailable at fal: {exc}", "result_unavailable", exc.detail)
+        fail_job(
+            job_uuid,
+            source,
+            error=f"result unavailable at fal: {exc}",
+            error_type="result_unavailable",
+            error_detail=exc.detail,
+        )
         return FetchOutcome.RESULT_UNAVAILABLE
     if not strict_json.is_strict(output):
         # NaN/Infinity in fal's body: jsonb refuses it, and no client could read it back.
         message = "fal returned a result that is not strict JSON (NaN, Infinity or nesting too deep)"
-        _fail(job_uuid, source, message, "invalid_result", None)
+        fail_job(job_uuid, source, error=message, error_type="invalid_result")
         return FetchOutcome.INVALID_RESULT
     with transaction() as s:
         job = lock_job(s, job_uuid)
         if job is not None:
             complete(s, job, output, source)
     return FetchOutcome.COMPLETED
-
-
-def _fail(job_id: uuid.UUID, source: EventSource, error: str, error_type: str | None, detail: Any) -> None:
-    with transaction() as s:
-        job = lock_job(s, job_id)
-        if job is not None:
-            fail(s, job, source, error=error, error_type=error_type, error_detail=detail)

@@ -11,7 +11,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job, lock_job, parse_uuid, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, utcnow
-from falbridge.worker.apply.outcome import fail
+from falbridge.worker.apply.outcome import fail_job
 from falbridge.worker.fal import FinalError, ModelError, get_client
 from falbridge.worker.fetch import FetchOutcome, fetch_result
 from falbridge.worker.queue_ref import request_ref
@@ -48,7 +48,12 @@ def poll(job_id: uuid.UUID | str) -> PollOutcome | FetchOutcome:
     except FinalError as exc:
         if exc.status_code != 404:
             raise
-        _forgotten_by_fal(job_uuid)
+        fail_job(
+            job_uuid,
+            EventSource.POLL,
+            error="fal no longer knows this request (expired or never accepted) and no callback arrived",
+            error_type="request_not_found",
+        )
         return PollOutcome.NOT_FOUND
     if status.status == "COMPLETED":
         return fetch_result(job_uuid, EventSource.POLL)
@@ -59,16 +64,3 @@ def poll(job_id: uuid.UUID | str) -> PollOutcome | FetchOutcome:
                 transition(s, job, JobStatus.IN_PROGRESS, EventSource.POLL)
         return PollOutcome.IN_PROGRESS
     return PollOutcome.IN_QUEUE if status.status == "IN_QUEUE" else PollOutcome.UNKNOWN_STATUS
-
-
-def _forgotten_by_fal(job_id: uuid.UUID) -> None:
-    with transaction() as s:
-        job = lock_job(s, job_id)
-        if job is not None:
-            fail(
-                s,
-                job,
-                EventSource.POLL,
-                error="fal no longer knows this request (expired or never accepted) and no callback arrived",
-                error_type="request_not_found",
-            )

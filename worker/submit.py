@@ -26,7 +26,7 @@ from falbridge.models.jobs import lock_job, parse_uuid, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, utcnow
 from falbridge.worker import followup
-from falbridge.worker.apply.outcome import fail
+from falbridge.worker.apply.outcome import cancel_unsubmitted, fail
 from falbridge.worker.fal import (
     FinalError,
     InputValidationError,
@@ -85,14 +85,7 @@ def claim(job_id: uuid.UUID | str, *, resubmit: bool = False) -> Claim | Submitt
         if job.status != JobStatus.PENDING.value:
             return Submitted.NOT_PENDING
         if job.cancel_requested_at is not None:
-            transition(
-                s,
-                job,
-                JobStatus.CANCELLED,
-                EventSource.CANCEL,
-                error="cancelled before it was submitted",
-                error_type="client_cancelled",
-            )
+            cancel_unsubmitted(s, job)
             return Submitted.CANCELLED
         if job.submit_lease_until is not None and job.submit_lease_until <= utcnow():
             transition(

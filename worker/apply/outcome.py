@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from falbridge.models.jobs import add_result_files, transition
+from falbridge.models.db import transaction
+from falbridge.models.jobs import add_result_files, lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job
 from falbridge.worker.apply.result_files import find_files
@@ -49,6 +51,34 @@ def fail(
         error_type=error_type,
         error_detail=error_detail,
         result_pending=False,
+    )
+
+
+def fail_job(
+    job_id: uuid.UUID,
+    source: EventSource,
+    *,
+    error: str,
+    error_type: str | None = None,
+    error_detail: Any = None,
+) -> bool:
+    """`fail` in a transaction of its own, the job locked; False if it is gone or already final."""
+    with transaction() as s:
+        job = lock_job(s, job_id)
+        return job is not None and fail(
+            s, job, source, error=error, error_type=error_type, error_detail=error_detail
+        )
+
+
+def cancel_unsubmitted(session: Session, job: Job) -> bool:
+    """Cancelled here and now: fal never got this job, so nobody needs asking."""
+    return transition(
+        session,
+        job,
+        JobStatus.CANCELLED,
+        EventSource.CANCEL,
+        error="cancelled before it was submitted",
+        error_type="client_cancelled",
     )
 
 
