@@ -143,8 +143,11 @@ def _seed_outputs(console: Console, seeds: Sequence[Job], run_dir: Path, *, real
     # The sandbox serves files on loopback, which the fetcher refuses unless told.
     policy = FetchPolicy(allow_private=not real_fal)
     try:
-        for target in download_result_files(evf, run_dir / "masks", policy):
-            console.print(f"EVF-SAM mask ({target.stat().st_size} bytes) saved to {target}")
+        for result in download_result_files(evf, run_dir / "masks", policy):
+            if (target := result.saved) is None:
+                console.print(f"EVF-SAM mask could not be downloaded: {result.error}")
+            else:
+                console.print(f"EVF-SAM mask ({target.stat().st_size} bytes) saved to {target}")
     except Exception as exc:  # the history above is the demo's result; a copy is a bonus
         console.print(f"EVF-SAM mask could not be downloaded: {exc}")
     for f in evf.files:

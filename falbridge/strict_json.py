@@ -6,7 +6,8 @@ Python's json module is more lenient than both, and each leniency would surface 
 - NaN, Infinity and numbers that overflow to infinity (1e999): not JSON, and jsonb
   refuses them;
 - nesting deeper than a limit (Python's own decoder raises RecursionError at about a
-  thousand levels, which is caught too);
+  thousand levels, which is caught too), and, when asked, objects with more keys or arrays
+  with more items than a limit: an oversized object stops the parse as soon as it is built;
 - NUL characters and unpaired surrogates (\\u0000, \\ud800) in any key or string:
   PostgreSQL stores neither, in text or in jsonb.
 """
@@ -18,7 +19,7 @@ import math
 import re
 from typing import Any, Literal
 
-Problem = Literal["invalid_json", "too_deep", "unstorable"]
+Problem = Literal["invalid_json", "too_deep", "too_many_keys", "too_many_items", "unstorable"]
 
 # \x00 and any lone UTF-16 surrogate; a valid pair ("\ud83d\ude00") decodes to one code point.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -46,23 +47,48 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(data: bytes | str, *, max_depth: int | None = None, storable: bool = False) -> Any:
-    """Parse strictly; with `max_depth` or `storable`, also walk the tree and refuse a
-    document nested deeper, or holding text the database can't store."""
+def loads(
+    data: bytes | str,
+    *,
+    max_depth: int | None = None,
+    max_keys: int | None = None,
+    max_items: int | None = None,
+    storable: bool = False,
+) -> Any:
+    """Parse strictly, refusing an object of more than `max_keys` keys as it is built;
+    with `max_depth`, `max_items` or `storable`, also walk the tree and refuse a document
+    nested deeper, an array longer, or text the database can't store."""
+
+    def dict_within_limit(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if max_keys is not None and len(pairs) > max_keys:
+            raise JSONRejected("too_many_keys", f"JSON object with more than {max_keys} keys")
+        return dict(pairs)
+
     try:
-        doc = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        doc = json.loads(
+            data,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=dict_within_limit if max_keys is not None else None,
+        )
+    except JSONRejected:
+        raise
     except RecursionError:
-        raise JSONRejected("too_deep", "JSON nested too deeply") from None
+        deeper = f"nesting deeper than {max_depth} levels" if max_depth is not None else "nested too deeply"
+        raise JSONRejected("too_deep", f"JSON {deeper}") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the two hooks above
         # json's messages are short; a UnicodeDecodeError's can quote the input's bytes.
         raise JSONRejected("invalid_json", str(exc)[:200]) from None
-    if max_depth is not None or storable:
-        check_tree(doc, max_depth=max_depth, storable=storable)
+    if max_depth is not None or max_items is not None or storable:
+        check_tree(doc, max_depth=max_depth, max_items=max_items, storable=storable)
     return doc
 
 
-def check_tree(doc: Any, *, max_depth: int | None = None, storable: bool = True) -> None:
-    """Depth and storable strings, walked without recursion (the document may be huge)."""
+def check_tree(
+    doc: Any, *, max_depth: int | None = None, max_items: int | None = None, storable: bool = True
+) -> None:
+    """Depth, array lengths and storable strings, walked without recursion (the document
+    may be huge)."""
     stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(doc, 1, ())]
     while stack:
         value, depth, path = stack.pop()
@@ -73,8 +99,10 @@ def check_tree(doc: Any, *, max_depth: int | None = None, storable: bool = True)
         if not isinstance(value, (dict, list)):
             continue  # a number, boolean or null document
         if max_depth is not None and depth > max_depth:
-            where = f" at {field_name(path)}" if path else ""
-            raise JSONRejected("too_deep", f"JSON nesting deeper than {max_depth} levels{where}", path)
+            raise JSONRejected("too_deep", f"JSON nesting deeper than {max_depth} levels{_at(path)}", path)
+        if max_items is not None and isinstance(value, list) and len(value) > max_items:
+            message = f"JSON array with more than {max_items} items{_at(path)}"
+            raise JSONRejected("too_many_items", message, path)
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             if storable and isinstance(key, str):
@@ -107,6 +135,10 @@ def field_name(path: tuple[str | int, ...]) -> str:
             name = UNSTORABLE.sub("\ufffd", part[:64])  # the message itself must be storable
             out += f".{name}" if out else name
     return out or "(body)"
+
+
+def _at(path: tuple[str | int, ...]) -> str:
+    return f" at {field_name(path)}" if path else ""
 
 
 def _check_text(text: str, path: tuple[str | int, ...]) -> None:

@@ -64,3 +64,24 @@ def test_field_names_are_short_and_storable():
 def test_is_strict_and_compact_size():
     assert strict_json.is_strict({"a": [1.5]}) and not strict_json.is_strict({"a": float("nan")})
     assert strict_json.compact_size({"a": "é"}) == len('{"a":"é"}'.encode())
+
+
+def test_keys_per_object_are_limited_as_each_object_is_built():
+    assert strict_json.loads('{"a": {"x": 1, "y": 2}, "b": 2}', max_keys=2) == {"a": {"x": 1, "y": 2}, "b": 2}
+    with pytest.raises(JSONRejected) as caught:
+        strict_json.loads('{"a": {"x": 1, "y": 2, "z": 3}}', max_keys=2)
+    assert (
+        caught.value.problem == "too_many_keys" and str(caught.value) == "JSON object with more than 2 keys"
+    )
+    # Parsing stops at that object: what follows it is never read (here, not even JSON).
+    with pytest.raises(JSONRejected) as caught:
+        strict_json.loads('[{"x": 1, "y": 2, "z": 3}, this is not JSON', max_keys=2)
+    assert caught.value.problem == "too_many_keys"
+
+
+def test_items_per_array_are_limited_and_the_array_named():
+    assert strict_json.loads('{"a": [[1, 2]]}', max_items=2) == {"a": [[1, 2]]}
+    with pytest.raises(JSONRejected) as caught:
+        strict_json.loads('{"a": [[1, 2, 3]]}', max_items=2)
+    assert caught.value.problem == "too_many_items" and caught.value.path == ("a", 0)
+    assert str(caught.value) == "JSON array with more than 2 items at a[0]"

@@ -25,7 +25,6 @@ from falbridge.worker import actions
 from falbridge.worker.accept import ExternalIdConflict
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.download.files import download_result_files
-from falbridge.worker.download.safe_get import FetchRefused
 from falbridge.worker.fal import InputValidationError, validate_endpoint_id
 from falbridge.worker.input_files import path_to_data_uri
 
@@ -253,16 +252,24 @@ def cancel(job_id: str) -> None:
     help="Directory; files go into DEST/JOB_ID/.",
 )
 def download(job_id: str, dest: Path) -> None:
-    """Save a job's result files locally (fal's URLs do not last forever)."""
+    """Save a job's result files locally (fal's URLs do not last forever).
+
+    Every file is tried: the saved paths are printed, then one line per file that failed
+    (exit 1 if any did)."""
     job = _existing_job(job_id, full=True)
     if not job.files:
         click.echo(f"job {job.id} has no result files ({job.status})")
         return
-    try:
-        for path in download_result_files(job, dest):
-            click.echo(str(path))
-    except FetchRefused as exc:
-        raise Failure(f"refused to fetch: {exc}") from None
+    results = download_result_files(job, dest)
+    for result in results:
+        if result.saved is not None:
+            click.echo(str(result.saved))
+    failed = [result for result in results if result.saved is None]
+    for result in failed:
+        url = result.file.url if len(result.file.url) <= 200 else result.file.url[:200] + "..."
+        click.echo(f"failed: {result.file.path} {url}: {result.error}", err=True)
+    if failed:
+        raise Failure(f"{len(failed)} of {len(results)} result files could not be downloaded")
 
 
 def _existing_job(job_id: str, *, full: bool = False) -> Job:

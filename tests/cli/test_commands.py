@@ -38,6 +38,7 @@ def cli(db_url, redis_url, monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FAL_KEY", SECRET)
+    monkeypatch.setenv("FALBRIDGE_SECRET_KEY", "cli-test-secret-key-" + "k" * 24)  # a deployment's settings
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None):
@@ -276,6 +277,54 @@ def test_jobs_show_table_and_json(cli):
 def test_jobs_show_unknown_id(cli):
     assert "no job with id" in one_error_line(cli("jobs", "show", str(uuid.uuid4())), 2)
     assert "not a job id" in one_error_line(cli("jobs", "show", "not-a-uuid"), 2)
+
+
+# -- download ----------------------------------------------------------------------------
+
+
+def job_with_files(urls: dict[str, str]) -> Job:
+    [job] = make_jobs({"status": "completed"})
+    with transaction() as s:
+        add_result_files(s, job.id, [{"path": path, "url": url} for path, url in urls.items()])
+    return job
+
+
+def test_jobs_download_saves_every_file(cli, monkeypatch, tmp_path, webhook_sink):
+    monkeypatch.setenv("FALBRIDGE_FETCH_ALLOW_PRIVATE", "1")
+    job = job_with_files(
+        {
+            "images[0]": webhook_sink.serve_file("/a.png", b"A", "image/png"),
+            "images[1]": webhook_sink.serve_file("/b.png", b"B", "image/png"),
+        }
+    )
+    result = cli("jobs", "download", str(job.id), "--to", str(tmp_path))
+    assert result.exit_code == 0 and result.stderr == ""
+    saved = [Path(line) for line in result.stdout.splitlines()]
+    assert [p.read_bytes() for p in saved] == [b"A", b"B"] and saved[0].parent == tmp_path / str(job.id)
+
+
+def test_jobs_download_reports_each_bad_file_and_saves_the_rest(cli, monkeypatch, tmp_path, webhook_sink):
+    monkeypatch.setenv("FALBRIDGE_FETCH_ALLOW_PRIVATE", "1")
+    webhook_sink.respond_with(404)  # the one GET for a path it does not serve
+    job = job_with_files(
+        {
+            "images[0]": webhook_sink.serve_file("/a.png", b"A", "image/png"),
+            "images[1]": "http://a:80:80/x",
+            "images[2]": "file:///etc/passwd",
+            "images[3]": webhook_sink.base_url + "/gone.png",
+            "images[4]": webhook_sink.serve_file("/e.png", b"E", "image/png"),
+        }
+    )
+    result = cli("jobs", "download", str(job.id), "--to", str(tmp_path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [Path(line).read_bytes() for line in result.stdout.splitlines()] == [b"A", b"E"]
+    *failed, last = result.stderr.splitlines()
+    assert failed == [
+        "failed: images[1] http://a:80:80/x: not a valid URL: Invalid port: '80:80'",
+        "failed: images[2] file:///etc/passwd: only http and https URLs are fetched, not 'file'",
+        f"failed: images[3] {webhook_sink.base_url}/gone.png: HTTP 404 Not Found",
+    ]
+    assert last == "error: 3 of 5 result files could not be downloaded"
 
 
 # -- cancel ------------------------------------------------------------------------------

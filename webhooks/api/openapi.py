@@ -29,7 +29,7 @@ from falbridge.webhooks.api.schemas import (
     object_schema,
     ref,
 )
-from falbridge.worker.fal.inputs import EVF_SAM, REGION_PROPOSAL
+from falbridge.worker.fal.inputs import EVF_SAM, MAX_ERRORS_REPORTED, REGION_PROPOSAL
 
 
 def _submit_request(limits: ApiConfig) -> dict[str, Any]:
@@ -55,7 +55,8 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
     )
     base["description"] = (
         f"Limits: the body at most {limits.max_body_bytes} bytes, JSON nesting at most "
-        f"{limits.max_json_depth} levels, `input` at most {limits.max_input_bytes} bytes and "
+        f"{limits.max_json_depth} levels, at most {limits.max_json_keys} keys in an object and "
+        f"{limits.max_json_items} items in an array, `input` at most {limits.max_input_bytes} bytes and "
         f"`metadata` at most {limits.max_metadata_bytes} bytes as compact JSON; no string may "
         "contain NUL or an unpaired surrogate."
     )
@@ -136,7 +137,10 @@ def _paths() -> dict[str, Any]:
                     "409": _error("this external_id names a job with another endpoint or input"),
                     "413": _error("body, input or metadata over its size limit"),
                     "415": _error("the body is not application/json"),
-                    "422": _error("a field is missing, unknown or invalid, or the JSON is nested too deep"),
+                    "422": _error(
+                        f"a field is missing, unknown or invalid (at most {MAX_ERRORS_REPORTED} "
+                        "listed), or the JSON is nested too deep or has an object or array over its limit"
+                    ),
                     **common,
                 },
             },

@@ -1,6 +1,7 @@
 """Reading /api requests: bodies and query parameters checked field by field, so every
 problem is a 4xx naming the field (details [{"field", "message"}], the shape of
-InputValidationError.errors). The OpenAPI document states the same rules."""
+InputValidationError.errors: at most MAX_ERRORS_REPORTED of them, the message counting the
+rest). The OpenAPI document states the same rules."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from falbridge.webhooks.api.schemas import MAX_CURSOR, MAX_EXTERNAL_ID, MAX_FILT
 from falbridge.webhooks.errors import ApiError
 from falbridge.webhooks.limits import parse_json, read_body
 from falbridge.worker.fal import validate_endpoint_id
-from falbridge.worker.fal.inputs import KNOWN_ENDPOINTS
+from falbridge.worker.fal.inputs import KNOWN_ENDPOINTS, MAX_ERRORS_REPORTED, summarize_errors
 
 DEFAULT_PAGE = 50
 SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata")
@@ -40,7 +41,9 @@ def json_object() -> dict[str, Any]:
             415, "unsupported_media_type", "request body must be JSON: send Content-Type: application/json"
         )
     raw = read_body(limits.max_body_bytes, "FALBRIDGE_MAX_API_BODY_BYTES")
-    body = parse_json(raw, max_depth=limits.max_json_depth)
+    body = parse_json(
+        raw, max_depth=limits.max_json_depth, max_keys=limits.max_json_keys, max_items=limits.max_json_items
+    )
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", f"request body must be a JSON object, got {_type(body)}")
     return body
@@ -68,7 +71,7 @@ def _check_sizes(fields: dict[str, Any]) -> None:
 
 
 def submit_fields(body: dict[str, Any]) -> dict[str, Any]:
-    errors = [_unknown(name, SUBMIT_FIELDS, "field") for name in body if name not in SUBMIT_FIELDS]
+    errors = _unknown([name for name in body if name not in SUBMIT_FIELDS], SUBMIT_FIELDS, "field")
     endpoint_id, payload = body.get("endpoint_id"), body.get("input")
     external_id, metadata = body.get("external_id"), body.get("metadata")
     if not isinstance(endpoint_id, str):
@@ -110,7 +113,7 @@ def _json_integers(endpoint_id: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_args(args: MultiDict[str, str]) -> tuple[JobFilters, int, str | None]:
-    errors = [_unknown(name, LIST_PARAMS, "parameter") for name in args if name not in LIST_PARAMS]
+    errors = _unknown([name for name in args if name not in LIST_PARAMS], LIST_PARAMS, "parameter")
     errors += [_field(name, "given more than once") for name in args if len(args.getlist(name)) > 1]
     # An empty value means "not given", as an HTML form would send it.
     value = {name: args.get(name) or None for name in LIST_PARAMS}
@@ -190,10 +193,15 @@ def _field(name: str, message: str) -> dict[str, str]:
     return {"field": name, "message": message}
 
 
-def _unknown(name: str, known: tuple[str, ...], noun: str) -> dict[str, str]:
-    name = name[:64]  # a key can be megabytes long: neither echo it nor diff it whole
-    close = difflib.get_close_matches(name, known, n=1)
-    return _field(name, f"unknown {noun}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+def _unknown(names: list[str], known: tuple[str, ...], noun: str) -> list[dict[str, str]]:
+    """An error per name; a close match suggested only for the first ones by name, the only
+    ones that can be reported (difflib is slow, and there may be thousands)."""
+    errors = []
+    # A key can be megabytes long: neither echo it nor diff it whole.
+    for rank, name in enumerate(sorted(name[:64] for name in names)):
+        close = difflib.get_close_matches(name, known, n=1) if rank < MAX_ERRORS_REPORTED else []
+        errors.append(_field(name, f"unknown {noun}" + (f" (did you mean {close[0]!r}?)" if close else "")))
+    return errors
 
 
 def _required_or_type(body: dict[str, Any], name: str, expected: str) -> str:
@@ -203,9 +211,9 @@ def _required_or_type(body: dict[str, Any], name: str, expected: str) -> str:
 
 
 def _invalid_request(errors: list[dict[str, str]]) -> ApiError:
-    errors = sorted(errors, key=lambda e: e["field"])
-    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return ApiError(422, "invalid_request", summary, errors)
+    """422 with the first MAX_ERRORS_REPORTED errors by field, and a count of the rest."""
+    shown = sorted(errors, key=lambda e: e["field"])[:MAX_ERRORS_REPORTED]
+    return ApiError(422, "invalid_request", summarize_errors(shown, len(errors) - len(shown)), shown)
 
 
 def _type(value: Any) -> str:

@@ -6,10 +6,13 @@ See docs/fal-protocol.md, "Result files and their lifetime".
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from falbridge.models.tables import Job
-from falbridge.worker.download.safe_get import FetchPolicy, fetch_bytes
+import httpx
+
+from falbridge.models.tables import Job, ResultFile
+from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, fetch_bytes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -20,13 +23,33 @@ def local_name(path: str, file_name: str | None) -> str:
     return name[:200]
 
 
-def download_result_files(job: Job, dest: Path, policy: FetchPolicy | None = None) -> list[Path]:
+@dataclass(frozen=True)
+class Downloaded:
+    """One result file: where it was `saved`, or the `error` (one line) that stopped it."""
+
+    file: ResultFile
+    saved: Path | None = None
+    error: str | None = None
+
+
+def download_result_files(job: Job, dest: Path, policy: FetchPolicy | None = None) -> list[Downloaded]:
+    """Each file into dest/JOB_ID/, on its own: one that fails does not stop the rest."""
     target_dir = dest / str(job.id)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
+    results = []
     for f in job.files:
-        body, _content_type = fetch_bytes(f.url, policy)
         target = target_dir / local_name(f.path, f.file_name)
-        target.write_bytes(body)
-        saved.append(target)
-    return saved
+        try:
+            body, _content_type = fetch_bytes(f.url, policy)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+        except (FetchRefused, httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            results.append(Downloaded(f, error=_one_line(exc)))
+        else:
+            results.append(Downloaded(f, saved=target))
+    return results
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):  # its text names the address connected to, on 3 lines
+        return f"HTTP {exc.response.status_code} {exc.response.reason_phrase}".strip()
+    return (str(exc).splitlines() or [""])[0][:300] or type(exc).__name__

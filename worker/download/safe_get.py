@@ -5,21 +5,30 @@ inline) without becoming a proxy into the network it runs in (SSRF).
 - every address the host resolves to must be public: loopback, private, link-local
   (cloud metadata lives at 169.254.169.254), shared, multicast and reserved ranges are
   refused unless explicitly allowed (FALBRIDGE_FETCH_ALLOW_PRIVATE=1; the tests and the
-  sandbox need loopback);
-- redirects are followed by hand, at most a few, and every hop is checked again;
+  sandbox need loopback). An IPv6 address that embeds an IPv4 address for a translator or
+  tunnel to reach (NAT64 64:ff9b::/96, 6to4 2002::/16, IPv4-compatible ::a.b.c.d,
+  IPv4-mapped and -translated) is judged by that IPv4 address; Teredo (2001::/32) and
+  local-use NAT64 (64:ff9b:1::/48, whose embedding is the operator's choice) are refused;
+- the connection goes to the very address that was checked: the request names that
+  address, the URL's host goes in the Host header and, for https, is the TLS server name
+  (SNI) the certificate is verified against. A DNS answer that changes between the check
+  and the connection (rebinding) changes nothing. No connection is reused (each is
+  verified for its own host) and no proxy from the environment is used (it would connect
+  in our stead);
+- redirects are followed by hand, at most a few, and every hop is checked and pinned again;
 - a size cap enforced while streaming, and explicit timeouts.
 
-Known limit: the address is checked at resolution time and httpx resolves again when it
-connects, so a DNS server answering differently the second time (rebinding) is not
-stopped here; egress filtering at the network edge is the complete answer.
+Known limit: an IPv4 address reached through a translation this module cannot see (a
+network's own NAT64 prefix, 6rd, a proxy at the edge) is judged by the IPv6 address only;
+egress filtering at the network edge is the complete answer.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -27,6 +36,14 @@ from falbridge import config
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_REDIRECTS = 3
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Where the embedded IPv4 address is the last 32 bits: IPv4-mapped, IPv4-translated (SIIT),
+# NAT64's well-known prefix, IPv4-compatible (deprecated; holds :: and ::1 too).
+_EMBED_LAST_32 = tuple(
+    ipaddress.IPv6Network(net) for net in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "::/96")
+)
+_REFUSED_V6 = tuple(ipaddress.IPv6Network(net) for net in ("2001::/32", "64:ff9b:1::/48"))
 
 
 class FetchRefused(ValueError):
@@ -38,6 +55,7 @@ class FetchPolicy:
     allow_private: bool = False
     max_bytes: int = DEFAULT_MAX_BYTES
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
+    verify: ssl.SSLContext | bool = True  # the tests' own CA; never False outside them
 
     @classmethod
     def configured(cls) -> FetchPolicy:
@@ -46,50 +64,66 @@ class FetchPolicy:
         return cls(allow_private=fetch.allow_private, max_bytes=fetch.max_bytes)
 
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+def _is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in net for net in _REFUSED_V6):
+            return False
+        if address.sixtofour is not None:
+            return _is_public(address.sixtofour)
+        if any(address in net for net in _EMBED_LAST_32):
+            return _is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return address.is_global and not address.is_multicast
 
 
-def check_url(url: str, policy: FetchPolicy) -> None:
-    parts = urlsplit(url)
+def check_url(url: str, policy: FetchPolicy) -> IPAddress:
+    """Refuse a URL falbridge must not fetch; else the address to connect to (the first
+    the host resolves to; every one was checked)."""
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FetchRefused(f"not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise FetchRefused(f"only http and https URLs are fetched, not {parts.scheme or 'a bare path'!r}")
-    if not parts.hostname:
+    if not parts.host:
         raise FetchRefused("URL has no host")
-    if parts.username or parts.password:
+    if parts.userinfo:
         raise FetchRefused("URLs with credentials are not fetched")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
-        )
+        infos = socket.getaddrinfo(parts.raw_host.decode("ascii"), port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchRefused(f"cannot resolve {parts.hostname}: {exc}") from None
-    if policy.allow_private:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])  # TCP: an IP address
-        if not _is_public(address):
-            raise FetchRefused(f"{parts.hostname} resolves to {address}, a non-public address")
+        raise FetchRefused(f"cannot resolve {parts.host}: {exc}") from None
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]  # TCP: IPs
+    for address in addresses:
+        if not policy.allow_private and not _is_public(address):
+            raise FetchRefused(f"{parts.host} resolves to {address}, a non-public address")
+    return addresses[0]
 
 
-def fetch_bytes(
-    url: str, policy: FetchPolicy | None = None, client: httpx.Client | None = None
-) -> tuple[bytes, str | None]:
+def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> tuple[bytes, str | None]:
     """GET a URL under the policy; returns (body, content type). Raises FetchRefused or httpx errors."""
     policy = policy or FetchPolicy.configured()
-    own = client is None
-    client = client or httpx.Client(timeout=policy.timeout, follow_redirects=False)
-    try:
+    with httpx.Client(
+        timeout=policy.timeout,
+        verify=policy.verify,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
-            check_url(url, policy)
-            with client.stream("GET", url) as response:
+            address, parts = check_url(url, policy), httpx.URL(url)
+            tls_name = {"sni_hostname": parts.raw_host.decode("ascii")} if parts.scheme == "https" else {}
+            with client.stream(
+                "GET",
+                parts.copy_with(host=str(address)),
+                headers={"Host": parts.netloc.decode("ascii")},
+                extensions=tls_name,
+            ) as response:
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:
                         raise FetchRefused("redirect without a Location")
-                    url = urljoin(url, location)
+                    url = str(parts.join(location))
                     continue
                 response.raise_for_status()
                 declared = response.headers.get("content-length")
@@ -103,6 +137,3 @@ def fetch_bytes(
                     chunks.append(chunk)
                 return b"".join(chunks), response.headers.get("content-type")
         raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
-    finally:
-        if own:
-            client.close()

@@ -143,21 +143,30 @@ KNOWN_ENDPOINTS: Mapping[str, EndpointSchema] = MappingProxyType(
 )
 
 
+# A request with more problems than this gets the first ones and a count of the rest:
+# an error answer stays small however many keys were sent.
+MAX_ERRORS_REPORTED = 20
+
+
+def summarize_errors(errors: list[dict[str, str]], omitted: int = 0) -> str:
+    """`field: message; ...`, then `... and N more` when `omitted` were left out."""
+    reasons = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return reasons + (f"; ... and {omitted} more" if omitted else "")
+
+
 class InputValidationError(ValueError):
-    """Input rejected before sending. ``errors``: ``[{"field": ..., "message": ...}]``."""
+    """Input rejected before sending. ``errors``: ``[{"field": ..., "message": ...}]``, at
+    most MAX_ERRORS_REPORTED of them; ``omitted``: how many more there were."""
 
-    def __init__(self, endpoint_id: str, errors: list[dict[str, str]]) -> None:
+    def __init__(self, endpoint_id: str, errors: list[dict[str, str]], omitted: int = 0) -> None:
         self.endpoint_id = endpoint_id
-        self.errors = errors
-        super().__init__(self._one_line())
+        self.errors = errors[:MAX_ERRORS_REPORTED]
+        self.omitted = omitted + len(errors) - len(self.errors)
+        super().__init__(f"{endpoint_id}: {summarize_errors(self.errors, self.omitted)}")
 
-    def __reduce__(self) -> tuple[type, tuple[str, list[dict[str, str]]]]:
+    def __reduce__(self) -> tuple[type, tuple[str, list[dict[str, str]], int]]:
         # Celery pickles task exceptions; the default would call __init__ with the message only.
-        return type(self), (self.endpoint_id, self.errors)
-
-    def _one_line(self) -> str:
-        reasons = "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)
-        return f"{self.endpoint_id}: {reasons}"
+        return type(self), (self.endpoint_id, self.errors, self.omitted)
 
 
 def validate_input(endpoint_id: str, data: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
@@ -180,8 +189,10 @@ def validate_input(endpoint_id: str, data: Mapping[str, Any] | BaseModel) -> dic
     try:
         model = schema.input_model.model_validate(dict(data))
     except ValidationError as exc:
-        errors = [_readable(error, schema.input_model) for error in exc.errors()]
-        raise InputValidationError(endpoint_id, sorted(errors, key=lambda e: e["field"])) from None
+        # Only the errors reported are made readable (a suggestion each): there may be 100 000.
+        found = sorted(exc.errors(include_url=False), key=_field)
+        shown = [_readable(error, schema.input_model) for error in found[:MAX_ERRORS_REPORTED]]
+        raise InputValidationError(endpoint_id, shown, omitted=len(found) - len(shown)) from None
     return model.model_dump(exclude_unset=True)
 
 
@@ -193,8 +204,12 @@ _TYPE_MESSAGES = {
 }
 
 
+def _field(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(input)"
+
+
 def _readable(error: Any, model: type[BaseModel]) -> dict[str, str]:
-    field = ".".join(str(part) for part in error["loc"]) or "(input)"
+    field = _field(error)
     kind = error["type"]
     context = error.get("ctx") or {}
     if kind == "missing":
