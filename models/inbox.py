@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -25,8 +26,16 @@ class Stored:
     processed: bool
 
 
+# A rejected delivery keeps this much of its body: enough to see what was sent.
+EVIDENCE_BYTES = 4096
+
+
 def dedupe_key(request_id: str, body: bytes) -> str:
-    return hashlib.sha256(request_id.encode() + b"\n" + hashlib.sha256(body).digest()).hexdigest()
+    return _dedupe_key(request_id, hashlib.sha256(body).digest())
+
+
+def _dedupe_key(request_id: str, body_digest: bytes) -> str:
+    return hashlib.sha256(request_id.encode() + b"\n" + body_digest).hexdigest()
 
 
 def store_verified(session: Session, *, request_id: str, body: bytes, headers: dict[str, Any]) -> Stored:
@@ -38,10 +47,13 @@ def store_verified(session: Session, *, request_id: str, body: bytes, headers: d
     common path: no savepoint and no ORM flush, which were most of the receiver's cost
     (bench/ profile).
     """
-    key = dedupe_key(request_id, body)
+    digest = hashlib.sha256(body)
+    key = _dedupe_key(request_id, digest.digest())
     values = {
         "request_id": request_id,
         "body": body,
+        "body_sha256": digest.hexdigest(),
+        "body_length": len(body),
         "headers": headers,
         "verified": True,
         "dedupe_key": key,
@@ -68,13 +80,25 @@ def _insert_once(dialect: str) -> ReturningInsert[int]:
 
 
 def store_rejected(
-    session: Session, *, request_id: str | None, body: bytes, headers: dict[str, Any], reason: str
+    session: Session,
+    *,
+    request_id: str | None,
+    code: str,
+    reason: str,
+    headers: dict[str, Any],
+    body: bytes | None,
+    declared_length: int | None = None,
 ) -> int:
+    """Record a refusal as evidence: the body's digest and length and its first 4 KiB, or,
+    refused before it was read (`body` None), the length it declared."""
     row = WebhookDelivery(
         request_id=(request_id or None) and request_id[:128],
-        body=body,
+        body=b"" if body is None else body[:EVIDENCE_BYTES],
+        body_sha256=None if body is None else hashlib.sha256(body).hexdigest(),
+        body_length=declared_length if body is None else len(body),
         headers=headers,
         verified=False,
+        rejected_as=code[:32],
         rejection_reason=reason,
         received_at=utcnow(),
         processed_at=utcnow(),
@@ -83,3 +107,25 @@ def store_rejected(
     session.add(row)
     session.flush()
     return row.id
+
+
+def rejection_counts(session: Session, since: datetime | None = None) -> dict[str, int]:
+    """Rejected deliveries by reason code (those still kept), optionally since a time."""
+    query = select(WebhookDelivery.rejected_as, func.count()).where(WebhookDelivery.verified.is_(False))
+    if since is not None:
+        query = query.where(WebhookDelivery.received_at >= since)
+    counted = session.execute(query.group_by(WebhookDelivery.rejected_as))
+    return {code or "unknown": count for code, count in counted}
+
+
+def prune_rejected(session: Session, *, received_before: datetime, batch: int) -> int:
+    """Delete up to `batch` rejected deliveries received before the cutoff; how many."""
+    doomed = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.verified.is_(False), WebhookDelivery.received_at < received_before)
+        .limit(batch)
+    )
+    ids = list(session.scalars(doomed))
+    if ids:
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
+    return len(ids)

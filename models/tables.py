@@ -167,7 +167,12 @@ class JobEvent(Base):
 
 
 class WebhookDelivery(Base):
-    """The inbox: every callback we received, verified or not, stored before we answer.
+    """The inbox: every callback we received, stored before we answer.
+
+    A verified delivery is kept whole. A rejected one is evidence, not storage: its kept
+    headers, the body's sha256 and length, and only its first 4 KiB in `body` (nothing,
+    when it was refused before its body was read); `rejected_as` is a short code to count
+    rejections by, and the sweeper deletes them after FALBRIDGE_REJECTED_RETENTION_S.
 
     `dedupe_key` (sha256 of request id and raw body) is set only for verified deliveries;
     its unique index turns a re-delivery of the same callback into one row whose
@@ -181,8 +186,11 @@ class WebhookDelivery(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), index=True)
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    body_length: Mapped[int | None] = mapped_column(BigInteger)
     headers: Mapped[dict[str, Any]] = mapped_column(JSONType)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    rejected_as: Mapped[str | None] = mapped_column(String(32))
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     redeliveries: Mapped[int] = mapped_column(Integer, default=0)
@@ -191,6 +199,8 @@ class WebhookDelivery(Base):
     processing_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        # The sweeper looks for verified deliveries that were never processed.
+        # The sweeper looks for verified deliveries that were never processed,
         Index("ix_webhook_deliveries_unprocessed", "processed_at", "verified"),
+        # and for rejected ones past their retention.
+        Index("ix_webhook_deliveries_rejected", "verified", "received_at"),
     )

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from falbridge.config import SweepConfig
 from falbridge.models.db import transaction
+from falbridge.models.inbox import prune_rejected
 from falbridge.models.jobs import lock_job, parse_uuid
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
 from falbridge.models.tables import Job, WebhookDelivery, utcnow
@@ -49,18 +50,23 @@ class SweepReport:
     polled: int = 0
     outcome_unknown_resubmitted: int = 0
     outcome_unknown_failed: int = 0
+    pruned_rejections: int = 0
     errors: list[str] = field(default_factory=list)
 
     def total(self) -> int:
-        return sum(getattr(self, counter) for counter in _COUNTERS.values())
+        return sum(self.counts().values())
 
     def counts(self) -> dict[str, int]:
-        return {counter: getattr(self, counter) for counter in _COUNTERS.values()}
+        return {
+            **{counter: getattr(self, counter) for counter in _COUNTERS.values()},
+            "pruned_rejections": self.pruned_rejections,
+        }
 
 
 def sweep(run: Callable[[FollowUp], object], settings: SweepConfig) -> SweepReport:
     """Find the work (one transaction), then `run` each piece: enqueue it (beat) or do it
-    now (`falbridge reconcile`). One failing piece is reported and does not stop the rest."""
+    now (`falbridge reconcile`). One failing piece is reported and does not stop the rest.
+    Last, rejected deliveries past their retention are deleted (a batch a sweep)."""
     report = SweepReport()
     for work in find_work(settings):
         counter = _COUNTERS[work.work]
@@ -71,6 +77,9 @@ def sweep(run: Callable[[FollowUp], object], settings: SweepConfig) -> SweepRepo
             log.warning("sweep: %s %s failed: %s", work.work, work.target, exc)
             continue
         setattr(report, counter, getattr(report, counter) + 1)
+    with transaction() as s:
+        cutoff = utcnow() - timedelta(seconds=settings.rejected_retention_s)
+        report.pruned_rejections = prune_rejected(s, received_before=cutoff, batch=settings.batch)
     return report
 
 

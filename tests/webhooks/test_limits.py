@@ -157,6 +157,86 @@ def test_32_levels_are_fine(client):
     assert client.post("/api/jobs", data=body, content_type="application/json").status_code == 202
 
 
+# -- keys, items and how many errors are reported ------------------------------------------
+
+UNKNOWN_KEYS = {f"x_{i:05d}": 0 for i in range(100_000)}  # 1.3 MB as JSON
+
+
+def test_keys_per_object_and_items_per_array_are_limited_naming_the_variable(client):
+    fits = {"endpoint_id": "fal-ai/x/y", "input": {"a": [0] * 10_000, **{f"k{i}": 0 for i in range(999)}}}
+    assert client.post("/api/jobs", json=fits).status_code == 202
+    error = error_of(
+        client.post(
+            "/api/jobs", json={"endpoint_id": "fal-ai/x/y", "input": {f"k{i}": 0 for i in range(1001)}}
+        ),
+        422,
+        "json_too_many_keys",
+    )
+    assert error["message"] == "JSON object with more than 1000 keys (FALBRIDGE_MAX_JSON_KEYS)"
+    assert error["details"] == {"limit": 1000, "setting": "FALBRIDGE_MAX_JSON_KEYS"}
+    error = error_of(
+        client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": [0] * 10_001}}), 422, "json_too_many_items"
+    )
+    assert (
+        error["message"] == "JSON array with more than 10000 items at metadata.m (FALBRIDGE_MAX_JSON_ITEMS)"
+    )
+    assert error["details"] == {"limit": 10_000, "setting": "FALBRIDGE_MAX_JSON_ITEMS"}
+    assert count() == 1
+
+
+def test_key_and_item_limits_are_configurable(make_app):
+    client = make_app(FALBRIDGE_MAX_JSON_KEYS=3, FALBRIDGE_MAX_JSON_ITEMS=2).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
+    assert client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": [1, 2]}}).status_code == 202
+    error_of(
+        client.post("/api/jobs", json={**OK_JOB, "metadata": {"m": [1, 2, 3]}}), 422, "json_too_many_items"
+    )
+    error_of(client.post("/api/jobs", json={**OK_JOB, "metadata": {}, "x": 1}), 422, "json_too_many_keys")
+
+
+def test_100_000_unknown_input_keys_are_refused_while_parsing(client):
+    body = json.dumps({"endpoint_id": "fal-ai/evf-sam", "input": {**CAT, **UNKNOWN_KEYS}}).encode()
+    response = client.post("/api/jobs", data=body, content_type="application/json")
+    error_of(response, 422, "json_too_many_keys")
+    assert len(response.data) < 500
+
+
+def test_at_most_20_input_errors_are_reported_with_a_count_of_the_rest(make_app):
+    # With the key limit lifted, the 100 000 unknown keys all reach validation.
+    client = make_app(FALBRIDGE_MAX_JSON_KEYS=200_000).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = API_HEADERS["Authorization"]
+    body = {"endpoint_id": "fal-ai/evf-sam", "input": {**CAT, **UNKNOWN_KEYS}}
+    response = client.post("/api/jobs", json=body)
+    error = error_of(response, 422, "invalid_input")
+    assert [d["field"] for d in error["details"]] == [f"x_{i:05d}" for i in range(20)]
+    assert error["message"].endswith("x_00019: unknown field; ... and 99980 more")
+    assert len(response.data) < 5000
+
+
+def test_at_most_20_request_errors_are_reported_with_a_count_of_the_rest(client):
+    body = {"input": {}, **{f"zz_{i:03d}": 0 for i in range(100)}}  # and no endpoint_id
+    error = error_of(client.post("/api/jobs", json=body), 422, "invalid_request")
+    assert [d["field"] for d in error["details"]] == ["endpoint_id"] + [f"zz_{i:03d}" for i in range(19)]
+    assert error["message"].endswith("zz_018: unknown field; ... and 81 more")
+    error = error_of(
+        client.get("/api/jobs?" + "&".join(f"p{i:02d}=1" for i in range(30))), 422, "invalid_request"
+    )
+    assert len(error["details"]) == 20 and error["message"].endswith("; ... and 10 more")
+
+
+def test_the_cap_holds_for_validation_outside_the_api_too():
+    import pickle
+
+    from falbridge.worker.fal import InputValidationError, validate_input
+
+    with pytest.raises(InputValidationError) as caught:
+        validate_input("fal-ai/evf-sam", {**CAT, **{f"x_{i:02d}": 0 for i in range(25)}})
+    assert len(caught.value.errors) == 20 and caught.value.omitted == 5
+    assert str(caught.value).endswith("; ... and 5 more")
+    again = pickle.loads(pickle.dumps(caught.value))  # Celery pickles it
+    assert (again.errors, again.omitted, str(again)) == (caught.value.errors, 5, str(caught.value))
+
+
 @pytest.mark.parametrize(
     "content_type",
     [
@@ -380,12 +460,27 @@ def small_receiver(make_app):
     server.stop()
 
 
+# Signature headers, none of them valid: without them a callback is refused unread (401)
+# before its size matters; with them, the body must be read, and its size is the question.
+SIGNATURE_HEADER_LINES = (
+    b"X-Fal-Webhook-Request-Id: r\r\nX-Fal-Webhook-User-Id: u\r\n"
+    b"X-Fal-Webhook-Timestamp: 1\r\nX-Fal-Webhook-Signature: 00\r\n"
+)
+SIGNATURE_HEADERS = {
+    "X-Fal-Webhook-Request-Id": "r",
+    "X-Fal-Webhook-User-Id": "u",
+    "X-Fal-Webhook-Timestamp": "1",
+    "X-Fal-Webhook-Signature": "00",
+}
+
+
 def test_declared_oversized_webhook_is_413_before_the_body_is_sent(small_receiver):
     # Content-Length says 11 MB and not one body byte follows: an answer at all proves
     # the server did not wait to read the body.
     request = (
         b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 11534336\r\n\r\n"
+        + SIGNATURE_HEADER_LINES
+        + b"Content-Length: 11534336\r\n\r\n"
     )
     status, body = _status_and_json(_http(small_receiver.port, request))
     assert status == 413 and body["error"]["code"] == "request_entity_too_large"
@@ -395,7 +490,11 @@ def test_declared_oversized_webhook_is_413_before_the_body_is_sent(small_receive
 
 def test_chunked_oversized_webhook_is_413_without_reading_it_all(small_receiver):
     # No Content-Length: 100 KiB of chunks, and the body is never finished (no 0-chunk).
-    request = b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    request = (
+        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        + SIGNATURE_HEADER_LINES
+        + b"\r\n"
+    )
     chunk = b"%x\r\n%s\r\n" % (4096, b"a" * 4096)
     status, body = _status_and_json(_http(small_receiver.port, request, then=chunk * 25))
     assert status == 413 and body["error"]["code"] == "request_entity_too_large"
@@ -418,7 +517,9 @@ def test_chunked_oversized_api_body_is_413_too(small_receiver):
 
 def test_chunked_webhook_under_the_limit_is_read_and_judged(small_receiver):
     request = (
-        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+        + SIGNATURE_HEADER_LINES
+        + b"\r\n"
     )
     status, body = _status_and_json(_http(small_receiver.port, request, then=b"2\r\n{}\r\n0\r\n\r\n"))
     assert status == 401 and body["error"]["code"] == "invalid_signature"
@@ -429,7 +530,9 @@ def test_chunked_webhook_under_the_limit_is_read_and_judged(small_receiver):
 def test_default_webhook_limit_is_10_mib(make_app):
     client = make_app().test_client()
     error_of(
-        client.post("/webhooks/fal", data=b"a" * (10 * 1024 * 1024 + 1)), 413, "request_entity_too_large"
+        client.post("/webhooks/fal", data=b"a" * (10 * 1024 * 1024 + 1), headers=SIGNATURE_HEADERS),
+        413,
+        "request_entity_too_large",
     )
     # The same limit without a Content-Length, from a server that terminates the stream
     # itself (gunicorn, werkzeug's for chunked bodies): refused, not truncated.
@@ -437,7 +540,7 @@ def test_default_webhook_limit_is_10_mib(make_app):
     response = client.post(
         "/webhooks/fal",
         input_stream=stream,
-        headers={"Transfer-Encoding": "chunked"},
+        headers={"Transfer-Encoding": "chunked", **SIGNATURE_HEADERS},
         environ_overrides={"wsgi.input_terminated": True},
     )
     error_of(response, 413, "request_entity_too_large")
