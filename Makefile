@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos install clean
+.PHONY: demo test lint audit bench chaos install clean
 
 # The install is editable in strict mode: a tree of links under build/ maps each folder to
 # its falbridge.* name, which mypy can read (the default mode's import hook it cannot). A
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+
+# Known vulnerabilities in what is installed (pip-audit, OSV's database; needs it online).
+audit: $(STAMP)
+	$(PY) .ci/audit.py
 
 # README, "Performance": needs PostgreSQL's server binaries and wrk (installed here from
 # Debian's packages when missing).

@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 from falbridge.cli.serve import serve  # noqa: E402
 from falbridge.devstack.processes import ProcessGroup, cpu_seconds  # noqa: E402
 from falbridge.devstack.services import find_pg_bin, free_port  # noqa: E402, F401
-from falbridge.devstack.stack import LocalStack, python_module, wait_http, wait_worker  # noqa: E402
+from falbridge.devstack.stack import SANDBOX_USER_ID, LocalStack, python_module, wait_http, wait_worker  # noqa: E402
 from falbridge.models.db import get_engine  # noqa: E402
 from falbridge.sandbox.server import SandboxConfig, SandboxServer  # noqa: E402
 from falbridge.sandbox.signing import sign  # noqa: E402
@@ -186,7 +186,9 @@ class BenchStack(LocalStack):
         self.start_postgres(database, durable=True, max_connections=300)
         self.start_redis()
         self.use_fake_fal(FAKE_FAL_KEY)
-        self.set_env({"FALBRIDGE_API_TOKENS": API_TOKEN})
+        # A deployment's settings: the receiver pins fal's user id (the sandbox's, and
+        # JwksHost's) and checks webhook URLs against its secret key (LocalStack's).
+        self.set_env({"FALBRIDGE_API_TOKENS": API_TOKEN, "FAL_WEBHOOK_USER_ID": SANDBOX_USER_ID})
         return self
 
     def start_bare(self, port: int) -> ProcessGroup:

@@ -65,7 +65,7 @@ def run(
         stack.start_services()
         jwks = JwksHost()
         receiver_port, bare_port = free_port(), free_port()
-        stack.set_env({"FAL_JWKS_URL": jwks.jwks_url})
+        stack.set_env({"FAL_JWKS_URL": jwks.jwks_url, "FAL_WEBHOOK_USER_ID": jwks.user_id})
         receiver = stack.start_receiver(receiver_port)
         bare = stack.start_bare(bare_port)
 

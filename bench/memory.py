@@ -67,7 +67,7 @@ def run(
     try:
         stack.start_services()
         jwks = JwksHost()
-        stack.set_env({"FAL_JWKS_URL": jwks.jwks_url})
+        stack.set_env({"FAL_JWKS_URL": jwks.jwks_url, "FAL_WEBHOOK_USER_ID": jwks.user_id})
         receiver = stack.start_receiver()
         worker = stack.start_worker(concurrency=concurrency)
         url = stack.receiver_url

@@ -24,6 +24,8 @@ FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
 # Long enough that guessing is hopeless; `secrets.token_urlsafe(32)` gives 43 characters.
 MIN_TOKEN_LENGTH = 16
+# `secrets.token_urlsafe(32)` gives 43 characters, 256 bits.
+MIN_SECRET_KEY_LENGTH = 32
 # What RFC 6750's b64token allows: nothing that needs quoting or could split a header.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]+")
 
@@ -92,7 +94,27 @@ class ReceiverConfig(_Section):
     timestamp_tolerance_s: int = env("FALBRIDGE_WEBHOOK_TOLERANCE_S", 300, ge=1)
     jwks_cache_ttl_s: int = env("FALBRIDGE_JWKS_CACHE_TTL_S", 24 * 3600, ge=1)
     jwks_refetch_min_age_s: int = env("FALBRIDGE_JWKS_REFETCH_MIN_AGE_S", 60, ge=0)
+    jwks_retry_after_s: int = env("FALBRIDGE_JWKS_RETRY_AFTER_S", 30, ge=1)
     max_body_bytes: int = env("FALBRIDGE_MAX_WEBHOOK_BYTES", 10 * MIB, ge=1)
+
+
+class SecretConfig(_Section):
+    """The deployment's secret key: proves that a webhook URL is one falbridge made (and
+    later features derive their own keys from it). Several, comma-separated, during a
+    rotation: the first signs, every one verifies."""
+
+    key: SecretStr | None = env("FALBRIDGE_SECRET_KEY", None)
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        keys = [] if value is None else split_tokens(value)
+        if value is not None and not keys:
+            raise ValueError("no key in it")
+        for position, key in enumerate(keys, start=1):
+            if len(key) < MIN_SECRET_KEY_LENGTH:
+                raise ValueError(f"key {position} is shorter than {MIN_SECRET_KEY_LENGTH} characters")
+        return value
 
 
 class ApiConfig(_Section):
@@ -107,6 +129,9 @@ class ApiConfig(_Section):
     # Deeper than any real model input; stops stack-heavy documents long before Python's
     # recursion limit.
     max_json_depth: int = env("FALBRIDGE_MAX_JSON_DEPTH", 32, ge=1)
+    # Counted while parsing, so a body of 100 000 keys costs little before it is refused.
+    max_json_keys: int = env("FALBRIDGE_MAX_JSON_KEYS", 1000, ge=1)
+    max_json_items: int = env("FALBRIDGE_MAX_JSON_ITEMS", 10_000, ge=1)
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -139,6 +164,8 @@ class SweepConfig(_Section):
     outcome_unknown_grace_s: float = env("FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S", 600.0, ge=0)
     outcome_unknown_policy: Literal["resubmit", "fail"] = env("FALBRIDGE_OUTCOME_UNKNOWN_POLICY", "resubmit")
     batch: int = env("FALBRIDGE_RECONCILE_BATCH", 500, ge=1)
+    # Rejected deliveries are evidence (headers, digest, length, first 4 KiB), kept this long.
+    rejected_retention_s: float = env("FALBRIDGE_REJECTED_RETENTION_S", 7 * 24 * 3600.0, gt=0)
 
 
 class FetchConfig(_Section):
@@ -158,6 +185,7 @@ class Config(_Section):
     broker: BrokerConfig = BrokerConfig()
     fal: FalConfig = FalConfig()
     receiver: ReceiverConfig = ReceiverConfig()
+    secret: SecretConfig = SecretConfig()
     api: ApiConfig = ApiConfig()
     submit: SubmitConfig = SubmitConfig()
     sweep: SweepConfig = SweepConfig()
@@ -173,6 +201,24 @@ class Config(_Section):
         config = cls(**sections)
         _check_fal_key(config.fal)
         return config
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded default: SQLite under the var dir and an embedded Redis, one machine
+        (the demo, a first try). Anything else is a deployment, where the settings that
+        guard it are required (`require`)."""
+        return not self.database.url and not self.broker.redis_url
+
+    def require(self, *variables: str, by: str) -> None:
+        """ConfigError naming the first of `variables` that is unset, unless embedded."""
+        if self.embedded:
+            return
+        for variable in variables:
+            section, field = _where(variable)
+            if getattr(getattr(self, section), field) is None:
+                raise ConfigError(
+                    f"{variable}: required by {by} outside the embedded default (docs/deployment.md)"
+                )
 
     @classmethod
     def variables(cls) -> list[str]:
@@ -203,6 +249,14 @@ def _read_section(section: type[_Section], environ: Mapping[str, str]) -> _Secti
         shown = f" (got {values[variable]!r})" if echo and variable in values else ""
         message = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{variable}: {message}{shown}") from None
+
+
+def _where(variable: str) -> tuple[str, str]:
+    for section in Config.model_fields:
+        for name, f in _section_type(section).model_fields.items():
+            if f.alias == variable:
+                return section, name
+    raise KeyError(variable)
 
 
 def _field_of(section: type[_Section], alias: str) -> str:

@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from falbridge import config
 from falbridge.models.db import transaction
@@ -36,6 +35,7 @@ from falbridge.worker.fal import (
     get_client,
 )
 from falbridge.worker.followup import FollowUp
+from falbridge.worker.webhook_url import webhook_url
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ class Claim:
     job_id: uuid.UUID
     endpoint_id: str
     input: dict[str, Any]
-
-
-def webhook_url_for(job_id: uuid.UUID) -> str:
-    # Our job id rides along so a callback that beats the submit response finds its job.
-    return f"{config.current().fal.webhook_url_base}?{urlencode({'job': str(job_id)})}"
 
 
 def claim(job_id: uuid.UUID | str, *, resubmit: bool = False) -> Claim | Submitted:
@@ -133,7 +128,7 @@ def submit(job_id: uuid.UUID | str, *, resubmit: bool = False) -> SubmitResult:
         return SubmitResult(claimed)
     try:
         submission = get_client().submit(
-            claimed.endpoint_id, claimed.input, webhook_url=webhook_url_for(claimed.job_id)
+            claimed.endpoint_id, claimed.input, webhook_url=webhook_url(claimed.job_id)
         )
     except RetryableError:
         release(claimed.job_id)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from falbridge import config
-from falbridge.cli.errors import CliGroup, Failure, where_the_database_is
+from falbridge.cli.errors import CliGroup, Failure, InputError, where_the_database_is
 from falbridge.demo import run_demo
 from falbridge.models.migrate import current_revision, upgrade
 from falbridge.worker import inline
@@ -45,6 +45,10 @@ def db_upgrade() -> None:
 )
 def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
     """Run a Celery worker that submits jobs and applies callbacks."""
+    try:
+        config.current().require("FALBRIDGE_SECRET_KEY", by="the worker")
+    except config.ConfigError as exc:
+        raise InputError(f"configuration: {exc}") from None
     if config.current().fal.api_key() is None:  # fail now rather than on every task
         raise Failure("no fal key: set FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; the worker needs it")
     app = _broker_announced()

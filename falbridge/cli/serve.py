@@ -8,6 +8,9 @@ import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from falbridge import config
+from falbridge.cli.errors import InputError
+
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
     def __init__(self, options: dict[str, Any]) -> None:
@@ -41,6 +44,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
 )
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the receiver and the jobs API under gunicorn."""
+    try:
+        config.current().require("FAL_WEBHOOK_USER_ID", "FALBRIDGE_SECRET_KEY", by="the receiver")
+    except config.ConfigError as exc:
+        raise InputError(f"configuration: {exc}") from None
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from falbridge.devstack.processes import (
     wait_http,
     wait_log,
 )
+from falbridge.devstack.proxy import NginxProxy, find_nginx
 from falbridge.devstack.services import PostgresCluster, RedisServer, find_pg_bin, free_port
 from falbridge.models.db import get_engine
 from falbridge.models.migrate import upgrade
@@ -34,6 +36,7 @@ from falbridge.models.migrate import upgrade
 WORKER_READY = b" ready."
 BEAT_READY = b"beat: Starting..."
 SANDBOX_FAL_KEY = "sandbox-key-id:sandbox-key-secret"  # the sandbox takes any key
+SANDBOX_USER_ID = "sandbox-user"  # the fal user id the sandbox signs its callbacks as
 # A real key or fal user id in the caller's shell must never reach a child that talks to
 # the sandbox (or to nothing): the key would be sent to it, the user id would make the
 # receiver refuse the sandbox's callbacks.
@@ -59,6 +62,9 @@ class LocalStack:
         # What every child starts with: what this process was given (PATH, the caller's
         # settings), plus what the start_*/use_* methods below add or take away.
         self.env: dict[str, str] = {
+            # One secret key for every child (the receiver checks the URLs workers make),
+            # unless the caller brought one.
+            "FALBRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
             **os.environ,
             "FALBRIDGE_VAR_DIR": str(run_dir / "var"),
             "PYTHONUNBUFFERED": "1",  # a log shows what happened up to a SIGKILL
@@ -71,6 +77,8 @@ class LocalStack:
         self.sandbox_url: str | None = None
         self.receiver: ProcessGroup | None = None
         self.receiver_url = ""
+        self.proxy: NginxProxy | None = None
+        self.proxy_url = ""
 
     # -- the children's environment ------------------------------------------------------
 
@@ -168,6 +176,7 @@ class LocalStack:
             args += ["--retention", str(retention_s)]
         if faults:
             args += ["--faults", json.dumps(dict(faults))]
+        args += ["--user-id", SANDBOX_USER_ID]
         proc = self.spawn("sandbox", python_module("falbridge.sandbox", *args))
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/.well-known/jwks.json", proc)
@@ -177,6 +186,7 @@ class LocalStack:
             {
                 "FAL_QUEUE_URL": url,
                 "FAL_JWKS_URL": f"{url}/.well-known/jwks.json",
+                "FAL_WEBHOOK_USER_ID": SANDBOX_USER_ID,  # the receiver pins it, as in production
                 "FALBRIDGE_FETCH_ALLOW_PRIVATE": "1",
             }
         )
@@ -204,6 +214,27 @@ class LocalStack:
         self.receiver = self._track(ProcessGroup.start(launch))
         wait_http(f"{self.receiver_url}/healthz", self.receiver)
         return self.receiver
+
+    def start_proxy(self, port: int | None = None) -> ProcessGroup:
+        """nginx in front of the receiver, configured from the template docker-compose uses
+        (falbridge/devstack/nginx.conf.template): clients that trickle a request cost the
+        receiver nothing. With the sandbox as fal, its callbacks now come through nginx."""
+        if self.receiver is None:
+            raise RuntimeError("start the receiver before the proxy in front of it")
+        binary = find_nginx()
+        if binary is None:
+            raise RuntimeError(
+                "nginx not found (on PATH or /usr/sbin/nginx; on Debian: apt-get install nginx)"
+            )
+        upstream = self.receiver_url.removeprefix("http://")
+        self.proxy = NginxProxy(self.run_dir / "nginx", port or free_port(), upstream)
+        self.proxy.write()
+        proc = self.spawn("nginx", self.proxy.argv(binary))
+        wait_http(f"{self.proxy.url}/healthz", proc)
+        self.proxy_url = self.proxy.url
+        if self.sandbox_url is not None:
+            self.set_env({"PUBLIC_BASE_URL": self.proxy_url})
+        return proc
 
     def start_worker(
         self,

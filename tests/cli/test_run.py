@@ -16,10 +16,13 @@ BAD = {"FALBRIDGE_API_TOKENS": "short"}
 SAYS = "error: configuration: FALBRIDGE_API_TOKENS: token 1 is shorter than 16 characters"
 
 
-def _falbridge(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _falbridge(
+    *args: str, env: dict[str, str], without: tuple[str, ...] = (), timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    environ = {name: value for name, value in {**os.environ, **env}.items() if name not in without}
     return subprocess.run(
         [sys.executable, "-m", "falbridge", *args],
-        env={**os.environ, **env},
+        env=environ,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -36,6 +39,26 @@ def test_a_bad_configuration_value_stops_the_command_before_it_starts(command, t
     done = _falbridge(*command, env={**BAD, "FALBRIDGE_VAR_DIR": str(tmp_path)})
     assert (done.returncode, done.stderr.splitlines(), done.stdout) == (2, [SAYS], "")
     assert list(tmp_path.iterdir()) == []  # nothing started: no database, no embedded Redis
+
+
+DEPLOYMENT_SECRETS = ("FAL_WEBHOOK_USER_ID", "FALBRIDGE_SECRET_KEY")
+
+
+@pytest.mark.parametrize(
+    "command, missing",
+    [
+        (["serve", "--port", "1"], "FAL_WEBHOOK_USER_ID: required by the receiver"),
+        (["worker", "--pool", "solo"], "FALBRIDGE_SECRET_KEY: required by the worker"),
+    ],
+    ids=["serve", "worker"],
+)
+def test_outside_the_embedded_default_the_guarding_settings_are_required(command, missing, tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FAL_KEY": "k:s"}
+    done = _falbridge(*command, env=env, without=DEPLOYMENT_SECRETS)
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2,
+        [f"error: configuration: {missing} outside the embedded default (docs/deployment.md)"],
+    )
 
 
 def test_beat_runs_the_sweeper_on_its_interval(pipeline, monkeypatch, tmp_path):

@@ -27,6 +27,7 @@ from tests.plugins.waiting import poll_until
 TEST_FAL_KEY = "fal-SENTINEL-KEY-ID-5b1f0c:fal-SENTINEL-KEY-SECRET-e93a7d"
 TEST_API_TOKEN = "falbridge-SENTINEL-API-TOKEN-4c2e9a71d0"
 API_HEADERS = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
+TEST_SECRET_KEY = "falbridge-SENTINEL-SECRET-KEY-7d1e0b6c95a24f3f8e"
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +72,10 @@ def pipeline_env(sandbox_server, redis_url):
     mp.setenv("FAL_JWKS_URL", f"{sandbox_server.url}/.well-known/jwks.json")
     mp.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{receiver_port}")
     mp.setenv("FALBRIDGE_SUBMIT_MAX_RETRIES", "3")
+    # As a deployment runs: the receiver pins fal's user id (the sandbox's) and checks the
+    # token in each webhook URL against this key.
+    mp.setenv("FAL_WEBHOOK_USER_ID", sandbox_server.config.user_id)
+    mp.setenv("FALBRIDGE_SECRET_KEY", TEST_SECRET_KEY)
     config.use(None)
     celery_module._configured = False
     fal_client.close_client()  # the next get_client() reads the sandbox's URL and key

@@ -4,16 +4,20 @@
 
 The JWKS is fetched lazily, cached for at most `ttl_s` (fal: never longer than 24 h),
 and refetched once when no cached key verifies and the cache is older than
-`refetch_min_age_s` (a rotation). Refetches are serialised so a burst of callbacks
-signed with a new key costs one fetch, not one per request.
+`refetch_min_age_s` (a rotation). One fetch at a time, so a burst of callbacks signed
+with a new key costs one fetch, not one per request; a failed fetch is not retried for
+`retry_after_s`, and no request waits on a fetch for longer than `wait_s` (JwksCache).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,12 +31,16 @@ HEADER_TIMESTAMP = "X-Fal-Webhook-Timestamp"
 HEADER_SIGNATURE = "X-Fal-Webhook-Signature"
 SIGNATURE_HEADERS = (HEADER_REQUEST_ID, HEADER_USER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE)
 
+log = logging.getLogger(__name__)
+
 
 class VerificationError(Exception):
-    """The delivery is not authentic (or not ours); `reason` is recorded and returned."""
+    """The delivery is not authentic (or not ours); `reason` is recorded and returned, and
+    `code` (short, one of a few) is what rejections are counted by."""
 
-    def __init__(self, reason: str):
+    def __init__(self, code: str, reason: str):
         super().__init__(reason)
+        self.code = code
         self.reason = reason
 
 
@@ -60,57 +68,171 @@ def parse_jwks(document: object) -> list[Ed25519PublicKey]:
     return keys
 
 
+# A request waits for a JWKS fetch in flight at most this long, counted from the fetch's
+# start: a hanging JWKS holds the requests arriving in its first second until that second
+# is up, later ones not at all. fal answers its JWKS in milliseconds; a slower fetch still
+# lands in the cache for fal's next delivery.
+FETCH_WAIT_S = 1.0
+# fal's own example fetches its JWKS with a 10-second timeout. Here it bounds the whole
+# fetch (connect, each read, and the body), which runs in its own thread, not a request's.
+FETCH_TIMEOUT_S = 10.0
+# After a failed fetch none is made for this long, whatever asks for one (an expired cache,
+# a rotation, a forged signature): at most one fetch per window, however many requests.
+RETRY_AFTER_S = 30.0
+MAX_JWKS_BYTES = 64 * 1024  # fal's JWKS is a few hundred bytes
+
+
+@dataclass(frozen=True)
+class _KeySet:
+    keys: list[Ed25519PublicKey]  # replaced whole, never changed: compared by identity
+    fetched_at: float
+
+
+class _Fetch:
+    """One JWKS request in flight; every thread that needs keys meanwhile waits on it."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.result: _KeySet | None = None
+
+
 class JwksCache:
+    """fal's keys, fetched lazily and shared by every request thread of a process.
+
+    One fetch at a time, in a thread of its own: a request that needs keys starts it or
+    joins the one in flight, waits for it at most `wait_s` from its start, then carries on
+    with what it has (JwksUnavailable, a 503, when that is nothing usable). A failed fetch
+    is remembered: none is made again for `retry_after_s`. `fetches` counts the JWKS
+    requests made and `last_error` says why the last one failed (None after a success).
+    """
+
     def __init__(
         self,
         url: str,
         *,
         ttl_s: float = 86400,
         refetch_min_age_s: float = 60,
+        retry_after_s: float = RETRY_AFTER_S,
+        wait_s: float = FETCH_WAIT_S,
+        fetch_timeout_s: float = FETCH_TIMEOUT_S,
         http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.url = url
         self.ttl_s = ttl_s
         self.refetch_min_age_s = refetch_min_age_s
-        self._http = http or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
-        self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None
-        self._lock = threading.Lock()
+        self.retry_after_s = retry_after_s
+        self.wait_s = wait_s
+        self.fetch_timeout_s = fetch_timeout_s
+        timeout = httpx.Timeout(fetch_timeout_s, connect=min(5.0, fetch_timeout_s))
+        self._http = http or httpx.Client(timeout=timeout)
+        self._clock = clock  # ages and the backoff (tests move it); waits use real time
+        self._lock = threading.Lock()  # guards the fields below; never held while fetching
+        self._current: _KeySet | None = None
+        self._fetch: _Fetch | None = None
+        self._failed_at: float | None = None
+        self.last_error: str | None = None
         self.fetches = 0  # JWKS requests made, for operators and tests
 
-    def _age(self) -> float:
-        return float("inf") if self._fetched_at is None else time.monotonic() - self._fetched_at
-
     def keys(self) -> list[Ed25519PublicKey]:
-        if self._age() > self.ttl_s:
-            self._refresh(stale_after=self.ttl_s)
-        if not self._keys:
-            raise JwksUnavailable(f"no verification keys available from {self.url}")
-        return self._keys
-
-    def refresh_for_rotation(self) -> bool:
-        """Refetch if the cache is old enough; True if a fetch happened."""
-        if self._age() < self.refetch_min_age_s:
-            return False
-        return self._refresh(stale_after=self.refetch_min_age_s)
-
-    def _refresh(self, stale_after: float) -> bool:
+        """The cached keys, fetched first when there are none or they are older than
+        `ttl_s`. JwksUnavailable when no usable key can be had right now."""
+        current = self._current
+        if current is not None and self._age(current) <= self.ttl_s:
+            return current.keys
         with self._lock:
-            if self._age() < stale_after:
-                return False  # another thread refreshed while we waited
-            self.fetches += 1
-            try:
-                response = self._http.get(self.url)
-                response.raise_for_status()
-                keys = parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError):
-                keys = []
-            if keys:
-                self._keys, self._fetched_at = keys, time.monotonic()
+            current = self._current
+            if current is not None and self._age(current) <= self.ttl_s:
+                return current.keys  # another thread's fetch has just landed
+            fetch = self._join_or_start()
+        fetched = self._wait(fetch)
+        if fetched is None:
+            # Fail closed: past fal's 24 h limit a cached key may no longer be trusted.
+            raise JwksUnavailable(self._unavailable("no usable verification keys"))
+        return fetched.keys
+
+    def refresh_for_rotation(self, tried: list[Ed25519PublicKey]) -> bool:
+        """No key in `tried` (what keys() returned) verified a signature: True when there
+        are others to try, refetched (by this thread or another) if the cache is older than
+        `refetch_min_age_s`; False when `tried` is more recent than that. JwksUnavailable
+        when a refetch is due but can't be had (failed, backing off, or still in flight after
+        the wait): fal may have rotated its keys, so the answer must let fal retry."""
+        with self._lock:
+            current = self._current
+            if current is not None and current.keys is not tried:
                 return True
-            if self._fetched_at is not None and self._age() > self.ttl_s:
-                self._keys = []  # past fal's 24 h limit a cached key may no longer be trusted
-            return False
+            if current is not None and self._age(current) < self.refetch_min_age_s:
+                return False
+            fetch = self._join_or_start()
+        if self._wait(fetch) is None:
+            raise JwksUnavailable(self._unavailable("no cached key verifies and none can be refetched"))
+        return True
+
+    def _age(self, keyset: _KeySet) -> float:
+        return self._clock() - keyset.fetched_at
+
+    def _join_or_start(self) -> _Fetch | None:
+        """The fetch in flight, else a new one; None while backing off. Hold _lock."""
+        if self._fetch is None:
+            if self._failed_at is not None and self._clock() - self._failed_at < self.retry_after_s:
+                return None
+            self._fetch = _Fetch()
+            self.fetches += 1
+            threading.Thread(target=self._run, args=(self._fetch,), name="jwks-fetch", daemon=True).start()
+        return self._fetch
+
+    def _wait(self, fetch: _Fetch | None) -> _KeySet | None:
+        if fetch is not None:
+            fetch.done.wait(max(0.0, fetch.started + self.wait_s - time.monotonic()))
+            return fetch.result
+        return None
+
+    def _run(self, fetch: _Fetch) -> None:
+        keys: list[Ed25519PublicKey] = []
+        error = "the fetch ended unexpectedly"
+        try:
+            keys = self._download()
+            error = "no usable Ed25519 key in the document"
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a thread of its own: it must end its fetch, whatever happens
+            log.exception("JWKS fetch from %s failed unexpectedly", self.url)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                if keys:
+                    fetch.result = self._current = _KeySet(keys, self._clock())
+                    self._failed_at, self.last_error = None, None
+                else:
+                    self._failed_at, self.last_error = self._clock(), error
+                self._fetch = None
+            fetch.done.set()
+        if not keys:
+            log.warning(
+                "JWKS fetch from %s failed (%s); next one in %g s at the earliest",
+                self.url,
+                error,
+                self.retry_after_s,
+            )
+
+    def _download(self) -> list[Ed25519PublicKey]:
+        deadline = time.monotonic() + self.fetch_timeout_s
+        with self._http.stream("GET", self.url) as response:
+            if not response.is_success:
+                raise ValueError(f"answered HTTP {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ValueError(f"document over {MAX_JWKS_BYTES} bytes")
+                if time.monotonic() > deadline:  # a server trickling bytes defeats per-read timeouts
+                    raise ValueError(f"not downloaded within {self.fetch_timeout_s:g} s")
+        return parse_jwks(json.loads(body))
+
+    def _unavailable(self, what: str) -> str:
+        state = f"last fetch failed: {self.last_error}" if self.last_error else "a fetch is in flight"
+        return f"{what} from {self.url} ({state})"
 
 
 class HeaderLookup(Protocol):
@@ -145,14 +267,15 @@ def verify(
     message = "\n".join([request_id, user_id, raw_timestamp, hashlib.sha256(body).hexdigest()]).encode(
         "utf-8", "surrogatepass"
     )
-    if not _any_key_verifies(jwks.keys(), signature, message) and not (
-        jwks.refresh_for_rotation() and _any_key_verifies(jwks.keys(), signature, message)
+    keys = jwks.keys()
+    if not _any_key_verifies(keys, signature, message) and not (
+        jwks.refresh_for_rotation(keys) and _any_key_verifies(jwks.keys(), signature, message)
     ):
-        raise VerificationError("signature does not verify with any fal key")
+        raise VerificationError("bad_signature", "signature does not verify with any fal key")
     # Checked after the signature: fal's keys are shared by all its customers, so a valid
     # signature proves fal sent it, not that it is ours.
     if expected_user_id is not None and user_id != expected_user_id:
-        raise VerificationError("webhook user id is not ours")
+        raise VerificationError("foreign_user", "webhook user id is not ours")
     return VerifiedHeaders(request_id, user_id, timestamp)
 
 
@@ -160,21 +283,23 @@ def _signature_headers(headers: HeaderLookup) -> dict[str, str]:
     values = {name: (headers.get(name) or "").strip() for name in SIGNATURE_HEADERS}
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise VerificationError(f"missing header(s): {', '.join(missing)}")
+        raise VerificationError("missing_headers", f"missing header(s): {', '.join(missing)}")
     return values
 
 
 def _timestamp_within(raw: str, tolerance_s: int, now: float) -> int:
     if not raw.isascii() or not raw.isdigit():
-        raise VerificationError("timestamp is not an integer")
+        raise VerificationError("bad_timestamp", "timestamp is not an integer")
     if len(raw) > 12:
         # Beyond any plausible Unix time; and a few hundred digits would overflow the float
         # arithmetic below (OverflowError), a few thousand int() itself (ValueError): a 500.
-        raise VerificationError("timestamp outside tolerance (not a plausible Unix time)")
+        raise VerificationError("stale_timestamp", "timestamp outside tolerance (not a plausible Unix time)")
     timestamp = int(raw)
     skew = now - timestamp
     if abs(skew) > tolerance_s:
-        raise VerificationError(f"timestamp outside tolerance ({int(skew)} s off, limit {tolerance_s} s)")
+        raise VerificationError(
+            "stale_timestamp", f"timestamp outside tolerance ({int(skew)} s off, limit {tolerance_s} s)"
+        )
     return timestamp
 
 
@@ -182,9 +307,9 @@ def _signature_bytes(raw: str) -> bytes:
     try:
         signature = bytes.fromhex(raw)
     except ValueError:
-        raise VerificationError("signature is not hex") from None
+        raise VerificationError("bad_signature", "signature is not hex") from None
     if len(signature) != 64:
-        raise VerificationError("signature has the wrong length")
+        raise VerificationError("bad_signature", "signature has the wrong length")
     return signature
 
 

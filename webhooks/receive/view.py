@@ -53,21 +53,26 @@ def _body_request_id(body: bytes) -> str | None:
 @receiver.post("/webhooks/fal")
 def fal_webhook() -> ResponseReturnValue:
     """Verify, store (committed), enqueue its application, answer: fal retries a 5xx."""
+    headers = _kept_headers()
+    missing = [name for name in SIGNATURE_HEADERS if not (request.headers.get(name) or "").strip()]
+    if missing:
+        # Refused before its body is read: an unsigned body costs a row of headers, no more.
+        reason = f"missing header(s): {', '.join(missing)}"
+        _store_rejected(headers.get(HEADER_REQUEST_ID), "missing_headers", reason, headers, None)
+        return error_response(401, "invalid_signature", reason, headers={"Connection": "close"})
     body = read_body(current.config().receiver.max_body_bytes, "FALBRIDGE_MAX_WEBHOOK_BYTES")
-    headers = {name: _storable(request.headers[name]) for name in _KEPT_HEADERS if name in request.headers}
-    headers["query_job_id"] = _storable(request.args.get("job"))
     try:
         verified = _verify(body)
     except JwksUnavailable as exc:
         log.error("cannot verify webhooks: %s", exc)
         return error_response(503, "jwks_unavailable", "cannot verify signatures right now; retry later")
     except VerificationError as exc:
-        _store_rejected(headers.get(HEADER_REQUEST_ID), body, headers, exc.reason)
+        _store_rejected(headers.get(HEADER_REQUEST_ID), exc.code, exc.reason, headers, body)
         return error_response(401, "invalid_signature", exc.reason)
     unusable = _unusable(verified, body)
     if unusable is not None:
         code, reason = unusable
-        _store_rejected(_storable(verified.request_id), body, headers, reason)
+        _store_rejected(_storable(verified.request_id), code, reason, headers, body)
         return error_response(401, code, reason)
     with transaction() as s:
         stored = store_verified(s, request_id=verified.request_id, body=body, headers=headers)
@@ -75,6 +80,13 @@ def fal_webhook() -> ResponseReturnValue:
         # Stored and committed: if Redis is down now, the sweeper applies it later.
         enqueue(process_delivery, stored.delivery_id)
     return jsonify(received=True, delivery_id=stored.delivery_id, duplicate=stored.duplicate), 200
+
+
+def _kept_headers() -> dict[str, str | None]:
+    headers = {name: _storable(request.headers[name]) for name in _KEPT_HEADERS if name in request.headers}
+    headers["query_job_id"] = _storable(request.args.get("job"))
+    headers["query_token"] = _storable(request.args.get("token"))
+    return headers
 
 
 def _verify(body: bytes) -> VerifiedHeaders:
@@ -102,6 +114,16 @@ def _unusable(verified: VerifiedHeaders, body: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _store_rejected(request_id: str | None, body: bytes, headers: dict[str, str | None], reason: str) -> None:
+def _store_rejected(
+    request_id: str | None, code: str, reason: str, headers: dict[str, str | None], body: bytes | None
+) -> None:
     with transaction() as s:
-        store_rejected(s, request_id=request_id, body=body, headers=headers, reason=reason)
+        store_rejected(
+            s,
+            request_id=request_id,
+            code=code,
+            reason=reason,
+            headers=headers,
+            body=body,
+            declared_length=request.content_length,
+        )

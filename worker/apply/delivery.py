@@ -4,6 +4,7 @@ delivery takes, whether a task, the sweeper or `falbridge reconcile` runs it."""
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from falbridge.worker import followup
 from falbridge.worker.apply.callback import Callback, CallbackFormatError, parse_callback
 from falbridge.worker.apply.outcome import complete, error_fields_from_body, fail
 from falbridge.worker.followup import FollowUp
+from falbridge.worker.webhook_url import proves
 
 
 class DeliveryOutcome(enum.StrEnum):
@@ -67,6 +69,7 @@ def _apply(s: Session, delivery: WebhookDelivery) -> Applied:
     # on PostgreSQL).
     job = _find_job(s, delivery, callback)
     if job is None:
+        delivery.processing_error = _why_unknown(delivery)
         return Applied(DeliveryOutcome.UNKNOWN_JOB)
     delivery.job_id = job.id
     if job.request_id is None:
@@ -104,7 +107,23 @@ def _find_job(s: Session, delivery: WebhookDelivery, callback: Callback) -> Job 
     job = lock_job_by_request_id(s, callback.request_id)
     if job is not None:
         return job
-    # Not bound yet: the callback beat the submit response. Our job id in the URL says
-    # which job it is; the request-id check in _apply keeps a bound job safe.
-    claimed = parse_uuid(str((delivery.headers or {}).get("query_job_id") or ""))
-    return lock_job(s, claimed) if claimed else None
+    # Not bound yet: the callback beat the submit response, or the submit's outcome is
+    # unknown. The job id in our URL says which job it is, if the URL's token proves we
+    # made that URL; the request-id check in _apply keeps a bound job safe.
+    claimed, token = _url_claim(delivery)
+    return lock_job(s, claimed) if claimed is not None and proves(claimed, token) else None
+
+
+def _url_claim(delivery: WebhookDelivery) -> tuple[uuid.UUID | None, str | None]:
+    headers = delivery.headers or {}
+    token = headers.get("query_token")
+    return parse_uuid(str(headers.get("query_job_id") or "")), token if isinstance(token, str) else None
+
+
+def _why_unknown(delivery: WebhookDelivery) -> str:
+    claimed, token = _url_claim(delivery)
+    if claimed is None:
+        return "no job has this request id, and the URL names none"
+    if not proves(claimed, token):
+        return f"no job has this request id, and the URL's job {claimed} comes without a valid token"
+    return f"no job has this request id, and job {claimed} does not exist"

@@ -24,6 +24,7 @@ from falbridge.webhooks.receive.verify import (
     parse_jwks,
     verify,
 )
+from falbridge.worker.webhook_url import webhook_url
 from tests.plugins.db import config_with
 from tests.plugins.waiting import poll_until
 
@@ -135,7 +136,9 @@ def test_rejections_are_recorded_and_change_nothing(pipeline, sandbox_server, ca
     assert reason in response.json()["error"]["message"]
     with transaction() as s:
         [row] = s.scalars(select(WebhookDelivery)).all()
-        assert not row.verified and reason in row.rejection_reason and row.body == sent_body
+        assert not row.verified and reason in row.rejection_reason
+        # Refused unread when a signature header is missing; else its first 4 KiB are kept.
+        assert row.body == (b"" if row.rejected_as == "missing_headers" else sent_body[:4096])
         assert s.get(Job, job.id).status == "submitted"
 
 
@@ -179,18 +182,21 @@ def test_a_request_we_never_submitted_is_recorded_and_ignored(pipeline, sandbox_
         assert s.get(Job, job.id).status == "submitted"
 
 
-def test_a_signed_callback_naming_our_job_but_another_request_is_not_applied(pipeline, sandbox_server):
+@pytest.mark.parametrize("proof", ["our URL, token and all", "the job id alone"])
+def test_a_signed_callback_naming_our_job_but_another_request_is_not_applied(pipeline, sandbox_server, proof):
     with transaction() as s:
         job, _ = create_job(s, "fal-ai/some/model", {})
         job.request_id, job.status = "req-ours", "submitted"
     body = _body("req-attacker")  # someone else's fal job pointed at our URL with our job id
-    httpx.post(
-        f"{pipeline.receiver_url}/webhooks/fal?job={job.id}",
-        content=body,
-        headers=signed_headers(sandbox_server, body, request_id="req-attacker"),
+    url = (
+        webhook_url(job.id)
+        if proof == "our URL, token and all"
+        else f"{pipeline.receiver_url}/webhooks/fal?job={job.id}"
     )
+    httpx.post(url, content=body, headers=signed_headers(sandbox_server, body, request_id="req-attacker"))
     row = _the_delivery_once_processed()
-    assert row.outcome == "request_id_mismatch"
+    # With our token it finds the job, whose request id differs; without, it finds none.
+    assert row.outcome == ("request_id_mismatch" if proof == "our URL, token and all" else "unknown_job")
     with transaction() as s:
         assert s.get(Job, job.id).result is None
 
@@ -278,3 +284,19 @@ def test_malformed_jwks_members_are_skipped_not_fatal():
     keys = parse_jwks({"keys": [{"x": 5}, {"kty": "RSA", "x": good["x"]}, {"x": "!!!"}, {"x": "AAAA"}, good]})
     assert len(keys) == 1
     assert parse_jwks("nope") == [] and parse_jwks({"keys": "nope"}) == []
+
+
+@pytest.mark.parametrize("skew,accepted", [(300, True), (301, False), (-300, True), (-301, False)])
+def test_a_timestamp_exactly_at_the_tolerance_is_accepted_and_one_second_past_refused(
+    sandbox, skew, accepted
+):
+    timestamp = 1_700_000_000
+    body = _body("req-t")
+    headers = signed_headers(sandbox.server, body, request_id="req-t", timestamp=str(timestamp))
+    cache = JwksCache(sandbox.jwks_url)
+    now = timestamp + skew  # positive: the timestamp is that far in the past
+    if accepted:
+        assert verify(headers, body, cache, tolerance_s=300, now=now).timestamp == timestamp
+    else:
+        with pytest.raises(VerificationError, match="outside tolerance"):
+            verify(headers, body, cache, tolerance_s=300, now=now)
