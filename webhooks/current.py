@@ -8,7 +8,7 @@ import threading
 from flask import current_app
 
 from falbridge.config import Config
-from falbridge.webhooks.receive.verify import JwksCache
+from falbridge.webhooks.receive.jwks import JwksCache
 
 
 def config() -> Config:

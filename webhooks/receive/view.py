@@ -14,10 +14,10 @@ from falbridge.models.inbox import store_rejected, store_verified
 from falbridge.webhooks import current
 from falbridge.webhooks.errors import error_response
 from falbridge.webhooks.limits import read_body
+from falbridge.webhooks.receive.jwks import JwksUnavailable
 from falbridge.webhooks.receive.verify import (
     HEADER_REQUEST_ID,
     SIGNATURE_HEADERS,
-    JwksUnavailable,
     VerificationError,
     VerifiedHeaders,
     verify,

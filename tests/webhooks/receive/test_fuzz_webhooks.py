@@ -22,13 +22,13 @@ from falbridge.models.db import transaction
 from falbridge.models.tables import WebhookDelivery
 from falbridge.sandbox.signing import sign
 from falbridge.webhooks.app import create_app
+from falbridge.webhooks.receive.jwks import JwksCache
 from falbridge.webhooks.receive.verify import (
     HEADER_REQUEST_ID,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     HEADER_USER_ID,
     SIGNATURE_HEADERS,
-    JwksCache,
     VerificationError,
     verify,
 )

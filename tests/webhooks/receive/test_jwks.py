@@ -22,7 +22,8 @@ from falbridge.devstack.processes import wait_http
 from falbridge.sandbox.signing import SigningKey
 from falbridge.webhooks import current
 from falbridge.webhooks.app import create_app
-from falbridge.webhooks.receive.verify import JwksCache, JwksUnavailable, VerificationError, verify
+from falbridge.webhooks.receive.jwks import JwksCache, JwksUnavailable
+from falbridge.webhooks.receive.verify import VerificationError, verify
 from tests.plugins.db import config_with, free_port
 from tests.plugins.sandbox import WebhookSink
 from tests.plugins.waiting import poll_until

@@ -17,11 +17,9 @@ from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, WebhookDelivery
 from falbridge.sandbox.signing import sign
 from falbridge.webhooks.app import create_app
+from falbridge.webhooks.receive.jwks import JwksCache, JwksUnavailable, parse_jwks
 from falbridge.webhooks.receive.verify import (
-    JwksCache,
-    JwksUnavailable,
     VerificationError,
-    parse_jwks,
     verify,
 )
 from falbridge.worker.webhook_url import webhook_url
