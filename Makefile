@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint audit bench chaos install clean
+.PHONY: demo test lint audit mutate bench chaos install clean
 
 # The install is editable in strict mode: a tree of links under build/ maps each folder to
 # its falbridge.* name, which mypy can read (the default mode's import hook it cannot). A
@@ -35,6 +35,16 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+
+# Mutation testing of the modules that decide trust and correctness (.ci/mutation.toml):
+# on demand, not in CI; about an hour on two cores. `make mutate M=models/states.py` for one.
+MUTATE_STAMP := $(VENV)/.mutate-installed
+$(MUTATE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,mutate]' --config-settings editable_mode=strict
+	touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(PY) .ci/mutate.py $(M)
 
 # Known vulnerabilities in what is installed (pip-audit, OSV's database; needs it online).
 audit: $(STAMP)
