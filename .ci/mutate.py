@@ -67,8 +67,9 @@ class Score:
         verdict = "ok" if self.percent >= self.target else f"UNDER {self.target:g}%"
         return (
             f"mutate: {self.module}: {self.percent:.1f}% killed ({self.killed}/{self.counted}); "
-            f"survived {len(self.survivors)}, equivalent {self.equivalent}, in annotations {self.annotations}, "
-            f"incompetent {self.incompetent}, {self.seconds:.0f}s  {verdict}"
+            f"survived {len(self.survivors)}, equivalent {self.equivalent}, "
+            f"in annotations {self.annotations}, incompetent {self.incompetent}, "
+            f"{self.seconds:.0f}s  {verdict}"
         )
 
 
@@ -213,9 +214,8 @@ def main() -> int:
         print(score.line())
         if score.equivalent > MAX_EQUIVALENT_SHARE * max(score.total - score.annotations, 1):
             print(f"mutate: {score.module}: more than 5% of its mutants are listed as equivalent")
-    print(
-        f"mutate: total {sum(s.seconds for s in scores) / 60:.1f} min; sessions in {SESSIONS.relative_to(ROOT)}/"
-    )
+    minutes = sum(s.seconds for s in scores) / 60
+    print(f"mutate: total {minutes:.1f} min; sessions in {SESSIONS.relative_to(ROOT)}/")
     return 0 if all(s.percent >= s.target for s in scores) else 1
 
 
