@@ -1,50 +1,91 @@
 """falbridge: run fal.ai model jobs at volume, webhook-driven, nothing lost, nothing twice.
 
-import falbridge
-job = falbridge.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": Path("cat.png")})
+In process (the database and the broker configured as for a worker):
+
+    import falbridge
+    job = falbridge.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": Path("cat.png")})
+    job = falbridge.wait(job.id)        # a falbridge.Job: job.status, job.result, job.files
+
+Over the HTTP API, from anywhere:
+
+    with falbridge.Client("https://falbridge.example.com", token) as client:
+        job = client.wait(client.submit("fal-ai/evf-sam", {...}).id)
+
+Both return the same values (falbridge.Job, JobSummary, JobPage, ResultFile, JobEvent) and
+raise the same exceptions (falbridge.InvalidInput, ExternalIdConflict, JobNotFound, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from pkgutil import extend_path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import uuid
+from falbridge.errors import (
+    AmbiguousJobId,
+    ApiError,
+    ExternalIdConflict,
+    FalbridgeError,
+    InvalidInput,
+    JobAlreadyFinished,
+    JobNotFound,
+    WaitTimeout,
+)
+from falbridge.values import Job, JobEvent, JobPage, JobSummary, ResultFile
 
-    from falbridge.models.tables import Job
+if TYPE_CHECKING:
+    from falbridge.client import Client
+    from falbridge.local import cancel, get, list, submit, wait
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
 # shadows the installed package; extend_path adds the installed tree, where they are.
 __path__ = extend_path(__path__, __name__)
 
-# The functions below import the worker when first called, not here: `import
-# falbridge.models` (or the sandbox, or the config) must not pull in Celery and Flask.
+try:
+    __version__ = version("falbridge")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0+unknown"
+
+# Imported when first used, not here: `import falbridge` (or falbridge.models, or the
+# sandbox) must not pull in Celery, Flask and the database layer.
+_LAZY = {
+    "submit": "falbridge.local",
+    "get": "falbridge.local",
+    "list": "falbridge.local",
+    "cancel": "falbridge.local",
+    "wait": "falbridge.local",
+    "Client": "falbridge.client",
+}
 
 
-def submit(
-    endpoint_id: str,
-    input: Mapping[str, Any],
-    *,
-    external_id: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> Job:
-    """Store and enqueue a job; returns it. The same external_id returns the same job."""
-    from falbridge.worker.actions import submit as _submit
-
-    job, _created = _submit(endpoint_id, input, external_id=external_id, metadata=metadata)
-    return job
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'falbridge' has no attribute {name!r}")
+    return getattr(import_module(module), name)
 
 
-def get_job(job_id: uuid.UUID | str) -> Job | None:
-    from falbridge.worker.actions import get
-
-    return get(job_id, full=True)
-
-
-def cancel(job_id: uuid.UUID | str) -> Job | None:
-    from falbridge.worker.actions import cancel as _cancel
-
-    return _cancel(job_id)[0]
+__all__ = [
+    "AmbiguousJobId",
+    "ApiError",
+    "Client",
+    "ExternalIdConflict",
+    "FalbridgeError",
+    "InvalidInput",
+    "Job",
+    "JobAlreadyFinished",
+    "JobEvent",
+    "JobNotFound",
+    "JobPage",
+    "JobSummary",
+    "ResultFile",
+    "WaitTimeout",
+    "__version__",
+    "cancel",
+    "get",
+    "list",
+    "submit",
+    "wait",
+]

@@ -184,3 +184,29 @@ def parse_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+MIN_ID_PREFIX = 8
+_HEX = frozenset("0123456789abcdef")
+
+
+class AmbiguousPrefix(LookupError):
+    """More than one job id starts with the prefix given."""
+
+
+def resolve_job_id(session: Session, text: str) -> uuid.UUID | None:
+    """A full job id, or a unique prefix of at least 8 hex digits (dashes ignored, like
+    git's abbreviations): one index range scan. None when no job matches; AmbiguousPrefix
+    when several do."""
+    full = parse_uuid(text)
+    if full is not None:
+        return full
+    prefix = text.replace("-", "").lower()
+    if not MIN_ID_PREFIX <= len(prefix) < 32 or not set(prefix) <= _HEX:
+        return None
+    lowest = uuid.UUID(prefix.ljust(32, "0"))
+    highest = uuid.UUID(prefix.ljust(32, "f"))
+    found = session.scalars(select(Job.id).where(Job.id >= lowest, Job.id <= highest).limit(2)).all()
+    if len(found) > 1:
+        raise AmbiguousPrefix(text)
+    return found[0] if found else None

@@ -13,6 +13,7 @@ from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from falbridge.models.db import transaction
+from falbridge.models.jobs import AmbiguousPrefix, resolve_job_id
 from falbridge.models.listing import list_jobs
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.tables import Job
@@ -63,23 +64,38 @@ def list_all_jobs() -> ResponseReturnValue:
 
 @api.get("/jobs/<job_id>")
 def show_job(job_id: str) -> ResponseReturnValue:
-    return jsonify(job_detail(_load(job_id)))
+    return jsonify(job_detail(_load(_resolved(job_id))))
 
 
 @api.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> ResponseReturnValue:
-    job, outcome = actions.cancel(job_id)
+    job, outcome = actions.cancel(_resolved(job_id))
     if job is None:
         raise not_found(job_id)
     if outcome is Cancellation.ALREADY_TERMINAL:
         raise ApiError(
             409, "already_terminal", f"job {job.id} is already {job.status}", {"status": job.status}
         )
-    return jsonify({"job": job_detail(_load(job.id)), "outcome": outcome.value}), 202
+    # The job as GET shows it, with what the cancel did beside it.
+    return jsonify({**job_detail(_load(str(job.id))), "outcome": outcome.value}), 202
 
 
-def _load(job_id: object) -> Job:
-    job = actions.get(str(job_id), full=True)
+def _resolved(job_id: str) -> str:
+    """The full id of the job named by an id or a unique prefix of it."""
+    with transaction() as s:
+        try:
+            found = resolve_job_id(s, job_id)
+        except AmbiguousPrefix:
+            raise ApiError(
+                409, "ambiguous_job_id", f"more than one job id starts with {job_id[:64]!r}"
+            ) from None
+    if found is None:
+        raise not_found(job_id)
+    return str(found)
+
+
+def _load(job_id: str) -> Job:
+    job = actions.get(job_id, full=True)
     if job is None:
         raise not_found(job_id)
     return job

@@ -88,7 +88,13 @@ _UNAUTHORIZED = _error(
     "no or wrong bearer token", {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
 )
 _NOT_CONFIGURED = _error("API authentication is not configured on the server (FALBRIDGE_API_TOKENS)")
-_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "a job id, or a prefix of 8 or more of its hex digits that no other job id shares",
+}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -160,7 +166,12 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getJob",
                 "summary": "One job with its result, files and events",
                 "parameters": [_JOB_ID],
-                "responses": {"200": _ok("the job", "JobDetail"), "404": _error("no such job"), **common},
+                "responses": {
+                    "200": _ok("the job", "JobDetail"),
+                    "404": _error("no such job"),
+                    "409": _error("more than one job id starts with this prefix"),
+                    **common,
+                },
             },
         },
         "/api/jobs/{job_id}/cancel": {
@@ -171,7 +182,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "202": _ok("cancelled, or cancellation asked of fal", "CancelResult"),
                     "404": _error("no such job"),
-                    "409": _error("the job is already in a terminal state"),
+                    "409": _error("the job is already in a terminal state, or the id prefix is ambiguous"),
                     **common,
                 },
             },
@@ -232,11 +243,9 @@ def document(limits: ApiConfig) -> dict[str, Any]:
                 "JobPage": object_schema(
                     {"jobs": {"type": "array", "items": ref("JobSummary")}, "next_cursor": nullable(TEXT)}
                 ),
+                # The job as GET /api/jobs/{job_id} shows it, and what the cancel did.
                 "CancelResult": object_schema(
-                    {
-                        "job": ref("JobDetail"),
-                        "outcome": {"type": "string", "enum": ["cancelled", "cancel requested"]},
-                    }
+                    {**JOB_DETAIL, "outcome": {"type": "string", "enum": ["cancelled", "cancel requested"]}}
                 ),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}

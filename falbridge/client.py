@@ -1,0 +1,146 @@
+"""`falbridge.Client`: the Python API over falbridge's HTTP API, for a service that must not
+(or cannot) reach the database and the broker. The same calls as `falbridge.submit`, `get`,
+`list`, `cancel`, `wait`, returning the same values and raising the same exceptions.
+
+    with falbridge.Client("https://falbridge.example.com", token) as client:
+        job = client.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": url})
+        job = client.wait(job.id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Self
+
+import httpx
+
+from falbridge.errors import (
+    AmbiguousJobId,
+    ApiError,
+    ExternalIdConflict,
+    InvalidInput,
+    JobAlreadyFinished,
+    JobNotFound,
+)
+from falbridge.values import Job, JobPage
+from falbridge.waiting import wait_until_finished
+from falbridge.worker.input_files import inline_local_files
+
+# What an answer's `error.code` means to a caller of the Python API.
+_INVALID = frozenset(
+    {"invalid_input", "invalid_request", "invalid_endpoint_id", "invalid_json", "json_too_deep"}
+    | {"json_too_many_keys", "json_too_many_items", "input_too_large", "metadata_too_large"}
+)
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"Client({str(self._http.base_url)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def submit(
+        self,
+        endpoint_id: str,
+        input: Mapping[str, Any],
+        *,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """`falbridge.submit` over HTTP (`Path` and `bytes` values are sent as data URIs)."""
+        body = {"endpoint_id": endpoint_id, "input": inline_local_files(dict(input))}
+        if external_id is not None:
+            body["external_id"] = external_id
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        return Job.from_json(self._call("POST", "/api/jobs", json=body))
+
+    def get(self, job_id: str) -> Job:
+        """`falbridge.get`: the whole job; a unique id prefix of 8 or more hex digits does too."""
+        return Job.from_json(self._call("GET", f"/api/jobs/{job_id}", job_id=job_id))
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        endpoint_id: str | None = None,
+        external_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """`falbridge.list`: newest first, a page at a time."""
+        params: dict[str, str | int] = {"limit": limit}
+        for name, value in (
+            ("status", status),
+            ("endpoint_id", endpoint_id),
+            ("external_id", external_id),
+            ("cursor", cursor),
+        ):
+            if value is not None:
+                params[name] = value
+        for name, when in (("created_after", created_after), ("created_before", created_before)):
+            if when is not None:
+                params[name] = when.isoformat()
+        return JobPage.from_json(self._call("GET", "/api/jobs", params=params))
+
+    def cancel(self, job_id: str) -> Job:
+        """`falbridge.cancel`: JobNotFound, or JobAlreadyFinished for a finished job."""
+        try:
+            return Job.from_json(self._call("POST", f"/api/jobs/{job_id}/cancel", job_id=job_id))
+        except ApiError as exc:
+            if exc.code == "already_terminal":
+                raise JobAlreadyFinished(self.get(job_id)) from None
+            raise
+
+    def wait(
+        self, job_id: str, *, timeout: float = 300.0, on_change: Callable[[Job], None] | None = None
+    ) -> Job:
+        """`falbridge.wait`: until the job is completed, failed or cancelled."""
+        return wait_until_finished(lambda: self.get(job_id), timeout=timeout, on_change=on_change)
+
+    def _call(self, method: str, path: str, *, job_id: str | None = None, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_success:
+            return response.json()
+        try:
+            error = response.json()["error"]
+            code, message, details = str(error["code"]), str(error["message"]), error.get("details")
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(response.status_code, "unexpected_answer", response.text[:200]) from None
+        raise _error(response.status_code, code, message, details, job_id)
+
+
+def _error(status: int, code: str, message: str, details: Any, job_id: str | None) -> Exception:
+    if code == "not_found" and job_id is not None:
+        return JobNotFound(job_id)
+    if code == "ambiguous_job_id" and job_id is not None:
+        return AmbiguousJobId(job_id)
+    if code == "external_id_conflict" and isinstance(details, dict):
+        return ExternalIdConflict(message, str(details.get("job_id")))
+    if code in _INVALID:
+        listed = details if isinstance(details, list) else []
+        return InvalidInput(message, listed)
+    return ApiError(status, code, message, details)

@@ -1,0 +1,72 @@
+"""The exceptions a user of falbridge catches, from the Python API and from
+`falbridge.Client` alike. Everything here is a FalbridgeError."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class FalbridgeError(Exception):
+    """Base class of everything falbridge raises at its users."""
+
+
+class InvalidInput(FalbridgeError, ValueError):
+    """The request was refused before anything was stored: a bad endpoint id, a model
+    input the endpoint's schema refuses, malformed metadata. `errors` lists
+    `{"field", "message"}` (at most 20; `omitted` counts the rest)."""
+
+    def __init__(self, message: str, errors: Sequence[dict[str, str]] = (), omitted: int = 0) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+        self.omitted = omitted
+
+
+class ExternalIdConflict(FalbridgeError):
+    """The external_id already names a job with another endpoint or input."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotFound(FalbridgeError, LookupError):
+    """No job has this id (or id prefix)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id[:64]!r}")
+        self.job_id = job_id
+
+
+class AmbiguousJobId(FalbridgeError, LookupError):
+    """An id prefix that more than one job's id starts with: give more of it."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(f"more than one job id starts with {prefix!r}; give more of it")
+        self.prefix = prefix
+
+
+class JobAlreadyFinished(FalbridgeError):
+    """Cancel asked of a job that is completed, failed or cancelled already."""
+
+    def __init__(self, job: Any) -> None:
+        super().__init__(f"job {job.id} is already {job.status}; nothing to cancel")
+        self.job = job
+
+
+class WaitTimeout(FalbridgeError, TimeoutError):
+    """`wait` gave up before the job finished; `job` is how it was last seen."""
+
+    def __init__(self, job: Any, timeout: float) -> None:
+        super().__init__(f"job {job.id} is still {job.status} after {timeout:g}s")
+        self.job = job
+
+
+class ApiError(FalbridgeError):
+    """falbridge's HTTP API refused a request in a way none of the above describes
+    (authentication, a limit, the server itself); `status`, `code` and `details` are its
+    JSON error's."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status, self.code, self.details = status, code, details

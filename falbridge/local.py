@@ -1,0 +1,121 @@
+"""The Python API, in process: `falbridge.submit`, `get`, `list`, `cancel`, `wait`.
+
+These talk to the database and the broker directly, so they need the same configuration
+as a worker (DATABASE_URL, REDIS_URL; the embedded default without them). A service that
+must not touch the database uses `falbridge.Client` instead: the same calls, over the HTTP
+API, returning the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from falbridge.errors import AmbiguousJobId, ExternalIdConflict, InvalidInput, JobAlreadyFinished, JobNotFound
+from falbridge.models.db import transaction
+from falbridge.models.jobs import AmbiguousPrefix, get_job, resolve_job_id
+from falbridge.models.listing import JobFilters, list_jobs
+from falbridge.models.serialize import job_detail, job_summary
+from falbridge.models.states import EventSource
+from falbridge.values import Job, JobPage, JobSummary
+from falbridge.waiting import wait_until_finished
+from falbridge.worker import accept, actions
+from falbridge.worker.cancel import Cancellation
+from falbridge.worker.fal import InputValidationError
+
+
+def submit(
+    endpoint_id: str,
+    input: Mapping[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Job:
+    """Store a job and queue its submit to fal; returns it (status `pending`).
+
+    `pathlib.Path` and `bytes` values in `input` are sent inline as data URIs. The same
+    `external_id` again returns the job it names (nothing new is submitted), unless the
+    endpoint or input differ: ExternalIdConflict. A bad endpoint id or an input the
+    endpoint's schema refuses: InvalidInput, and nothing is stored.
+    """
+    try:
+        job, _created = actions.submit(
+            endpoint_id, input, external_id=external_id, metadata=metadata, source=EventSource.API
+        )
+    except accept.ExternalIdConflict as exc:
+        raise ExternalIdConflict(str(exc), str(exc.job.id)) from None
+    except InputValidationError as exc:
+        raise InvalidInput(str(exc), exc.errors, getattr(exc, "omitted", 0)) from None
+    except ValueError as exc:  # the endpoint id, a local file
+        raise InvalidInput(str(exc)) from None
+    return Job.from_json(job_detail(job))
+
+
+def get(job_id: str) -> Job:
+    """The job, whole: its input, result, files and history. `job_id` may be a prefix of 8
+    or more hex digits no other job id shares. JobNotFound, AmbiguousJobId."""
+    with transaction() as s:
+        job = get_job(s, _resolved(s, job_id), full=True)
+        if job is None:
+            raise JobNotFound(str(job_id))
+        return Job.from_json(job_detail(job))
+
+
+def list(
+    *,
+    status: str | None = None,
+    endpoint_id: str | None = None,
+    external_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """Newest first, `limit` (1-500) at a time; pass the page's `next_cursor` for the next."""
+    filters = JobFilters(
+        status=status,
+        endpoint_id=endpoint_id,
+        external_id=external_id,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    with transaction() as s:
+        rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+        return JobPage(tuple(JobSummary.from_json(job_summary(row)) for row in rows), next_cursor)
+
+
+def cancel(job_id: str) -> Job:
+    """Cancel a job: at once if fal has not got it yet, else fal is asked and its answer
+    arrives as any outcome does. JobNotFound, or JobAlreadyFinished for a finished job."""
+    with transaction() as s:
+        full_id = _resolved(s, job_id)
+    job, outcome = actions.cancel(full_id)
+    if job is None:
+        raise JobNotFound(str(job_id))
+    if outcome is Cancellation.ALREADY_TERMINAL:
+        raise JobAlreadyFinished(get(str(job.id)))
+    return get(str(job.id))
+
+
+def _resolved(session: Session, job_id: str) -> str:
+    try:
+        found = resolve_job_id(session, str(job_id))
+    except AmbiguousPrefix:
+        raise AmbiguousJobId(str(job_id)) from None
+    if found is None:
+        raise JobNotFound(str(job_id))
+    return str(found)
+
+
+def wait(
+    job_id: str,
+    *,
+    timeout: float = 300.0,
+    on_change: Callable[[Job], None] | None = None,
+) -> Job:
+    """Block until the job is completed, failed or cancelled, and return it; WaitTimeout
+    after `timeout` seconds. `on_change` is called with the job whenever its status moves."""
+    return wait_until_finished(lambda: get(job_id), timeout=timeout, on_change=on_change)
