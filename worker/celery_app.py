@@ -17,13 +17,15 @@ import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, worker_process_init
 
 from falbridge import config
 from falbridge.models.db import dispose_all
-from falbridge.worker import broker
+from falbridge.worker import broker, outage_log
 
 log = logging.getLogger(__name__)
+# A failed enqueue is logged once per window, whatever process (receiver, worker) it is in.
+log.addFilter(outage_log.BrokerOutageFilter())
 
 celery_app = Celery("falbridge", include=["falbridge.worker.tasks"])
 celery_app.conf.update(
@@ -40,6 +42,9 @@ celery_app.conf.update(
     task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
     broker_connection_timeout=3,
     worker_hijack_root_logger=False,
+    # On a lost broker connection, cancel tasks in flight: they are redelivered (acks_late),
+    # and each is safe to run twice. (Also Celery 6's default, and it silences a warning.)
+    worker_cancel_long_running_tasks_on_connection_loss=True,
 )
 
 
@@ -89,6 +94,11 @@ def close_connections() -> None:
 
 def shutdown_embedded_broker() -> None:
     broker.shutdown_embedded(close_connections)
+
+
+@after_setup_logger.connect
+def _one_line_per_outage(logger: logging.Logger, **_: object) -> None:
+    outage_log.install(logger)
 
 
 @worker_process_init.connect
