@@ -175,6 +175,15 @@ class FetchConfig(_Section):
     max_bytes: int = env("FALBRIDGE_FETCH_MAX_BYTES", 50 * MIB, ge=1)
 
 
+class ClientConfig(_Section):
+    """The CLI's job commands through a falbridge's HTTP API instead of the database
+    (`falbridge --api URL`, or this): for a machine that can reach only the API."""
+
+    api_url: str | None = env("FALBRIDGE_API_URL", None)
+    # One of the server's FALBRIDGE_API_TOKENS.
+    api_token: SecretStr | None = env("FALBRIDGE_API_TOKEN", None)
+
+
 class DemoConfig(_Section):
     # Against the real fal, the public URL (a tunnel) must forward to a known local port.
     receiver_port: int = env("FALBRIDGE_RECEIVER_PORT", 8000, ge=1, le=65535)
@@ -190,6 +199,7 @@ class Config(_Section):
     submit: SubmitConfig = SubmitConfig()
     sweep: SweepConfig = SweepConfig()
     fetch: FetchConfig = FetchConfig()
+    client: ClientConfig = ClientConfig()
     demo: DemoConfig = DemoConfig()
 
     @classmethod

@@ -24,6 +24,7 @@ from falbridge.worker.download.safe_get import FetchPolicy
 
 CAT = Path(str(resources.files("falbridge") / "assets" / "cat.png"))
 EVF_SAM = "fal-ai/evf-sam"
+UNREACHABLE_IMAGE = "http://127.0.0.1:9/missing.png"
 REGION_PROPOSAL = "fal-ai/florence-2-large/region-proposal"
 
 
@@ -57,7 +58,7 @@ def batch_jobs(n: int, *, real_fal: bool) -> list[tuple[str, dict[str, Any]]]:
             jobs.append(("fal-ai/any-other/model", {"prompt": f"pass-through {i}", "seed": i}))
         elif kind == 3 and not real_fal:
             # An image fal cannot download: an ERROR callback and a failed job, on purpose.
-            jobs.append((EVF_SAM, {"prompt": "cat", "image_url": "http://127.0.0.1:9/missing.png"}))
+            jobs.append((EVF_SAM, {"prompt": "cat", "image_url": UNREACHABLE_IMAGE}))
         else:
             jobs.append((EVF_SAM, {"prompt": "cat", "image_url": CAT, "semantic_type": True}))
     return jobs
@@ -76,14 +77,20 @@ def run_demo(*, batch: int, timeout: float) -> int:
     with demo_stack(run_dir, real_fal=real_fal) as stack:
         if stack.sandbox_url:
             console.print(f"sandbox (standing in for fal) at {stack.sandbox_url}")
-        console.print(f"sweeper (falbridge beat) every {config.current().sweep.interval_s:g} s")
+        sweeper = "falbridge beat" if config.current().broker.redis_url else "run by the worker"
+        console.print(f"sweeper ({sweeper}) every {config.current().sweep.interval_s:g} s")
         work = seed_jobs() + batch_jobs(batch, real_fal=real_fal)
         ids = [actions.submit(endpoint, inp, metadata={"demo": True})[0].id for endpoint, inp in work]
         done = _wait(console, ids, timeout)
         jobs = _load(ids)
         _history(console, jobs)
+        _explain_failures(console, jobs)
         _seed_outputs(console, jobs[:2], run_dir, real_fal=real_fal)
+        where = config.current().database.resolved_url()
     console.print(f"{done}/{len(ids)} jobs reached a terminal state")
+    console.print(f"The jobs are in {where}; look at them with:")
+    console.print(f"  DATABASE_URL={where} falbridge jobs list")
+    console.print(f"  DATABASE_URL={where} falbridge jobs show {str(ids[0])[:8]}")
     return 0 if done == len(ids) else 1
 
 
@@ -136,6 +143,15 @@ def _history(console: Console, jobs: Sequence[Job]) -> None:
             str(job.id)[:8], job.endpoint_id, job.status, f"{took:.2f}" if took is not None else "-", summary
         )
     console.print(table)
+
+
+def _explain_failures(console: Console, jobs: Sequence[Job]) -> None:
+    on_purpose = [j for j in jobs if j.status == "failed" and j.input.get("image_url") == UNREACHABLE_IMAGE]
+    if on_purpose:
+        console.print(
+            f"{len(on_purpose)} jobs failed on purpose: their image_url ({UNREACHABLE_IMAGE}) is one "
+            "fal cannot download, to show a failure end to end (error and fal's detail kept)."
+        )
 
 
 def _seed_outputs(console: Console, seeds: Sequence[Job], run_dir: Path, *, real_fal: bool) -> None:

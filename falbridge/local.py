@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from falbridge.errors import AmbiguousJobId, ExternalIdConflict, InvalidInput, JobAlreadyFinished, JobNotFound
 from falbridge.models.db import transaction
 from falbridge.models.jobs import AmbiguousPrefix, get_job, resolve_job_id
-from falbridge.models.listing import JobFilters, list_jobs
+from falbridge.models.listing import CursorError, JobFilters, list_jobs
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.states import EventSource
 from falbridge.values import Job, JobPage, JobSummary
@@ -41,9 +41,21 @@ def submit(
     endpoint or input differ: ExternalIdConflict. A bad endpoint id or an input the
     endpoint's schema refuses: InvalidInput, and nothing is stored.
     """
+    return submit_as(EventSource.API, endpoint_id, input, external_id=external_id, metadata=metadata)
+
+
+def submit_as(
+    source: EventSource,
+    endpoint_id: str,
+    input: Mapping[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Job:
+    """`submit`, recording who asked (the CLI says `cli` in the job's history)."""
     try:
         job, _created = actions.submit(
-            endpoint_id, input, external_id=external_id, metadata=metadata, source=EventSource.API
+            endpoint_id, input, external_id=external_id, metadata=metadata, source=source
         )
     except accept.ExternalIdConflict as exc:
         raise ExternalIdConflict(str(exc), str(exc.job.id)) from None
@@ -83,7 +95,13 @@ def list(
         created_before=created_before,
     )
     with transaction() as s:
-        rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+        try:
+            rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+        except CursorError:
+            raise InvalidInput(
+                "cursor is not one a listing returned",
+                [{"field": "cursor", "message": "not a cursor from a previous page"}],
+            ) from None
         return JobPage(tuple(JobSummary.from_json(job_summary(row)) for row in rows), next_cursor)
 
 

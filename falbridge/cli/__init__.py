@@ -73,7 +73,14 @@ def _unavailable(name: str, reason: str) -> click.Command:
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option(
+    "--api",
+    metavar="URL",
+    help="Run the job commands (submit, jobs, cancel) through this falbridge's HTTP API "
+    "instead of the database (FALBRIDGE_API_URL; the token from FALBRIDGE_API_TOKEN).",
+)
+@click.version_option(package_name="falbridge", prog_name="falbridge")
+def main(api: str | None) -> None:
     """Run fal.ai model jobs through fal's queue: submit, track, cancel, serve webhooks."""
     try:
         config.use(config.Config.from_environ())

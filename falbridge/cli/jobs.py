@@ -1,37 +1,52 @@
-"""Commands on jobs: submit, jobs list / show / download, cancel (exit codes: cli.errors)."""
+"""Commands on jobs: submit, jobs list / show / download, cancel (exit codes: cli.errors).
+
+Each works on the database (the Python API, falbridge.local) or, with `falbridge --api URL`
+(or FALBRIDGE_API_URL), through that falbridge's HTTP API (falbridge.Client): the same
+values either way, so the same output. A job id may be a unique prefix of 8 hex digits.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from falbridge import strict_json
+from falbridge.cli.api import jobs_api
 from falbridge.cli.errors import CliGroup, Failure, InputError
 from falbridge.cli.render import make_console, show_job_list, show_job_tables
-from falbridge.models.db import transaction
-from falbridge.models.jobs import parse_uuid
-from falbridge.models.listing import MAX_PAGE, CursorError, JobFilters, decode_cursor, file_counts, list_jobs
-from falbridge.models.serialize import job_detail, job_summary
-from falbridge.models.states import ALL_STATUSES, EventSource
-from falbridge.models.tables import Job
-from falbridge.worker import actions
-from falbridge.worker.accept import ExternalIdConflict
-from falbridge.worker.cancel import Cancellation
+from falbridge.errors import ApiError, FalbridgeError, InvalidInput, WaitTimeout
+from falbridge.models.listing import MAX_PAGE
+from falbridge.models.states import ALL_STATUSES
+from falbridge.values import Job
 from falbridge.worker.download.files import download_result_files
-from falbridge.worker.fal import InputValidationError, validate_endpoint_id
 from falbridge.worker.input_files import path_to_data_uri
 
-POLL_INTERVAL_S = 0.5
 
-
-# -- submit ------------------------------------------------------------------
+@contextmanager
+def _answered(cursor: str | None = None) -> Iterator[None]:
+    """The Python API's exceptions as the CLI's exit codes: 2 for a wrong request, 1 for a
+    failure while running. `cursor`: what to say of a cursor refused."""
+    try:
+        yield
+    except InvalidInput as exc:
+        named = [e.get("field") for e in exc.errors]
+        raise InputError(cursor if cursor and "cursor" in named else str(exc)) from None
+    except WaitTimeout as exc:
+        raise Failure(f"{exc}; is a worker running? (falbridge worker)") from None
+    except ApiError as exc:
+        raise (InputError(str(exc)) if 400 <= exc.status < 500 else Failure(str(exc))) from None
+    except FalbridgeError as exc:  # invalid input, a conflict, no such job
+        raise InputError(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise Failure(f"cannot reach the falbridge API: {exc}") from None
 
 
 @click.command()
@@ -57,7 +72,9 @@ POLL_INTERVAL_S = 0.5
     show_default=True,
     help="Seconds --wait waits.",
 )
+@click.pass_context
 def submit(
+    ctx: click.Context,
     endpoint_id: str,
     input_json: str | None,
     prompt: str | None,
@@ -69,36 +86,30 @@ def submit(
     timeout: float,
 ) -> None:
     """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
-    try:
-        validate_endpoint_id(endpoint_id)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
     payload = _json_object("--input", _read_at_file(input_json)) if input_json is not None else {}
-    shortcuts = {
-        "prompt": ("--prompt", prompt),
-        "negative_prompt": ("--negative-prompt", negative_prompt),
-        "image_url": ("--image", image),
-    }
-    for key, (option, value) in shortcuts.items():
-        if value is None:
-            continue
-        if key in payload:
-            raise InputError(f"{option} conflicts with {key!r} in --input; give it once")
-        payload[key] = _image_url(value) if key == "image_url" else value
+    shortcuts = {"prompt": prompt, "negative_prompt": negative_prompt, "image_url": image}
+    for key, value in shortcuts.items():
+        if value is not None:
+            if key in payload:
+                option = "--" + {"image_url": "image"}.get(key, key).replace("_", "-")
+                raise InputError(f"{option} conflicts with {key!r} in --input; give it once")
+            payload[key] = _image_url(value) if key == "image_url" else value
     metadata = _json_object("--metadata", metadata_json) if metadata_json is not None else None
     if external_id is not None and not 1 <= len(external_id) <= 255:
         raise InputError("--external-id must be 1 to 255 characters long")
-    try:
-        job, created = actions.submit(
-            endpoint_id, payload, external_id=external_id, metadata=metadata, source=EventSource.CLI
-        )
-    except ExternalIdConflict as exc:
-        raise InputError(str(exc)) from None
-    except InputValidationError as exc:
-        raise InputError(str(exc)) from None
-    click.echo(f"{job.id} {job.status}" + ("" if created else " (existing job for this external id)"))
-    if wait:
-        _wait_and_show(job.id, timeout)
+    api = jobs_api(ctx)
+    with _answered():
+        existing = external_id is not None and bool(api.list(external_id=external_id, limit=1).jobs)
+        job = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata)
+        click.echo(f"{job.id} {job.status}" + (" (existing job for this external id)" if existing else ""))
+        if wait:
+            _show_finished(api.wait(job.id, timeout=timeout))
+
+
+def _show_finished(job: Job) -> None:
+    show_job_tables(make_console(), job)
+    if job.status != "completed":
+        sys.exit(1)
 
 
 def _read_at_file(value: str) -> str:
@@ -133,26 +144,6 @@ def _image_url(value: str) -> str:
         raise InputError(f"--image: {exc}") from None
 
 
-def _wait_and_show(job_id: object, timeout: float) -> None:
-    out = make_console()
-    deadline = time.monotonic() + timeout
-    job = _existing_job(str(job_id))
-    with out.status(f"waiting for {job_id}") if out.is_terminal else nullcontext():
-        while not job.job_status.is_terminal and time.monotonic() < deadline:
-            time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0)))
-            job = _existing_job(str(job_id))
-    if not job.job_status.is_terminal:
-        raise Failure(
-            f"job {job_id} is still {job.status} after {timeout:g}s; is a worker running? (falbridge worker)"
-        )
-    show_job_tables(out, _existing_job(str(job_id), full=True))
-    if job.status != "completed":
-        sys.exit(1)
-
-
-# -- jobs ----------------------------------------------------------------------
-
-
 @click.group(cls=CliGroup)
 def jobs() -> None:
     """List and inspect jobs."""
@@ -184,7 +175,9 @@ def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", help="The next-page cursor a previous listing printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print {jobs, next_cursor} as JSON.")
+@click.pass_context
 def list_jobs_command(
+    ctx: click.Context,
     status: str | None,
     endpoint_id: str | None,
     external_id: str | None,
@@ -195,50 +188,45 @@ def list_jobs_command(
     as_json: bool,
 ) -> None:
     """Newest jobs first."""
-    if cursor:
-        try:
-            decode_cursor(cursor)
-        except (CursorError, AttributeError):  # AttributeError: a crafted cursor (webhooks.api.params)
-            raise InputError("--cursor is not one a listing printed") from None
-    filters = JobFilters(
-        status=status,
-        endpoint_id=endpoint_id,
-        external_id=external_id,
-        created_after=since,
-        created_before=until,
-    )
-    with transaction() as s:
-        rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
-        counts = file_counts(s, [row.id for row in rows])
+    with _answered(cursor="--cursor is not one a listing printed"):
+        page = jobs_api(ctx).list(
+            status=status,
+            endpoint_id=endpoint_id,
+            external_id=external_id,
+            created_after=since,
+            created_before=until,
+            limit=limit,
+            cursor=cursor,
+        )
     if as_json:
-        click.echo(json.dumps({"jobs": [job_summary(j) for j in rows], "next_cursor": next_cursor}))
+        click.echo(json.dumps(page.to_json()))
     else:
-        show_job_list(make_console(), rows, counts, next_cursor)
+        show_job_list(make_console(), page)
 
 
 @jobs.command("show")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show_job(job_id: str, as_json: bool) -> None:
+@click.pass_context
+def show_job(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Every field of a job, its files and its history."""
-    job = _existing_job(job_id, full=True)
+    with _answered():
+        job = jobs_api(ctx).get(job_id)
     if as_json:
-        click.echo(json.dumps(job_detail(job)))
+        click.echo(json.dumps(job.to_json()))
     else:
         show_job_tables(make_console(), job)
 
 
 @click.command()
 @click.argument("job_id")
-def cancel(job_id: str) -> None:
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel a job: at once if fal has not got it yet, else by asking fal."""
-    _existing_job(job_id)
-    job, outcome = actions.cancel(job_id)
-    if job is None:  # deleted since we looked
-        raise InputError(f"no job with id {job_id}")
-    if outcome is Cancellation.ALREADY_TERMINAL:
-        raise InputError(f"job {job.id} is already {job.status}; nothing to cancel")
-    click.echo(f"{job.id} {job.status} ({outcome})")
+    with _answered():
+        job = jobs_api(ctx).cancel(job_id)
+    said = "cancelled" if job.status == "cancelled" else "cancel requested"
+    click.echo(f"{job.id} {job.status} ({said})")
 
 
 @jobs.command("download")
@@ -251,12 +239,14 @@ def cancel(job_id: str) -> None:
     show_default=True,
     help="Directory; files go into DEST/JOB_ID/.",
 )
-def download(job_id: str, dest: Path) -> None:
+@click.pass_context
+def download(ctx: click.Context, job_id: str, dest: Path) -> None:
     """Save a job's result files locally (fal's URLs do not last forever).
 
     Every file is tried: the saved paths are printed, then one line per file that failed
     (exit 1 if any did)."""
-    job = _existing_job(job_id, full=True)
+    with _answered():
+        job = jobs_api(ctx).get(job_id)
     if not job.files:
         click.echo(f"job {job.id} has no result files ({job.status})")
         return
@@ -270,12 +260,3 @@ def download(job_id: str, dest: Path) -> None:
         click.echo(f"failed: {result.file.path} {url}: {result.error}", err=True)
     if failed:
         raise Failure(f"{len(failed)} of {len(results)} result files could not be downloaded")
-
-
-def _existing_job(job_id: str, *, full: bool = False) -> Job:
-    if parse_uuid(job_id) is None:
-        raise InputError(f"{job_id!r} is not a job id (a UUID)")
-    job = actions.get(job_id, full=full)
-    if job is None:
-        raise InputError(f"no job with id {job_id}")
-    return job

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Row
 
-from falbridge.models.serialize import job_detail
-from falbridge.models.tables import Job
+from falbridge.values import Job, JobPage
 
 
 def make_console() -> Console:
@@ -44,29 +41,26 @@ def short_json(value: Any) -> str:
     return "" if value is None else json.dumps(cut(value), ensure_ascii=False)
 
 
-def show_job_list(
-    out: Console, rows: list[Row[Any]], counts: dict[uuid.UUID, int], next_cursor: str | None
-) -> None:
-    """A listing page: one row a job, its file count (or what went wrong), the next cursor."""
-    table = make_table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "files / error")
-    for j in rows:
+def show_job_list(out: Console, page: JobPage) -> None:
+    """A listing page: one row a job (what went wrong, for those that failed), the next cursor."""
+    table = make_table(out, "id", "endpoint", "status", "created (UTC)", "completed (UTC)", "error")
+    for j in page.jobs:
         failed = j.status in ("failed", "cancelled")
-        outcome = (j.error_type or (j.error or "")[:60]) if failed else str(counts.get(j.id, 0))
         table.add_row(
-            str(j.id),
+            j.id,
             j.endpoint_id,
             j.status,
             format_when(j.created_at),
             format_when(j.completed_at),
-            outcome,
+            (j.error_type or (j.error or "")[:60]) if failed else "",
         )
     out.print(table)
-    if next_cursor:
-        out.print(f"next page: --cursor {next_cursor}")
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}")
 
 
 def show_job_tables(out: Console, job: Job) -> None:
-    data = job_detail(job)
+    data = job.to_json()
     fields = make_table(out, "field", "value", title=f"job {job.id}")
     for key, value in data.items():
         if key in ("files", "events"):
@@ -84,5 +78,7 @@ def show_job_tables(out: Console, job: Job) -> None:
         out.print(files)
     events = make_table(out, "at (UTC)", "source", "from", "to", "detail", title="history")
     for e in job.events:
-        events.add_row(format_when(e.at), e.source, e.from_status or "", e.to_status, short_json(e.detail))
+        events.add_row(
+            format_when(e.at), e.source, e.from_status or "", e.to_status, short_json(e.to_json()["detail"])
+        )
     out.print(events)

@@ -12,9 +12,10 @@ from falbridge import config
 from falbridge.cli.errors import CliGroup, Failure, InputError, where_the_database_is
 from falbridge.demo import run_demo
 from falbridge.models.migrate import current_revision, upgrade
-from falbridge.worker import inline
+from falbridge.worker import broker, embedded_beat, inline
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.sweep import sweep
+from falbridge.worker.tasks import sweep_now
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -52,6 +53,9 @@ def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
     if config.current().fal.api_key() is None:  # fail now rather than on every task
         raise Failure("no fal key: set FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; the worker needs it")
     app = _broker_announced()
+    cfg = config.current()
+    if not cfg.broker.redis_url:  # the embedded default: no beat to start, so we sweep
+        embedded_beat.start(cfg.database.resolved_var_dir(), cfg.sweep.interval_s, sweep_now)
     argv = ["worker", f"--pool={pool}", f"--loglevel={loglevel.upper()}"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
@@ -72,10 +76,12 @@ def beat(schedule: str | None) -> None:
 
 
 def _broker_announced() -> Celery:
-    # With no REDIS_URL this starts the embedded Redis; this process holds it for as long
-    # as it runs, and other processes share it.
+    # With no REDIS_URL this starts the embedded Redis (if no process has yet), which every
+    # process of this var dir shares, and watches it: gone, it is started again.
     app = ensure_broker()
-    if not config.current().broker.redis_url:
+    cfg = config.current()
+    if not cfg.broker.redis_url:
+        broker.keep_alive(cfg.database.resolved_var_dir())
         click.echo(f"using the embedded Redis at {app.conf.broker_url}", err=True)
     return app
 

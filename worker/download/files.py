@@ -6,12 +6,13 @@ See docs/fal-protocol.md, "Result files and their lifetime".
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
-from falbridge.models.tables import Job, ResultFile
 from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, fetch_bytes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -23,16 +24,37 @@ def local_name(path: str, file_name: str | None) -> str:
     return name[:200]
 
 
+class FileLike(Protocol):
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def file_name(self) -> str | None: ...
+
+
+class JobLike(Protocol):
+    """A job as stored (falbridge.models.tables.Job) or as the Python API returns it."""
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def files(self) -> Sequence[FileLike]: ...
+
+
 @dataclass(frozen=True)
 class Downloaded:
     """One result file: where it was `saved`, or the `error` (one line) that stopped it."""
 
-    file: ResultFile
+    file: FileLike
     saved: Path | None = None
     error: str | None = None
 
 
-def download_result_files(job: Job, dest: Path, policy: FetchPolicy | None = None) -> list[Downloaded]:
+def download_result_files(job: JobLike, dest: Path, policy: FetchPolicy | None = None) -> list[Downloaded]:
     """Each file into dest/JOB_ID/, on its own: one that fails does not stop the rest."""
     target_dir = dest / str(job.id)
     results = []

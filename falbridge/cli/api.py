@@ -1,0 +1,80 @@
+"""Where the CLI's job commands go: the database, through the Python API in process, or a
+falbridge's HTTP API (`falbridge --api URL`, FALBRIDGE_API_URL), through falbridge.Client.
+Both give the commands the same five calls and the same values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import click
+
+from falbridge import config, local
+from falbridge.client import Client
+from falbridge.models.states import EventSource
+from falbridge.values import Job, JobPage
+
+
+class JobsApi(Protocol):
+    def submit(
+        self,
+        endpoint_id: str,
+        input: Mapping[str, Any],
+        *,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Job: ...
+
+    def get(self, job_id: str) -> Job: ...
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        endpoint_id: str | None = None,
+        external_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage: ...
+
+    def cancel(self, job_id: str) -> Job: ...
+
+    def wait(
+        self, job_id: str, *, timeout: float = 300.0, on_change: Callable[[Job], None] | None = None
+    ) -> Job: ...
+
+
+class _InProcess:
+    """falbridge.local, recording the CLI as the source of what it submits."""
+
+    get = staticmethod(local.get)
+    list = staticmethod(local.list)
+    cancel = staticmethod(local.cancel)
+    wait = staticmethod(local.wait)
+
+    def submit(
+        self,
+        endpoint_id: str,
+        input: Mapping[str, Any],
+        *,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Job:
+        return local.submit_as(
+            EventSource.CLI, endpoint_id, input, external_id=external_id, metadata=metadata
+        )
+
+
+def jobs_api(ctx: click.Context) -> JobsApi:
+    """The API the root command's `--api` (else FALBRIDGE_API_URL) names, else in process."""
+    client = config.current().client
+    url = ctx.find_root().params.get("api") or client.api_url
+    if not url:
+        return _InProcess()
+    token = client.api_token.get_secret_value() if client.api_token is not None else None
+    remote = Client(url, token)
+    ctx.call_on_close(remote.close)
+    return remote
