@@ -76,10 +76,15 @@ def keep_alive(var_dir: Path) -> threading.Thread:
     return thread
 
 
+_threads = threading.Lock()
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as held:
-        fcntl.lockf(held, fcntl.LOCK_EX)  # per process: a forked child does not hold it
+    # The file lock keeps other processes out (a forked child does not inherit it); it does
+    # not keep out this process's other threads, which the thread lock does.
+    with _threads, open(path, "a") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -95,6 +100,9 @@ def _recorded_port(home: Path) -> int | None:
 
 def _free(port: int) -> bool:
     with socket.socket() as probe:
+        # As redis-server binds: the killed server's connections linger in TIME_WAIT on this
+        # port, and only a listener should count as taking it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
