@@ -11,7 +11,8 @@ Over the HTTP API, from anywhere:
     with falbridge.Client("https://falbridge.example.com", token) as client:
         job = client.wait(client.submit("fal-ai/evf-sam", {...}).id)
 
-Both return the same values (falbridge.Job, JobSummary, JobPage, ResultFile, JobEvent) and
+Both return the same values (falbridge.Job, JobSummary, JobPage, ResultFile, JobEvent,
+LiveStatus) and
 raise the same exceptions (falbridge.InvalidInput, ExternalIdConflict, JobNotFound, ...).
 """
 
@@ -32,11 +33,11 @@ from falbridge.errors import (
     JobNotFound,
     WaitTimeout,
 )
-from falbridge.values import Job, JobEvent, JobPage, JobSummary, ResultFile
+from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, LogLine, ResultFile
 
 if TYPE_CHECKING:
     from falbridge.client import Client
-    from falbridge.local import cancel, get, list, submit, wait
+    from falbridge.local import cancel, get, list, live, submit, wait
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -55,6 +56,7 @@ _LAZY = {
     "get": "falbridge.local",
     "list": "falbridge.local",
     "cancel": "falbridge.local",
+    "live": "falbridge.local",
     "wait": "falbridge.local",
     "Client": "falbridge.client",
 }
@@ -80,12 +82,15 @@ __all__ = [
     "JobNotFound",
     "JobPage",
     "JobSummary",
+    "LiveStatus",
+    "LogLine",
     "ResultFile",
     "WaitTimeout",
     "__version__",
     "cancel",
     "get",
     "list",
+    "live",
     "submit",
     "wait",
 ]

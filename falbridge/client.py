@@ -1,6 +1,6 @@
 """`falbridge.Client`: the Python API over falbridge's HTTP API, for a service that must not
 (or cannot) reach the database and the broker. The same calls as `falbridge.submit`, `get`,
-`list`, `cancel`, `wait`, returning the same values and raising the same exceptions.
+`list`, `cancel`, `live`, `wait`, returning the same values and raising the same exceptions.
 
     with falbridge.Client("https://falbridge.example.com", token) as client:
         job = client.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": url})
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Self
 
@@ -23,8 +23,8 @@ from falbridge.errors import (
     JobAlreadyFinished,
     JobNotFound,
 )
-from falbridge.values import Job, JobPage
-from falbridge.waiting import wait_until_finished
+from falbridge.values import Job, JobPage, LiveStatus
+from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
 from falbridge.worker.input_files import inline_local_files
 
 # What an answer's `error.code` means to a caller of the Python API.
@@ -115,11 +115,16 @@ class Client:
                 raise JobAlreadyFinished(self.get(job_id)) from None
             raise
 
-    def wait(
-        self, job_id: str, *, timeout: float = 300.0, on_change: Callable[[Job], None] | None = None
-    ) -> Job:
-        """`falbridge.wait`: until the job is completed, failed or cancelled."""
-        return wait_until_finished(lambda: self.get(job_id), timeout=timeout, on_change=on_change)
+    def live(self, job_id: str) -> LiveStatus:
+        """`falbridge.live`: the job with fal's status, queue position and logs right now."""
+        return LiveStatus.from_json(self._call("GET", f"/api/jobs/{job_id}/live", job_id=job_id))
+
+    def wait(self, job_id: str, *, timeout: float = 300.0, on_progress: Progress | None = None) -> Job:
+        """`falbridge.wait`: until the job is completed, failed or cancelled; with
+        `on_progress`, each change of its live status (fal's new log lines in `new_logs`)."""
+        if on_progress is None:
+            return wait_until_finished(lambda: self.get(job_id), timeout=timeout)
+        return watch_until_finished(lambda: self.live(job_id), timeout=timeout, on_progress=on_progress)
 
     def _call(self, method: str, path: str, *, job_id: str | None = None, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)

@@ -1,4 +1,4 @@
-"""The Python API, in process: `falbridge.submit`, `get`, `list`, `cancel`, `wait`.
+"""The Python API, in process: `falbridge.submit`, `get`, `list`, `cancel`, `live`, `wait`.
 
 These talk to the database and the broker directly, so they need the same configuration
 as a worker (DATABASE_URL, REDIS_URL; the embedded default without them). A service that
@@ -8,7 +8,8 @@ API, returning the same values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +21,12 @@ from falbridge.models.jobs import AmbiguousPrefix, get_job, resolve_job_id
 from falbridge.models.listing import CursorError, JobFilters, list_jobs
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.states import EventSource
-from falbridge.values import Job, JobPage, JobSummary
-from falbridge.waiting import wait_until_finished
+from falbridge.values import Job, JobPage, JobSummary, LiveStatus
+from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
 from falbridge.worker import accept, actions
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.fal import InputValidationError
+from falbridge.worker.watch import watch
 
 
 def submit(
@@ -128,12 +130,21 @@ def _resolved(session: Session, job_id: str) -> str:
     return str(found)
 
 
-def wait(
-    job_id: str,
-    *,
-    timeout: float = 300.0,
-    on_change: Callable[[Job], None] | None = None,
-) -> Job:
+def live(job_id: str) -> LiveStatus:
+    """The job with what fal says of it right now: its queue position while queued, its log
+    lines while running. Asks fal once (nothing when the job is finished or not yet at fal);
+    a job fal reports running is recorded in_progress. JobNotFound, AmbiguousJobId."""
+    with transaction() as s:
+        full_id = uuid.UUID(_resolved(s, job_id))
+    reading = watch(full_id)
+    return LiveStatus.from_json({**get(str(full_id)).to_json(), "fal": reading.to_json()})
+
+
+def wait(job_id: str, *, timeout: float = 300.0, on_progress: Progress | None = None) -> Job:
     """Block until the job is completed, failed or cancelled, and return it; WaitTimeout
-    after `timeout` seconds. `on_change` is called with the job whenever its status moves."""
-    return wait_until_finished(lambda: get(job_id), timeout=timeout, on_change=on_change)
+    after `timeout` seconds. With `on_progress`, fal is asked for the job's live status
+    (see `live`) while it runs and `on_progress` gets each change, fal's new log lines in
+    `new_logs`; without it only the stored job is read."""
+    if on_progress is None:
+        return wait_until_finished(lambda: get(job_id), timeout=timeout)
+    return watch_until_finished(lambda: live(job_id), timeout=timeout, on_progress=on_progress)

@@ -174,3 +174,51 @@ class JobPage:
 
     def to_json(self) -> dict[str, Any]:
         return {"jobs": [j.to_json() for j in self.jobs], "next_cursor": self.next_cursor}
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLine(_Value):
+    """One line of fal's log for a running job; `timestamp` as fal wrote it."""
+
+    message: str
+    timestamp: str | None
+    level: str | None
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LiveStatus:
+    """A job with what fal says of it right now: `GET /api/jobs/<id>/live`.
+
+    `fal_status` is fal's own word (IN_QUEUE, IN_PROGRESS, COMPLETED), None when fal was not
+    asked (the job is finished or not at fal yet) or did not answer (`unavailable` says why).
+    `logs` are all of fal's lines so far; `new_logs` those this caller has not been given
+    before (`falbridge.wait` passes each line once; a single call gets them all).
+    """
+
+    job: Job
+    fal_status: str | None
+    queue_position: int | None
+    logs: tuple[LogLine, ...]
+    unavailable: str | None
+    new_logs: tuple[LogLine, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LiveStatus:
+        fal = data["fal"]
+        logs = tuple(LogLine.from_json(line) for line in fal["logs"])
+        job = Job.from_json({key: value for key, value in data.items() if key != "fal"})
+        return cls(job, fal["status"], fal["queue_position"], logs, fal["unavailable"], logs)
+
+    def to_json(self) -> dict[str, Any]:
+        fal = {
+            "status": self.fal_status,
+            "queue_position": self.queue_position,
+            "logs": [line.to_json() for line in self.logs],
+            "unavailable": self.unavailable,
+        }
+        return {**self.job.to_json(), "fal": fal}
+
+    def __repr__(self) -> str:
+        position = f" position={self.queue_position}" if self.queue_position is not None else ""
+        said = f"fal={self.fal_status}{position} logs={len(self.logs)}"
+        return f"<LiveStatus {self.job.id} {self.job.status} {said}>"

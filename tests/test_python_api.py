@@ -39,11 +39,39 @@ def _as_the_api_shows_it(pipeline, job_id: str) -> dict:
 def test_submit_then_wait_returns_the_finished_job_as_the_api_shows_it(api, pipeline):
     job = api.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": _cat_uri()}, metadata={"order": 7})
     assert isinstance(job, falbridge.Job) and job.status == "pending" and job.metadata == {"order": 7}
-    seen: list[str] = []
-    done = api.wait(job.id, timeout=30, on_change=lambda j: seen.append(j.status))
-    assert done.status == "completed" and done.files[0].path == "image" and seen[-1] == "completed"
+    done = api.wait(job.id, timeout=30)
+    assert done.status == "completed" and done.files[0].path == "image"
     assert done.to_json() == _as_the_api_shows_it(pipeline, job.id)
     assert repr(done) == f"<Job {job.id} fal-ai/evf-sam completed files=1>"
+
+
+def test_wait_shows_the_queue_then_fals_logs_then_the_outcome(api, pipeline):
+    """Like fal's subscribe with logs: the queue position while queued, each log line once
+    while running; what the watch learnt (running) is in the job's history."""
+    pipeline.sandbox.set_config(concurrency=1, latency_s=1.0)
+    for n in range(2):  # ahead of it in fal's one-job-at-a-time queue
+        api.submit(SOME, {"n": n})
+    job = api.submit(SOME, {"n": 2})
+    seen: list[falbridge.LiveStatus] = []
+    done = api.wait(job.id, timeout=30, on_progress=seen.append)
+    assert done.status == "completed"
+    queued = [live.queue_position for live in seen if live.fal_status == "IN_QUEUE"]
+    assert queued and queued == sorted(queued, reverse=True)  # 0: next to run
+    lines = [line.message for live in seen for line in live.new_logs]
+    assert lines[:2] == [f"Starting {SOME}", "Model loaded from cache"] and len(lines) == len(set(lines))
+    assert [live.job.status for live in seen][-1] == "completed"
+    assert ("in_progress", "poll") in [(e.to_status, e.source) for e in done.events]
+
+
+def test_live_asks_fal_only_while_the_job_is_at_fal(api, pipeline):
+    with transaction() as s:  # never submitted: nothing to ask fal
+        pending, _ = create_job(s, SOME, {"n": 1})
+    live = api.live(str(pending.id))
+    assert (live.fal_status, live.logs, live.job.status) == (None, (), "pending")
+    done = api.wait(api.submit(SOME, {"n": 2}).id, timeout=30)
+    finished = api.live(done.id[:8])
+    assert finished.fal_status is None and finished.job == done
+    assert finished.to_json() == {**_as_the_api_shows_it(pipeline, done.id), "fal": finished.to_json()["fal"]}
 
 
 def test_values_are_immutable(api):
@@ -66,7 +94,7 @@ def test_list_pages_through_summaries(api):
 
 def test_an_unknown_job_is_job_not_found_everywhere(api):
     missing = str(uuid.uuid4())
-    for call in (api.get, api.cancel, api.wait):
+    for call in (api.get, api.cancel, api.wait, api.live):
         with pytest.raises(falbridge.JobNotFound) as caught:
             call(missing)
         assert caught.value.job_id == missing

@@ -1,10 +1,10 @@
 """Where the CLI's job commands go: the database, through the Python API in process, or a
 falbridge's HTTP API (`falbridge --api URL`, FALBRIDGE_API_URL), through falbridge.Client.
-Both give the commands the same five calls and the same values."""
+Both give the commands the same calls and the same values."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -13,7 +13,8 @@ import click
 from falbridge import config, local
 from falbridge.client import Client
 from falbridge.models.states import EventSource
-from falbridge.values import Job, JobPage
+from falbridge.values import Job, JobPage, LiveStatus
+from falbridge.waiting import Progress
 
 
 class JobsApi(Protocol):
@@ -42,9 +43,9 @@ class JobsApi(Protocol):
 
     def cancel(self, job_id: str) -> Job: ...
 
-    def wait(
-        self, job_id: str, *, timeout: float = 300.0, on_change: Callable[[Job], None] | None = None
-    ) -> Job: ...
+    def live(self, job_id: str) -> LiveStatus: ...
+
+    def wait(self, job_id: str, *, timeout: float = 300.0, on_progress: Progress | None = None) -> Job: ...
 
 
 class _InProcess:
@@ -53,6 +54,7 @@ class _InProcess:
     get = staticmethod(local.get)
     list = staticmethod(local.list)
     cancel = staticmethod(local.cancel)
+    live = staticmethod(local.live)
     wait = staticmethod(local.wait)
 
     def submit(

@@ -21,7 +21,7 @@ import httpx
 from falbridge import strict_json
 from falbridge.cli.api import jobs_api
 from falbridge.cli.errors import CliGroup, Failure, InputError
-from falbridge.cli.render import make_console, show_job_list, show_job_tables
+from falbridge.cli.render import ProgressPrinter, make_console, show_job_list, show_job_tables
 from falbridge.errors import ApiError, FalbridgeError, InvalidInput, WaitTimeout
 from falbridge.models.listing import MAX_PAGE
 from falbridge.models.states import ALL_STATUSES
@@ -64,7 +64,11 @@ def _answered(cursor: str | None = None) -> Iterator[None]:
 )
 @click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
 @click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
-@click.option("--wait/--no-wait", default=False, help="Wait until the job finishes, then show it.")
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    help="Wait until the job finishes, showing fal's queue position and logs on stderr, then show it.",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -103,7 +107,7 @@ def submit(
         job = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata)
         click.echo(f"{job.id} {job.status}" + (" (existing job for this external id)" if existing else ""))
         if wait:
-            _show_finished(api.wait(job.id, timeout=timeout))
+            _show_finished(api.wait(job.id, timeout=timeout, on_progress=ProgressPrinter()))
 
 
 def _show_finished(job: Job) -> None:
@@ -227,6 +231,23 @@ def cancel(ctx: click.Context, job_id: str) -> None:
         job = jobs_api(ctx).cancel(job_id)
     said = "cancelled" if job.status == "cancelled" else "cancel requested"
     click.echo(f"{job.id} {job.status} ({said})")
+
+
+@jobs.command("wait")
+@click.argument("job_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait.",
+)
+@click.pass_context
+def wait_for_job(ctx: click.Context, job_id: str, timeout: float) -> None:
+    """Wait until a job finishes, showing its progress as `submit --wait` does; exit 1 unless
+    it completed."""
+    with _answered():
+        _show_finished(jobs_api(ctx).wait(job_id, timeout=timeout, on_progress=ProgressPrinter()))
 
 
 @jobs.command("download")

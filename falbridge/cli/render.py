@@ -7,11 +7,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import click
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from falbridge.values import Job, JobPage
+from falbridge.values import Job, JobPage, LiveStatus
 
 
 def make_console() -> Console:
@@ -82,3 +83,32 @@ def show_job_tables(out: Console, job: Job) -> None:
             format_when(e.at), e.source, e.from_status or "", e.to_status, short_json(e.to_json()["detail"])
         )
     out.print(events)
+
+
+class ProgressPrinter:
+    """`--wait`'s progress on stderr, as fal reports it: the queue position while queued,
+    fal's log lines as they come while running; a line whenever the state moves."""
+
+    def __init__(self) -> None:
+        self._said: str | None = None
+
+    def __call__(self, live: LiveStatus) -> None:
+        state = _state_of(live)
+        if state != self._said:
+            click.echo(state, err=True)
+            self._said = state
+        for line in live.new_logs:
+            click.echo(f"  {line.timestamp or ''} {line.message}".rstrip(), err=True)
+
+
+def _state_of(live: LiveStatus) -> str:
+    job = live.job
+    if job.is_terminal or live.fal_status is None:
+        why = f" (fal: {live.unavailable})" if live.unavailable else ""
+        return f"{job.status}{why}"
+    if live.fal_status == "IN_QUEUE":
+        where = f", position {live.queue_position}" if live.queue_position is not None else ""
+        return f"{job.status}: in fal's queue{where}"
+    if live.fal_status == "IN_PROGRESS":
+        return f"{job.status}: running at fal"
+    return f"{job.status}: fal says {live.fal_status}"

@@ -181,7 +181,9 @@ def test_wait_gives_up_at_the_timeout(cli):
     result = cli("submit", "fal-ai/x/never", "--input", "{}", "--wait", "--timeout", "0.3")
     if result.exit_code == 0 or not result.stderr:
         return  # a live worker from the pipeline tests finished the job within 0.3 s
-    assert re.search(r"is still \w+ after 0.3s; is a worker running", one_error_line(result, 1))
+    progress, error = result.stderr.splitlines()  # the progress so far, then why it stopped
+    assert progress == "pending" and result.exit_code == 1
+    assert re.search(r"^error: .* is still \w+ after 0.3s; is a worker running", error)
 
 
 # -- jobs list / show -------------------------------------------------------------------

@@ -33,6 +33,19 @@ def test_submit_wait_show_list_and_cancel_over_the_api(pipeline, monkeypatch):
     )
 
 
+def test_waiting_shows_fals_progress_on_stderr(pipeline, monkeypatch):
+    pipeline.sandbox.set_config(latency_s=1.5)  # running long enough to be seen running
+    submitted = _cli(pipeline, monkeypatch, "submit", "fal-ai/some/model", "--input", '{"n": 2}', "--wait")
+    assert submitted.exit_code == 0, submitted.output
+    progress = submitted.stderr.splitlines()
+    assert progress[-1] == "completed"
+    running = progress.index("in_progress: running at fal")
+    assert progress[running + 1].endswith(" Starting fal-ai/some/model")
+    job_id = submitted.stdout.split()[0]
+    again = _cli(pipeline, monkeypatch, "jobs", "wait", job_id[:8])
+    assert again.exit_code == 0 and again.stderr == "completed\n" and f"job {job_id}" in again.stdout
+
+
 def test_a_wrong_token_and_an_unknown_job_are_one_line_each(pipeline, monkeypatch):
     monkeypatch.setenv("FALBRIDGE_API_TOKEN", "not-the-token-at-all-0123456789")
     refused = CliRunner().invoke(main, ["--api", pipeline.receiver_url, "jobs", "list"])

@@ -1,4 +1,4 @@
-"""The jobs API under /api: submit, list, show, cancel. JSON in, JSON out.
+"""The jobs API under /api: submit, list, show, live status, cancel. JSON in, JSON out.
 
 Every /api route needs a bearer token (webhooks.auth, checked before any body is read).
 Every error is an ApiError, rendered by webhooks.errors as
@@ -8,6 +8,8 @@ The OpenAPI document (webhooks.openapi) describes exactly these shapes and limit
 """
 
 from __future__ import annotations
+
+import uuid
 
 from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
@@ -25,6 +27,7 @@ from falbridge.worker import actions
 from falbridge.worker.accept import ExternalIdConflict
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.fal import InputValidationError
+from falbridge.worker.watch import watch
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -65,6 +68,13 @@ def list_all_jobs() -> ResponseReturnValue:
 @api.get("/jobs/<job_id>")
 def show_job(job_id: str) -> ResponseReturnValue:
     return jsonify(job_detail(_load(_resolved(job_id))))
+
+
+@api.get("/jobs/<job_id>/live")
+def live_job(job_id: str) -> ResponseReturnValue:
+    full_id = _resolved(job_id)
+    reading = watch(uuid.UUID(full_id))  # asks fal now: only what someone watches costs a call
+    return jsonify({**job_detail(_load(full_id)), "fal": reading.to_json()})
 
 
 @api.post("/jobs/<job_id>/cancel")

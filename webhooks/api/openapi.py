@@ -14,6 +14,7 @@ from falbridge.webhooks.api.schemas import (
     ANY,
     ENDPOINT_ID_PATTERN,
     EVF_SAM_INPUT,
+    FAL_READING,
     JOB_DETAIL,
     JOB_EVENT,
     JOB_SUMMARY,
@@ -174,6 +175,22 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/jobs/{job_id}/live": {
+            "get": {
+                "operationId": "getLiveStatus",
+                "summary": "The job, with fal's status, queue position and logs asked of fal now",
+                "description": "One status call to fal per request (none for a finished job or one "
+                "not yet at fal); a job fal reports running is recorded in_progress. For showing "
+                "progress to someone waiting: poll it about once a second.",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _ok("the job and fal's live status", "LiveStatus"),
+                    "404": _error("no such job"),
+                    "409": _error("more than one job id starts with this prefix"),
+                    **common,
+                },
+            },
+        },
         "/api/jobs/{job_id}/cancel": {
             "post": {
                 "operationId": "cancelJob",
@@ -247,6 +264,9 @@ def document(limits: ApiConfig) -> dict[str, Any]:
                 "CancelResult": object_schema(
                     {**JOB_DETAIL, "outcome": {"type": "string", "enum": ["cancelled", "cancel requested"]}}
                 ),
+                # The job as GET /api/jobs/{job_id} shows it, and what fal says of it now.
+                "LiveStatus": object_schema({**JOB_DETAIL, "fal": ref("FalReading")}),
+                "FalReading": object_schema(FAL_READING),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
                 ),

@@ -96,6 +96,17 @@ JOB_EVENT = {
     "to_status": {"type": "string", "enum": list(ALL_STATUSES)},
     "detail": ANY,
 }
+FAL_READING = {
+    # fal's own word (IN_QUEUE, IN_PROGRESS, COMPLETED, or one added since); null when fal
+    # was not asked (the job is finished or not at fal yet) or did not answer.
+    "status": nullable(TEXT),
+    "queue_position": nullable(INT),
+    "logs": {
+        "type": "array",
+        "items": object_schema({"message": TEXT, "timestamp": nullable(TEXT), "level": nullable(TEXT)}),
+    },
+    "unavailable": nullable(TEXT),
+}
 
 EVF_SAM_INPUT = object_schema(
     {
