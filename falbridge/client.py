@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Self
@@ -88,10 +89,12 @@ class Client:
         external_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
-        """`falbridge.list`: newest first, a page at a time."""
+        """`falbridge.list`: newest first, or the changes feed from `updated_after`."""
         params: dict[str, str | int] = {"limit": limit}
         for name, value in (
             ("status", status),
@@ -101,9 +104,16 @@ class Client:
         ):
             if value is not None:
                 params[name] = value
-        for name, when in (("created_after", created_after), ("created_before", created_before)):
+        for name, when in (
+            ("created_after", created_after),
+            ("created_before", created_before),
+            ("updated_after", updated_after),
+        ):
             if when is not None:
                 params[name] = when.isoformat()
+        for key, value in (metadata or {}).items():
+            # As JSON text, always: "7" (a string) must not come back as 7 (a number).
+            params[f"metadata[{key}]"] = json.dumps(value)
         return JobPage.from_json(self._call("GET", "/api/jobs", params=params))
 
     def cancel(self, job_id: str) -> Job:

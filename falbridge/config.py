@@ -132,6 +132,9 @@ class ApiConfig(_Section):
     # Counted while parsing, so a body of 100 000 keys costs little before it is refused.
     max_json_keys: int = env("FALBRIDGE_MAX_JSON_KEYS", 1000, ge=1)
     max_json_items: int = env("FALBRIDGE_MAX_JSON_ITEMS", 10_000, ge=1)
+    # The changes feed holds back changes younger than this, so that none is skipped
+    # (models.feed): longer than any transaction that changes a job.
+    feed_settle_s: float = env("FALBRIDGE_FEED_SETTLE_S", 5.0, ge=0)
 
     @field_validator("auth", mode="before")
     @classmethod

@@ -15,10 +15,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from falbridge import config
 from falbridge.errors import AmbiguousJobId, ExternalIdConflict, InvalidInput, JobAlreadyFinished, JobNotFound
 from falbridge.models.db import transaction
+from falbridge.models.feed import jobs_page
 from falbridge.models.jobs import AmbiguousPrefix, get_job, resolve_job_id
-from falbridge.models.listing import CursorError, JobFilters, list_jobs
+from falbridge.models.listing import CursorError, JobFilters
+from falbridge.models.metadata_filter import check_filter
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.states import EventSource
 from falbridge.values import Job, JobPage, JobSummary, LiveStatus
@@ -85,20 +88,37 @@ def list(
     external_id: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    updated_after: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> JobPage:
-    """Newest first, `limit` (1-500) at a time; pass the page's `next_cursor` for the next."""
+    """A page of jobs, `limit` (1-500) at a time; pass the page's `next_cursor` for the next.
+
+    Newest first; or, with `updated_after` (and the cursors that follow from it), the
+    changes feed: jobs whose status, result, error or files changed after that time, oldest
+    change first, each change once it is FALBRIDGE_FEED_SETTLE_S old. Following the feed's
+    `next_cursor` (never None there) sees every job's latest state. `metadata`: jobs whose
+    metadata holds each of these keys with this value (a string, number, bool or None).
+    """
     filters = JobFilters(
         status=status,
         endpoint_id=endpoint_id,
         external_id=external_id,
         created_after=created_after,
         created_before=created_before,
+        metadata=tuple((metadata or {}).items()),
     )
+    for key, value in filters.metadata:
+        problem = check_filter(key, value)
+        if problem is not None:
+            raise InvalidInput(problem, [{"field": f"metadata[{key[:64]}]", "message": problem}])
+    settle_s = config.current().api.feed_settle_s
     with transaction() as s:
         try:
-            rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+            rows, next_cursor = jobs_page(
+                s, filters, limit=limit, cursor=cursor, updated_after=updated_after, settle_s=settle_s
+            )
         except CursorError:
             raise InvalidInput(
                 "cursor is not one a listing returned",

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from falbridge.models.db import database_url
+from falbridge.models.migrate import for_dialect
 from falbridge.models.tables import Base, UTCDateTime
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def run_migrations_online() -> None:
             render_as_batch=url.startswith("sqlite"),
             compare_type=True,
             render_item=render_item,
+            include_object=for_dialect(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, inspect, select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert
 
+from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.states import EventSource, JobStatus, can_transition
 from falbridge.models.tables import Job, JobEvent, ResultFile, utcnow
@@ -42,6 +43,7 @@ def create_job(
         "external_id": external_id,
         "meta": metadata,
         "status": JobStatus.PENDING.value,
+        "updated_at": db_now(),
     }
     job = session.scalars(_insert_job_once(session.get_bind().dialect.name).values(values)).one_or_none()
     if job is None:
@@ -122,25 +124,24 @@ def transition(
         for attr in inspect(job).mapper.column_attrs
         if inspect(job).attrs[attr.key].history.has_changes()
     }
-    values = dict(pending, **fields, status=new.value, updated_at=utcnow())
+    values = dict(pending, **fields, status=new.value)
     if new.is_terminal and "completed_at" not in values:
         values["completed_at"] = utcnow()
     # Conditional on the status we read, so that even without a row lock a concurrent
-    # writer cannot be overwritten: the loser's UPDATE matches no row.
+    # writer cannot be overwritten: the loser's UPDATE matches no row. updated_at comes
+    # from the database's clock and back by RETURNING: it orders the changes feed.
     with session.no_autoflush:
-        # An UPDATE's result is a CursorResult, which has the matched row count.
-        result = cast(
-            "CursorResult[Any]",
-            session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.status == current.value)
-                .values({getattr(Job, name): value for name, value in values.items()})
-                .execution_options(synchronize_session=False)
-            ),
-        )
-    if result.rowcount != 1:
+        stamped = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == current.value)
+            .values({getattr(Job, name): value for name, value in values.items()})
+            .values(updated_at=db_now())
+            .returning(Job.updated_at)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+    if stamped is None:
         return False
-    for name, value in values.items():
+    for name, value in {**values, "updated_at": stamped}.items():
         # Reflect the UPDATE in the loaded object without making the ORM write it again.
         set_committed_value(job, name, value)
     _add_event(session, job.id, current, new, source, detail)
@@ -173,7 +174,8 @@ def add_result_files(session: Session, job_id: uuid.UUID, files: Iterable[dict[s
         session.add(ResultFile(job_id=job_id, **f))
         count += 1
     # Written by the transaction's next flush (at the latest its commit), together with
-    # everything else it changed; (job_id, path) is unique either way.
+    # everything else it changed; (job_id, path) is unique either way. Added only by the
+    # transition that completes the job, whose updated_at stamps them for the feed.
     return count
 
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, tuple_
+from sqlalchemy import Row, Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from falbridge.models.metadata_filter import metadata_equals
 from falbridge.models.tables import Job, ResultFile
 
 MAX_PAGE = 500
@@ -24,6 +25,9 @@ class JobFilters:
     external_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # (key, value) pairs, all of which must hold: metadata[key] equals value (a str, int,
+    # float, bool or None; a number matches a number, a string a string).
+    metadata: tuple[tuple[str, Any], ...] = ()
 
 
 class CursorError(ValueError):
@@ -84,7 +88,18 @@ def list_jobs(
     """
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-    stmt = select(*SUMMARY_COLUMNS)
+    stmt = filtered(select(*SUMMARY_COLUMNS), filters, session.get_bind().dialect.name)
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(at, last_id))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    rows = list(session.execute(stmt))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def filtered(stmt: Select[Any], filters: JobFilters, dialect: str) -> Select[Any]:
+    """`stmt` narrowed to the jobs `filters` describe (for listings and the feed alike)."""
     if filters.status:
         stmt = stmt.where(Job.status == filters.status)
     if filters.endpoint_id:
@@ -95,13 +110,9 @@ def list_jobs(
         stmt = stmt.where(Job.created_at >= filters.created_after)
     if filters.created_before:
         stmt = stmt.where(Job.created_at < filters.created_before)
-    if cursor:
-        at, last_id = decode_cursor(cursor)
-        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(at, last_id))
-    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    rows = list(session.execute(stmt))
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    for key, value in filters.metadata:
+        stmt = stmt.where(metadata_equals(key, value, dialect))
+    return stmt
 
 
 def file_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -92,7 +92,12 @@ class Job(Base):
     error_detail: Mapped[Any | None] = mapped_column(JSONType)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The changes feed's order: stamped from the database's clock (models.clock) when the
+    # status, result, error or files change, and only then (models.jobs.transition).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The sweeper's: anything done to the job (a change, a lease, a re-drive) restarts its
+    # grace periods; poll bookkeeping leaves it alone (it measures fal's silence).
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -122,7 +127,16 @@ class Job(Base):
         Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
         Index("ix_jobs_endpoint_id_created_at_id", "endpoint_id", "created_at", "id"),
         # The sweeper scans non-terminal jobs by status and age.
-        Index("ix_jobs_status_updated_at", "status", "updated_at"),
+        Index("ix_jobs_status_touched_at", "status", "touched_at"),
+        # The changes feed walks (updated_at, id) oldest first.
+        Index("ix_jobs_updated_at_id", "updated_at", "id"),
+        # metadata[<key>]=<value> filters are containment (@>) on PostgreSQL.
+        Index(
+            "ix_jobs_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     @property

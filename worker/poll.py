@@ -35,11 +35,11 @@ def poll(job_id: uuid.UUID | str) -> PollOutcome | FetchOutcome:
             return PollOutcome.NOTHING_TO_POLL
         ref = request_ref(job)
         # Recorded before asking, so a failing poll is not retried every sweep; and
-        # without touching updated_at, which measures silence from fal.
+        # without moving touched_at, which measures silence from fal.
         s.execute(
             update(Job)
             .where(Job.id == job_uuid)
-            .values(last_polled_at=utcnow(), poll_attempts=Job.poll_attempts + 1, updated_at=Job.updated_at)
+            .values(last_polled_at=utcnow(), poll_attempts=Job.poll_attempts + 1, touched_at=Job.touched_at)
         )
     try:
         status = get_client().status(ref)

@@ -100,10 +100,10 @@ def find_work(settings: SweepConfig) -> list[FollowUp]:
             resubmit = []
         if pending or fetches or resubmit:
             redriven = [*pending, *fetches, *resubmit]
-            s.execute(update(Job).where(Job.id.in_(redriven)).values(updated_at=now))
-        if silent:  # the poll mark keeps updated_at: it measures fal's silence
+            s.execute(update(Job).where(Job.id.in_(redriven)).values(touched_at=now))
+        if silent:  # the poll mark keeps touched_at: it measures fal's silence
             s.execute(
-                update(Job).where(Job.id.in_(silent)).values(last_polled_at=now, updated_at=Job.updated_at)
+                update(Job).where(Job.id.in_(silent)).values(last_polled_at=now, touched_at=Job.touched_at)
             )
     return [
         *_each(Work.SUBMIT, pending),
@@ -133,7 +133,7 @@ def _pending(s: Session, settings: SweepConfig, now: datetime) -> Sequence[uuid.
         select(Job.id)
         .where(
             Job.status == JobStatus.PENDING.value,
-            Job.updated_at < _ago(now, settings.pending_grace_s),
+            Job.touched_at < _ago(now, settings.pending_grace_s),
             or_(Job.submit_lease_until.is_(None), Job.submit_lease_until < now),
         )
         .limit(settings.batch)
@@ -160,7 +160,7 @@ def _results_to_fetch(s: Session, settings: SweepConfig, now: datetime) -> Seque
         .where(
             Job.result_pending.is_(True),
             Job.status.not_in([status.value for status in TERMINAL]),
-            Job.updated_at < _ago(now, settings.delivery_grace_s),
+            Job.touched_at < _ago(now, settings.delivery_grace_s),
         )
         .limit(settings.batch)
         .with_for_update(skip_locked=True)
@@ -174,7 +174,7 @@ def _silent(s: Session, settings: SweepConfig, now: datetime) -> Sequence[uuid.U
             Job.status.in_([JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value]),
             Job.request_id.is_not(None),
             Job.result_pending.is_(False),
-            Job.updated_at < _ago(now, settings.silent_after_s),
+            Job.touched_at < _ago(now, settings.silent_after_s),
             or_(Job.last_polled_at.is_(None), Job.last_polled_at < _ago(now, settings.poll_every_s)),
         )
         .limit(settings.batch)
@@ -189,7 +189,7 @@ def _outcome_unknown(
         select(Job.id, Job.resubmitted_at)
         .where(
             Job.status == JobStatus.OUTCOME_UNKNOWN.value,
-            Job.updated_at < _ago(now, settings.outcome_unknown_grace_s),
+            Job.touched_at < _ago(now, settings.outcome_unknown_grace_s),
         )
         .limit(settings.batch)
         .with_for_update(skip_locked=True)

@@ -37,6 +37,8 @@ class JobsApi(Protocol):
         external_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage: ...

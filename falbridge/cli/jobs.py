@@ -24,6 +24,7 @@ from falbridge.cli.errors import CliGroup, Failure, InputError
 from falbridge.cli.render import ProgressPrinter, make_console, show_job_list, show_job_tables
 from falbridge.errors import ApiError, FalbridgeError, InvalidInput, WaitTimeout
 from falbridge.models.listing import MAX_PAGE
+from falbridge.models.metadata_filter import parse_value
 from falbridge.models.states import ALL_STATUSES
 from falbridge.values import Job
 from falbridge.worker.download.files import download_result_files
@@ -163,6 +164,13 @@ def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None)
         raise InputError(f"--{param.name} must be an ISO-8601 date or time, got {value!r}") from None
 
 
+def _metadata_filter(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InputError(f"--metadata takes KEY=VALUE, got {text[:80]!r}")
+    return key, parse_value(raw)
+
+
 @jobs.command("list")
 @click.option("--status", type=click.Choice(ALL_STATUSES))
 @click.option("--endpoint", "endpoint_id", help="Only jobs for this endpoint id.")
@@ -176,6 +184,19 @@ def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--until", callback=_time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
 )
+@click.option(
+    "--updated-after",
+    callback=_time_option,
+    metavar="ISO",
+    help="The changes feed: jobs changed after this time, oldest change first.",
+)
+@click.option(
+    "--metadata",
+    "metadata_filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help='Only jobs whose metadata has KEY = VALUE (VALUE read as JSON if it is: 7, true, "7"). Repeatable.',
+)
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", help="The next-page cursor a previous listing printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print {jobs, next_cursor} as JSON.")
@@ -187,11 +208,14 @@ def list_jobs_command(
     external_id: str | None,
     since: datetime | None,
     until: datetime | None,
+    updated_after: datetime | None,
+    metadata_filters: tuple[str, ...],
     limit: int,
     cursor: str | None,
     as_json: bool,
 ) -> None:
-    """Newest jobs first."""
+    """Newest jobs first; with --updated-after, the jobs that changed since, oldest first."""
+    metadata = dict(_metadata_filter(text) for text in metadata_filters)
     with _answered(cursor="--cursor is not one a listing printed"):
         page = jobs_api(ctx).list(
             status=status,
@@ -199,6 +223,8 @@ def list_jobs_command(
             external_id=external_id,
             created_after=since,
             created_before=until,
+            metadata=metadata or None,
+            updated_after=updated_after,
             limit=limit,
             cursor=cursor,
         )

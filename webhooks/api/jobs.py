@@ -15,13 +15,14 @@ from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from falbridge.models.db import transaction
+from falbridge.models.feed import jobs_page
 from falbridge.models.jobs import AmbiguousPrefix, resolve_job_id
-from falbridge.models.listing import list_jobs
 from falbridge.models.serialize import job_detail, job_summary
 from falbridge.models.tables import Job
 from falbridge.webhooks import current
+from falbridge.webhooks.api.list_query import list_query
 from falbridge.webhooks.api.openapi import document
-from falbridge.webhooks.api.params import json_object, list_args, not_found, submit_fields
+from falbridge.webhooks.api.params import json_object, not_found, submit_fields
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker import actions
 from falbridge.worker.accept import ExternalIdConflict
@@ -58,9 +59,17 @@ def submit_job() -> ResponseReturnValue:
 
 @api.get("/jobs")
 def list_all_jobs() -> ResponseReturnValue:
-    filters, limit, cursor = list_args(request.args)
+    query = list_query(request.args)
+    settle_s = current.config().api.feed_settle_s
     with transaction() as s:
-        rows, next_cursor = list_jobs(s, filters, limit=limit, cursor=cursor)
+        rows, next_cursor = jobs_page(
+            s,
+            query.filters,
+            limit=query.limit,
+            cursor=query.cursor,
+            updated_after=query.updated_after,
+            settle_s=settle_s,
+        )
         page = [job_summary(job) for job in rows]
     return jsonify({"jobs": page, "next_cursor": next_cursor})
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from falbridge.config import ApiConfig
 from falbridge.models.listing import MAX_PAGE
+from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
 from falbridge.webhooks.api.schemas import (
     ANY,
@@ -117,6 +118,28 @@ _LIST_PARAMETERS = [
         {"anyOf": [TIME, {"const": ""}]},
         "exclusive; ISO-8601, a time without an offset is UTC",
     ),
+    _query(
+        "updated_after",
+        {"anyOf": [TIME, {"const": ""}]},
+        "the changes feed: jobs whose status, result, error or files changed after this time, "
+        "oldest change first (updated_at, id), each once FALBRIDGE_FEED_SETTLE_S old; its "
+        "`next_cursor` is never null: follow it to see every job's latest state",
+    ),
+    {
+        "name": "metadata",
+        "in": "query",
+        "required": False,
+        "style": "deepObject",
+        "explode": True,
+        "schema": {
+            "type": "object",
+            "patternProperties": {f"^{KEY_PATTERN.pattern}$": {"type": "string", "pattern": NO_NUL}},
+            "additionalProperties": False,
+            "maxProperties": MAX_METADATA_FILTERS,
+        },
+        "description": "metadata[<key>]=<value>: jobs whose metadata holds this value under this "
+        'key; the value is the JSON scalar it spells (7, true, null, "7"), else the text itself',
+    },
     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "page size"),
     _query(
         "cursor",
@@ -153,7 +176,7 @@ def _paths() -> dict[str, Any]:
             },
             "get": {
                 "operationId": "listJobs",
-                "summary": "List jobs, newest first",
+                "summary": "List jobs, newest first; or the changes feed, oldest change first",
                 "parameters": _LIST_PARAMETERS,
                 "responses": {
                     "200": _ok("one page", "JobPage"),
