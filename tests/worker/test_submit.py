@@ -67,7 +67,7 @@ def test_cancel_a_running_job_ends_cancelled(pipeline):
     finally:
         pipeline.sandbox.set_config(latency_s=0.01)
     assert job.status == "cancelled" and job.error_type == "client_cancelled"
-    assert job.cancel_requested_at is not None
+    assert job.error == "cancelled at fal" and job.cancel_requested_at is not None
 
 
 def test_cancel_before_submit_never_reaches_fal(pipeline):

@@ -41,6 +41,11 @@ def fail(
     detail: dict[str, Any] | None = None,
 ) -> bool:
     target = JobStatus.CANCELLED if error_type in CANCELLED_ERROR_TYPES else JobStatus.FAILED
+    if target is JobStatus.CANCELLED:
+        # fal ends a cancelled request as an error ("Invalid status code: 499"); the job
+        # says what happened to it, fal's own words stay in error_detail.
+        error_detail = error_detail if error_detail is not None else error
+        error = "cancelled at fal"
     return transition(
         session,
         job,
