@@ -401,14 +401,15 @@ def insert_submitted_jobs(database_url: str, count: int, tag: str) -> list[tuple
     sql = text("""
         INSERT INTO jobs (id, endpoint_id, input, status, request_id, gateway_request_id,
                           status_url, response_url, cancel_url, result_pending, created_at,
-                          updated_at, submitted_at, submit_attempts, poll_attempts, webhook_count)
+                          updated_at, touched_at, submitted_at, submit_attempts, poll_attempts,
+                          webhook_count)
         SELECT gen_random_uuid(), 'fal-ai/evf-sam',
                jsonb_build_object('prompt', 'object ' || g, 'image_url', 'https://example.com/cat.png'),
                'submitted', :tag || '-' || g, :tag || '-' || g,
                'https://queue.fal.run/fal-ai/evf-sam/requests/' || :tag || '-' || g || '/status',
                'https://queue.fal.run/fal-ai/evf-sam/requests/' || :tag || '-' || g,
                'https://queue.fal.run/fal-ai/evf-sam/requests/' || :tag || '-' || g || '/cancel',
-               false, now(), now(), now(), 1, 0, 0
+               false, now(), now(), now(), now(), 1, 0, 0
         FROM generate_series(1, :n) AS g
         RETURNING id, request_id""")
     with get_engine(database_url).begin() as conn:

@@ -61,7 +61,7 @@ GENERATE = """
 INSERT INTO jobs (id, endpoint_id, input, status, external_id, metadata, request_id,
                   gateway_request_id, status_url, response_url, cancel_url, result,
                   result_pending, error, error_type, error_detail, created_at, updated_at,
-                  submitted_at, completed_at, submit_attempts, poll_attempts, webhook_count)
+                  touched_at, submitted_at, completed_at, submit_attempts, poll_attempts, webhook_count)
 SELECT gen_random_uuid(), e.endpoint,
        jsonb_build_object('prompt', 'object ' || g, 'image_url', 'https://example.com/in/' || g || '.png'),
        s.status,
@@ -84,7 +84,7 @@ SELECT gen_random_uuid(), e.endpoint,
        CASE WHEN s.status = 'failed' THEN jsonb_build_array(jsonb_build_object(
             'loc', jsonb_build_array('body', 'image_url'), 'msg', 'could not load the image',
             'type', 'image_load_error')) END,
-       t.at, t.at + interval '3 seconds',
+       t.at, t.at + interval '3 seconds', t.at + interval '3 seconds',
        CASE WHEN s.status <> 'pending' THEN t.at + interval '1 second' END,
        CASE WHEN s.status IN ('completed', 'failed', 'cancelled') THEN t.at + interval '3 seconds' END,
        1, 0, CASE WHEN s.status IN ('completed', 'failed') THEN 1 ELSE 0 END

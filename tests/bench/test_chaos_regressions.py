@@ -41,7 +41,7 @@ def _job(**fields) -> str:
         job_id = job.id
     long_ago = utcnow() - timedelta(hours=1)
     with transaction() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(updated_at=long_ago, **fields))
+        s.execute(update(Job).where(Job.id == job_id).values(touched_at=long_ago, **fields))
     return str(job_id)
 
 
@@ -58,9 +58,9 @@ def test_a_redriven_job_is_not_redriven_again_by_the_next_sweep(db_url):
     calls.clear()
     sweep(_recorder(calls), GRACE)  # the enqueued tasks may still be waiting
     assert calls == []
-    with transaction() as s:  # the poll mark leaves updated_at alone: it measures fal's silence
+    with transaction() as s:  # the poll mark leaves touched_at alone: it measures fal's silence
         job = s.get(Job, uuid.UUID(silent))
-        assert job.last_polled_at is not None and job.updated_at < utcnow() - timedelta(minutes=30)
+        assert job.last_polled_at is not None and job.touched_at < utcnow() - timedelta(minutes=30)
 
 
 def test_a_refused_resubmission_can_be_claimed_again_by_its_retry(db_url):
