@@ -23,6 +23,7 @@ from falbridge.errors import (
     InvalidInput,
     JobAlreadyFinished,
     JobNotFound,
+    require_input_mapping,
 )
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
@@ -70,6 +71,7 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
     ) -> Job:
         """`falbridge.submit` over HTTP (`Path` and `bytes` values are sent as data URIs)."""
+        require_input_mapping(input)
         body = {"endpoint_id": endpoint_id, "input": inline_local_files(dict(input))}
         if external_id is not None:
             body["external_id"] = external_id

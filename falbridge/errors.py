@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -20,6 +20,13 @@ class InvalidInput(FalbridgeError, ValueError):
         super().__init__(message)
         self.errors = list(errors)
         self.omitted = omitted
+
+
+def require_input_mapping(input: object) -> None:
+    """A model input is a mapping of the endpoint's fields; say so early, in our words."""
+    if not isinstance(input, Mapping):
+        kind = type(input).__name__
+        raise InvalidInput(f"input: must be a mapping of the endpoint's fields, not {kind}", [])
 
 
 class ExternalIdConflict(FalbridgeError):

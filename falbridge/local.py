@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from falbridge import config
-from falbridge.errors import AmbiguousJobId, ExternalIdConflict, InvalidInput, JobAlreadyFinished, JobNotFound
+from falbridge.errors import (
+    AmbiguousJobId,
+    ExternalIdConflict,
+    InvalidInput,
+    JobAlreadyFinished,
+    JobNotFound,
+    require_input_mapping,
+)
 from falbridge.models.db import transaction
 from falbridge.models.feed import jobs_page
 from falbridge.models.jobs import AmbiguousPrefix, get_job, resolve_job_id
@@ -58,6 +65,7 @@ def submit_as(
     metadata: Mapping[str, Any] | None = None,
 ) -> Job:
     """`submit`, recording who asked (the CLI says `cli` in the job's history)."""
+    require_input_mapping(input)
     try:
         job, _created = actions.submit(
             endpoint_id, input, external_id=external_id, metadata=metadata, source=source

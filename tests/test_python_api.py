@@ -122,6 +122,12 @@ def test_invalid_input_is_invalid_input_with_its_fields(api):
         api.submit("https://fal.run/fal-ai/evf-sam", {})
 
 
+def test_an_input_that_is_not_a_mapping_is_invalid_input_naming_it(api):
+    with pytest.raises(falbridge.InvalidInput, match="input"):
+        api.submit(SOME, "a cat")  # type: ignore[arg-type]
+    assert api.list().jobs == ()
+
+
 def test_an_external_id_conflict_names_the_job(api):
     first = api.submit(SOME, {"n": 1}, external_id="order-9")
     assert api.submit(SOME, {"n": 1}, external_id="order-9").id == first.id
