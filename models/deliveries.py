@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from falbridge import strict_json
@@ -68,7 +68,8 @@ def decode_cursor(cursor: str) -> int:
     return last_id
 
 
-SUMMARY_COLUMNS = (
+# Typed loosely: mypy's view of a select() of this many columns fits no Select[Any].
+SUMMARY_COLUMNS: tuple[Any, ...] = (
     WebhookDelivery.id,
     WebhookDelivery.request_id,
     WebhookDelivery.job_id,
@@ -90,7 +91,7 @@ def list_deliveries(
     and the cursor of the next page (None on the last). CursorError for a foreign cursor."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-    stmt = select(*SUMMARY_COLUMNS)
+    stmt: Select[Any] = select(*SUMMARY_COLUMNS)
     if filters.request_id is not None:
         stmt = stmt.where(WebhookDelivery.request_id == filters.request_id)
     if filters.job_id is not None:
