@@ -35,6 +35,7 @@ from falbridge.worker.input_files import inline_local_files
 _INVALID = frozenset(
     {"invalid_input", "invalid_request", "invalid_endpoint_id", "invalid_json", "json_too_deep"}
     | {"json_too_many_keys", "json_too_many_items", "input_too_large", "metadata_too_large"}
+    | {"invalid_cursor"}  # as falbridge.list and list_deliveries in process say of a foreign cursor
 )
 
 

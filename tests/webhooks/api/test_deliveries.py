@@ -354,3 +354,14 @@ def test_when_both_get_past_the_first_look_the_row_lock_decides(db_url, monkeypa
         thread.join(60)
     assert sorted(outcomes) == ["already_processed", "applied"]
     assert processed_count(job_id) == (1, 1)
+
+
+def test_delivery_schemas_name_exactly_the_serialized_fields(db_url):
+    from falbridge.models.deliveries import delivery_detail, delivery_summary
+    from falbridge.webhooks.api.openapi_deliveries import DELIVERY_DETAIL, DELIVERY_SUMMARY
+
+    delivery_id = stored("req-s")
+    with transaction() as s:
+        delivery = s.get(WebhookDelivery, delivery_id)
+        assert list(DELIVERY_SUMMARY) == list(delivery_summary(delivery))
+        assert list(DELIVERY_DETAIL) == list(delivery_detail(delivery))
