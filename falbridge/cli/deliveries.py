@@ -6,6 +6,7 @@ values either way, so the same output."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, Protocol
 
 import click
@@ -83,7 +84,7 @@ def list_command(
     """Stored callbacks, newest first."""
     api = deliveries_api(ctx)
     with _answered(cursor="--cursor is not one a listing printed"):
-        full_job_id = api.get(job_id).id if job_id is not None else None
+        full_job_id = _full_job_id(api, job_id) if job_id is not None else None
         page = api.list_deliveries(
             request_id=request_id,
             job_id=full_job_id,
@@ -145,6 +146,15 @@ def reapply_command(ctx: click.Context, delivery_id: int, as_json: bool) -> None
     else:
         why = f": {d.processing_error}" if d.processing_error else ""
         click.echo(f"delivery {d.id}: {reapplied.outcome}{job}{why}")
+
+
+def _full_job_id(api: DeliveriesApi, job_id: str) -> str:
+    """A full id as given; a prefix resolved to the one job it names (JobNotFound,
+    AmbiguousJobId), as every job command takes one."""
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        return api.get(job_id).id
 
 
 def _show_tables(out: Console, delivery: Delivery) -> None:
