@@ -12,7 +12,8 @@ Over the HTTP API, from anywhere:
         job = client.wait(client.submit("fal-ai/evf-sam", {...}).id)
 
 Both return the same values (falbridge.Job, JobSummary, JobPage, ResultFile, JobEvent,
-LiveStatus) and
+LiveStatus; for fal's stored callbacks, from list_deliveries, get_delivery and
+reapply_delivery: Delivery, DeliverySummary, DeliveryPage, Reapplied) and
 raise the same exceptions (falbridge.InvalidInput, ExternalIdConflict, JobNotFound, ...).
 """
 
@@ -23,9 +24,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pkgutil import extend_path
 from typing import TYPE_CHECKING, Any
 
+from falbridge.delivery_values import Delivery, DeliveryPage, DeliverySummary, Reapplied
 from falbridge.errors import (
     AmbiguousJobId,
     ApiError,
+    DeliveryNotFound,
     ExternalIdConflict,
     FalbridgeError,
     InvalidInput,
@@ -38,6 +41,7 @@ from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, Log
 if TYPE_CHECKING:
     from falbridge.client import Client
     from falbridge.local import cancel, get, list, live, submit, wait
+    from falbridge.local_deliveries import get_delivery, list_deliveries, reapply_delivery
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -59,6 +63,9 @@ _LAZY = {
     "live": "falbridge.local",
     "wait": "falbridge.local",
     "Client": "falbridge.client",
+    "list_deliveries": "falbridge.local_deliveries",
+    "get_delivery": "falbridge.local_deliveries",
+    "reapply_delivery": "falbridge.local_deliveries",
 }
 
 
@@ -73,6 +80,10 @@ __all__ = [
     "AmbiguousJobId",
     "ApiError",
     "Client",
+    "Delivery",
+    "DeliveryNotFound",
+    "DeliveryPage",
+    "DeliverySummary",
     "ExternalIdConflict",
     "FalbridgeError",
     "InvalidInput",
@@ -84,13 +95,17 @@ __all__ = [
     "JobSummary",
     "LiveStatus",
     "LogLine",
+    "Reapplied",
     "ResultFile",
     "WaitTimeout",
     "__version__",
     "cancel",
     "get",
+    "get_delivery",
     "list",
+    "list_deliveries",
     "live",
+    "reapply_delivery",
     "submit",
     "wait",
 ]

@@ -1,6 +1,7 @@
 """`falbridge.Client`: the Python API over falbridge's HTTP API, for a service that must not
 (or cannot) reach the database and the broker. The same calls as `falbridge.submit`, `get`,
-`list`, `cancel`, `live`, `wait`, returning the same values and raising the same exceptions.
+`list`, `cancel`, `live`, `wait` (and `list_deliveries`, `get_delivery`, `reapply_delivery`
+for fal's stored callbacks), returning the same values and raising the same exceptions.
 
     with falbridge.Client("https://falbridge.example.com", token) as client:
         job = client.submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": url})
@@ -16,9 +17,11 @@ from typing import Any, Self
 
 import httpx
 
+from falbridge.delivery_values import Delivery, DeliveryPage, Reapplied
 from falbridge.errors import (
     AmbiguousJobId,
     ApiError,
+    DeliveryNotFound,
     ExternalIdConflict,
     InvalidInput,
     JobAlreadyFinished,
@@ -33,6 +36,7 @@ from falbridge.worker.input_files import inline_local_files
 _INVALID = frozenset(
     {"invalid_input", "invalid_request", "invalid_endpoint_id", "invalid_json", "json_too_deep"}
     | {"json_too_many_keys", "json_too_many_items", "input_too_large", "metadata_too_large"}
+    | {"invalid_cursor"}  # as falbridge.list and list_deliveries in process say of a foreign cursor
 )
 
 
@@ -138,7 +142,47 @@ class Client:
             return wait_until_finished(lambda: self.get(job_id), timeout=timeout)
         return watch_until_finished(lambda: self.live(job_id), timeout=timeout, on_progress=on_progress)
 
-    def _call(self, method: str, path: str, *, job_id: str | None = None, **kwargs: Any) -> Any:
+    def list_deliveries(
+        self,
+        *,
+        request_id: str | None = None,
+        job_id: str | None = None,
+        processed: bool | None = None,
+        outcome: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> DeliveryPage:
+        """`falbridge.list_deliveries`: fal's stored callbacks, newest first."""
+        params: dict[str, str | int] = {"limit": limit}
+        for name, value in (("request_id", request_id), ("job_id", job_id), ("outcome", outcome)):
+            if value is not None:
+                params[name] = value
+        if processed is not None:
+            params["processed"] = "true" if processed else "false"
+        if cursor is not None:
+            params["cursor"] = cursor
+        return DeliveryPage.from_json(self._call("GET", "/api/deliveries", params=params))
+
+    def get_delivery(self, delivery_id: int) -> Delivery:
+        """`falbridge.get_delivery`: one stored callback with its body. DeliveryNotFound."""
+        path = f"/api/deliveries/{int(delivery_id)}"
+        return Delivery.from_json(self._call("GET", path, delivery_id=delivery_id))
+
+    def reapply_delivery(self, delivery_id: int) -> Reapplied:
+        """`falbridge.reapply_delivery`: apply it now unless it was processed already
+        (`already_processed`, nothing changed). DeliveryNotFound."""
+        path = f"/api/deliveries/{int(delivery_id)}/reapply"
+        return Reapplied.from_json(self._call("POST", path, delivery_id=delivery_id))
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        job_id: str | None = None,
+        delivery_id: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.is_success:
             return response.json()
@@ -147,6 +191,8 @@ class Client:
             code, message, details = str(error["code"]), str(error["message"]), error.get("details")
         except (ValueError, KeyError, TypeError):
             raise ApiError(response.status_code, "unexpected_answer", response.text[:200]) from None
+        if code == "not_found" and delivery_id is not None:
+            raise DeliveryNotFound(delivery_id)
         raise _error(response.status_code, code, message, details, job_id)
 
 

@@ -45,6 +45,14 @@ class JobNotFound(FalbridgeError, LookupError):
         self.job_id = job_id
 
 
+class DeliveryNotFound(FalbridgeError, LookupError):
+    """No stored delivery (fal callback) has this id."""
+
+    def __init__(self, delivery_id: int | str) -> None:
+        super().__init__(f"no delivery with id {str(delivery_id)[:64]!r}")
+        self.delivery_id = delivery_id
+
+
 class AmbiguousJobId(FalbridgeError, LookupError):
     """An id prefix that more than one job's id starts with: give more of it."""
 

@@ -1,5 +1,6 @@
 """What a user asks for, from Python, the HTTP API or the CLI: submit a job, cancel it,
-read it. Each runs its step, which commits, and then enqueues the step's follow-ups."""
+read it, re-apply a stored delivery. Each runs its step, which commits, and then enqueues
+the step's follow-ups."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from falbridge.models.jobs import get_job
 from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
 from falbridge.worker.accept import accept
+from falbridge.worker.apply.reapply import Reapplied, reapply
 from falbridge.worker.cancel import Cancellation, request_cancel
 from falbridge.worker.tasks import enqueue_follow_ups
 
@@ -40,3 +42,12 @@ def cancel(job_id: uuid.UUID | str) -> tuple[Job | None, Cancellation]:
 def get(job_id: uuid.UUID | str, *, full: bool = False) -> Job | None:
     with transaction() as s:
         return get_job(s, job_id, full=full)
+
+
+def reapply_delivery(delivery_id: int) -> Reapplied | None:
+    """Apply a stored delivery unless it was processed already (None: no such delivery),
+    then enqueue what applying it calls for, as the worker's task does."""
+    reapplied = reapply(delivery_id)
+    if reapplied is not None:
+        enqueue_follow_ups(reapplied.follow_ups)
+    return reapplied

@@ -1,7 +1,7 @@
 """`falbridge`: the one command line.
 
-Every command lives in this package (jobs: submit, jobs, cancel; run: db, worker, beat,
-serve, reconcile, demo) except `sandbox`, the fal emulator's own command, mounted here
+Every command lives in this package (jobs: submit, jobs, cancel; deliveries; run: db,
+worker, beat, serve, reconcile, demo) except `sandbox`, the fal emulator's own command, mounted here
 from falbridge.sandbox, which stays independent of the rest. Commands are imported when
 used or listed: `falbridge jobs list` need not load Flask or gunicorn, and a command whose
 module is broken must not take the rest of the CLI down with it.
@@ -24,6 +24,7 @@ LAZY_COMMANDS = {
     "submit": ("falbridge.cli.jobs", "submit"),
     "jobs": ("falbridge.cli.jobs", "jobs"),
     "cancel": ("falbridge.cli.jobs", "cancel"),
+    "deliveries": ("falbridge.cli.deliveries", "deliveries"),
     "db": ("falbridge.cli.run", "db"),
     "worker": ("falbridge.cli.run", "worker"),
     "beat": ("falbridge.cli.run", "beat"),
@@ -76,7 +77,7 @@ def _unavailable(name: str, reason: str) -> click.Command:
 @click.option(
     "--api",
     metavar="URL",
-    help="Run the job commands (submit, jobs, cancel) through this falbridge's HTTP API "
+    help="Run the job commands (submit, jobs, cancel, deliveries) through this falbridge's HTTP API "
     "instead of the database (FALBRIDGE_API_URL; the token from FALBRIDGE_API_TOKEN).",
 )
 @click.version_option(package_name="falbridge", prog_name="falbridge")

@@ -74,10 +74,17 @@ class _InProcess:
 
 def jobs_api(ctx: click.Context) -> JobsApi:
     """The API the root command's `--api` (else FALBRIDGE_API_URL) names, else in process."""
+    remote = remote_client(ctx)
+    return _InProcess() if remote is None else remote
+
+
+def remote_client(ctx: click.Context) -> Client | None:
+    """A client of the falbridge the root command's `--api` (else FALBRIDGE_API_URL) names,
+    closed with the command; None when neither names one (work in process)."""
     client = config.current().client
     url = ctx.find_root().params.get("api") or client.api_url
     if not url:
-        return _InProcess()
+        return None
     token = client.api_token.get_secret_value() if client.api_token is not None else None
     remote = Client(url, token)
     ctx.call_on_close(remote.close)

@@ -219,6 +219,12 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
     # The last callbacks' processing tasks log after the sandbox is idle: wait for each
     # stored delivery's "delivery <id>: <outcome>" line.
     poll_until(lambda: _every_delivery_logged(all_logs.lines), bool, timeout=20)
+    # fal's stored callbacks, listed, shown and re-applied (each was processed already).
+    listed = call("GET", "/api/deliveries", **api).json()["deliveries"]
+    assert listed
+    for delivery in listed:
+        call("GET", f"/api/deliveries/{delivery['id']}", **api)
+        call("POST", f"/api/deliveries/{delivery['id']}/reapply", **api)
 
     logs = "\n".join(all_logs.lines)
     captured = capfd.readouterr()

@@ -130,4 +130,5 @@ def test_schemathesis_finds_nothing(live):
         "GET /api/jobs",
         "GET /api/jobs/{job_id}",
         "POST /api/jobs/{job_id}/cancel",
+        "GET /api/deliveries",
     } <= succeeded, statuses
