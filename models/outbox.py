@@ -1,0 +1,107 @@
+"""The outbox of outgoing webhooks: a job's status events are the events, and each one's
+deliveries are written in the transaction of its transition.
+
+Every transition writes a JobEvent (models.jobs.transition, conditional on the status it
+read, so one transition is one event however many workers attempt it). Here, in the same
+transaction, each enabled subscription that lists the event's type gets an
+EventDelivery row, due now. After the commit, the process's dispatcher (the worker's
+Celery `deliver` task, set by falbridge.worker.tasks) is handed the new deliveries' ids;
+if it is unset or the broker is down, the sweeper finds them due and re-drives them.
+
+Event types: `job.completed`, `job.failed`, `job.cancelled` for the terminal transitions,
+`job.status_changed` for the others. A subscription that lists `job.status_changed` gets
+every transition, the terminal ones under their own type.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from falbridge.models.states import TERMINAL, JobStatus
+from falbridge.models.tables import EventDelivery, JobEvent, Subscription, utcnow
+
+STATUS_CHANGED = "job.status_changed"
+EVENT_TYPES = (STATUS_CHANGED, *sorted(f"job.{status.value}" for status in TERMINAL))
+# A delivery handed to the broker is left alone by the sweeper this long: its task is
+# on its way (a lost one is re-driven after it).
+DISPATCH_GRACE_S = 30.0
+
+_NEW = "falbridge.outbox.new_deliveries"
+Dispatcher = Callable[[Sequence[int]], None]
+_dispatcher: Dispatcher | None = None
+_lock = threading.Lock()
+
+
+def event_type(to_status: str) -> str:
+    status = JobStatus(to_status)
+    return f"job.{status.value}" if status.is_terminal else STATUS_CHANGED
+
+
+def wants(events: Iterable[str], type_: str) -> bool:
+    """Whether a subscription listing `events` gets an event of `type_`."""
+    listed = set(events)
+    return type_ in listed or STATUS_CHANGED in listed
+
+
+def fan_out(session: Session, event: JobEvent) -> list[EventDelivery]:
+    """The event's deliveries, one per enabled subscription that wants it; dispatched
+    after the commit."""
+    type_ = event_type(event.to_status)
+    subscriptions = session.execute(
+        select(Subscription.id, Subscription.events).where(Subscription.enabled.is_(True))
+    ).all()
+    now = utcnow()
+    added = [new_delivery(event, row.id, now) for row in subscriptions if wants(row.events or [], type_)]
+    if added:
+        session.add_all(added)
+        session.info.setdefault(_NEW, []).extend(added)
+    return added
+
+
+def new_delivery(event: JobEvent, subscription_id: Any, now: datetime) -> EventDelivery:
+    return EventDelivery(
+        event=event,
+        subscription_id=subscription_id,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        redrive_after=now + timedelta(seconds=DISPATCH_GRACE_S),
+        created_at=now,
+    )
+
+
+def dispatch_after_commit(session: Session, deliveries: Iterable[EventDelivery]) -> None:
+    """Hand `deliveries` (added to `session`) to the dispatcher once it commits."""
+    session.info.setdefault(_NEW, []).extend(deliveries)
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:
+    """What this process does with new deliveries after their commit; returns the one
+    it replaces. None: nothing (the sweeper re-drives them)."""
+    global _dispatcher
+    with _lock:
+        previous, _dispatcher = _dispatcher, dispatcher
+    return previous
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _dispatch(session: Session) -> None:
+    added: list[EventDelivery] = session.info.pop(_NEW, [])
+    dispatcher = _dispatcher
+    # The identity, not the attribute: it reads nothing, even from an expired object.
+    identities = [inspect(delivery).identity for delivery in added]
+    ids = [int(identity[0]) for identity in identities if identity is not None]
+    if ids and dispatcher is not None:
+        dispatcher(ids)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_NEW, None)
