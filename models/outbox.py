@@ -24,14 +24,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from falbridge import config
 from falbridge.models.states import TERMINAL, JobStatus
 from falbridge.models.tables import EventDelivery, JobEvent, Subscription, utcnow
 
 STATUS_CHANGED = "job.status_changed"
 EVENT_TYPES = (STATUS_CHANGED, *sorted(f"job.{status.value}" for status in TERMINAL))
-# A delivery handed to the broker is left alone by the sweeper this long: its task is
-# on its way (a lost one is re-driven after it).
-DISPATCH_GRACE_S = 30.0
 
 _NEW = "falbridge.outbox.new_deliveries"
 Dispatcher = Callable[[Sequence[int]], None]
@@ -72,14 +70,20 @@ def new_delivery(event: JobEvent, subscription_id: Any, now: datetime) -> EventD
         status="pending",
         attempts=0,
         next_attempt_at=now,
-        redrive_after=now + timedelta(seconds=DISPATCH_GRACE_S),
+        # Handed to the broker after the commit: the sweeper leaves it to its task for
+        # FALBRIDGE_DELIVERY_GRACE_S, and re-drives it after that if the task was lost.
+        redrive_after=now + timedelta(seconds=redrive_grace_s()),
         created_at=now,
     )
 
 
-def dispatch_after_commit(session: Session, deliveries: Iterable[EventDelivery]) -> None:
-    """Hand `deliveries` (added to `session`) to the dispatcher once it commits."""
-    session.info.setdefault(_NEW, []).extend(deliveries)
+def redrive_grace_s() -> float:
+    return config.current().sweep.delivery_grace_s
+
+
+def dispatch_after_commit(session: Session, delivery_ids: Iterable[int]) -> None:
+    """Hand these deliveries (written in `session`) to the dispatcher once it commits."""
+    session.info.setdefault(_NEW, []).extend(delivery_ids)
 
 
 def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:
@@ -93,13 +97,20 @@ def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:
 
 @sa_event.listens_for(Session, "after_commit")
 def _dispatch(session: Session) -> None:
-    added: list[EventDelivery] = session.info.pop(_NEW, [])
+    added: list[EventDelivery | int] = session.info.pop(_NEW, [])
     dispatcher = _dispatcher
-    # The identity, not the attribute: it reads nothing, even from an expired object.
-    identities = [inspect(delivery).identity for delivery in added]
-    ids = [int(identity[0]) for identity in identities if identity is not None]
+    ids = [_id(delivery) for delivery in added]
     if ids and dispatcher is not None:
         dispatcher(ids)
+
+
+def _id(delivery: EventDelivery | int) -> int:
+    if isinstance(delivery, int):
+        return delivery
+    # The identity, not the attribute: it reads nothing, even from an expired object.
+    identity = inspect(delivery).identity
+    assert identity is not None, "a delivery dispatched before it was written"
+    return int(identity[0])
 
 
 @sa_event.listens_for(Session, "after_rollback")
