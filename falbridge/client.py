@@ -30,7 +30,14 @@ from falbridge.worker.input_files import inline_local_files
 
 # What an answer's `error.code` means to a caller of the Python API.
 _INVALID = frozenset(
-    {"invalid_input", "invalid_request", "invalid_endpoint_id", "invalid_json", "json_too_deep"}
+    {
+        "invalid_input",
+        "invalid_request",
+        "invalid_endpoint_id",
+        "invalid_callback",
+        "invalid_json",
+        "json_too_deep",
+    }
     | {"json_too_many_keys", "json_too_many_items", "input_too_large", "metadata_too_large"}
 )
 
@@ -68,11 +75,19 @@ class Client:
         *,
         external_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        notify_url: str | None = None,
+        on_complete: str | None = None,
+        on_complete_queue: str | None = None,
     ) -> Job:
         """`falbridge.submit` over HTTP (`Path` and `bytes` values are sent as data URIs)."""
         body = {"endpoint_id": endpoint_id, "input": inline_local_files(dict(input))}
-        if external_id is not None:
-            body["external_id"] = external_id
+        optional = {
+            "external_id": external_id,
+            "notify_url": notify_url,
+            "on_complete": on_complete,
+            "on_complete_queue": on_complete_queue,
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
         if metadata is not None:
             body["metadata"] = dict(metadata)
         return Job.from_json(self._call("POST", "/api/jobs", json=body))

@@ -32,7 +32,8 @@ class Claim:
     delivery_id: int
     attempt: int  # the number of this attempt, 1 for the first
     event_id: int
-    subscription_id: uuid.UUID
+    subscription_id: uuid.UUID | None  # None: one of the job's own callbacks
+    target: str = "subscription"
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,11 @@ class AttemptResult:
     response_head: str | None = None
     error: str | None = None
     retry_after_s: float | None = None
+    queued: bool = False  # an on_complete task handed to the broker: no HTTP status
 
     @property
     def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        return self.queued or (self.status_code is not None and 200 <= self.status_code < 300)
 
 
 def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
@@ -67,12 +69,17 @@ def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
             lease_until=now + timedelta(seconds=lease_s),
             attempts=EventDelivery.attempts + 1,
         )
-        .returning(EventDelivery.attempts, EventDelivery.event_id, EventDelivery.subscription_id)
+        .returning(
+            EventDelivery.attempts,
+            EventDelivery.event_id,
+            EventDelivery.subscription_id,
+            EventDelivery.target,
+        )
         .execution_options(synchronize_session=False)
     ).one_or_none()
     if row is None:
         return None
-    return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id)
+    return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id, row.target)
 
 
 def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:

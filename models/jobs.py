@@ -27,6 +27,7 @@ def create_job(
     *,
     external_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    callbacks: dict[str, str | None] | None = None,
     source: EventSource = EventSource.API,
 ) -> tuple[Job, bool]:
     """Insert a pending job; with an external_id already taken, return that job instead.
@@ -46,6 +47,7 @@ def create_job(
         "status": JobStatus.PENDING.value,
         "updated_at": db_now(),
         "event_seq": 1,
+        **(callbacks or {}),  # notify_url, on_complete, on_complete_queue
     }
     job = session.scalars(_insert_job_once(session.get_bind().dialect.name).values(values)).one_or_none()
     if job is None:
@@ -57,7 +59,7 @@ def create_job(
         if existing is None:  # the conflict was on something else: don't hide it
             raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, yet no job holds it")
         return existing, False
-    event = _add_event(session, job.id, 1, None, JobStatus.PENDING, source)
+    event = _add_event(session, job, 1, None, JobStatus.PENDING, source)
     # A new job has no files and exactly this event: no need to read them back.
     set_committed_value(job, "files", [])
     set_committed_value(job, "events", [event])
@@ -147,13 +149,13 @@ def transition(
     for name, value in {**values, "updated_at": stamped.updated_at, "event_seq": stamped.event_seq}.items():
         # Reflect the UPDATE in the loaded object without making the ORM write it again.
         set_committed_value(job, name, value)
-    _add_event(session, job.id, stamped.event_seq, current, new, source, detail)
+    _add_event(session, job, stamped.event_seq, current, new, source, detail)
     return True
 
 
 def _add_event(
     session: Session,
-    job_id: uuid.UUID,
+    job: Job,
     seq: int,
     old: JobStatus | None,
     new: JobStatus,
@@ -161,7 +163,7 @@ def _add_event(
     detail: dict[str, Any] | None = None,
 ) -> JobEvent:
     event = JobEvent(
-        job_id=job_id,
+        job_id=job.id,
         seq=seq,
         from_status=old.value if old else None,
         to_status=new.value,
@@ -170,7 +172,7 @@ def _add_event(
         at=utcnow(),
     )
     session.add(event)
-    fan_out(session, event)  # the outbox: its deliveries, in this same transaction
+    fan_out(session, event, job)  # the outbox: its deliveries, in this same transaction
     return event
 
 

@@ -10,7 +10,8 @@ if it is unset or the broker is down, the sweeper finds them due and re-drives t
 
 Event types: `job.completed`, `job.failed`, `job.cancelled` for the terminal transitions,
 `job.status_changed` for the others. A subscription that lists `job.status_changed` gets
-every transition, the terminal ones under their own type.
+every transition, the terminal ones under their own type. A job's own callbacks (its
+`notify_url`, its `on_complete` Celery task) get its terminal event only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.models.states import TERMINAL, JobStatus
-from falbridge.models.tables import EventDelivery, JobEvent, Subscription, utcnow
+from falbridge.models.tables import EventDelivery, Job, JobEvent, Subscription, utcnow
 
 STATUS_CHANGED = "job.status_changed"
 EVENT_TYPES = (STATUS_CHANGED, *sorted(f"job.{status.value}" for status in TERMINAL))
@@ -48,25 +49,40 @@ def wants(events: Iterable[str], type_: str) -> bool:
     return type_ in listed or STATUS_CHANGED in listed
 
 
-def fan_out(session: Session, event: JobEvent) -> list[EventDelivery]:
-    """The event's deliveries, one per enabled subscription that wants it; dispatched
-    after the commit."""
+def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
+    """The event's deliveries, one per enabled subscription that wants it, and for a
+    terminal event one per callback of the job's own (its notify_url, its on_complete
+    task); dispatched after the commit."""
     type_ = event_type(event.to_status)
     subscriptions = session.execute(
         select(Subscription.id, Subscription.events).where(Subscription.enabled.is_(True))
     ).all()
     now = utcnow()
     added = [new_delivery(event, row.id, now) for row in subscriptions if wants(row.events or [], type_)]
+    if JobStatus(event.to_status).is_terminal:
+        added += [new_delivery(event, None, now, target) for target in job_targets(job)]
     if added:
         session.add_all(added)
         session.info.setdefault(_NEW, []).extend(added)
     return added
 
 
-def new_delivery(event: JobEvent, subscription_id: Any, now: datetime) -> EventDelivery:
+def job_targets(job: Job) -> list[str]:
+    """The job's own callbacks, as EventDelivery targets."""
+    return [
+        target
+        for target, wanted in (("notify_url", job.notify_url), ("on_complete", job.on_complete))
+        if wanted
+    ]
+
+
+def new_delivery(
+    event: JobEvent, subscription_id: Any, now: datetime, target: str = "subscription"
+) -> EventDelivery:
     return EventDelivery(
         event=event,
         subscription_id=subscription_id,
+        target=target,
         status="pending",
         attempts=0,
         next_attempt_at=now,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -78,6 +79,11 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.PENDING.value)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+    # Told of the job's terminal event once, through the outbox: a URL of the user's
+    # (signed with the deployment's notify secret) and a Celery task name (on a queue).
+    notify_url: Mapped[str | None] = mapped_column(Text)
+    on_complete: Mapped[str | None] = mapped_column(String(255))
+    on_complete_queue: Mapped[str | None] = mapped_column(String(255))
 
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     gateway_request_id: Mapped[str | None] = mapped_column(String(128))
@@ -270,9 +276,12 @@ class EventDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("job_events.id", ondelete="CASCADE"))
-    subscription_id: Mapped[uuid.UUID] = mapped_column(
+    # None for the job's own callbacks, which `target` names (its notify_url, its
+    # on_complete task); "subscription" otherwise.
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
     )
+    target: Mapped[str] = mapped_column(String(16), default="subscription")
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -287,6 +296,17 @@ class EventDelivery(Base):
 
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id"),
+        # A NULL subscription is never equal to another: the job's own callbacks are
+        # unique per event by their target.
+        Index(
+            "ux_event_deliveries_job_target",
+            "event_id",
+            "target",
+            unique=True,
+            sqlite_where=text("subscription_id IS NULL"),
+            postgresql_where=text("subscription_id IS NULL"),
+        ),
+        CheckConstraint("target IN ('subscription', 'notify_url', 'on_complete')", name="target"),
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in DELIVERY_STATUSES) + ")", name="status"),
         # The sweeper looks for deliveries due, the dead-letter view for exhausted ones.
         Index("ix_event_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
@@ -308,3 +328,18 @@ class DeliveryAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     response_head: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeploymentSecret(Base):
+    """A signing secret of the deployment's own, by name: "notify" signs every job's
+    notify_url callback. Stored encrypted like a subscription's (models.secrets, the
+    name as associated data); rotated with the same overlap."""
+
+    __tablename__ = "deployment_secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "serve": ("falbridge.cli.serve", "serve"),
     "reconcile": ("falbridge.cli.run", "reconcile"),
     "demo": ("falbridge.cli.run", "demo"),
+    "notify-secret": ("falbridge.cli.notify_secret", "notify_secret"),
     "sandbox": ("falbridge.sandbox.cli", "sandbox"),
 }
 

@@ -66,6 +66,17 @@ def _answered(cursor: str | None = None) -> Iterator[None]:
 @click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
 @click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
 @click.option(
+    "--notify-url",
+    metavar="URL",
+    help="POSTed the job's terminal event, signed with the notify secret (falbridge notify-secret show).",
+)
+@click.option(
+    "--on-complete", metavar="TASK", help="A Celery task name, sent (job_id, event_id) when the job ends."
+)
+@click.option(
+    "--on-complete-queue", metavar="QUEUE", help="The queue --on-complete goes to [default: celery]."
+)
+@click.option(
     "--wait/--no-wait",
     default=False,
     help="Wait until the job finishes, showing fal's queue position and logs on stderr, then show it.",
@@ -87,6 +98,9 @@ def submit(
     image: str | None,
     external_id: str | None,
     metadata_json: str | None,
+    notify_url: str | None,
+    on_complete: str | None,
+    on_complete_queue: str | None,
     wait: bool,
     timeout: float,
 ) -> None:
@@ -105,7 +119,15 @@ def submit(
     api = jobs_api(ctx)
     with _answered():
         existing = external_id is not None and bool(api.list(external_id=external_id, limit=1).jobs)
-        job = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata)
+        job = api.submit(
+            endpoint_id,
+            payload,
+            external_id=external_id,
+            metadata=metadata,
+            notify_url=notify_url,
+            on_complete=on_complete,
+            on_complete_queue=on_complete_queue,
+        )
         click.echo(f"{job.id} {job.status}" + (" (existing job for this external id)" if existing else ""))
         if wait:
             _show_finished(api.wait(job.id, timeout=timeout, on_progress=ProgressPrinter()))

@@ -32,6 +32,7 @@ from falbridge.webhooks.api.schemas import (
     ref,
 )
 from falbridge.worker.fal.inputs import EVF_SAM, MAX_ERRORS_REPORTED, REGION_PROPOSAL
+from falbridge.worker.notify.job_callbacks import CELERY_NAME_PATTERN
 
 
 def _submit_request(limits: ApiConfig) -> dict[str, Any]:
@@ -52,6 +53,23 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
                 "description": "idempotency key",
             },
             "metadata": {"anyOf": [ref("JsonObject"), {"type": "null"}]},
+            "notify_url": {
+                "type": ["string", "null"],
+                "maxLength": 2048,
+                "description": "POSTed the job's terminal event once, signed with the deployment's "
+                "notify secret (`falbridge notify-secret show`); public addresses or "
+                "FALBRIDGE_NOTIFY_ALLOWED_NETWORKS",
+            },
+            "on_complete": {
+                "type": ["string", "null"],
+                "pattern": CELERY_NAME_PATTERN,
+                "description": "a Celery task name, sent (job_id, event_id) once per terminal event",
+            },
+            "on_complete_queue": {
+                "type": ["string", "null"],
+                "pattern": CELERY_NAME_PATTERN,
+                "description": "the queue on_complete is sent on (default: Celery's, `celery`)",
+            },
         },
         required=["endpoint_id", "input"],
     )

@@ -24,17 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.config import Config, NotifyConfig
-from falbridge.models import deliveries, subscriptions
+from falbridge.models import deliveries, deployment_secrets, subscriptions
 from falbridge.models.db import transaction
 from falbridge.models.deliveries import AttemptResult, Claim
 from falbridge.models.jobs import get_job
 from falbridge.models.outbox import redrive_grace_s
 from falbridge.models.tables import JobEvent, utcnow
 from falbridge.worker.download.safe_get import pinned
-from falbridge.worker.notify import payload, schedule, sign
+from falbridge.worker.notify import hook, payload, schedule, sign
 from falbridge.worker.notify.address import AddressRefused, check
 
 HEAD_BYTES = 1024
@@ -74,7 +75,10 @@ def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
         with transaction() as s:
             deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=request)
         return Delivered(Outcome.EXHAUSTED)
-    result = send(request, cfg.notify)
+    if isinstance(request, HookCall):
+        result = hook.send(request.task_name, request.queue, request.job_id, request.event_id)
+    else:
+        result = send(request, cfg.notify)
     return _record(claimed, result, cfg.notify)
 
 
@@ -83,23 +87,48 @@ def lease_s(notify: NotifyConfig) -> float:
     return 3 * notify.timeout_s + 30.0
 
 
-def _prepare(claimed: Claim, cfg: Config) -> Request | str:
+@dataclass(frozen=True)
+class HookCall:
+    task_name: str
+    queue: str | None
+    job_id: str
+    event_id: str
+
+
+def _prepare(claimed: Claim, cfg: Config) -> Request | HookCall | str:
     now = utcnow()
     with transaction() as s:
-        subscription = subscriptions.get(s, claimed.subscription_id)
-        if subscription is None:
-            return "subscription deleted"
-        if not subscription.enabled:
-            return f"subscription disabled: {subscription.disabled_reason or 'by a user'}"
         event = s.get(JobEvent, claimed.event_id)
         job = get_job(s, event.job_id, full=True) if event is not None else None
         if event is None or job is None:
             return "event deleted"
+        message_id = payload.message_id(claimed.event_id)
+        if claimed.target == "on_complete":
+            if not job.on_complete:
+                return "the job has no on_complete task"
+            return HookCall(job.on_complete, job.on_complete_queue, str(job.id), message_id)
+        target = _target(s, cfg, claimed, job.notify_url, now)
+        if isinstance(target, str):
+            return target
+        url, secrets = target
         body = payload.body(event, job)
-        secrets = subscriptions.signing_secrets(cfg, subscription, now)
-        url = subscription.url
-    message_id = payload.message_id(claimed.event_id)
     return Request(url, body, sign.headers(message_id, int(now.timestamp()), body, secrets))
+
+
+def _target(
+    s: Session, cfg: Config, claimed: Claim, notify_url: str | None, now: datetime
+) -> tuple[str, list[str]] | str:
+    """Where to POST and the secrets to sign with; a string says why nowhere."""
+    if claimed.subscription_id is None:  # the job's notify_url, under the deployment's secret
+        if not notify_url:
+            return "the job has no notify_url"
+        return notify_url, deployment_secrets.signing_secrets(s, cfg, deployment_secrets.NOTIFY, now)
+    subscription = subscriptions.get(s, claimed.subscription_id)
+    if subscription is None:
+        return "subscription deleted"
+    if not subscription.enabled:
+        return f"subscription disabled: {subscription.disabled_reason or 'by a user'}"
+    return subscription.url, subscriptions.signing_secrets(cfg, subscription, now)
 
 
 def send(request: Request, notify: NotifyConfig) -> AttemptResult:
@@ -160,16 +189,20 @@ def _record(claimed: Claim, result: AttemptResult, notify: NotifyConfig) -> Deli
     with transaction() as s:
         deliveries.record_attempt(s, claimed, result, now)
         last = {"last_status_code": result.status_code, "last_error": result.error}
+        subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
         if result.succeeded:
             deliveries.settle(s, claimed, status="delivered", delivered_at=now, next_attempt_at=None, **last)
-            subscriptions.note_success(s, claimed.subscription_id)
+            if subscription_id is not None:
+                subscriptions.note_success(s, subscription_id)
             return Delivered(Outcome.DELIVERED)
         if result.status_code == 410:
-            reason = f"the subscriber answered 410 Gone at {now.isoformat()}"
-            subscriptions.disable(s, claimed.subscription_id, reason)
+            if subscription_id is not None:
+                reason = f"the subscriber answered 410 Gone at {now.isoformat()}"
+                subscriptions.disable(s, subscription_id, reason)
             deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, **last)
             return Delivered(Outcome.EXHAUSTED)
-        subscriptions.note_failure(s, claimed.subscription_id, now, notify.disable_after_s)
+        if subscription_id is not None:
+            subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
         wait = schedule.next_wait(claimed.attempt, notify.schedule_scale, result.retry_after_s)
         if wait is None:
             deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, **last)
