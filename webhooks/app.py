@@ -1,4 +1,5 @@
-"""The Flask app factory: fal's callbacks (receive/) and the jobs API (api/), nothing else."""
+"""The Flask app factory: fal's callbacks (receive/) and the API (api/: jobs, and the
+subscriptions to outgoing webhooks), nothing else."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from falbridge import config
 from falbridge.config import Config
 from falbridge.webhooks.api.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
 from falbridge.webhooks.api.jobs import api
+from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.errors import register_error_handlers
 from falbridge.webhooks.receive.view import receiver
 
@@ -36,6 +38,7 @@ def create_app(cfg: Config | None = None) -> Flask:
         app.logger.error("%s; every /api request is answered 503", NOT_CONFIGURED)
     app.register_blueprint(receiver)
     app.register_blueprint(api)
+    app.register_blueprint(subscriptions_api)
 
     @app.before_request
     def authenticate() -> None:

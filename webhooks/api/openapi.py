@@ -11,6 +11,8 @@ from falbridge.config import ApiConfig
 from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
+from falbridge.webhooks.api.openapi_subscriptions import paths as subscription_paths
+from falbridge.webhooks.api.openapi_subscriptions import schemas as subscription_schemas
 from falbridge.webhooks.api.schemas import (
     ANY,
     ENDPOINT_ID_PATTERN,
@@ -245,6 +247,7 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        **subscription_paths(_error, common),
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -269,7 +272,8 @@ def document(limits: ApiConfig) -> dict[str, Any]:
         "info": {
             "title": "falbridge jobs API",
             "version": "1",
-            "description": "Submit fal.ai jobs and read their history. Every route but this "
+            "description": "Submit fal.ai jobs and read their history; subscribe to their events "
+            "as signed webhooks (Standard Webhooks). Every route but this "
             "document needs `Authorization: Bearer <token>` (FALBRIDGE_API_TOKENS).",
         },
         "security": [{"bearerAuth": []}],
@@ -308,6 +312,7 @@ def document(limits: ApiConfig) -> dict[str, Any]:
                 # The job as GET /api/jobs/{job_id} shows it, and what fal says of it now.
                 "LiveStatus": object_schema({**JOB_DETAIL, "fal": ref("FalReading")}),
                 "FalReading": object_schema(FAL_READING),
+                **subscription_schemas(),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
                 ),

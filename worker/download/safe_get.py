@@ -51,6 +51,10 @@ class FetchRefused(ValueError):
     """The URL is not one falbridge will fetch; the message says why."""
 
 
+class Unresolvable(FetchRefused):
+    """The URL's host has no address (now)."""
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     allow_private: bool = False
@@ -93,7 +97,7 @@ def resolve(url: str) -> tuple[httpx.URL, list[IPAddress]]:
     try:
         infos = socket.getaddrinfo(parts.raw_host.decode("ascii"), port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchRefused(f"cannot resolve {parts.host}: {exc}") from None
+        raise Unresolvable(f"cannot resolve {parts.host}: {exc}") from None
     return parts, [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]  # TCP: IPs
 
 

@@ -12,18 +12,37 @@ changes nothing.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 import httpx
 
-from falbridge.worker.download.safe_get import FetchRefused, IPAddress, is_public, resolve
+from falbridge.worker.download.safe_get import FetchRefused, IPAddress, Unresolvable, is_public, resolve
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_URL_LENGTH = 2048
+# The URLs a subscription may name (the API's schema states the same): http(s), a host of
+# letters, digits, dots and dashes (no IPv6 literal), an optional port, path and query.
+# Every part is delimited, so matching is linear (no backtracking blow-up).
+URL_SHAPE = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,10}\.?"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+)
+_URL_SHAPE = re.compile(URL_SHAPE)
+
+
+def well_formed(url: str) -> bool:
+    return len(url) <= MAX_URL_LENGTH and _URL_SHAPE.fullmatch(url) is not None
 
 
 class AddressRefused(ValueError):
     """The URL is not one falbridge will call; the message says why."""
+
+
+class Unresolved(AddressRefused):
+    """The host has no address now: a subscription may still name it (DNS may be
+    transient, or differ where the workers run); each connection checks again."""
 
 
 def check(url: str, allowed: Sequence[Network]) -> tuple[httpx.URL, IPAddress]:
@@ -33,7 +52,9 @@ def check(url: str, allowed: Sequence[Network]) -> tuple[httpx.URL, IPAddress]:
     try:
         parts, addresses = resolve(url)
     except FetchRefused as exc:
-        raise AddressRefused(str(exc).replace("fetched", "called")) from None
+        raise (Unresolved if isinstance(exc, Unresolvable) else AddressRefused)(
+            str(exc).replace("fetched", "called")
+        ) from None
     for address in addresses:
         if not (is_public(address) or _inside(address, allowed)):
             raise AddressRefused(

@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from falbridge import config
 from falbridge.models import deliveries, outbox, subscriptions
 from falbridge.models.db import transaction
 from falbridge.models.serialize import delivery_dict, subscription_dict
 from falbridge.models.subscriptions import DuplicateSubscription
-from falbridge.models.tables import DeliveryAttempt, EventDelivery, JobEvent, Subscription
-from falbridge.worker.notify.address import AddressRefused, check
+from falbridge.models.tables import DELIVERY_STATUSES, DeliveryAttempt, EventDelivery, JobEvent, Subscription
+from falbridge.worker.notify.address import AddressRefused, Unresolved, check, well_formed
 
 __all__ = ["DuplicateSubscription", "InvalidSubscription"]
 MAX_DESCRIPTION = 1000
@@ -38,8 +38,14 @@ class InvalidSubscription(ValueError):
 def checked_url(url: object) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidSubscription("url", "must be a non-empty string")
+    if not well_formed(url):
+        raise InvalidSubscription(
+            "url", "must be an http(s) URL with a host name or IPv4 address, at most 2048 characters"
+        )
     try:
         check(url, config.current().notify.networks())
+    except Unresolved:
+        pass  # refused or not when a delivery connects
     except AddressRefused as exc:
         raise InvalidSubscription("url", str(exc)) from None
     return url
@@ -132,6 +138,13 @@ def delivery_log(
         rows = s.scalars(query).all()
         attempts = _attempts(s, [row.id for row in rows])
         return [delivery_dict(row, attempts.get(row.id, [])) for row in rows]
+
+
+def counts() -> dict[str, int]:
+    """How many deliveries are in each state (`exhausted`: the dead letters)."""
+    with transaction() as s:
+        rows = s.execute(select(EventDelivery.status, func.count()).group_by(EventDelivery.status)).all()
+    return dict.fromkeys(DELIVERY_STATUSES, 0) | {row[0]: int(row[1]) for row in rows}
 
 
 def _attempts(s: Any, delivery_ids: Sequence[int]) -> dict[int, list[DeliveryAttempt]]:

@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from falbridge.config import Config, ConfigError
-from falbridge.worker.notify.address import AddressRefused, check
+from falbridge.worker.notify.address import AddressRefused, check, well_formed
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -46,3 +46,21 @@ def test_the_setting_is_a_list_of_cidrs():
     assert [str(n) for n in cfg.notify.networks()] == ["10.0.0.0/8", "127.0.0.0/8"]
     with pytest.raises(ConfigError, match="FALBRIDGE_NOTIFY_ALLOWED_NETWORKS: network 2 is not a CIDR"):
         Config.from_environ({"FALBRIDGE_NOTIFY_ALLOWED_NETWORKS": "10.0.0.0/8,nope"})
+
+
+@pytest.mark.parametrize(
+    "url,ok",
+    [
+        ("https://hooks.example.com:8443/in/falbridge?token=abc%20d", True),
+        ("http://127.0.0.1:65535/hooks", True),
+        ("http://127.0.0.1:65536/hooks", False),
+        ("http://[::1]/hooks", False),
+        ("http://a b/", False),
+        ("http://example.com/\n", False),
+        # Long runs that fail late are refused at once (no backtracking blow-up).
+        ("http://" + "a" * 2000 + "!", False),
+        ("http://" + "a." * 900 + "!", False),
+    ],
+)
+def test_the_shape_the_api_takes(url, ok):
+    assert well_formed(url) is ok
