@@ -109,6 +109,7 @@ def delivery_dict(d: EventDelivery, attempts: list[DeliveryAttempt]) -> dict[str
         "id": d.id,
         "event_id": d.event_id,
         "subscription_id": _id(d.subscription_id),
+        "target": d.target,
         "status": d.status,
         "attempts": d.attempts,
         "next_attempt_at": iso(d.next_attempt_at),

@@ -34,6 +34,7 @@ from falbridge.webhooks.api.schemas import (
     ref,
 )
 from falbridge.worker.fal.inputs import EVF_SAM, MAX_ERRORS_REPORTED, REGION_PROPOSAL
+from falbridge.worker.notify.address import MAX_URL_LENGTH, URL_SHAPE
 from falbridge.worker.notify.job_callbacks import CELERY_NAME_PATTERN
 
 
@@ -57,7 +58,8 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
             "metadata": {"anyOf": [ref("JsonObject"), {"type": "null"}]},
             "notify_url": {
                 "type": ["string", "null"],
-                "maxLength": 2048,
+                "maxLength": MAX_URL_LENGTH,
+                "pattern": URL_SHAPE,
                 "description": "POSTed the job's terminal event once, signed with the deployment's "
                 "notify secret (`falbridge notify-secret show`); public addresses or "
                 "FALBRIDGE_NOTIFY_ALLOWED_NETWORKS",
@@ -82,6 +84,9 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
         f"`metadata` at most {limits.max_metadata_bytes} bytes as compact JSON; no string may "
         "contain NUL or an unpaired surrogate."
     )
+    # A queue names where on_complete goes: not without it.
+    base["if"] = {"properties": {"on_complete_queue": {"type": "string"}}, "required": ["on_complete_queue"]}
+    base["then"] = {"properties": {"on_complete": {"type": "string"}}, "required": ["on_complete"]}
     # The two first-class endpoints have typed inputs; every other id passes its input through.
     base["oneOf"] = [
         {"properties": {"endpoint_id": {"const": EVF_SAM}, "input": ref("EvfSamInput")}},

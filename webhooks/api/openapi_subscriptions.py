@@ -43,7 +43,12 @@ ATTEMPT = {
 DELIVERY = {
     "id": INT,
     "event_id": INT,
-    "subscription_id": {"type": "string", "format": "uuid"},
+    "subscription_id": {"type": ["string", "null"], "format": "uuid"},
+    "target": {
+        "type": "string",
+        "enum": ["subscription", "notify_url", "on_complete"],
+        "description": "a subscription's, or one of the job's own callbacks (subscription_id null)",
+    },
     "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
     "attempts": INT,
     "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},

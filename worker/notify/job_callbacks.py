@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from falbridge.worker.notify.address import AddressRefused, Network, check
+from falbridge.worker.notify.address import AddressRefused, Network, Unresolved, check, well_formed
 
 # Dotted Python names (myapp.tasks.crop), and the ':' and '-' some projects use.
 CELERY_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$"
@@ -42,8 +42,12 @@ class JobCallbacks:
 def checked(callbacks: JobCallbacks, allowed: Sequence[Network]) -> JobCallbacks:
     """The callbacks, if falbridge will make them; CallbackRefused naming the field if not."""
     if callbacks.notify_url is not None:
+        if not well_formed(callbacks.notify_url):
+            raise CallbackRefused("notify_url", "must be an http(s) URL with a host name or IPv4 address")
         try:
             check(callbacks.notify_url, allowed)
+        except Unresolved:
+            pass  # as for a subscription: the delivery's connection checks again
         except AddressRefused as exc:
             raise CallbackRefused("notify_url", str(exc)) from None
     for field in ("on_complete", "on_complete_queue"):

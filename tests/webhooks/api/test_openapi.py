@@ -138,6 +138,7 @@ def run_schemathesis(base_url: str, seed: int) -> tuple[list[str], Counter]:
     return problems, statuses
 
 
+@pytest.mark.timeout(300)  # 50 examples of every operation, twice that on a busy machine
 def test_schemathesis_finds_nothing(live):
     seed = random.randrange(2**32)
     problems, statuses = run_schemathesis(live.url, seed)
