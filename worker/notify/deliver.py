@@ -11,6 +11,10 @@
    last, leaves the delivery exhausted (a dead letter, replayable). A run of failures
    longer than FALBRIDGE_NOTIFY_DISABLE_AFTER_S disables the subscription.
 
+A job's own callbacks go the same way: its notify_url is a POST signed with the
+deployment's notify secret, its on_complete task a publish to the user's queue
+(falbridge.worker.notify.hook); neither touches a subscription's health.
+
 At least once: a worker killed after sending and before recording leaves the delivery
 in flight; once its lease expires the sweeper re-drives it and the event is sent again,
 under the same webhook-id, for the subscriber to deduplicate.
