@@ -197,3 +197,12 @@ def test_the_address_is_checked_again_at_each_connection(notifying, monkeypatch)
     assert deliver(one_delivery().id).outcome is Outcome.RETRYING
     assert "non-public" in one_delivery().last_error
     assert notifying.received == []
+
+
+def test_a_secret_no_configured_key_decrypts_is_a_failed_attempt_not_a_crash(notifying, monkeypatch):
+    manage.create(notifying.url, ["job.completed"])
+    monkeypatch.setenv("FALBRIDGE_SECRET_KEY", "another-deployment-key-" + "x" * 20)
+    job = new_job()
+    complete(job.id)
+    assert deliver(one_delivery().id).outcome is Outcome.RETRYING
+    assert "FALBRIDGE_SECRET_KEY" in one_delivery().last_error and notifying.received == []
