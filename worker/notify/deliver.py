@@ -162,7 +162,8 @@ def _ms(started: float) -> int:
 def _record(claimed: Claim, result: AttemptResult, notify: NotifyConfig) -> Delivered:
     now = utcnow()
     with transaction() as s:
-        deliveries.record_attempt(s, claimed, result, now)
+        if not deliveries.record_attempt(s, claimed, result, now):
+            return Delivered(Outcome.NOT_DUE)  # deleted with its subscription meanwhile
         last = {"last_status_code": result.status_code, "last_error": result.error}
         if result.succeeded:
             deliveries.settle(s, claimed, status="delivered", delivered_at=now, next_attempt_at=None, **last)
