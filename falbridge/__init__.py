@@ -26,11 +26,14 @@ from typing import TYPE_CHECKING, Any
 from falbridge.errors import (
     AmbiguousJobId,
     ApiError,
+    DuplicateSubscription,
+    EventNotFound,
     ExternalIdConflict,
     FalbridgeError,
     InvalidInput,
     JobAlreadyFinished,
     JobNotFound,
+    SubscriptionNotFound,
     WaitTimeout,
 )
 from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, LogLine, ResultFile
@@ -38,6 +41,17 @@ from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, Log
 if TYPE_CHECKING:
     from falbridge.client import Client
     from falbridge.local import cancel, get, list, live, submit, wait
+    from falbridge.local_subscriptions import (
+        create_subscription,
+        delete_subscription,
+        deliveries,
+        get_subscription,
+        replay_event,
+        replay_subscription,
+        rotate_secret,
+        subscriptions,
+        update_subscription,
+    )
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -59,6 +73,20 @@ _LAZY = {
     "live": "falbridge.local",
     "wait": "falbridge.local",
     "Client": "falbridge.client",
+    **dict.fromkeys(
+        (
+            "create_subscription",
+            "subscriptions",
+            "get_subscription",
+            "update_subscription",
+            "delete_subscription",
+            "rotate_secret",
+            "deliveries",
+            "replay_event",
+            "replay_subscription",
+        ),
+        "falbridge.local_subscriptions",
+    ),
 }
 
 
@@ -73,6 +101,8 @@ __all__ = [
     "AmbiguousJobId",
     "ApiError",
     "Client",
+    "DuplicateSubscription",
+    "EventNotFound",
     "ExternalIdConflict",
     "FalbridgeError",
     "InvalidInput",
@@ -85,12 +115,22 @@ __all__ = [
     "LiveStatus",
     "LogLine",
     "ResultFile",
+    "SubscriptionNotFound",
     "WaitTimeout",
     "__version__",
     "cancel",
+    "create_subscription",
+    "delete_subscription",
+    "deliveries",
     "get",
+    "get_subscription",
     "list",
     "live",
+    "replay_event",
+    "replay_subscription",
+    "rotate_secret",
     "submit",
+    "subscriptions",
+    "update_subscription",
     "wait",
 ]

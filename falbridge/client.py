@@ -16,13 +16,17 @@ from typing import Any, Self
 
 import httpx
 
+from falbridge.client_subscriptions import SubscriptionCalls
 from falbridge.errors import (
     AmbiguousJobId,
     ApiError,
+    DuplicateSubscription,
+    EventNotFound,
     ExternalIdConflict,
     InvalidInput,
     JobAlreadyFinished,
     JobNotFound,
+    SubscriptionNotFound,
 )
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
@@ -42,7 +46,7 @@ _INVALID = frozenset(
 )
 
 
-class Client:
+class Client(SubscriptionCalls):
     def __init__(
         self,
         base_url: str,
@@ -151,8 +155,19 @@ class Client:
             return wait_until_finished(lambda: self.get(job_id), timeout=timeout)
         return watch_until_finished(lambda: self.live(job_id), timeout=timeout, on_progress=on_progress)
 
-    def _call(self, method: str, path: str, *, job_id: str | None = None, **kwargs: Any) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        job_id: str | None = None,
+        subscription_id: str | None = None,
+        event_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         response = self._http.request(method, path, **kwargs)
+        if response.status_code == 204:
+            return None
         if response.is_success:
             return response.json()
         try:
@@ -160,12 +175,16 @@ class Client:
             code, message, details = str(error["code"]), str(error["message"]), error.get("details")
         except (ValueError, KeyError, TypeError):
             raise ApiError(response.status_code, "unexpected_answer", response.text[:200]) from None
+        if code == "not_found" and (subscription_id or event_id):
+            raise EventNotFound(event_id) if event_id else SubscriptionNotFound(str(subscription_id))
         raise _error(response.status_code, code, message, details, job_id)
 
 
 def _error(status: int, code: str, message: str, details: Any, job_id: str | None) -> Exception:
     if code == "not_found" and job_id is not None:
         return JobNotFound(job_id)
+    if code == "duplicate_subscription" and isinstance(details, dict):
+        return DuplicateSubscription(message, str(details.get("subscription_id")))
     if code == "ambiguous_job_id" and job_id is not None:
         return AmbiguousJobId(job_id)
     if code == "external_id_conflict" and isinstance(details, dict):

@@ -82,7 +82,10 @@ def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
     return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id, row.target)
 
 
-def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:
+def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> bool:
+    """False when the delivery is gone (its subscription was deleted mid-attempt)."""
+    if session.get(EventDelivery, claimed.delivery_id) is None:
+        return False
     session.add(
         DeliveryAttempt(
             delivery_id=claimed.delivery_id,
@@ -93,6 +96,7 @@ def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: 
             error=result.error,
         )
     )
+    return True
 
 
 def settle(session: Session, claimed: Claim, **values: object) -> bool:

@@ -54,8 +54,14 @@ def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
     terminal event one per callback of the job's own (its notify_url, its on_complete
     task); dispatched after the commit."""
     type_ = event_type(event.to_status)
+    # FOR KEY SHARE (PostgreSQL): a subscription being deleted is waited for and then not
+    # seen, rather than deleted under the delivery about to reference it (which would fail
+    # the transition's whole transaction). Shared with every other transition, and with
+    # updates that change no key (a subscription's health).
     subscriptions = session.execute(
-        select(Subscription.id, Subscription.events).where(Subscription.enabled.is_(True))
+        select(Subscription.id, Subscription.events)
+        .where(Subscription.enabled.is_(True))
+        .with_for_update(read=True, key_share=True)
     ).all()
     now = utcnow()
     added = [new_delivery(event, row.id, now) for row in subscriptions if wants(row.events or [], type_)]

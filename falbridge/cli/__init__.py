@@ -24,6 +24,8 @@ LAZY_COMMANDS = {
     "submit": ("falbridge.cli.jobs", "submit"),
     "jobs": ("falbridge.cli.jobs", "jobs"),
     "cancel": ("falbridge.cli.jobs", "cancel"),
+    "subscriptions": ("falbridge.cli.subscriptions", "subscriptions"),
+    "events": ("falbridge.cli.subscriptions", "events"),
     "db": ("falbridge.cli.run", "db"),
     "worker": ("falbridge.cli.run", "worker"),
     "beat": ("falbridge.cli.run", "beat"),

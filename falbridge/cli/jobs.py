@@ -32,7 +32,7 @@ from falbridge.worker.input_files import path_to_data_uri
 
 
 @contextmanager
-def _answered(cursor: str | None = None) -> Iterator[None]:
+def answered(cursor: str | None = None) -> Iterator[None]:
     """The Python API's exceptions as the CLI's exit codes: 2 for a wrong request, 1 for a
     failure while running. `cursor`: what to say of a cursor refused."""
     try:
@@ -117,7 +117,7 @@ def submit(
     if external_id is not None and not 1 <= len(external_id) <= 255:
         raise InputError("--external-id must be 1 to 255 characters long")
     api = jobs_api(ctx)
-    with _answered():
+    with answered():
         existing = external_id is not None and bool(api.list(external_id=external_id, limit=1).jobs)
         job = api.submit(
             endpoint_id,
@@ -176,7 +176,7 @@ def jobs() -> None:
     """List and inspect jobs."""
 
 
-def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+def time_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
@@ -199,16 +199,16 @@ def _metadata_filter(text: str) -> tuple[str, Any]:
 @click.option("--external-id")
 @click.option(
     "--since",
-    callback=_time_option,
+    callback=time_option,
     metavar="ISO",
     help="Created at or after (UTC unless an offset is given).",
 )
 @click.option(
-    "--until", callback=_time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
+    "--until", callback=time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
 )
 @click.option(
     "--updated-after",
-    callback=_time_option,
+    callback=time_option,
     metavar="ISO",
     help="The changes feed: jobs changed after this time, oldest change first.",
 )
@@ -238,7 +238,7 @@ def list_jobs_command(
 ) -> None:
     """Newest jobs first; with --updated-after, the jobs that changed since, oldest first."""
     metadata = dict(_metadata_filter(text) for text in metadata_filters)
-    with _answered(cursor="--cursor is not one a listing printed"):
+    with answered(cursor="--cursor is not one a listing printed"):
         page = jobs_api(ctx).list(
             status=status,
             endpoint_id=endpoint_id,
@@ -262,7 +262,7 @@ def list_jobs_command(
 @click.pass_context
 def show_job(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Every field of a job, its files and its history."""
-    with _answered():
+    with answered():
         job = jobs_api(ctx).get(job_id)
     if as_json:
         click.echo(json.dumps(job.to_json()))
@@ -275,7 +275,7 @@ def show_job(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel a job: at once if fal has not got it yet, else by asking fal."""
-    with _answered():
+    with answered():
         job = jobs_api(ctx).cancel(job_id)
     said = "cancelled" if job.status == "cancelled" else "cancel requested"
     click.echo(f"{job.id} {job.status} ({said})")
@@ -294,7 +294,7 @@ def cancel(ctx: click.Context, job_id: str) -> None:
 def wait_for_job(ctx: click.Context, job_id: str, timeout: float) -> None:
     """Wait until a job finishes, showing its progress as `submit --wait` does; exit 1 unless
     it completed."""
-    with _answered():
+    with answered():
         _show_finished(jobs_api(ctx).wait(job_id, timeout=timeout, on_progress=ProgressPrinter()))
 
 
@@ -314,7 +314,7 @@ def download(ctx: click.Context, job_id: str, dest: Path) -> None:
 
     Every file is tried: the saved paths are printed, then one line per file that failed
     (exit 1 if any did)."""
-    with _answered():
+    with answered():
         job = jobs_api(ctx).get(job_id)
     if not job.files:
         click.echo(f"job {job.id} has no result files ({job.status})")

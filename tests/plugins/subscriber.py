@@ -73,6 +73,10 @@ class Subscriber:
                 self._cond.wait(remaining)
             return list(self._received)
 
+    def release(self) -> None:
+        """Let every hanging answer go."""
+        self._release.set()
+
     def close(self) -> None:
         self._release.set()
         self._server.shutdown()

@@ -37,6 +37,7 @@ from falbridge.models.db import transaction
 from falbridge.models.deliveries import AttemptResult, Claim
 from falbridge.models.jobs import get_job
 from falbridge.models.outbox import redrive_grace_s
+from falbridge.models.secrets import SecretUnreadable
 from falbridge.models.tables import JobEvent, utcnow
 from falbridge.worker.download.safe_get import pinned
 from falbridge.worker.notify import hook, payload, schedule, sign
@@ -74,7 +75,10 @@ def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
         claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
     if claimed is None:
         return Delivered(Outcome.NOT_DUE)
-    request = _prepare(claimed, cfg)
+    try:
+        request = _prepare(claimed, cfg)
+    except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
+        return _record(claimed, AttemptResult(None, 0, error=str(exc)), cfg.notify)
     if isinstance(request, str):  # the subscription is gone or disabled
         with transaction() as s:
             deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=request)
@@ -191,7 +195,8 @@ def _ms(started: float) -> int:
 def _record(claimed: Claim, result: AttemptResult, notify: NotifyConfig) -> Delivered:
     now = utcnow()
     with transaction() as s:
-        deliveries.record_attempt(s, claimed, result, now)
+        if not deliveries.record_attempt(s, claimed, result, now):
+            return Delivered(Outcome.NOT_DUE)  # deleted with its subscription meanwhile
         last = {"last_status_code": result.status_code, "last_error": result.error}
         subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
         if result.succeeded:

@@ -6,6 +6,7 @@ honours Retry-After, gives up into a dead letter, disables on 410 or a long fail
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from falbridge.models.states import JobStatus
 from falbridge.models.tables import utcnow
@@ -197,3 +198,27 @@ def test_the_address_is_checked_again_at_each_connection(notifying, monkeypatch)
     assert deliver(one_delivery().id).outcome is Outcome.RETRYING
     assert "non-public" in one_delivery().last_error
     assert notifying.received == []
+
+
+def test_a_secret_no_configured_key_decrypts_is_a_failed_attempt_not_a_crash(notifying, monkeypatch):
+    manage.create(notifying.url, ["job.completed"])
+    monkeypatch.setenv("FALBRIDGE_SECRET_KEY", "another-deployment-key-" + "x" * 20)
+    job = new_job()
+    complete(job.id)
+    assert deliver(one_delivery().id).outcome is Outcome.RETRYING
+    assert "FALBRIDGE_SECRET_KEY" in one_delivery().last_error and notifying.received == []
+
+
+def test_a_subscription_deleted_mid_attempt_leaves_nothing_behind(notifying):
+    made = manage.create(notifying.url, ["job.completed"])
+    notifying.answer(Answer(hang=True))
+    job = new_job()
+    complete(job.id)
+    delivery_id = one_delivery().id
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(deliver, delivery_id)
+        notifying.wait_for(1)  # the attempt is on the wire
+        assert manage.delete(made["id"])
+        notifying.release()
+        assert sending.result(timeout=10).outcome is Outcome.NOT_DUE
+    assert deliveries() == [] and manage.delivery_log() == []

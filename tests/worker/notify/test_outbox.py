@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
 from falbridge.config import SweepConfig
@@ -21,6 +22,7 @@ from falbridge.worker import inline
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import Outcome, deliver
 from falbridge.worker.sweep import sweep
+from tests.plugins.waiting import poll_until
 from tests.worker.notify.helpers import complete, deliveries, new_job, one_delivery, verified
 
 SWEEP_NOW = SweepConfig(
@@ -152,3 +154,35 @@ def test_replay_since_covers_events_from_before_the_subscription(notifying):
         deliver(delivery.id)
     ids = {verified(r, made["secret"])["data"]["id"] for r in notifying.wait_for(4)}
     assert ids == {str(late.id)}
+
+
+def test_a_subscription_deleted_during_a_transition_does_not_fail_it(notifying, engine):
+    """The transition's fan-out holds the subscriptions it read (FOR KEY SHARE), so a delete
+    racing it waits for its commit instead of pulling the row from under its delivery."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers")
+    made = manage.create(notifying.url, ["job.status_changed"])
+    job = new_job()
+    with transaction() as s:
+        assert transition(s, lock_job(s, job.id), JobStatus.SUBMITTED, EventSource.WEBHOOK)
+        with ThreadPoolExecutor(1) as pool:
+            deleting = pool.submit(manage.delete, made["id"])
+            poll_until(
+                lambda: deleting.done() or _waiting_on_a_lock(engine),
+                lambda settled: settled,
+                timeout=10,
+            )
+            assert not deleting.done()  # it waits for this transaction
+            s.commit()
+            assert deleting.result(timeout=10) is True
+    assert deliveries() == [] and manage.listing() == []
+
+
+def _waiting_on_a_lock(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).scalar()
+        )
