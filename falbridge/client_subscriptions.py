@@ -59,7 +59,9 @@ class SubscriptionCalls:
     ) -> list[dict[str, Any]]:
         params: dict[str, str | int] = {"limit": limit, **({"status": status} if status else {})}
         if subscription_id is None:
-            found: list[dict[str, Any]] = self._call("GET", "/api/deliveries", params=params)["deliveries"]
+            found: list[dict[str, Any]] = self._call("GET", "/api/event-deliveries", params=params)[
+                "deliveries"
+            ]
             return found
         path = f"/api/subscriptions/{subscription_id}/deliveries"
         answer = self._call("GET", path, params=params, subscription_id=subscription_id)

@@ -23,7 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from falbridge.config import SweepConfig
-from falbridge.models import deliveries as outgoing
+from falbridge.models import event_deliveries as outgoing
 from falbridge.models.db import transaction
 from falbridge.models.inbox import prune_rejected
 from falbridge.models.jobs import lock_job, parse_uuid

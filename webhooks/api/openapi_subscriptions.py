@@ -213,7 +213,7 @@ def paths(error: Any, common: dict[str, Any]) -> dict[str, Any]:
                 },
             },
         },
-        "/api/deliveries": {
+        "/api/event-deliveries": {
             "get": {
                 "operationId": "listDeliveries",
                 "summary": "All deliveries (status=exhausted: the dead letters), counted by state",

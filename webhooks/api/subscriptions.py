@@ -75,7 +75,7 @@ def subscription_deliveries(subscription_id: str) -> ResponseReturnValue:
     return jsonify({"deliveries": manage.delivery_log(subscription_id, status, limit)})
 
 
-@subscriptions_api.get("/deliveries")
+@subscriptions_api.get("/event-deliveries")
 def all_deliveries() -> ResponseReturnValue:
     """Every subscription's deliveries, newest first (`status=exhausted`: the dead
     letters), with how many there are in each state."""

@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.config import Config, NotifyConfig
-from falbridge.models import deliveries, deployment_secrets, subscriptions
+from falbridge.models import deployment_secrets, subscriptions
+from falbridge.models import event_deliveries as deliveries
 from falbridge.models.db import transaction
-from falbridge.models.deliveries import AttemptResult, Claim
+from falbridge.models.event_deliveries import AttemptResult, Claim
 from falbridge.models.jobs import get_job
 from falbridge.models.outbox import redrive_grace_s
 from falbridge.models.secrets import SecretUnreadable

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from falbridge.models.deliveries import AttemptResult
+from falbridge.models.event_deliveries import AttemptResult
 from falbridge.worker.celery_app import celery_app, ensure_broker
 
 DEFAULT_QUEUE = "celery"

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from falbridge import config
-from falbridge.models import deliveries, outbox, subscriptions
+from falbridge.models import event_deliveries as deliveries
+from falbridge.models import outbox, subscriptions
 from falbridge.models.db import transaction
 from falbridge.models.serialize import delivery_dict, subscription_dict
 from falbridge.models.subscriptions import DuplicateSubscription

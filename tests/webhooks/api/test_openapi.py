@@ -157,5 +157,5 @@ def test_schemathesis_finds_nothing(live):
         "GET /api/subscriptions",
         "GET /api/subscriptions/{subscription_id}",
         "PATCH /api/subscriptions/{subscription_id}",
-        "GET /api/deliveries",
+        "GET /api/event-deliveries",
     } <= succeeded, statuses

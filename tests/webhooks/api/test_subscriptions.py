@@ -122,7 +122,7 @@ def test_deliveries_dead_letters_and_replays(api, notifying, monkeypatch):
     [delivery] = deliveries()
     while deliveries()[0].status != "exhausted":
         deliver(delivery.id)
-    overview = api("GET", "/api/deliveries?status=exhausted").json
+    overview = api("GET", "/api/event-deliveries?status=exhausted").json
     assert overview["counts"]["exhausted"] == 1 and len(overview["deliveries"]) == 1
     log = api("GET", f"/api/subscriptions/{made['id']}/deliveries").json["deliveries"]
     assert [a["status_code"] for a in log[0]["attempt_log"]] == [500] * 8
@@ -133,12 +133,12 @@ def test_deliveries_dead_letters_and_replays(api, notifying, monkeypatch):
     assert body["data"]["id"] == str(job.id)
     again = api("POST", f"/api/subscriptions/{made['id']}/replay", json={"since": "2000-01-01T00:00:00Z"})
     assert again.status_code == 202 and again.json["replayed"] == 1
-    assert api("GET", "/api/deliveries").json["counts"]["pending"] == 1
+    assert api("GET", "/api/event-deliveries").json["counts"]["pending"] == 1
     assert api("POST", "/api/events/evt_999999/replay").status_code == 404
     assert (
         api("POST", f"/api/subscriptions/{made['id']}/replay", json={"since": "yesterday"}).status_code == 400
     )
-    assert api("GET", "/api/deliveries?status=lost").status_code == 400
+    assert api("GET", "/api/event-deliveries?status=lost").status_code == 400
 
 
 def test_the_routes_need_the_token(notifying, monkeypatch):

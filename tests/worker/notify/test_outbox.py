@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from falbridge.config import SweepConfig
-from falbridge.models import deliveries as outgoing
+from falbridge.models import event_deliveries as outgoing
 from falbridge.models.db import transaction
 from falbridge.models.jobs import lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
