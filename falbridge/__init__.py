@@ -29,11 +29,14 @@ from falbridge.errors import (
     AmbiguousJobId,
     ApiError,
     DeliveryNotFound,
+    DuplicateSubscription,
+    EventNotFound,
     ExternalIdConflict,
     FalbridgeError,
     InvalidInput,
     JobAlreadyFinished,
     JobNotFound,
+    SubscriptionNotFound,
     WaitTimeout,
 )
 from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, LogLine, ResultFile
@@ -42,6 +45,17 @@ if TYPE_CHECKING:
     from falbridge.client import Client
     from falbridge.local import cancel, get, list, live, submit, wait
     from falbridge.local_deliveries import get_delivery, list_deliveries, reapply_delivery
+    from falbridge.local_subscriptions import (
+        create_subscription,
+        delete_subscription,
+        event_deliveries,
+        get_subscription,
+        replay_event,
+        replay_subscription,
+        rotate_secret,
+        subscriptions,
+        update_subscription,
+    )
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -66,6 +80,20 @@ _LAZY = {
     "list_deliveries": "falbridge.local_deliveries",
     "get_delivery": "falbridge.local_deliveries",
     "reapply_delivery": "falbridge.local_deliveries",
+    **dict.fromkeys(
+        (
+            "create_subscription",
+            "subscriptions",
+            "get_subscription",
+            "update_subscription",
+            "delete_subscription",
+            "rotate_secret",
+            "event_deliveries",
+            "replay_event",
+            "replay_subscription",
+        ),
+        "falbridge.local_subscriptions",
+    ),
 }
 
 
@@ -84,6 +112,8 @@ __all__ = [
     "DeliveryNotFound",
     "DeliveryPage",
     "DeliverySummary",
+    "DuplicateSubscription",
+    "EventNotFound",
     "ExternalIdConflict",
     "FalbridgeError",
     "InvalidInput",
@@ -97,15 +127,25 @@ __all__ = [
     "LogLine",
     "Reapplied",
     "ResultFile",
+    "SubscriptionNotFound",
     "WaitTimeout",
     "__version__",
     "cancel",
+    "create_subscription",
+    "delete_subscription",
+    "event_deliveries",
     "get",
     "get_delivery",
+    "get_subscription",
     "list",
     "list_deliveries",
     "live",
     "reapply_delivery",
+    "replay_event",
+    "replay_subscription",
+    "rotate_secret",
     "submit",
+    "subscriptions",
+    "update_subscription",
     "wait",
 ]

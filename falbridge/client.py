@@ -17,15 +17,19 @@ from typing import Any, Self
 
 import httpx
 
+from falbridge.client_subscriptions import SubscriptionCalls
 from falbridge.delivery_values import Delivery, DeliveryPage, Reapplied
 from falbridge.errors import (
     AmbiguousJobId,
     ApiError,
     DeliveryNotFound,
+    DuplicateSubscription,
+    EventNotFound,
     ExternalIdConflict,
     InvalidInput,
     JobAlreadyFinished,
     JobNotFound,
+    SubscriptionNotFound,
     require_input_mapping,
 )
 from falbridge.values import Job, JobPage, LiveStatus
@@ -34,13 +38,20 @@ from falbridge.worker.input_files import inline_local_files
 
 # What an answer's `error.code` means to a caller of the Python API.
 _INVALID = frozenset(
-    {"invalid_input", "invalid_request", "invalid_endpoint_id", "invalid_json", "json_too_deep"}
+    {
+        "invalid_input",
+        "invalid_request",
+        "invalid_endpoint_id",
+        "invalid_callback",
+        "invalid_json",
+        "json_too_deep",
+    }
     | {"json_too_many_keys", "json_too_many_items", "input_too_large", "metadata_too_large"}
     | {"invalid_cursor"}  # as falbridge.list and list_deliveries in process say of a foreign cursor
 )
 
 
-class Client:
+class Client(SubscriptionCalls):
     def __init__(
         self,
         base_url: str,
@@ -73,12 +84,20 @@ class Client:
         *,
         external_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        notify_url: str | None = None,
+        on_complete: str | None = None,
+        on_complete_queue: str | None = None,
     ) -> Job:
         """`falbridge.submit` over HTTP (`Path` and `bytes` values are sent as data URIs)."""
         require_input_mapping(input)
         body = {"endpoint_id": endpoint_id, "input": inline_local_files(dict(input))}
-        if external_id is not None:
-            body["external_id"] = external_id
+        optional = {
+            "external_id": external_id,
+            "notify_url": notify_url,
+            "on_complete": on_complete,
+            "on_complete_queue": on_complete_queue,
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
         if metadata is not None:
             body["metadata"] = dict(metadata)
         return Job.from_json(self._call("POST", "/api/jobs", json=body))
@@ -181,9 +200,13 @@ class Client:
         *,
         job_id: str | None = None,
         delivery_id: int | None = None,
+        subscription_id: str | None = None,
+        event_id: str | None = None,
         **kwargs: Any,
     ) -> Any:
         response = self._http.request(method, path, **kwargs)
+        if response.status_code == 204:
+            return None
         if response.is_success:
             return response.json()
         try:
@@ -193,12 +216,16 @@ class Client:
             raise ApiError(response.status_code, "unexpected_answer", response.text[:200]) from None
         if code == "not_found" and delivery_id is not None:
             raise DeliveryNotFound(delivery_id)
+        if code == "not_found" and (subscription_id or event_id):
+            raise EventNotFound(event_id) if event_id else SubscriptionNotFound(str(subscription_id))
         raise _error(response.status_code, code, message, details, job_id)
 
 
 def _error(status: int, code: str, message: str, details: Any, job_id: str | None) -> Exception:
     if code == "not_found" and job_id is not None:
         return JobNotFound(job_id)
+    if code == "duplicate_subscription" and isinstance(details, dict):
+        return DuplicateSubscription(message, str(details.get("subscription_id")))
     if code == "ambiguous_job_id" and job_id is not None:
         return AmbiguousJobId(job_id)
     if code == "external_id_conflict" and isinstance(details, dict):

@@ -10,6 +10,7 @@ the same variables; tests/test_config_docs.py checks that the two agree.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import threading
@@ -178,6 +179,31 @@ class FetchConfig(_Section):
     max_bytes: int = env("FALBRIDGE_FETCH_MAX_BYTES", 50 * MIB, ge=1)
 
 
+class NotifyConfig(_Section):
+    """Outgoing webhooks to subscribers (falbridge.worker.notify)."""
+
+    timeout_s: float = env("FALBRIDGE_NOTIFY_TIMEOUT_S", 15.0, gt=0)
+    # Multiplies the whole retry schedule (about a day at 1): tests and the chaos run shrink it.
+    schedule_scale: float = env("FALBRIDGE_NOTIFY_SCHEDULE_SCALE", 1.0, gt=0)
+    disable_after_s: float = env("FALBRIDGE_NOTIFY_DISABLE_AFTER_S", 5 * 24 * 3600.0, gt=0)
+    rotation_overlap_s: float = env("FALBRIDGE_NOTIFY_ROTATION_OVERLAP_S", 24 * 3600.0, ge=0)
+    # Subscriber URLs must resolve to public addresses, or into one of these networks.
+    allowed_networks: str = env("FALBRIDGE_NOTIFY_ALLOWED_NETWORKS", "")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for position, cidr in enumerate(split_list(value), start=1):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"network {position} is not a CIDR like 10.0.0.0/8") from None
+        return value
+
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in split_list(self.allowed_networks))
+
+
 class ClientConfig(_Section):
     """The CLI's job commands through a falbridge's HTTP API instead of the database
     (`falbridge --api URL`, or this): for a machine that can reach only the API."""
@@ -202,6 +228,7 @@ class Config(_Section):
     submit: SubmitConfig = SubmitConfig()
     sweep: SweepConfig = SweepConfig()
     fetch: FetchConfig = FetchConfig()
+    notify: NotifyConfig = NotifyConfig()
     client: ClientConfig = ClientConfig()
     demo: DemoConfig = DemoConfig()
 
@@ -286,6 +313,10 @@ def split_tokens(tokens: SecretStr) -> list[str]:
     """FALBRIDGE_API_TOKENS holds several, comma-separated, so one can be rolled out
     before another is removed."""
     return [t.strip() for t in tokens.get_secret_value().split(",") if t.strip()]
+
+
+def split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def normalize_database_url(url: str) -> str:

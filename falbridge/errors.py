@@ -85,3 +85,28 @@ class ApiError(FalbridgeError):
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
         super().__init__(f"HTTP {status} {code}: {message}")
         self.status, self.code, self.details = status, code, details
+
+
+class SubscriptionNotFound(FalbridgeError, LookupError):
+    """No webhook subscription has this id."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"no subscription with id {subscription_id[:64]!r}")
+        self.subscription_id = subscription_id
+
+
+class EventNotFound(FalbridgeError, LookupError):
+    """No job event has this id (`evt_<n>`, as webhook-id shows it), or the subscription
+    named with it does not exist."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"no event {event_id[:64]!r}, or no such subscription")
+        self.event_id = event_id
+
+
+class DuplicateSubscription(FalbridgeError):
+    """Another subscription already sends these event types to this URL."""
+
+    def __init__(self, message: str, subscription_id: str) -> None:
+        super().__init__(message)
+        self.subscription_id = subscription_id

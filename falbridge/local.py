@@ -36,6 +36,7 @@ from falbridge.waiting import Progress, wait_until_finished, watch_until_finishe
 from falbridge.worker import accept, actions
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.fal import InputValidationError
+from falbridge.worker.notify.job_callbacks import CallbackRefused, JobCallbacks
 from falbridge.worker.watch import watch
 
 
@@ -45,6 +46,9 @@ def submit(
     *,
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    notify_url: str | None = None,
+    on_complete: str | None = None,
+    on_complete_queue: str | None = None,
 ) -> Job:
     """Store a job and queue its submit to fal; returns it (status `pending`).
 
@@ -52,8 +56,20 @@ def submit(
     `external_id` again returns the job it names (nothing new is submitted), unless the
     endpoint or input differ: ExternalIdConflict. A bad endpoint id or an input the
     endpoint's schema refuses: InvalidInput, and nothing is stored.
+
+    When the job ends, `notify_url` is POSTed its terminal event (signed with the
+    deployment's notify secret), and the Celery task named `on_complete` is sent
+    `(job_id, event_id)` on `on_complete_queue` (Celery's default queue otherwise): each
+    at least once, the event id the same on every retry.
     """
-    return submit_as(EventSource.API, endpoint_id, input, external_id=external_id, metadata=metadata)
+    return submit_as(
+        EventSource.API,
+        endpoint_id,
+        input,
+        external_id=external_id,
+        metadata=metadata,
+        callbacks=JobCallbacks(notify_url, on_complete, on_complete_queue),
+    )
 
 
 def submit_as(
@@ -63,15 +79,18 @@ def submit_as(
     *,
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    callbacks: JobCallbacks | None = None,
 ) -> Job:
     """`submit`, recording who asked (the CLI says `cli` in the job's history)."""
     require_input_mapping(input)
     try:
         job, _created = actions.submit(
-            endpoint_id, input, external_id=external_id, metadata=metadata, source=source
+            endpoint_id, input, external_id=external_id, metadata=metadata, callbacks=callbacks, source=source
         )
     except accept.ExternalIdConflict as exc:
         raise ExternalIdConflict(str(exc), str(exc.job.id)) from None
+    except CallbackRefused as exc:
+        raise InvalidInput(str(exc), [{"field": exc.field, "message": exc.reason}]) from None
     except InputValidationError as exc:
         raise InvalidInput(str(exc), exc.errors, getattr(exc, "omitted", 0)) from None
     except ValueError as exc:  # the endpoint id, a local file

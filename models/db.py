@@ -77,14 +77,14 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
         yield session
 
 
-def insert_unless_taken(dialect: str, target: Table | type[Any], key_column: ColumnElement[Any]) -> Insert:
-    """`INSERT ... ON CONFLICT (key_column) DO NOTHING` into `target` (a table or a mapped
+def insert_unless_taken(dialect: str, target: Table | type[Any], *key_columns: ColumnElement[Any]) -> Insert:
+    """`INSERT ... ON CONFLICT (key_columns) DO NOTHING` into `target` (a table or a mapped
     class): the unique index decides, so racing inserters leave one row, and the loser's
     RETURNING comes back empty instead of raising. One statement, no savepoint."""
     if dialect == "postgresql":
-        return postgresql.insert(target).on_conflict_do_nothing(index_elements=[key_column])
+        return postgresql.insert(target).on_conflict_do_nothing(index_elements=list(key_columns))
     if dialect == "sqlite":
-        return sqlite.insert(target).on_conflict_do_nothing(index_elements=[key_column])
+        return sqlite.insert(target).on_conflict_do_nothing(index_elements=list(key_columns))
     raise NotImplementedError(f"INSERT ... ON CONFLICT is not available on {dialect} here")
 
 

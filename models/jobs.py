@@ -15,6 +15,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
+from falbridge.models.outbox import fan_out
 from falbridge.models.states import EventSource, JobStatus, can_transition
 from falbridge.models.tables import Job, JobEvent, ResultFile, utcnow
 
@@ -26,6 +27,7 @@ def create_job(
     *,
     external_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    callbacks: dict[str, str | None] | None = None,
     source: EventSource = EventSource.API,
 ) -> tuple[Job, bool]:
     """Insert a pending job; with an external_id already taken, return that job instead.
@@ -44,6 +46,8 @@ def create_job(
         "meta": metadata,
         "status": JobStatus.PENDING.value,
         "updated_at": db_now(),
+        "event_seq": 1,
+        **(callbacks or {}),  # notify_url, on_complete, on_complete_queue
     }
     job = session.scalars(_insert_job_once(session.get_bind().dialect.name).values(values)).one_or_none()
     if job is None:
@@ -55,7 +59,7 @@ def create_job(
         if existing is None:  # the conflict was on something else: don't hide it
             raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, yet no job holds it")
         return existing, False
-    event = _add_event(session, job.id, None, JobStatus.PENDING, source)
+    event = _add_event(session, job, 1, None, JobStatus.PENDING, source)
     # A new job has no files and exactly this event: no need to read them back.
     set_committed_value(job, "files", [])
     set_committed_value(job, "events", [event])
@@ -128,36 +132,39 @@ def transition(
     if new.is_terminal and "completed_at" not in values:
         values["completed_at"] = utcnow()
     # Conditional on the status we read, so that even without a row lock a concurrent
-    # writer cannot be overwritten: the loser's UPDATE matches no row. updated_at comes
-    # from the database's clock and back by RETURNING: it orders the changes feed.
+    # writer cannot be overwritten: the loser's UPDATE matches no row (and so writes no
+    # event: one event per transition). updated_at comes from the database's clock and
+    # back by RETURNING: it orders the changes feed; event_seq numbers the job's events.
     with session.no_autoflush:
         stamped = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.status == current.value)
             .values({getattr(Job, name): value for name, value in values.items()})
-            .values(updated_at=db_now())
-            .returning(Job.updated_at)
+            .values(updated_at=db_now(), event_seq=Job.event_seq + 1)
+            .returning(Job.updated_at, Job.event_seq)
             .execution_options(synchronize_session=False)
-        ).scalar_one_or_none()
+        ).one_or_none()
     if stamped is None:
         return False
-    for name, value in {**values, "updated_at": stamped}.items():
+    for name, value in {**values, "updated_at": stamped.updated_at, "event_seq": stamped.event_seq}.items():
         # Reflect the UPDATE in the loaded object without making the ORM write it again.
         set_committed_value(job, name, value)
-    _add_event(session, job.id, current, new, source, detail)
+    _add_event(session, job, stamped.event_seq, current, new, source, detail)
     return True
 
 
 def _add_event(
     session: Session,
-    job_id: uuid.UUID,
+    job: Job,
+    seq: int,
     old: JobStatus | None,
     new: JobStatus,
     source: EventSource,
     detail: dict[str, Any] | None = None,
 ) -> JobEvent:
     event = JobEvent(
-        job_id=job_id,
+        job_id=job.id,
+        seq=seq,
         from_status=old.value if old else None,
         to_status=new.value,
         source=source.value,
@@ -165,6 +172,7 @@ def _add_event(
         at=utcnow(),
     )
     session.add(event)
+    fan_out(session, event, job)  # the outbox: its deliveries, in this same transaction
     return event
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from falbridge.models.tables import Job, JobEvent, ResultFile
+from falbridge.models.tables import DeliveryAttempt, EventDelivery, Job, JobEvent, ResultFile, Subscription
 
 
 def iso(value: datetime | None) -> str | None:
@@ -84,4 +84,48 @@ def event_dict(e: JobEvent) -> dict[str, Any]:
         "from_status": e.from_status,
         "to_status": e.to_status,
         "detail": e.detail,
+    }
+
+
+def subscription_dict(s: Subscription) -> dict[str, Any]:
+    """A subscription as the API shows it: never its secret (shown once, when made or
+    rotated, beside these fields)."""
+    return {
+        "id": _id(s.id),
+        "url": s.url,
+        "events": list(s.events),
+        "description": s.description,
+        "enabled": bool(s.enabled),
+        "disabled_reason": s.disabled_reason,
+        "failing_since": iso(s.failing_since),
+        "previous_secret_expires_at": iso(s.previous_secret_expires_at),
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+    }
+
+
+def delivery_dict(d: EventDelivery, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "event_id": d.event_id,
+        "subscription_id": _id(d.subscription_id),
+        "target": d.target,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": iso(d.next_attempt_at),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "created_at": iso(d.created_at),
+        "delivered_at": iso(d.delivered_at),
+        "attempt_log": [attempt_dict(a) for a in attempts],
+    }
+
+
+def attempt_dict(a: DeliveryAttempt) -> dict[str, Any]:
+    return {
+        "at": iso(a.at),
+        "status_code": a.status_code,
+        "latency_ms": a.latency_ms,
+        "response_head": a.response_head,
+        "error": a.error,
     }

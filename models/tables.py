@@ -1,4 +1,5 @@
-"""Tables: jobs, their result files and history, and the webhook inbox."""
+"""Tables: jobs, their result files and history, the webhook inbox, and the outgoing side
+(subscriptions, one delivery per event and subscription, every attempt)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -77,6 +79,11 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.PENDING.value)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+    # Told of the job's terminal event once, through the outbox: a URL of the user's
+    # (signed with the deployment's notify secret) and a Celery task name (on a queue).
+    notify_url: Mapped[str | None] = mapped_column(Text)
+    on_complete: Mapped[str | None] = mapped_column(String(255))
+    on_complete_queue: Mapped[str | None] = mapped_column(String(255))
 
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     gateway_request_id: Mapped[str | None] = mapped_column(String(128))
@@ -112,6 +119,9 @@ class Job(Base):
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     poll_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The sequence of the job's last status event (models.jobs.transition raises it in the
+    # UPDATE that changes the status, so each event's `seq` is unique per job).
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
     files: Mapped[list[ResultFile]] = relationship(
         back_populates="job", order_by="ResultFile.id", cascade="all, delete-orphan"
@@ -165,12 +175,15 @@ class ResultFile(Base):
 
 
 class JobEvent(Base):
-    """One status transition, for the history view."""
+    """One status transition: the history view, and the outbox of outgoing webhooks (an
+    event is written in the transaction of its transition, whether or not anyone
+    subscribes, so a subscription made later can replay it). `seq` orders a job's events."""
 
     __tablename__ = "job_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str | None] = mapped_column(String(32))
@@ -178,6 +191,12 @@ class JobEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq"),
+        # Replaying a subscription's events since a time walks them by time.
+        Index("ix_job_events_at", "at"),
+    )
 
 
 class WebhookDelivery(Base):
@@ -218,3 +237,109 @@ class WebhookDelivery(Base):
         # and for rejected ones past their retention.
         Index("ix_webhook_deliveries_rejected", "verified", "received_at"),
     )
+
+
+DELIVERY_STATUSES = ("pending", "in_flight", "delivered", "exhausted")
+
+
+class Subscription(Base):
+    """A user's endpoint for outgoing webhooks. The signing secret is stored encrypted
+    (models.secrets); during a rotation the previous one keeps signing until it expires.
+    `dedupe_key` (sha256 of the URL and the sorted event types) makes the same URL with the
+    same events twice a conflict."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    description: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the current run of failed attempts began; cleared by a success.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class EventDelivery(Base):
+    """One event to one subscription: at most one row per pair. `next_attempt_at` is when
+    it is due (the retry schedule lives here, not in the broker); a worker claims it by
+    moving it to in_flight with a lease, so no two deliver it at once. `redrive_after`
+    keeps the sweeper from enqueueing it again while its task waits in the queue."""
+
+    __tablename__ = "event_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("job_events.id", ondelete="CASCADE"))
+    # None for the job's own callbacks, which `target` names (its notify_url, its
+    # on_complete task); "subscription" otherwise.
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    target: Mapped[str] = mapped_column(String(16), default="subscription")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redrive_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    event: Mapped[JobEvent] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id"),
+        # A NULL subscription is never equal to another: the job's own callbacks are
+        # unique per event by their target.
+        Index(
+            "ux_event_deliveries_job_target",
+            "event_id",
+            "target",
+            unique=True,
+            sqlite_where=text("subscription_id IS NULL"),
+            postgresql_where=text("subscription_id IS NULL"),
+        ),
+        CheckConstraint("target IN ('subscription', 'notify_url', 'on_complete')", name="target"),
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in DELIVERY_STATUSES) + ")", name="status"),
+        # The sweeper looks for deliveries due, the dead-letter view for exhausted ones.
+        Index("ix_event_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+
+class DeliveryAttempt(Base):
+    """One HTTP attempt of a delivery: when, the answer's status and first bytes, how long
+    it took, or the error that stopped it."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("event_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    response_head: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeploymentSecret(Base):
+    """A signing secret of the deployment's own, by name: "notify" signs every job's
+    notify_url callback. Stored encrypted like a subscription's (models.secrets, the
+    name as associated data); rotated with the same overlap."""
+
+    __tablename__ = "deployment_secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

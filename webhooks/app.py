@@ -1,5 +1,5 @@
-"""The Flask app factory: fal's callbacks (receive/) and the API (api/: jobs, and the
-stored callbacks), nothing else."""
+"""The Flask app factory: fal's callbacks (receive/) and the API (api/: jobs, the stored
+callbacks, subscriptions to outgoing webhooks), nothing else."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from falbridge.config import Config
 from falbridge.webhooks.api.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
 from falbridge.webhooks.api.deliveries import deliveries
 from falbridge.webhooks.api.jobs import api
+from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.errors import register_error_handlers
 from falbridge.webhooks.receive.view import receiver
 
@@ -39,6 +40,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.register_blueprint(receiver)
     app.register_blueprint(api)
     app.register_blueprint(deliveries)
+    app.register_blueprint(subscriptions_api)
 
     @app.before_request
     def authenticate() -> None:

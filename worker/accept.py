@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.states import EventSource
@@ -19,6 +20,7 @@ from falbridge.worker import followup
 from falbridge.worker.fal import validate_endpoint_id, validate_input
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.input_files import inline_local_files
+from falbridge.worker.notify.job_callbacks import JobCallbacks, checked
 
 
 class ExternalIdConflict(ValueError):
@@ -45,13 +47,17 @@ def accept(
     *,
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    callbacks: JobCallbacks | None = None,
     source: EventSource = EventSource.API,
 ) -> Accepted:
     """Re-accepting an external_id returns the existing job and asks for nothing; a
     different endpoint or input under the same key is ExternalIdConflict. Bad input
-    raises InputValidationError / ValueError before anything is stored."""
+    raises InputValidationError / ValueError (CallbackRefused for a callback) before
+    anything is stored."""
     endpoint_id = validate_endpoint_id(endpoint_id)
     payload = validate_input(endpoint_id, inline_local_files(dict(input)))
+    if callbacks is not None:
+        callbacks = checked(callbacks, config.current().notify.networks())
     with transaction() as s:
         job, created = create_job(
             s,
@@ -59,6 +65,7 @@ def accept(
             payload,
             external_id=external_id,
             metadata=dict(metadata) if metadata is not None else None,
+            callbacks=callbacks.columns() if callbacks is not None else None,
             source=source,
         )
     if not created:

@@ -15,6 +15,7 @@ from falbridge.models.tables import Job
 from falbridge.worker.accept import accept
 from falbridge.worker.apply.reapply import Reapplied, reapply
 from falbridge.worker.cancel import Cancellation, request_cancel
+from falbridge.worker.notify.job_callbacks import JobCallbacks
 from falbridge.worker.tasks import enqueue_follow_ups
 
 
@@ -24,11 +25,14 @@ def submit(
     *,
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    callbacks: JobCallbacks | None = None,
     source: EventSource = EventSource.API,
 ) -> tuple[Job, bool]:
     """Validate, store as pending, enqueue the submit; returns (job, created), the job with
     its files and events loaded. If Redis is down the job waits, pending, for the sweeper."""
-    accepted = accept(endpoint_id, input, external_id=external_id, metadata=metadata, source=source)
+    accepted = accept(
+        endpoint_id, input, external_id=external_id, metadata=metadata, callbacks=callbacks, source=source
+    )
     enqueue_follow_ups(accepted.follow_ups)
     return accepted.job, accepted.created
 

@@ -92,15 +92,16 @@ def _fresh_connections_after_fork(**_: object) -> None:
     dispose_all()
 
 
-def enqueue(task: Task, *args: object) -> bool:
-    """Publish a task; False (logged) when the broker is unreachable.
+def enqueue(task: Task, *args: object, countdown: float | None = None) -> bool:
+    """Publish a task (after `countdown` seconds: short ones only, well within the
+    visibility timeout); False (logged) when the broker is unreachable.
 
     Callers only enqueue after committing the rows a task needs, so a failed publish
     loses nothing: the sweeper finds the row and re-drives it.
     """
     ensure_broker()
     try:
-        task.apply_async(args=args, retry=True)
+        task.apply_async(args=args, retry=True, countdown=countdown)
         return True
     except Exception as exc:  # kombu raises a zoo of connection errors
         log.warning("could not enqueue %s%r: %s; the sweeper will pick it up", task.name, args, exc)

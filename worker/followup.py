@@ -21,12 +21,13 @@ class Work(enum.StrEnum):
     POLL = "poll"
     CANCEL_AT_FAL = "cancel_at_fal"
     FAIL_OUTCOME_UNKNOWN = "fail_outcome_unknown"
+    DELIVER = "deliver"  # an outgoing webhook: the target is an event delivery's id
 
 
 @dataclass(frozen=True)
 class FollowUp:
     work: Work
-    target: str  # a job id; for APPLY_DELIVERY, a delivery id
+    target: str  # a job id; for APPLY_DELIVERY, a delivery id; for DELIVER, an event delivery's id
 
 
 def submit(job_id: object) -> FollowUp:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from falbridge.worker import cancel, fetch, poll, submit, sweep
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.followup import FollowUp, Work
+from falbridge.worker.notify import deliver
 
 
 def run(work: FollowUp) -> object:
@@ -27,4 +28,5 @@ _STEPS: dict[Work, Callable[[str], object]] = {
     Work.POLL: poll.poll,
     Work.CANCEL_AT_FAL: cancel.cancel_at_fal,
     Work.FAIL_OUTCOME_UNKNOWN: sweep.fail_outcome_unknown,
+    Work.DELIVER: lambda delivery_id: deliver.deliver(int(delivery_id)),
 }

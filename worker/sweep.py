@@ -7,6 +7,8 @@ at once, or a sweep racing a webhook, cannot apply anything twice.
   3. jobs whose callback said "fetch the result" (payload_error)        -> fetch_result
   4. submitted / in_progress jobs silent for too long (dropped webhook) -> poll
   5. outcome_unknown jobs past their grace period                       -> resubmit or fail
+  6. outgoing webhooks due (a retry's time came, a dispatch was lost,
+     a worker died mid-attempt)                                         -> deliver
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from falbridge.config import SweepConfig
+from falbridge.models import event_deliveries as outgoing
 from falbridge.models.db import transaction
 from falbridge.models.inbox import prune_rejected
 from falbridge.models.jobs import lock_job, parse_uuid
@@ -39,6 +42,7 @@ _COUNTERS = {
     Work.POLL: "polled",
     Work.RESUBMIT: "outcome_unknown_resubmitted",
     Work.FAIL_OUTCOME_UNKNOWN: "outcome_unknown_failed",
+    Work.DELIVER: "notifications_due",
 }
 
 
@@ -50,6 +54,7 @@ class SweepReport:
     polled: int = 0
     outcome_unknown_resubmitted: int = 0
     outcome_unknown_failed: int = 0
+    notifications_due: int = 0
     pruned_rejections: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -95,6 +100,7 @@ def find_work(settings: SweepConfig) -> list[FollowUp]:
         fetches = _results_to_fetch(s, settings, now)
         silent = _silent(s, settings, now)
         unknown = _outcome_unknown(s, settings, now)
+        notifications = outgoing.due(s, now, settings.batch)
         resubmit = [job_id for job_id, resubmitted_at in unknown if resubmitted_at is None]
         if settings.outcome_unknown_policy != "resubmit":
             resubmit = []
@@ -114,6 +120,7 @@ def find_work(settings: SweepConfig) -> list[FollowUp]:
             FollowUp(Work.RESUBMIT if job_id in resubmit else Work.FAIL_OUTCOME_UNKNOWN, str(job_id))
             for job_id, _ in unknown
         ),
+        *_each(Work.DELIVER, notifications),
     ]
 
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from celery import Task
 
 from falbridge import config
+from falbridge.models import outbox
 from falbridge.worker import cancel, fetch, inline, poll, submit, sweep
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
 from falbridge.worker.followup import FollowUp, Work
+from falbridge.worker.notify import deliver
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,26 @@ def poll_job(job_id: str) -> str:
     return str(poll.poll(job_id))
 
 
+@celery_app.task(name="falbridge.deliver_event")
+def deliver_event(delivery_id: int) -> str:
+    """One attempt of an outgoing webhook; a retry due soon comes back here with a
+    countdown, a later one waits in the database for the sweeper."""
+    done = deliver.deliver(int(delivery_id))
+    if done.retry_in_s is not None:
+        enqueue(deliver_event, int(delivery_id), countdown=done.retry_in_s)
+    return done.outcome.value
+
+
+def _dispatch_deliveries(delivery_ids: Sequence[int]) -> None:
+    """The outbox's dispatcher in every process that enqueues: each new delivery, after
+    the commit that made it (falbridge.models.outbox)."""
+    for delivery_id in delivery_ids:
+        enqueue(deliver_event, delivery_id)
+
+
+outbox.set_dispatcher(_dispatch_deliveries)
+
+
 @celery_app.task(name="falbridge.reconcile")
 def reconcile() -> dict[str, Any]:
     """The sweeper, every FALBRIDGE_RECONCILE_INTERVAL_S (`falbridge beat`)."""
@@ -126,11 +148,13 @@ _TASKS: dict[Work, Task] = {
     Work.FETCH_RESULT: fetch_result,
     Work.POLL: poll_job,
     Work.CANCEL_AT_FAL: cancel_job,
+    Work.DELIVER: deliver_event,
 }
 
 
 def enqueue_follow_ups(follow_ups: Iterable[FollowUp]) -> None:
     """Enqueue each follow-up as its task (after the commit that called for it)."""
     for work in follow_ups:
-        target: object = int(work.target) if work.work is Work.APPLY_DELIVERY else work.target
+        by_number = work.work in (Work.APPLY_DELIVERY, Work.DELIVER)
+        target: object = int(work.target) if by_number else work.target
         enqueue(_TASKS[work.work], target)

@@ -25,12 +25,15 @@ LAZY_COMMANDS = {
     "jobs": ("falbridge.cli.jobs", "jobs"),
     "cancel": ("falbridge.cli.jobs", "cancel"),
     "deliveries": ("falbridge.cli.deliveries", "deliveries"),
+    "subscriptions": ("falbridge.cli.subscriptions", "subscriptions"),
+    "events": ("falbridge.cli.subscriptions", "events"),
     "db": ("falbridge.cli.run", "db"),
     "worker": ("falbridge.cli.run", "worker"),
     "beat": ("falbridge.cli.run", "beat"),
     "serve": ("falbridge.cli.serve", "serve"),
     "reconcile": ("falbridge.cli.run", "reconcile"),
     "demo": ("falbridge.cli.run", "demo"),
+    "notify-secret": ("falbridge.cli.notify_secret", "notify_secret"),
     "sandbox": ("falbridge.sandbox.cli", "sandbox"),
 }
 

@@ -15,6 +15,7 @@ from falbridge.client import Client
 from falbridge.models.states import EventSource
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress
+from falbridge.worker.notify.job_callbacks import JobCallbacks
 
 
 class JobsApi(Protocol):
@@ -25,6 +26,9 @@ class JobsApi(Protocol):
         *,
         external_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        notify_url: str | None = None,
+        on_complete: str | None = None,
+        on_complete_queue: str | None = None,
     ) -> Job: ...
 
     def get(self, job_id: str) -> Job: ...
@@ -66,9 +70,17 @@ class _InProcess:
         *,
         external_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        notify_url: str | None = None,
+        on_complete: str | None = None,
+        on_complete_queue: str | None = None,
     ) -> Job:
         return local.submit_as(
-            EventSource.CLI, endpoint_id, input, external_id=external_id, metadata=metadata
+            EventSource.CLI,
+            endpoint_id,
+            input,
+            external_id=external_id,
+            metadata=metadata,
+            callbacks=JobCallbacks(notify_url, on_complete, on_complete_queue),
         )
 
 

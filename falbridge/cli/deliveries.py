@@ -15,7 +15,7 @@ from rich.console import Console
 from falbridge import local, local_deliveries
 from falbridge.cli.api import remote_client
 from falbridge.cli.errors import CliGroup
-from falbridge.cli.jobs import _answered
+from falbridge.cli.jobs import answered
 from falbridge.cli.render import format_when, make_console, make_table, short_json
 from falbridge.delivery_values import Delivery, DeliveryPage, Reapplied
 from falbridge.models.deliveries import MAX_PAGE, OUTCOMES
@@ -83,7 +83,7 @@ def list_command(
 ) -> None:
     """Stored callbacks, newest first."""
     api = deliveries_api(ctx)
-    with _answered(cursor="--cursor is not one a listing printed"):
+    with answered(cursor="--cursor is not one a listing printed"):
         full_job_id = _full_job_id(api, job_id) if job_id is not None else None
         page = api.list_deliveries(
             request_id=request_id,
@@ -118,7 +118,7 @@ def list_command(
 @click.pass_context
 def show_command(ctx: click.Context, delivery_id: int, as_json: bool) -> None:
     """Every field of a stored callback, and its body."""
-    with _answered():
+    with answered():
         delivery = deliveries_api(ctx).get_delivery(delivery_id)
     if as_json:
         click.echo(json.dumps(delivery.to_json()))
@@ -133,7 +133,7 @@ def show_command(ctx: click.Context, delivery_id: int, as_json: bool) -> None:
 def reapply_command(ctx: click.Context, delivery_id: int, as_json: bool) -> None:
     """Apply a stored callback now, as a worker would; one processed already is left as it
     is (`already processed`, nothing changed)."""
-    with _answered():
+    with answered():
         reapplied = deliveries_api(ctx).reapply_delivery(delivery_id)
     if as_json:
         click.echo(json.dumps(reapplied.to_json()))

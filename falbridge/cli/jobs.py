@@ -32,7 +32,7 @@ from falbridge.worker.input_files import path_to_data_uri
 
 
 @contextmanager
-def _answered(cursor: str | None = None) -> Iterator[None]:
+def answered(cursor: str | None = None) -> Iterator[None]:
     """The Python API's exceptions as the CLI's exit codes: 2 for a wrong request, 1 for a
     failure while running. `cursor`: what to say of a cursor refused."""
     try:
@@ -66,6 +66,17 @@ def _answered(cursor: str | None = None) -> Iterator[None]:
 @click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
 @click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
 @click.option(
+    "--notify-url",
+    metavar="URL",
+    help="POSTed the job's terminal event, signed with the notify secret (falbridge notify-secret show).",
+)
+@click.option(
+    "--on-complete", metavar="TASK", help="A Celery task name, sent (job_id, event_id) when the job ends."
+)
+@click.option(
+    "--on-complete-queue", metavar="QUEUE", help="The queue --on-complete goes to [default: celery]."
+)
+@click.option(
     "--wait/--no-wait",
     default=False,
     help="Wait until the job finishes, showing fal's queue position and logs on stderr, then show it.",
@@ -87,6 +98,9 @@ def submit(
     image: str | None,
     external_id: str | None,
     metadata_json: str | None,
+    notify_url: str | None,
+    on_complete: str | None,
+    on_complete_queue: str | None,
     wait: bool,
     timeout: float,
 ) -> None:
@@ -103,9 +117,17 @@ def submit(
     if external_id is not None and not 1 <= len(external_id) <= 255:
         raise InputError("--external-id must be 1 to 255 characters long")
     api = jobs_api(ctx)
-    with _answered():
+    with answered():
         existing = external_id is not None and bool(api.list(external_id=external_id, limit=1).jobs)
-        job = api.submit(endpoint_id, payload, external_id=external_id, metadata=metadata)
+        job = api.submit(
+            endpoint_id,
+            payload,
+            external_id=external_id,
+            metadata=metadata,
+            notify_url=notify_url,
+            on_complete=on_complete,
+            on_complete_queue=on_complete_queue,
+        )
         click.echo(f"{job.id} {job.status}" + (" (existing job for this external id)" if existing else ""))
         if wait:
             _show_finished(api.wait(job.id, timeout=timeout, on_progress=ProgressPrinter()))
@@ -154,7 +176,7 @@ def jobs() -> None:
     """List and inspect jobs."""
 
 
-def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+def time_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
@@ -177,16 +199,16 @@ def _metadata_filter(text: str) -> tuple[str, Any]:
 @click.option("--external-id")
 @click.option(
     "--since",
-    callback=_time_option,
+    callback=time_option,
     metavar="ISO",
     help="Created at or after (UTC unless an offset is given).",
 )
 @click.option(
-    "--until", callback=_time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
+    "--until", callback=time_option, metavar="ISO", help="Created before (UTC unless an offset is given)."
 )
 @click.option(
     "--updated-after",
-    callback=_time_option,
+    callback=time_option,
     metavar="ISO",
     help="The changes feed: jobs changed after this time, oldest change first.",
 )
@@ -216,7 +238,7 @@ def list_jobs_command(
 ) -> None:
     """Newest jobs first; with --updated-after, the jobs that changed since, oldest first."""
     metadata = dict(_metadata_filter(text) for text in metadata_filters)
-    with _answered(cursor="--cursor is not one a listing printed"):
+    with answered(cursor="--cursor is not one a listing printed"):
         page = jobs_api(ctx).list(
             status=status,
             endpoint_id=endpoint_id,
@@ -240,7 +262,7 @@ def list_jobs_command(
 @click.pass_context
 def show_job(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Every field of a job, its files and its history."""
-    with _answered():
+    with answered():
         job = jobs_api(ctx).get(job_id)
     if as_json:
         click.echo(json.dumps(job.to_json()))
@@ -253,7 +275,7 @@ def show_job(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel a job: at once if fal has not got it yet, else by asking fal."""
-    with _answered():
+    with answered():
         job = jobs_api(ctx).cancel(job_id)
     said = "cancelled" if job.status == "cancelled" else "cancel requested"
     click.echo(f"{job.id} {job.status} ({said})")
@@ -272,7 +294,7 @@ def cancel(ctx: click.Context, job_id: str) -> None:
 def wait_for_job(ctx: click.Context, job_id: str, timeout: float) -> None:
     """Wait until a job finishes, showing its progress as `submit --wait` does; exit 1 unless
     it completed."""
-    with _answered():
+    with answered():
         _show_finished(jobs_api(ctx).wait(job_id, timeout=timeout, on_progress=ProgressPrinter()))
 
 
@@ -292,7 +314,7 @@ def download(ctx: click.Context, job_id: str, dest: Path) -> None:
 
     Every file is tried: the saved paths are printed, then one line per file that failed
     (exit 1 if any did)."""
-    with _answered():
+    with answered():
         job = jobs_api(ctx).get(job_id)
     if not job.files:
         click.echo(f"job {job.id} has no result files ({job.status})")

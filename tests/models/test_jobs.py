@@ -76,3 +76,22 @@ def test_repeated_and_stale_events_are_noops(engine):
         j = get_job(s, job.id, full=True)
         assert j.status == "completed" and j.request_id == "r1" and j.result == {"ok": 1}
         assert [e.to_status for e in j.events] == ["pending", "submitted", "completed"]
+
+
+def test_each_event_carries_the_jobs_next_sequence(engine):
+    """The sequence rises with every transition, in the UPDATE that makes it; a refused
+    transition takes no number."""
+    with transaction(engine) as s:
+        job, _ = create_job(s, "fal-ai/x/y", {})
+    for target in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.IN_PROGRESS, JobStatus.COMPLETED):
+        with transaction(engine) as s:
+            transition(s, lock_job(s, job.id), target, EventSource.WEBHOOK)
+    with transaction(engine) as s:
+        final = get_job(s, job.id, full=True)
+        assert [(e.to_status, e.seq) for e in final.events] == [
+            ("pending", 1),
+            ("submitted", 2),
+            ("in_progress", 3),
+            ("completed", 4),
+        ]
+        assert final.event_seq == 4

@@ -22,12 +22,13 @@ from falbridge.models.tables import Job
 from falbridge.webhooks import current
 from falbridge.webhooks.api.list_query import list_query
 from falbridge.webhooks.api.openapi import document
-from falbridge.webhooks.api.params import json_object, not_found, submit_fields
+from falbridge.webhooks.api.params import field_error, json_object, not_found, submit_fields
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker import actions
 from falbridge.worker.accept import ExternalIdConflict
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.fal import InputValidationError
+from falbridge.worker.notify.job_callbacks import CallbackRefused
 from falbridge.worker.watch import watch
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -47,9 +48,12 @@ def submit_job() -> ResponseReturnValue:
             fields["input"],
             external_id=fields["external_id"],
             metadata=fields["metadata"],
+            callbacks=fields["callbacks"],
         )
     except ExternalIdConflict as exc:
         raise ApiError(409, "external_id_conflict", str(exc), {"job_id": str(exc.job.id)}) from None
+    except CallbackRefused as exc:
+        raise ApiError(422, "invalid_callback", str(exc), [field_error(exc.field, exc.reason)]) from None
     except InputValidationError as exc:
         raise ApiError(422, "invalid_input", str(exc), exc.errors) from None
     location = url_for("api.show_job", job_id=str(job.id))

@@ -58,7 +58,7 @@ def list_query(args: MultiDict[str, str]) -> ListQuery:
     times: dict[str, datetime | None] = {}
     for name in TIMES:
         try:
-            times[name] = _parse_time(value[name])
+            times[name] = parse_time(value[name])
         except ValueError:
             errors.append(field_error(name, "must be an ISO-8601 date or time, e.g. 2024-05-01T12:00:00Z"))
     limit = _parse_limit(value["limit"], errors)
@@ -130,7 +130,7 @@ def _parse_limit(raw: str | None, errors: list[dict[str, str]]) -> int:
     return DEFAULT_PAGE
 
 
-def _parse_time(raw: str | None) -> datetime | None:
+def parse_time(raw: str | None) -> datetime | None:
     """ISO-8601; a time without an offset is taken as UTC."""
     if raw is None:
         return None

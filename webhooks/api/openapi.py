@@ -12,6 +12,8 @@ from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
 from falbridge.webhooks.api.openapi_deliveries import delivery_paths, delivery_schemas
+from falbridge.webhooks.api.openapi_subscriptions import paths as subscription_paths
+from falbridge.webhooks.api.openapi_subscriptions import schemas as subscription_schemas
 from falbridge.webhooks.api.schemas import (
     ANY,
     ENDPOINT_ID_PATTERN,
@@ -33,6 +35,8 @@ from falbridge.webhooks.api.schemas import (
     ref,
 )
 from falbridge.worker.fal.inputs import EVF_SAM, MAX_ERRORS_REPORTED, REGION_PROPOSAL
+from falbridge.worker.notify.address import MAX_URL_LENGTH, URL_SHAPE
+from falbridge.worker.notify.job_callbacks import CELERY_NAME_PATTERN
 
 
 def _submit_request(limits: ApiConfig) -> dict[str, Any]:
@@ -53,6 +57,24 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
                 "description": "idempotency key",
             },
             "metadata": {"anyOf": [ref("JsonObject"), {"type": "null"}]},
+            "notify_url": {
+                "type": ["string", "null"],
+                "maxLength": MAX_URL_LENGTH,
+                "pattern": URL_SHAPE,
+                "description": "POSTed the job's terminal event once, signed with the deployment's "
+                "notify secret (`falbridge notify-secret show`); public addresses or "
+                "FALBRIDGE_NOTIFY_ALLOWED_NETWORKS",
+            },
+            "on_complete": {
+                "type": ["string", "null"],
+                "pattern": CELERY_NAME_PATTERN,
+                "description": "a Celery task name, sent (job_id, event_id) once per terminal event",
+            },
+            "on_complete_queue": {
+                "type": ["string", "null"],
+                "pattern": CELERY_NAME_PATTERN,
+                "description": "the queue on_complete is sent on (default: Celery's, `celery`)",
+            },
         },
         required=["endpoint_id", "input"],
     )
@@ -63,6 +85,9 @@ def _submit_request(limits: ApiConfig) -> dict[str, Any]:
         f"`metadata` at most {limits.max_metadata_bytes} bytes as compact JSON; no string may "
         "contain NUL or an unpaired surrogate."
     )
+    # A queue names where on_complete goes: not without it.
+    base["if"] = {"properties": {"on_complete_queue": {"type": "string"}}, "required": ["on_complete_queue"]}
+    base["then"] = {"properties": {"on_complete": {"type": "string"}}, "required": ["on_complete"]}
     # The two first-class endpoints have typed inputs; every other id passes its input through.
     base["oneOf"] = [
         {"properties": {"endpoint_id": {"const": EVF_SAM}, "input": ref("EvfSamInput")}},
@@ -229,6 +254,7 @@ def _paths() -> dict[str, Any]:
             },
         },
         **delivery_paths(_ok, _error, common),
+        **subscription_paths(_error, common),
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -254,7 +280,8 @@ def document(limits: ApiConfig) -> dict[str, Any]:
             "title": "falbridge jobs API",
             "version": "1",
             "description": "Submit fal.ai jobs and read their history; list, show and re-apply "
-            "fal's stored callbacks. Every route but this "
+            "fal's stored callbacks; subscribe to the jobs' events as signed webhooks (Standard "
+            "Webhooks). Every route but this "
             "document needs `Authorization: Bearer <token>` (FALBRIDGE_API_TOKENS).",
         },
         "security": [{"bearerAuth": []}],
@@ -294,6 +321,7 @@ def document(limits: ApiConfig) -> dict[str, Any]:
                 "LiveStatus": object_schema({**JOB_DETAIL, "fal": ref("FalReading")}),
                 "FalReading": object_schema(FAL_READING),
                 **delivery_schemas(),
+                **subscription_schemas(),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
                 ),

@@ -17,8 +17,11 @@ from falbridge.webhooks.errors import ApiError
 from falbridge.webhooks.limits import parse_json, read_body
 from falbridge.worker.fal import validate_endpoint_id
 from falbridge.worker.fal.inputs import KNOWN_ENDPOINTS, MAX_ERRORS_REPORTED, summarize_errors
+from falbridge.worker.notify.job_callbacks import JobCallbacks
 
-SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata")
+CALLBACK_FIELDS = ("notify_url", "on_complete", "on_complete_queue")
+
+SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata", *CALLBACK_FIELDS)
 
 
 def not_found(job_id: object) -> ApiError:
@@ -78,6 +81,9 @@ def submit_fields(body: dict[str, Any]) -> dict[str, Any]:
         errors.append(field_error("external_id", f"must be 1 to {MAX_EXTERNAL_ID} characters long"))
     if metadata is not None and not isinstance(metadata, dict):
         errors.append(field_error("metadata", f"must be a JSON object or null (got {_type(metadata)})"))
+    for name in CALLBACK_FIELDS:
+        if body.get(name) is not None and not isinstance(body[name], str):
+            errors.append(field_error(name, f"must be a string or null (got {_type(body[name])})"))
     if errors:
         raise invalid_request(errors)
     assert isinstance(endpoint_id, str) and isinstance(payload, dict)  # else an error was raised
@@ -91,6 +97,7 @@ def submit_fields(body: dict[str, Any]) -> dict[str, Any]:
         "input": _json_integers(endpoint_id, payload),
         "external_id": external_id,
         "metadata": metadata,
+        "callbacks": JobCallbacks(**{name: body.get(name) for name in CALLBACK_FIELDS}),
     }
 
 

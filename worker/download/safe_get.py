@@ -29,6 +29,7 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -50,6 +51,10 @@ class FetchRefused(ValueError):
     """The URL is not one falbridge will fetch; the message says why."""
 
 
+class Unresolvable(FetchRefused):
+    """The URL's host has no address (now)."""
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     allow_private: bool = False
@@ -64,20 +69,20 @@ class FetchPolicy:
         return cls(allow_private=fetch.allow_private, max_bytes=fetch.max_bytes)
 
 
-def _is_public(address: IPAddress) -> bool:
+def is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if any(address in net for net in _REFUSED_V6):
             return False
         if address.sixtofour is not None:
-            return _is_public(address.sixtofour)
+            return is_public(address.sixtofour)
         if any(address in net for net in _EMBED_LAST_32):
-            return _is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+            return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return address.is_global and not address.is_multicast
 
 
-def check_url(url: str, policy: FetchPolicy) -> IPAddress:
-    """Refuse a URL falbridge must not fetch; else the address to connect to (the first
-    the host resolves to; every one was checked)."""
+def resolve(url: str) -> tuple[httpx.URL, list[IPAddress]]:
+    """An http(s) URL without credentials, and every address its host resolves to;
+    FetchRefused otherwise. Judging the addresses is the caller's rule."""
     try:
         parts = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -92,12 +97,25 @@ def check_url(url: str, policy: FetchPolicy) -> IPAddress:
     try:
         infos = socket.getaddrinfo(parts.raw_host.decode("ascii"), port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchRefused(f"cannot resolve {parts.host}: {exc}") from None
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]  # TCP: IPs
+        raise Unresolvable(f"cannot resolve {parts.host}: {exc}") from None
+    return parts, [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]  # TCP: IPs
+
+
+def check_url(url: str, policy: FetchPolicy) -> IPAddress:
+    """Refuse a URL falbridge must not fetch; else the address to connect to (the first
+    the host resolves to; every one was checked)."""
+    parts, addresses = resolve(url)
     for address in addresses:
-        if not policy.allow_private and not _is_public(address):
+        if not policy.allow_private and not is_public(address):
             raise FetchRefused(f"{parts.host} resolves to {address}, a non-public address")
     return addresses[0]
+
+
+def pinned(parts: httpx.URL, address: IPAddress) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """The request to `parts` sent to `address` (the checked one): the URL naming it, the
+    Host header, and for https the TLS server name the certificate is verified against."""
+    tls_name = {"sni_hostname": parts.raw_host.decode("ascii")} if parts.scheme == "https" else {}
+    return parts.copy_with(host=str(address)), {"Host": parts.netloc.decode("ascii")}, tls_name
 
 
 def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> tuple[bytes, str | None]:
@@ -112,13 +130,8 @@ def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> tuple[bytes, str
     ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             address, parts = check_url(url, policy), httpx.URL(url)
-            tls_name = {"sni_hostname": parts.raw_host.decode("ascii")} if parts.scheme == "https" else {}
-            with client.stream(
-                "GET",
-                parts.copy_with(host=str(address)),
-                headers={"Host": parts.netloc.decode("ascii")},
-                extensions=tls_name,
-            ) as response:
+            target, host, tls_name = pinned(parts, address)
+            with client.stream("GET", target, headers=host, extensions=tls_name) as response:
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:

@@ -28,7 +28,7 @@ from falbridge.models.jobs import create_job, get_job
 from falbridge.models.serialize import event_dict, job_detail, job_summary
 from falbridge.webhooks.api.schemas import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
 from falbridge.webhooks.app import create_app
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_SECRET_KEY, ServerThread
 
 MAX_EXAMPLES = 50
 
@@ -40,6 +40,13 @@ def app(db_url, redis_url, monkeypatch, tmp_path):
     monkeypatch.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
     # Hundreds of jobs get created: keep their submit tasks out of the shared Redis.
     monkeypatch.setattr("falbridge.worker.actions.enqueue_follow_ups", lambda follow_ups: None)
+    # And their outgoing webhooks to whatever URLs get subscribed: none is sent.
+    monkeypatch.setattr("falbridge.models.outbox._dispatcher", None)
+    # A schema can't say which addresses a host resolves to: every address is allowed
+    # here, so a URL the schema accepts is one the API accepts (test_subscriptions checks
+    # the rule itself).
+    monkeypatch.setenv("FALBRIDGE_NOTIFY_ALLOWED_NETWORKS", "0.0.0.0/0,::/0")
+    monkeypatch.setenv("FALBRIDGE_SECRET_KEY", TEST_SECRET_KEY)
     return create_app()
 
 
@@ -86,6 +93,19 @@ def test_job_schemas_name_exactly_the_serialized_fields(db_url):
     assert set(RESULT_FILE) == set(file_dict(ResultFile(path="image", url="u")))
 
 
+def test_subscription_schemas_name_exactly_the_serialized_fields(app):
+    from falbridge.webhooks.api.openapi_subscriptions import ATTEMPT, DELIVERY, SUBSCRIPTION
+    from falbridge.worker.notify import manage
+
+    made = manage.create("https://93.184.215.14/hook", ["job.completed"])
+    assert set(made) == {*SUBSCRIPTION, "secret"}
+    from falbridge.models.serialize import attempt_dict, delivery_dict
+    from falbridge.models.tables import DeliveryAttempt, EventDelivery
+
+    assert set(DELIVERY) == set(delivery_dict(EventDelivery(id=1, event_id=1), []))
+    assert set(ATTEMPT) == set(attempt_dict(DeliveryAttempt(latency_ms=1)))
+
+
 def run_schemathesis(base_url: str, seed: int) -> tuple[list[str], Counter]:
     config = SchemathesisConfig.from_dict(
         {
@@ -118,6 +138,9 @@ def run_schemathesis(base_url: str, seed: int) -> tuple[list[str], Counter]:
     return problems, statuses
 
 
+# Fifteen operations (the jobs' and the subscriptions'), each through every phase: past
+# the suite's default two minutes on a loaded machine.
+@pytest.mark.timeout(420)
 def test_schemathesis_finds_nothing(live):
     seed = random.randrange(2**32)
     problems, statuses = run_schemathesis(live.url, seed)
@@ -131,4 +154,9 @@ def test_schemathesis_finds_nothing(live):
         "GET /api/jobs/{job_id}",
         "POST /api/jobs/{job_id}/cancel",
         "GET /api/deliveries",
+        "POST /api/subscriptions",
+        "GET /api/subscriptions",
+        "GET /api/subscriptions/{subscription_id}",
+        "PATCH /api/subscriptions/{subscription_id}",
+        "GET /api/event-deliveries",
     } <= succeeded, statuses

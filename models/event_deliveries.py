@@ -1,0 +1,200 @@
+"""Outgoing deliveries in the database: claiming one for an attempt, recording how the
+attempt went, finding the due ones, and making new ones for a replay.
+
+A claim is a conditional UPDATE (pending and due, or in flight with an expired lease:
+a worker died mid-attempt) that moves the delivery to in_flight with a lease and counts
+the attempt; its RETURNING says whether this worker won, so two workers never send the
+same delivery at once. The result is recorded only by the claim that made the attempt
+(the attempts count is its token): a worker whose lease expired and was overtaken
+records its attempt, but leaves the delivery's state to the newer claim.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from falbridge.models.db import insert_unless_taken
+from falbridge.models.outbox import redrive_grace_s
+from falbridge.models.tables import DeliveryAttempt, EventDelivery, JobEvent, Subscription, utcnow
+
+# A task enqueued with a countdown may run a hair before the time it was computed for.
+CLAIM_EARLY_S = 0.5
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    attempt: int  # the number of this attempt, 1 for the first
+    event_id: int
+    subscription_id: uuid.UUID | None  # None: one of the job's own callbacks
+    target: str = "subscription"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    latency_ms: int
+    response_head: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    queued: bool = False  # an on_complete task handed to the broker: no HTTP status
+
+    @property
+    def succeeded(self) -> bool:
+        return self.queued or (self.status_code is not None and 200 <= self.status_code < 300)
+
+
+def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
+    now = utcnow()
+    row = session.execute(
+        update(EventDelivery)
+        .where(
+            EventDelivery.id == delivery_id,
+            or_(
+                and_(
+                    EventDelivery.status == "pending",
+                    EventDelivery.next_attempt_at <= now + timedelta(seconds=CLAIM_EARLY_S),
+                ),
+                and_(EventDelivery.status == "in_flight", EventDelivery.lease_until < now),
+            ),
+        )
+        .values(
+            status="in_flight",
+            lease_until=now + timedelta(seconds=lease_s),
+            attempts=EventDelivery.attempts + 1,
+        )
+        .returning(
+            EventDelivery.attempts,
+            EventDelivery.event_id,
+            EventDelivery.subscription_id,
+            EventDelivery.target,
+        )
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        return None
+    return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id, row.target)
+
+
+def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> bool:
+    """False when the delivery is gone (its subscription was deleted mid-attempt)."""
+    if session.get(EventDelivery, claimed.delivery_id) is None:
+        return False
+    session.add(
+        DeliveryAttempt(
+            delivery_id=claimed.delivery_id,
+            at=at,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            response_head=result.response_head,
+            error=result.error,
+        )
+    )
+    return True
+
+
+def settle(session: Session, claimed: Claim, **values: object) -> bool:
+    """Set the delivery's outcome, if this claim is still the delivery's latest."""
+    settled = session.execute(
+        update(EventDelivery)
+        .where(
+            EventDelivery.id == claimed.delivery_id,
+            EventDelivery.status == "in_flight",
+            EventDelivery.attempts == claimed.attempt,
+        )
+        .values(lease_until=None, **values)
+        .returning(EventDelivery.id)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    return settled is not None
+
+
+def due(session: Session, now: datetime, batch: int) -> Sequence[int]:
+    """Deliveries to (re-)drive: pending and due and not just handed to the broker, or in
+    flight past their lease. Marked, so the next sweeps leave them to their task."""
+    ids = session.scalars(
+        select(EventDelivery.id)
+        .where(
+            or_(
+                and_(EventDelivery.status == "pending", EventDelivery.next_attempt_at <= now),
+                and_(EventDelivery.status == "in_flight", EventDelivery.lease_until < now),
+            ),
+            or_(EventDelivery.redrive_after.is_(None), EventDelivery.redrive_after <= now),
+        )
+        .order_by(EventDelivery.next_attempt_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if ids:
+        session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id.in_(ids))
+            .values(redrive_after=now + timedelta(seconds=redrive_grace_s()))
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def replay(session: Session, event_id: int, subscription_ids: Sequence[uuid.UUID]) -> list[int]:
+    """Deliver the event again to these subscriptions: a new delivery where there was
+    none, the existing one made pending and due now (its schedule starting over)
+    otherwise. Returns the deliveries' ids, to dispatch after the commit."""
+    now = utcnow()
+    ids: list[int] = []
+    dialect = session.get_bind().dialect.name
+    for subscription_id in subscription_ids:
+        fresh = _fresh_values(event_id, subscription_id, now)
+        inserted = session.execute(
+            insert_unless_taken(
+                dialect,
+                EventDelivery,
+                EventDelivery.__table__.c.event_id,
+                EventDelivery.__table__.c.subscription_id,
+            )
+            .values(fresh)
+            .returning(EventDelivery.id)
+        ).scalar_one_or_none()
+        if inserted is None:
+            inserted = session.execute(
+                update(EventDelivery)
+                .where(EventDelivery.event_id == event_id, EventDelivery.subscription_id == subscription_id)
+                .values(
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    redrive_after=fresh["redrive_after"],
+                    lease_until=None,
+                )
+                .returning(EventDelivery.id)
+                .execution_options(synchronize_session=False)
+            ).scalar_one()
+        ids.append(inserted)
+    return ids
+
+
+def _fresh_values(event_id: int, subscription_id: uuid.UUID, now: datetime) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "subscription_id": subscription_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "redrive_after": now + timedelta(seconds=redrive_grace_s()),
+        "created_at": now,
+    }
+
+
+def events_since(session: Session, since: datetime, limit: int) -> Sequence[JobEvent]:
+    return session.scalars(
+        select(JobEvent).where(JobEvent.at >= since).order_by(JobEvent.id).limit(limit)
+    ).all()
+
+
+def enabled_subscriptions(session: Session) -> Sequence[Subscription]:
+    return session.scalars(select(Subscription).where(Subscription.enabled.is_(True))).all()

@@ -1,0 +1,140 @@
+"""The outbox of outgoing webhooks: a job's status events are the events, and each one's
+deliveries are written in the transaction of its transition.
+
+Every transition writes a JobEvent (models.jobs.transition, conditional on the status it
+read, so one transition is one event however many workers attempt it). Here, in the same
+transaction, each enabled subscription that lists the event's type gets an
+EventDelivery row, due now. After the commit, the process's dispatcher (the worker's
+Celery `deliver` task, set by falbridge.worker.tasks) is handed the new deliveries' ids;
+if it is unset or the broker is down, the sweeper finds them due and re-drives them.
+
+Event types: `job.completed`, `job.failed`, `job.cancelled` for the terminal transitions,
+`job.status_changed` for the others. A subscription that lists `job.status_changed` gets
+every transition, the terminal ones under their own type. A job's own callbacks (its
+`notify_url`, its `on_complete` Celery task) get its terminal event only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from falbridge import config
+from falbridge.models.states import TERMINAL, JobStatus
+from falbridge.models.tables import EventDelivery, Job, JobEvent, Subscription, utcnow
+
+STATUS_CHANGED = "job.status_changed"
+EVENT_TYPES = (STATUS_CHANGED, *sorted(f"job.{status.value}" for status in TERMINAL))
+
+_NEW = "falbridge.outbox.new_deliveries"
+Dispatcher = Callable[[Sequence[int]], None]
+_dispatcher: Dispatcher | None = None
+_lock = threading.Lock()
+
+
+def event_type(to_status: str) -> str:
+    status = JobStatus(to_status)
+    return f"job.{status.value}" if status.is_terminal else STATUS_CHANGED
+
+
+def wants(events: Iterable[str], type_: str) -> bool:
+    """Whether a subscription listing `events` gets an event of `type_`."""
+    listed = set(events)
+    return type_ in listed or STATUS_CHANGED in listed
+
+
+def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
+    """The event's deliveries, one per enabled subscription that wants it, and for a
+    terminal event one per callback of the job's own (its notify_url, its on_complete
+    task); dispatched after the commit."""
+    type_ = event_type(event.to_status)
+    # FOR KEY SHARE (PostgreSQL): a subscription being deleted is waited for and then not
+    # seen, rather than deleted under the delivery about to reference it (which would fail
+    # the transition's whole transaction). Shared with every other transition, and with
+    # updates that change no key (a subscription's health).
+    subscriptions = session.execute(
+        select(Subscription.id, Subscription.events)
+        .where(Subscription.enabled.is_(True))
+        .with_for_update(read=True, key_share=True)
+    ).all()
+    now = utcnow()
+    added = [new_delivery(event, row.id, now) for row in subscriptions if wants(row.events or [], type_)]
+    if JobStatus(event.to_status).is_terminal:
+        added += [new_delivery(event, None, now, target) for target in job_targets(job)]
+    if added:
+        session.add_all(added)
+        session.info.setdefault(_NEW, []).extend(added)
+    return added
+
+
+def job_targets(job: Job) -> list[str]:
+    """The job's own callbacks, as EventDelivery targets."""
+    return [
+        target
+        for target, wanted in (("notify_url", job.notify_url), ("on_complete", job.on_complete))
+        if wanted
+    ]
+
+
+def new_delivery(
+    event: JobEvent, subscription_id: Any, now: datetime, target: str = "subscription"
+) -> EventDelivery:
+    return EventDelivery(
+        event=event,
+        subscription_id=subscription_id,
+        target=target,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        # Handed to the broker after the commit: the sweeper leaves it to its task for
+        # FALBRIDGE_DELIVERY_GRACE_S, and re-drives it after that if the task was lost.
+        redrive_after=now + timedelta(seconds=redrive_grace_s()),
+        created_at=now,
+    )
+
+
+def redrive_grace_s() -> float:
+    return config.current().sweep.delivery_grace_s
+
+
+def dispatch_after_commit(session: Session, delivery_ids: Iterable[int]) -> None:
+    """Hand these deliveries (written in `session`) to the dispatcher once it commits."""
+    session.info.setdefault(_NEW, []).extend(delivery_ids)
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:
+    """What this process does with new deliveries after their commit; returns the one
+    it replaces. None: nothing (the sweeper re-drives them)."""
+    global _dispatcher
+    with _lock:
+        previous, _dispatcher = _dispatcher, dispatcher
+    return previous
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _dispatch(session: Session) -> None:
+    added: list[EventDelivery | int] = session.info.pop(_NEW, [])
+    dispatcher = _dispatcher
+    ids = [_id(delivery) for delivery in added]
+    if ids and dispatcher is not None:
+        dispatcher(ids)
+
+
+def _id(delivery: EventDelivery | int) -> int:
+    if isinstance(delivery, int):
+        return delivery
+    # The identity, not the attribute: it reads nothing, even from an expired object.
+    identity = inspect(delivery).identity
+    assert identity is not None, "a delivery dispatched before it was written"
+    return int(identity[0])
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_NEW, None)

@@ -1,0 +1,66 @@
+"""Subscriber URLs: public addresses, or the networks FALBRIDGE_NOTIFY_ALLOWED_NETWORKS
+lists; its own rule, apart from downloads'."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from falbridge.config import Config, ConfigError
+from falbridge.worker.notify.address import AddressRefused, check, well_formed
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@pytest.mark.parametrize(
+    "url,why",
+    [
+        ("ftp://example.com/x", "only http and https"),
+        ("http://user:pw@example.com/", "credentials"),
+        ("http://127.0.0.1:8000/x", "non-public"),
+        ("http://10.1.2.3/x", "non-public"),
+        ("http://169.254.169.254/latest/meta-data/", "non-public"),
+        ("http://[::ffff:127.0.0.1]/x", "non-public"),
+        ("http://" + "a" * 2100 + ".example/", "longer than"),
+    ],
+)
+def test_refused_without_an_allowed_network(url, why):
+    with pytest.raises(AddressRefused, match=why):
+        check(url, ())
+
+
+def test_an_allowed_network_lets_its_addresses_through_and_no_others():
+    assert str(check("http://127.0.0.1:9/x", LOOPBACK)[1]) == "127.0.0.1"
+    assert check("http://[::ffff:127.0.0.1]:9/x", LOOPBACK)[1] == ipaddress.ip_address("::ffff:127.0.0.1")
+    with pytest.raises(AddressRefused, match="non-public"):
+        check("http://10.1.2.3/x", LOOPBACK)
+
+
+def test_public_addresses_need_no_allowance():
+    assert str(check("https://93.184.215.14/hook", ())[1]) == "93.184.215.14"
+
+
+def test_the_setting_is_a_list_of_cidrs():
+    cfg = Config.from_environ({"FALBRIDGE_NOTIFY_ALLOWED_NETWORKS": " 10.0.0.0/8, 127.0.0.0/8 "})
+    assert [str(n) for n in cfg.notify.networks()] == ["10.0.0.0/8", "127.0.0.0/8"]
+    with pytest.raises(ConfigError, match="FALBRIDGE_NOTIFY_ALLOWED_NETWORKS: network 2 is not a CIDR"):
+        Config.from_environ({"FALBRIDGE_NOTIFY_ALLOWED_NETWORKS": "10.0.0.0/8,nope"})
+
+
+@pytest.mark.parametrize(
+    "url,ok",
+    [
+        ("https://hooks.example.com:8443/in/falbridge?token=abc%20d", True),
+        ("http://127.0.0.1:65535/hooks", True),
+        ("http://127.0.0.1:65536/hooks", False),
+        ("http://[::1]/hooks", False),
+        ("http://a b/", False),
+        ("http://example.com/\n", False),
+        # Long runs that fail late are refused at once (no backtracking blow-up).
+        ("http://" + "a" * 2000 + "!", False),
+        ("http://" + "a." * 900 + "!", False),
+    ],
+)
+def test_the_shape_the_api_takes(url, ok):
+    assert well_formed(url) is ok

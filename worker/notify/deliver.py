@@ -1,0 +1,229 @@
+"""Deliver one event to one subscription: claim, send once, record.
+
+1. claim the delivery (a conditional UPDATE to in_flight with a lease; whoever loses does
+   nothing), committed before anything is sent;
+2. with no transaction open, POST the signed body to the subscriber: the URL's address
+   checked again and connected to as checked, no redirect followed (a 3xx is a failure),
+   FALBRIDGE_NOTIFY_TIMEOUT_S per attempt, the answer's first KiB kept;
+3. record the attempt and the outcome in one transaction: any 2xx delivers; 410 Gone
+   disables the subscription; anything else schedules the next attempt
+   (falbridge.worker.notify.schedule, Retry-After honoured on 429/503) or, after the
+   last, leaves the delivery exhausted (a dead letter, replayable). A run of failures
+   longer than FALBRIDGE_NOTIFY_DISABLE_AFTER_S disables the subscription.
+
+A job's own callbacks go the same way: its notify_url is a POST signed with the
+deployment's notify secret, its on_complete task a publish to the user's queue
+(falbridge.worker.notify.hook); neither touches a subscription's health.
+
+At least once: a worker killed after sending and before recording leaves the delivery
+in flight; once its lease expires the sweeper re-drives it and the event is sent again,
+under the same webhook-id, for the subscriber to deduplicate.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.orm import Session
+
+from falbridge import config
+from falbridge.config import Config, NotifyConfig
+from falbridge.models import deployment_secrets, subscriptions
+from falbridge.models import event_deliveries as deliveries
+from falbridge.models.db import transaction
+from falbridge.models.event_deliveries import AttemptResult, Claim
+from falbridge.models.jobs import get_job
+from falbridge.models.outbox import redrive_grace_s
+from falbridge.models.secrets import SecretUnreadable
+from falbridge.models.tables import JobEvent, utcnow
+from falbridge.worker.download.safe_get import pinned
+from falbridge.worker.notify import hook, payload, schedule, sign
+from falbridge.worker.notify.address import AddressRefused, check
+
+HEAD_BYTES = 1024
+# A retry due this soon is sent back to the broker with a countdown; later ones wait in
+# the database for the sweeper (never a long countdown the broker would redeliver).
+SHORT_WAIT_S = 60.0
+
+
+class Outcome(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    EXHAUSTED = "exhausted"
+    NOT_DUE = "not_due"  # another worker has it, or it is delivered, or not due yet
+
+
+@dataclass(frozen=True)
+class Delivered:
+    outcome: Outcome
+    retry_in_s: float | None = None  # RETRYING soon: when to enqueue it again
+
+
+@dataclass(frozen=True)
+class Request:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
+    cfg = cfg or config.current()
+    with transaction() as s:
+        claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
+    if claimed is None:
+        return Delivered(Outcome.NOT_DUE)
+    try:
+        request = _prepare(claimed, cfg)
+    except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
+        return _record(claimed, AttemptResult(None, 0, error=str(exc)), cfg.notify)
+    if isinstance(request, str):  # the subscription is gone or disabled
+        with transaction() as s:
+            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=request)
+        return Delivered(Outcome.EXHAUSTED)
+    if isinstance(request, HookCall):
+        result = hook.send(request.task_name, request.queue, request.job_id, request.event_id)
+    else:
+        result = send(request, cfg.notify)
+    return _record(claimed, result, cfg.notify)
+
+
+def lease_s(notify: NotifyConfig) -> float:
+    # Longer than an attempt can take (connect, send, the first bytes of the answer).
+    return 3 * notify.timeout_s + 30.0
+
+
+@dataclass(frozen=True)
+class HookCall:
+    task_name: str
+    queue: str | None
+    job_id: str
+    event_id: str
+
+
+def _prepare(claimed: Claim, cfg: Config) -> Request | HookCall | str:
+    now = utcnow()
+    with transaction() as s:
+        event = s.get(JobEvent, claimed.event_id)
+        job = get_job(s, event.job_id, full=True) if event is not None else None
+        if event is None or job is None:
+            return "event deleted"
+        message_id = payload.message_id(claimed.event_id)
+        if claimed.target == "on_complete":
+            if not job.on_complete:
+                return "the job has no on_complete task"
+            return HookCall(job.on_complete, job.on_complete_queue, str(job.id), message_id)
+        target = _target(s, cfg, claimed, job.notify_url, now)
+        if isinstance(target, str):
+            return target
+        url, secrets = target
+        body = payload.body(event, job)
+    return Request(url, body, sign.headers(message_id, int(now.timestamp()), body, secrets))
+
+
+def _target(
+    s: Session, cfg: Config, claimed: Claim, notify_url: str | None, now: datetime
+) -> tuple[str, list[str]] | str:
+    """Where to POST and the secrets to sign with; a string says why nowhere."""
+    if claimed.subscription_id is None:  # the job's notify_url, under the deployment's secret
+        if not notify_url:
+            return "the job has no notify_url"
+        return notify_url, deployment_secrets.signing_secrets(s, cfg, deployment_secrets.NOTIFY, now)
+    subscription = subscriptions.get(s, claimed.subscription_id)
+    if subscription is None:
+        return "subscription deleted"
+    if not subscription.enabled:
+        return f"subscription disabled: {subscription.disabled_reason or 'by a user'}"
+    return subscription.url, subscriptions.signing_secrets(cfg, subscription, now)
+
+
+def send(request: Request, notify: NotifyConfig) -> AttemptResult:
+    """One POST; every failure is an AttemptResult, never an exception."""
+    started = time.perf_counter()
+    try:
+        parts, address = check(request.url, notify.networks())
+        target, host, tls_name = pinned(parts, address)
+        with (
+            _client(notify) as client,
+            client.stream(
+                "POST", target, content=request.body, headers={**request.headers, **host}, extensions=tls_name
+            ) as response,
+        ):
+            head = _head(response)
+            waited = schedule.retry_after(response.status_code, response.headers.get("retry-after"), utcnow())
+            return AttemptResult(response.status_code, _ms(started), head, _error_of(response), waited)
+    except AddressRefused as exc:
+        return AttemptResult(None, _ms(started), error=f"refused: {exc}")
+    except httpx.HTTPError as exc:
+        return AttemptResult(None, _ms(started), error=f"{type(exc).__name__}: {exc}"[:1000])
+
+
+def _client(notify: NotifyConfig) -> httpx.Client:
+    return httpx.Client(
+        timeout=httpx.Timeout(notify.timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+
+
+def _head(response: httpx.Response) -> str:
+    taken = bytearray()
+    for chunk in response.iter_raw():
+        taken += chunk
+        if len(taken) >= HEAD_BYTES:
+            break
+    # PostgreSQL's text holds no NUL.
+    return bytes(taken[:HEAD_BYTES]).decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def _error_of(response: httpx.Response) -> str | None:
+    if response.is_success:
+        return None
+    if response.is_redirect:
+        location = response.headers.get("location", "?")[:200]
+        return f"redirect ({response.status_code}) to {location}: not followed"
+    return f"HTTP {response.status_code}"
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _record(claimed: Claim, result: AttemptResult, notify: NotifyConfig) -> Delivered:
+    now = utcnow()
+    with transaction() as s:
+        if not deliveries.record_attempt(s, claimed, result, now):
+            return Delivered(Outcome.NOT_DUE)  # deleted with its subscription meanwhile
+        last = {"last_status_code": result.status_code, "last_error": result.error}
+        subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
+        if result.succeeded:
+            deliveries.settle(s, claimed, status="delivered", delivered_at=now, next_attempt_at=None, **last)
+            if subscription_id is not None:
+                subscriptions.note_success(s, subscription_id)
+            return Delivered(Outcome.DELIVERED)
+        if result.status_code == 410:
+            if subscription_id is not None:
+                reason = f"the subscriber answered 410 Gone at {now.isoformat()}"
+                subscriptions.disable(s, subscription_id, reason)
+            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, **last)
+            return Delivered(Outcome.EXHAUSTED)
+        if subscription_id is not None:
+            subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
+        wait = schedule.next_wait(claimed.attempt, notify.schedule_scale, result.retry_after_s)
+        if wait is None:
+            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, **last)
+            return Delivered(Outcome.EXHAUSTED)
+        deliveries.settle(s, claimed, **_retry_values(now, wait), **last)
+    return Delivered(Outcome.RETRYING, wait if wait <= SHORT_WAIT_S else None)
+
+
+def _retry_values(now: datetime, wait: float) -> dict[str, object]:
+    due = now + timedelta(seconds=wait)
+    # A short wait goes back to the broker at once (a countdown): the sweeper leaves it
+    # alone for a grace period after it is due. A long one is the sweeper's from then on.
+    redrive = due + timedelta(seconds=redrive_grace_s()) if wait <= SHORT_WAIT_S else due
+    return {"status": "pending", "next_attempt_at": due, "redrive_after": redrive}
