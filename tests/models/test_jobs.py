@@ -76,3 +76,24 @@ def test_repeated_and_stale_events_are_noops(engine):
         j = get_job(s, job.id, full=True)
         assert j.status == "completed" and j.request_id == "r1" and j.result == {"ok": 1}
         assert [e.to_status for e in j.events] == ["pending", "submitted", "completed"]
+
+
+def test_a_transition_on_a_stale_unlocked_row_writes_nothing(engine):
+    """A job read without its lock, then moved on by someone else: the transition decided
+    on the stale read must not overwrite what the other writer committed."""
+    with transaction(engine) as s:
+        job, _ = create_job(s, "fal-ai/x/y", {})
+    with transaction(engine) as s:
+        stale = get_job(s, job.id)  # read, not locked; the session keeps no hold on it
+    with transaction(engine) as s:
+        moved = lock_job(s, job.id)
+        assert transition(s, moved, JobStatus.COMPLETED, EventSource.WEBHOOK, result={"ok": 1})
+    with transaction(engine) as s:
+        s.add(stale)  # still "pending" as far as this object knows
+        assert stale.status == "pending"
+        assert not transition(s, stale, JobStatus.FAILED, EventSource.POLL, error="late")
+        assert stale.status == "pending" and stale.error is None  # nothing reflected either
+    with transaction(engine) as s:
+        final = get_job(s, job.id, full=True)
+        assert (final.status, final.result, final.error) == ("completed", {"ok": 1}, None)
+        assert [e.to_status for e in final.events] == ["pending", "completed"]

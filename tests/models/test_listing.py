@@ -99,3 +99,19 @@ def test_limit_bounds(engine):
         for limit in (0, 501):
             with pytest.raises(ValueError):
                 list_jobs(s, JobFilters(), limit=limit)
+
+
+@pytest.mark.parametrize("limit", [1, 5, 500])
+def test_a_last_page_that_is_exactly_full_has_no_next_cursor(engine, limit):
+    _make_jobs(engine, limit, datetime(2026, 1, 1, tzinfo=UTC))
+    with transaction(engine) as s:
+        page, cursor = list_jobs(s, JobFilters(), limit=limit)
+        assert len(page) == limit and cursor is None
+    # One job more, older than the rest: the page has a next one, holding exactly that job.
+    with transaction(engine) as s:
+        s.add(Job(endpoint_id="fal-ai/x/y", input={}, created_at=datetime(2025, 1, 1, tzinfo=UTC)))
+    with transaction(engine) as s:
+        page, cursor = list_jobs(s, JobFilters(), limit=limit)
+        assert len(page) == limit and cursor is not None
+        rest, after = list_jobs(s, JobFilters(), limit=limit, cursor=cursor)
+        assert [row.endpoint_id for row in rest] == ["fal-ai/x/y"] and after is None
