@@ -527,6 +527,34 @@ def test_chunked_webhook_under_the_limit_is_read_and_judged(small_receiver):
         assert s.scalars(select(WebhookDelivery.body)).one() == b"{}"
 
 
+def _webhook_request(body: bytes, *, chunked: bool) -> tuple[bytes, bytes]:
+    """A callback with `body`, its length declared or sent in chunks (ending the body)."""
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    head = (
+        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + SIGNATURE_HEADER_LINES
+        + framing
+        + b"\r\n\r\n"
+    )
+    if chunked:
+        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:40000], body[40000:])) + b"0\r\n\r\n"
+    return head, body
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared length", "chunked"])
+def test_a_webhook_of_exactly_the_limit_is_read_and_one_byte_more_refused(small_receiver, chunked):
+    limit = 64 * 1024
+    head, body = _webhook_request(b"a" * limit, chunked=chunked)
+    status, answer = _status_and_json(_http(small_receiver.port, head, then=body))
+    assert status == 401 and answer["error"]["code"] == "invalid_signature"  # read whole, then judged
+    with transaction() as s:
+        assert s.scalars(select(WebhookDelivery.body_length)).one() == limit
+    head, body = _webhook_request(b"a" * (limit + 1), chunked=chunked)
+    status, answer = _status_and_json(_http(small_receiver.port, head, then=body))
+    assert status == 413 and answer["error"]["code"] == "request_entity_too_large"
+    assert count(WebhookDelivery) == 1
+
+
 def test_default_webhook_limit_is_10_mib(make_app):
     client = make_app().test_client()
     error_of(
