@@ -21,6 +21,7 @@ from falbridge.config import ConfigError
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, WebhookDelivery
 from falbridge.webhooks.app import create_app
+from falbridge.webhooks.limits import parse_json
 from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
@@ -553,6 +554,21 @@ def test_a_webhook_of_exactly_the_limit_is_read_and_one_byte_more_refused(small_
     status, answer = _status_and_json(_http(small_receiver.port, head, then=body))
     assert status == 413 and answer["error"]["code"] == "request_entity_too_large"
     assert count(WebhookDelivery) == 1
+
+
+def test_a_declared_length_past_the_one_byte_read_ahead_is_refused_unread(small_receiver):
+    # The limit + 1 byte read tells an oversized chunked body from one of exactly the
+    # limit; a length declared beyond that is refused before a byte of the body is sent.
+    head, _ = _webhook_request(b"a" * (64 * 1024 + 2), chunked=False)
+    status, answer = _status_and_json(_http(small_receiver.port, head, timeout=5))
+    assert status == 413 and answer["error"]["code"] == "request_entity_too_large"
+    assert count(WebhookDelivery) == 0
+
+
+def test_the_json_limits_are_passed_by_name():
+    with pytest.raises(TypeError):
+        parse_json(b"{}", 32)  # type: ignore[misc]
+    assert parse_json(b"{}", max_depth=32) == {}
 
 
 def test_default_webhook_limit_is_10_mib(make_app):
