@@ -1,10 +1,12 @@
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
-from falbridge.models.jobs import create_job, get_job, lock_job, transition
+from falbridge.models.jobs import AmbiguousPrefix, create_job, get_job, lock_job, resolve_job_id, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, JobEvent
 
@@ -97,3 +99,49 @@ def test_a_transition_on_a_stale_unlocked_row_writes_nothing(engine):
         final = get_job(s, job.id, full=True)
         assert (final.status, final.result, final.error) == ("completed", {"ok": 1}, None)
         assert [e.to_status for e in final.events] == ["pending", "completed"]
+
+
+def _job_with_id(engine, job_id: str) -> uuid.UUID:
+    with transaction(engine) as s:
+        job = Job(id=uuid.UUID(job_id), endpoint_id="fal-ai/x/y", input={})
+        s.add(job)
+    return job.id
+
+
+def test_a_job_is_named_by_its_id_or_a_unique_prefix_of_8_to_31_hex_digits(engine):
+    lowest = _job_with_id(engine, "abcdef01-0000-0000-0000-000000000000")  # prefix, then zeros
+    highest = _job_with_id(engine, "12345678-ffff-ffff-ffff-ffffffffffff")  # prefix, then f's
+    _job_with_id(engine, "abcdef00-ffff-ffff-ffff-ffffffffffff")  # just below abcdef01…
+    _job_with_id(engine, "12345679-0000-0000-0000-000000000000")  # just above 12345678…
+    with transaction(engine) as s:
+        assert resolve_job_id(s, "abcdef01") == lowest
+        assert resolve_job_id(s, "12345678") == highest
+        assert resolve_job_id(s, "ABCDEF01-0000") == lowest  # any case, dashes ignored
+        assert resolve_job_id(s, "12345678ffffffffffffffffffffffff"[:31]) == highest  # 31 digits
+        assert resolve_job_id(s, str(highest)) == highest
+        full = uuid.uuid4()
+        assert resolve_job_id(s, str(full)) == full  # a whole id is taken as it is, job or not
+        for not_a_prefix in ("abcdef0", "1234567", "abcdef0g", "", "abcdef01" * 4 + "0"):
+            assert resolve_job_id(s, not_a_prefix) is None, not_a_prefix
+        assert resolve_job_id(s, "abcdef02") is None  # no such job
+
+
+def test_a_prefix_two_jobs_share_is_ambiguous(engine):
+    _job_with_id(engine, "abcdef01-0000-0000-0000-000000000000")
+    _job_with_id(engine, "abcdef01-ffff-ffff-ffff-ffffffffffff")
+    with transaction(engine) as s:
+        with pytest.raises(AmbiguousPrefix):
+            resolve_job_id(s, "abcdef01")
+        assert resolve_job_id(s, "abcdef010") == uuid.UUID("abcdef01-0000-0000-0000-000000000000")
+
+
+def test_an_external_id_taken_returns_its_own_job_among_others(engine):
+    """The lookup after a conflict finds exactly the job holding that external_id, not one
+    whose external_id merely sorts near it."""
+    with transaction(engine) as s:
+        create_job(s, "fal-ai/x/y", {"n": 9}, external_id="order-9")  # sorts after ours
+        create_job(s, "fal-ai/x/y", {"n": 0}, external_id="order-0")  # before ours
+        mine, _ = create_job(s, "fal-ai/x/y", {"n": 1}, external_id="order-1")
+    with transaction(engine) as s:
+        again, created = create_job(s, "fal-ai/x/y", {"n": 2}, external_id="order-1")
+        assert (again.id, created, again.input) == (mine.id, False, {"n": 1})
