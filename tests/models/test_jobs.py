@@ -145,3 +145,11 @@ def test_an_external_id_taken_returns_its_own_job_among_others(engine):
     with transaction(engine) as s:
         again, created = create_job(s, "fal-ai/x/y", {"n": 2}, external_id="order-1")
         assert (again.id, created, again.input) == (mine.id, False, {"n": 1})
+
+
+def test_whether_a_job_is_read_in_full_is_said_by_name(engine):
+    with transaction(engine) as s:
+        job, _ = create_job(s, "fal-ai/x/y", {})
+        with pytest.raises(TypeError):
+            get_job(s, job.id, True)  # type: ignore[misc]
+        assert get_job(s, job.id, full=True).id == job.id
