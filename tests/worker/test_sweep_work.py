@@ -213,3 +213,17 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for(engine):
     sweeper.join(timeout=10)
     assert finished, "the sweep waited for a locked row"
     assert [(work.work, work.target) for work in found] == [(Work.SUBMIT, free)]
+
+
+def test_a_new_report_counts_nothing():
+    report = SweepReport()
+    assert report.counts() == {
+        "resubmitted_pending": 0,
+        "redriven_deliveries": 0,
+        "result_fetches": 0,
+        "polled": 0,
+        "outcome_unknown_resubmitted": 0,
+        "outcome_unknown_failed": 0,
+        "pruned_rejections": 0,
+    }
+    assert report.total() == 0 and report.errors == []
