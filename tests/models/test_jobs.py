@@ -6,7 +6,16 @@ import pytest
 from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
-from falbridge.models.jobs import AmbiguousPrefix, create_job, get_job, lock_job, resolve_job_id, transition
+from falbridge.models.jobs import (
+    AmbiguousPrefix,
+    create_job,
+    get_job,
+    job_by_request_id,
+    lock_job,
+    lock_job_by_request_id,
+    resolve_job_id,
+    transition,
+)
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, JobEvent
 
@@ -153,3 +162,35 @@ def test_whether_a_job_is_read_in_full_is_said_by_name(engine):
         with pytest.raises(TypeError):
             get_job(s, job.id, True)  # type: ignore[misc]
         assert get_job(s, job.id, full=True).id == job.id
+
+
+def test_jobs_are_found_by_their_own_id_or_request_id_only(engine):
+    with transaction(engine) as s:
+        first, _ = create_job(s, "fal-ai/x/y", {"n": 1})
+        second, _ = create_job(s, "fal-ai/x/y", {"n": 2})
+        first.request_id, second.request_id = "req-b", "req-c"
+    low, high = sorted([first.id, second.id])
+    with transaction(engine) as s:
+        assert get_job(s, low).id == low and get_job(s, high).id == high
+        assert get_job(s, str(high)).id == high and get_job(s, "not-an-id") is None
+        assert get_job(s, uuid.UUID(int=0)) is None  # no job has it, though others sort after
+        assert lock_job(s, uuid.UUID(int=0)) is None
+        assert job_by_request_id(s, "req-c").id == second.id
+        assert lock_job_by_request_id(s, "req-b").id == first.id
+        for unknown in ("req-a", "req-d"):  # sorting before and after the stored ones
+            assert job_by_request_id(s, unknown) is None
+            assert lock_job_by_request_id(s, unknown) is None
+
+
+def test_a_transition_writes_its_own_job_only(engine):
+    with transaction(engine) as s:
+        jobs = [create_job(s, "fal-ai/x/y", {"n": n})[0] for n in range(3)]
+    low, middle, high = sorted(job.id for job in jobs)
+    with transaction(engine) as s:
+        assert transition(s, lock_job(s, middle), JobStatus.SUBMITTED, EventSource.SUBMIT, request_id="r")
+    with transaction(engine) as s:
+        statuses = {job_id: get_job(s, job_id).status for job_id in (low, middle, high)}
+        assert statuses == {low: "pending", middle: "submitted", high: "pending"}
+        assert (
+            s.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.to_status == "submitted")) == 1
+        )
