@@ -3,7 +3,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, update
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import (
@@ -194,3 +194,33 @@ def test_a_transition_writes_its_own_job_only(engine):
         assert (
             s.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.to_status == "submitted")) == 1
         )
+
+
+def test_a_plain_read_leaves_files_and_history_unloaded(engine):
+    """A job may have many events; only a full read (the job's own page) loads them."""
+    with transaction(engine) as s:
+        job, _ = create_job(s, "fal-ai/x/y", {})
+    with transaction(engine) as s:
+        plain = get_job(s, job.id)
+        assert {"files", "events"}.isdisjoint(inspect(plain).dict)
+    with transaction(engine) as s:
+        full = get_job(s, job.id, full=True)
+        assert {"files", "events"} <= set(inspect(full).dict)
+
+
+def test_locking_a_job_reads_its_row_afresh(engine):
+    """A session that already holds the job (read earlier, then the row changed under a
+    statement that bypassed it) gets the row as it is now, not its stale copy."""
+    with transaction(engine) as s:
+        job, _ = create_job(s, "fal-ai/x/y", {})
+        job.request_id = "req-1"
+    with transaction(engine) as s:
+        held = get_job(s, job.id)
+        moved = update(Job).where(Job.id == job.id).execution_options(synchronize_session=False)
+        s.execute(moved.values(status="submitted"))
+        assert held.status == "pending"  # the stale copy
+        assert lock_job(s, job.id).status == "submitted"
+    with transaction(engine) as s:
+        held = get_job(s, job.id)
+        s.execute(moved.values(status="in_progress"))
+        assert lock_job_by_request_id(s, "req-1").status == "in_progress"
