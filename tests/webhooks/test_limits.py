@@ -542,9 +542,18 @@ def _webhook_request(body: bytes, *, chunked: bool) -> tuple[bytes, bytes]:
     return head, body
 
 
+@pytest.fixture
+def limited_receiver(make_app, request):
+    """A receiver whose webhook limit is the test's parameter (an even and an odd one)."""
+    server = ServerThread(make_app(FALBRIDGE_MAX_WEBHOOK_BYTES=request.param)).start()
+    yield server, request.param
+    server.stop()
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["declared length", "chunked"])
-def test_a_webhook_of_exactly_the_limit_is_read_and_one_byte_more_refused(small_receiver, chunked):
-    limit = 64 * 1024
+@pytest.mark.parametrize("limited_receiver", [64 * 1024, 64 * 1024 + 1], indirect=True)
+def test_a_webhook_of_exactly_the_limit_is_read_and_one_byte_more_refused(limited_receiver, chunked):
+    small_receiver, limit = limited_receiver
     head, body = _webhook_request(b"a" * limit, chunked=chunked)
     status, answer = _status_and_json(_http(small_receiver.port, head, then=body))
     assert status == 401 and answer["error"]["code"] == "invalid_signature"  # read whole, then judged
