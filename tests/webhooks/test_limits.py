@@ -15,13 +15,14 @@ import socket
 import uuid
 
 import pytest
+from flask import request
 from sqlalchemy import func, select
 
 from falbridge.config import ConfigError
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, WebhookDelivery
 from falbridge.webhooks.app import create_app
-from falbridge.webhooks.limits import parse_json
+from falbridge.webhooks.limits import parse_json, read_body
 from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
@@ -606,3 +607,10 @@ def test_a_huge_unknown_field_name_is_not_echoed_whole(client):
         client.post("/api/jobs", data=body, content_type="application/json"), 422, "invalid_request"
     )
     assert error["details"] == [{"field": "k" * 64, "message": "unknown field"}]
+
+
+def test_a_body_is_read_once_and_not_kept_on_the_request(make_app):
+    """A callback may be 10 MiB: read_body hands it over without werkzeug keeping a copy."""
+    with make_app().test_request_context("/webhooks/fal", method="POST", data=b"x" * 1000):
+        assert read_body(1000, "FALBRIDGE_MAX_WEBHOOK_BYTES") == b"x" * 1000
+        assert request.get_data() == b""
