@@ -191,6 +191,7 @@ def test_a_transition_writes_its_own_job_only(engine):
     with transaction(engine) as s:
         statuses = {job_id: get_job(s, job_id).status for job_id in (low, middle, high)}
         assert statuses == {low: "pending", middle: "submitted", high: "pending"}
+        assert get_job(s, middle).completed_at is None  # stamped by a terminal state only
         assert (
             s.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.to_status == "submitted")) == 1
         )
