@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cosmic_ray.work_db as work_db
-from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / ".ci" / "mutation.toml"
@@ -96,8 +96,24 @@ def equivalents() -> dict[str, str]:
     return listed
 
 
-def mutant_id(module: str, line: int, col: int, operator: str) -> str:
-    return f"{module}:{line}:{col} {operator}"
+def mutant_id(module: str, line: int, col: int, operator: str, nth: int | None = None) -> str:
+    """`path:line:col operator`, and `#n` when the operator makes several mutants at that
+    spot (NumberReplacer: #0 the number plus one, #1 minus one)."""
+    return f"{module}:{line}:{col} {operator}" + ("" if nth is None else f"#{nth}")
+
+
+def _mutant_ids(module: str, items: list[WorkItem]) -> dict[str, str]:
+    """job id -> mutant_id for each work item of a session."""
+    spots: dict[tuple[int, int, str], list[WorkItem]] = {}
+    for item in items:
+        spec = item.mutations[0]
+        spots.setdefault((*spec.start_pos, spec.operator_name), []).append(item)
+    ids = {}
+    for (line, col, operator), here in spots.items():
+        here.sort(key=lambda item: item.mutations[0].occurrence)
+        for nth, item in enumerate(here):
+            ids[item.job_id] = mutant_id(module, line, col, operator, nth if len(here) > 1 else None)
+    return ids
 
 
 def run_module(module: str, tests: list[str], target: float, listed: dict[str, str]) -> Score:
@@ -150,31 +166,38 @@ def _cosmic_ray(*args: str) -> None:
 def _mark_not_counted(session: Path, module: str, source: str, listed: dict[str, str], score: Score) -> None:
     spans = annotation_spans(source)
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
-        for item in list(db.pending_work_items):
-            spec = item.mutations[0]
-            line, col = spec.start_pos
+        items = list(db.pending_work_items)
+        ids = _mutant_ids(module, items)
+        for item in items:
+            line, col = item.mutations[0].start_pos
             if any(start <= (line, col) < end for start, end in spans):
                 score.annotations += 1
                 db.set_result(
                     item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="annotation")
                 )
-            elif mutant_id(module, line, col, spec.operator_name) in listed:
+            elif ids[item.job_id] in listed:
                 score.equivalent += 1
                 db.set_result(
                     item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="equivalent")
                 )
+    for stale in sorted(set(listed) - set(ids.values())):
+        if stale.startswith(f"{module}:"):
+            print(f"mutate: {EQUIVALENTS.name} lists a mutant {module} no longer has: {stale}")
 
 
 def _tally(session: Path, module: str, score: Score) -> None:
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
-        for item, result in db.completed_work_items:
+        completed = list(db.completed_work_items)
+        ids = _mutant_ids(module, [item for item, _ in completed])
+        for item, result in completed:
             score.total += 1
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
-            spec = item.mutations[0]
+            # cosmic-ray could not make or apply the mutant, or the run broke; a test run
+            # that timed out comes back KILLED (output "timeout"): the tests noticed.
             if (
                 result.test_outcome == TestOutcome.INCOMPETENT
-                and result.worker_outcome != WorkerOutcome.TIMEOUT
+                or result.worker_outcome == WorkerOutcome.NO_TEST
             ):
                 score.incompetent += 1
             elif result.test_outcome == TestOutcome.SURVIVED:
@@ -186,8 +209,7 @@ def _tally(session: Path, module: str, score: Score) -> None:
                     ),
                     "",
                 )
-                line, col = spec.start_pos
-                score.survivors.append(f"{mutant_id(module, line, col, spec.operator_name)}  ->  {changed}")
+                score.survivors.append(f"{ids[item.job_id]}  ->  {changed}")
             else:  # killed, or the tests hung (a timeout is noticed, too)
                 score.killed += 1
 

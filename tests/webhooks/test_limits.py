@@ -15,12 +15,14 @@ import socket
 import uuid
 
 import pytest
+from flask import request
 from sqlalchemy import func, select
 
 from falbridge.config import ConfigError
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, WebhookDelivery
 from falbridge.webhooks.app import create_app
+from falbridge.webhooks.limits import parse_json, read_body
 from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 
@@ -527,6 +529,58 @@ def test_chunked_webhook_under_the_limit_is_read_and_judged(small_receiver):
         assert s.scalars(select(WebhookDelivery.body)).one() == b"{}"
 
 
+def _webhook_request(body: bytes, *, chunked: bool) -> tuple[bytes, bytes]:
+    """A callback with `body`, its length declared or sent in chunks (ending the body)."""
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    head = (
+        b"POST /webhooks/fal HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + SIGNATURE_HEADER_LINES
+        + framing
+        + b"\r\n\r\n"
+    )
+    if chunked:
+        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:40000], body[40000:])) + b"0\r\n\r\n"
+    return head, body
+
+
+@pytest.fixture
+def limited_receiver(make_app, request):
+    """A receiver whose webhook limit is the test's parameter (an even and an odd one)."""
+    server = ServerThread(make_app(FALBRIDGE_MAX_WEBHOOK_BYTES=request.param)).start()
+    yield server, request.param
+    server.stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared length", "chunked"])
+@pytest.mark.parametrize("limited_receiver", [64 * 1024, 64 * 1024 + 1], indirect=True)
+def test_a_webhook_of_exactly_the_limit_is_read_and_one_byte_more_refused(limited_receiver, chunked):
+    small_receiver, limit = limited_receiver
+    head, body = _webhook_request(b"a" * limit, chunked=chunked)
+    status, answer = _status_and_json(_http(small_receiver.port, head, then=body))
+    assert status == 401 and answer["error"]["code"] == "invalid_signature"  # read whole, then judged
+    with transaction() as s:
+        assert s.scalars(select(WebhookDelivery.body_length)).one() == limit
+    head, body = _webhook_request(b"a" * (limit + 1), chunked=chunked)
+    status, answer = _status_and_json(_http(small_receiver.port, head, then=body))
+    assert status == 413 and answer["error"]["code"] == "request_entity_too_large"
+    assert count(WebhookDelivery) == 1
+
+
+def test_a_declared_length_past_the_one_byte_read_ahead_is_refused_unread(small_receiver):
+    # The limit + 1 byte read tells an oversized chunked body from one of exactly the
+    # limit; a length declared beyond that is refused before a byte of the body is sent.
+    head, _ = _webhook_request(b"a" * (64 * 1024 + 2), chunked=False)
+    status, answer = _status_and_json(_http(small_receiver.port, head, timeout=5))
+    assert status == 413 and answer["error"]["code"] == "request_entity_too_large"
+    assert count(WebhookDelivery) == 0
+
+
+def test_the_json_limits_are_passed_by_name():
+    with pytest.raises(TypeError):
+        parse_json(b"{}", 32)  # type: ignore[misc]
+    assert parse_json(b"{}", max_depth=32) == {}
+
+
 def test_default_webhook_limit_is_10_mib(make_app):
     client = make_app().test_client()
     error_of(
@@ -553,3 +607,10 @@ def test_a_huge_unknown_field_name_is_not_echoed_whole(client):
         client.post("/api/jobs", data=body, content_type="application/json"), 422, "invalid_request"
     )
     assert error["details"] == [{"field": "k" * 64, "message": "unknown field"}]
+
+
+def test_a_body_is_read_once_and_not_kept_on_the_request(make_app):
+    """A callback may be 10 MiB: read_body hands it over without werkzeug keeping a copy."""
+    with make_app().test_request_context("/webhooks/fal", method="POST", data=b"x" * 1000):
+        assert read_body(1000, "FALBRIDGE_MAX_WEBHOOK_BYTES") == b"x" * 1000
+        assert request.get_data() == b""

@@ -51,7 +51,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (ValueError, OverflowError):  # unparseable, or an offset no datetime can hold
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -169,7 +169,9 @@ def _error_fields(response: httpx.Response) -> tuple[Any, str | None]:
 
 
 def _safe_text(response: httpx.Response) -> str:
+    """The body as text; empty when its declared charset cannot decode it (httpx falls back
+    from an unknown charset by itself, but a known one can still fail: UTF-32 without a BOM)."""
     try:
         return response.text
-    except (UnicodeDecodeError, LookupError):
+    except UnicodeError:
         return ""

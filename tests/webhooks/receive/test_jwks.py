@@ -6,7 +6,10 @@ server that answers 500 or never answers."""
 
 from __future__ import annotations
 
+import base64
 import http.server
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +25,7 @@ from falbridge.devstack.processes import wait_http
 from falbridge.sandbox.signing import SigningKey
 from falbridge.webhooks import current
 from falbridge.webhooks.app import create_app
-from falbridge.webhooks.receive.jwks import JwksCache, JwksUnavailable
+from falbridge.webhooks.receive.jwks import JwksCache, JwksUnavailable, decode_jwk_x, parse_jwks
 from falbridge.webhooks.receive.verify import VerificationError, verify
 from tests.plugins.db import config_with, free_port
 from tests.plugins.sandbox import WebhookSink
@@ -163,6 +166,252 @@ def verify_each(
 
 def kinds(results: list[tuple[float, Any]]) -> set[str]:
     return {type(outcome).__name__ for _, outcome in results}
+
+
+# -- the cache's edges, one at a time ----------------------------------------------------
+
+
+def test_the_defaults_are_fals_limits():
+    cache = JwksCache("http://127.0.0.1:9/unused")
+    assert (cache.ttl_s, cache.refetch_min_age_s, cache.retry_after_s) == (86400, 60, RETRY_AFTER_S)
+    assert (cache.wait_s, cache.fetch_timeout_s) == (WAIT_S, 10.0)
+    # fal's own example: a 10 s timeout; connecting may take at most 5 s of it.
+    assert cache._http.timeout == httpx.Timeout(10.0, connect=5.0)
+    assert JwksCache("http://127.0.0.1:9/unused", fetch_timeout_s=2)._http.timeout == httpx.Timeout(2.0)
+
+
+def test_the_options_are_passed_by_name():
+    with pytest.raises(TypeError):
+        JwksCache("http://127.0.0.1:9/unused", 60)  # type: ignore[misc]
+    assert JwksCache(url="http://127.0.0.1:9/unused", ttl_s=5).ttl_s == 5
+
+
+@pytest.mark.parametrize("n", range(0, 67))
+def test_a_jwk_x_of_any_length_is_decoded_padded_or_not(n):
+    raw = bytes(range(n))
+    x = base64.urlsafe_b64encode(raw).decode()
+    assert decode_jwk_x(x.rstrip("=")) == raw
+    assert decode_jwk_x(x) == raw
+
+
+def test_only_ed25519_okp_keys_are_used():
+    """Each member as fal's JSON would carry it (parsed, not Python literals)."""
+    x = SigningKey.generate().jwk()["x"]
+    usable = [{"kty": "OKP", "crv": "Ed25519", "x": x}, {"x": x}]  # kty and crv default to fal's
+    unusable = [{"kty": kty, "crv": "Ed25519", "x": x} for kty in ("EC", "RSA", "oct", "OKp", "")] + [
+        {"kty": "OKP", "crv": crv, "x": x} for crv in ("X25519", "Ed448", "P-256", "Ed2551", "")
+    ]
+    for member in usable:
+        assert len(parse_jwks(json.loads(json.dumps({"keys": [member]})))) == 1, member
+    for member in unusable:
+        assert parse_jwks(json.loads(json.dumps({"keys": [member]}))) == [], member
+
+
+def _jwks_document(size: int) -> bytes:
+    """fal's JWKS with one usable key, padded to exactly `size` bytes."""
+    key = SigningKey.generate().jwk()
+    empty = json.dumps({"keys": [key], "padding": ""}).encode()
+    return json.dumps({"keys": [key], "padding": "x" * (size - len(empty))}).encode()
+
+
+def test_a_jwks_document_of_exactly_64_kib_is_read_one_byte_more_refused():
+    sink = WebhookSink()
+    try:
+        exact = sink.serve_file("/exact.json", _jwks_document(64 * 1024))
+        assert len(JwksCache(exact).keys()) == 1
+        over = sink.serve_file("/over.json", _jwks_document(64 * 1024 + 1))
+        cache = JwksCache(over)
+        with pytest.raises(JwksUnavailable):
+            cache.keys()
+        assert cache.last_error == "ValueError: document over 65536 bytes"
+    finally:
+        sink.close()
+
+
+class TricklingJwks:
+    """A JWKS URL that answers 200 and then sends its body one byte every 10 ms, each read
+    well within any read timeout (until closed)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        trickling = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(60 * 1024))
+                self.end_headers()
+                while not trickling._stop.wait(0.01):
+                    try:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        ).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_jwks_trickling_its_bytes_is_given_up_at_the_fetch_timeout(sandbox):
+    assert JwksCache(sandbox.jwks_url, fetch_timeout_s=0.5).keys()  # a prompt one is read whole
+    server = TricklingJwks()
+    try:
+        cache = JwksCache(server.url, fetch_timeout_s=0.5, wait_s=0.05)
+        with pytest.raises(JwksUnavailable):
+            cache.keys()
+        poll_until(lambda: cache.last_error, bool, timeout=0.5 + 5)
+        assert cache.last_error == "ValueError: not downloaded within 0.5 s"
+    finally:
+        server.close()
+
+
+def test_a_fresh_cache_asks_for_no_rotation_refetch_until_it_is_old_enough(sandbox):
+    clock = Clock()
+    cache = JwksCache(sandbox.jwks_url, refetch_min_age_s=60, clock=clock)
+    tried = cache.keys()
+    clock.advance(59.5)
+    assert cache.refresh_for_rotation(tried) is False  # nothing else to try, too young to refetch
+    assert cache.fetches == 1
+    clock.advance(0.5)  # exactly the minimum age: old enough
+    assert cache.refresh_for_rotation(tried) is True
+    assert cache.fetches == 2
+
+
+def test_keys_refetched_unchanged_are_tried_before_any_rotation_refetch(sandbox):
+    """A TTL refetch brings the same keys in a new set: a thread that tried the old set
+    tries the new one, and that costs no fetch, however old the new set is."""
+    clock = Clock()
+    cache = JwksCache(sandbox.jwks_url, ttl_s=100, refetch_min_age_s=60, clock=clock)
+    tried = cache.keys()
+    clock.advance(101)
+    assert cache.keys() is not tried and cache.fetches == 2
+    clock.advance(61)
+    assert cache.refresh_for_rotation(tried) is True
+    assert cache.fetches == 2
+
+
+def test_after_a_failed_fetch_the_next_comes_once_the_window_is_over_however_late(failing_jwks):
+    clock = Clock()
+    cache = JwksCache(failing_jwks, retry_after_s=RETRY_AFTER_S, clock=clock)
+    with pytest.raises(JwksUnavailable, match="last fetch failed: ValueError: answered HTTP 500"):
+        cache.keys()
+    clock.advance(1005)  # long past the window (and not a multiple of anything)
+    with pytest.raises(JwksUnavailable):
+        cache.keys()
+    assert cache.fetches == 2
+    clock.advance(RETRY_AFTER_S - 1)
+    with pytest.raises(JwksUnavailable):
+        cache.keys()
+    assert cache.fetches == 2
+    clock.advance(1)  # exactly the window
+    with pytest.raises(JwksUnavailable):
+        cache.keys()
+    assert cache.fetches == 3
+
+
+def test_while_a_fetch_is_in_flight_the_refusal_says_so(hanging_jwks):
+    cache = JwksCache(hanging_jwks.url, wait_s=0.05)
+    with pytest.raises(JwksUnavailable, match=r"\(a fetch is in flight\)$"):
+        cache.keys()
+
+
+def _fetch_threads_done() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "jwks-fetch":
+            thread.join(10)
+
+
+def test_a_failed_fetch_is_logged_once_with_its_reason_and_a_good_one_not_at_all(
+    sandbox, failing_jwks, caplog
+):
+    caplog.set_level(logging.WARNING, logger="falbridge.webhooks.receive.jwks")
+    JwksCache(sandbox.jwks_url).keys()
+    _fetch_threads_done()
+    assert caplog.records == []
+    with pytest.raises(JwksUnavailable):
+        JwksCache(failing_jwks).keys()
+    _fetch_threads_done()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"JWKS fetch from {failing_jwks} failed (ValueError: answered HTTP 500); "
+        "next one in 30 s at the earliest"
+    ]
+
+
+def test_an_unexpected_error_in_a_fetch_is_a_failed_fetch_that_says_why(caplog):
+    sink = WebhookSink()
+    try:
+        cache = JwksCache(sink.serve_file("/jwks.json", b'{"keys": 5}'))
+        with pytest.raises(JwksUnavailable):
+            cache.keys()
+        _fetch_threads_done()
+        assert cache.last_error == "TypeError: 'int' object is not iterable"
+        assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
+    finally:
+        sink.close()
+
+
+def test_a_fetch_in_flight_does_not_keep_the_process_alive(hanging_jwks):
+    """The fetch runs in a daemon thread: a worker shutting down is not held for the fetch
+    timeout by a JWKS that never answers. (keys() waits up to 5 s, so the request has
+    reached the JWKS when the process ends.)"""
+    code = (
+        "from falbridge.webhooks.receive.jwks import JwksCache, JwksUnavailable\n"
+        f"cache = JwksCache({hanging_jwks.url!r}, wait_s=5, fetch_timeout_s=120)\n"
+        "try:\n    cache.keys()\nexcept JwksUnavailable:\n    pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert hanging_jwks.arrived == 1
+
+
+class PausingClock(Clock):
+    """A Clock that holds one thread inside its next reading until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: threading.Thread | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> float:
+        if threading.current_thread() is self.held and not self.release.is_set():
+            self.holding.set()
+            self.release.wait(10)
+        return self.now
+
+
+@pytest.mark.parametrize("ttl_s", [0, 10])
+def test_a_thread_that_saw_expired_keys_takes_those_another_thread_just_fetched(sandbox, ttl_s):
+    """keys() checks the age again under its lock: a thread that found the keys expired,
+    then got the lock after another thread's refetch had landed, uses those keys instead
+    of fetching once more."""
+    clock = PausingClock()
+    cache = JwksCache(sandbox.jwks_url, ttl_s=ttl_s, clock=clock)
+    cache.keys()
+    clock.advance(ttl_s + 1)  # expired
+    got: list[object] = []
+    late = threading.Thread(target=lambda: got.append(cache.keys()), daemon=True)
+    clock.held = late
+    late.start()
+    assert clock.holding.wait(10)  # `late` is reading the clock for the expired keys' age
+    refreshed = cache.keys()  # meanwhile this thread refetches
+    assert cache.fetches == 2
+    clock.release.set()
+    late.join(10)
+    assert got == [refreshed] and cache.fetches == 2
 
 
 # -- through the real Flask app ----------------------------------------------------------
