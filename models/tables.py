@@ -121,7 +121,8 @@ class Job(Base):
     webhook_count: Mapped[int] = mapped_column(Integer, default=0)
     # The sequence of the job's last status event (models.jobs.transition raises it in the
     # UPDATE that changes the status, so each event's `seq` is unique per job).
-    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # A server default too: rows inserted by hand (bench/, a user's script) start at 0.
+    event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     files: Mapped[list[ResultFile]] = relationship(
         back_populates="job", order_by="ResultFile.id", cascade="all, delete-orphan"

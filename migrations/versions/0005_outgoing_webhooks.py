@@ -117,8 +117,6 @@ def _event_sequence() -> None:
     op.execute(
         "UPDATE jobs SET event_seq = (SELECT count(*) FROM job_events WHERE job_events.job_id = jobs.id)"
     )
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.alter_column("event_seq", existing_type=sa.Integer(), server_default=None)
     with op.batch_alter_table("job_events", schema=None) as batch_op:
         batch_op.alter_column("seq", existing_type=sa.Integer(), nullable=False)
         batch_op.create_unique_constraint(batch_op.f("uq_job_events_job_id_seq"), ["job_id", "seq"])
