@@ -34,7 +34,11 @@ def _count(model, *where) -> int:
 def test_both_seed_endpoints_complete_with_their_files(pipeline):
     evf, _ = submit("fal-ai/evf-sam", {"prompt": "Cat in the middle of the image", "image_url": _cat_uri()})
     florence, _ = submit("fal-ai/florence-2-large/region-proposal", {"image_url": _cat_uri()})
-    evf, florence = pipeline.wait_terminal(evf.id, florence.id)
+    pipeline.wait_terminal(evf.id, florence.id)
+    # fal's callback may finish a job before the submit's own answer (its URLs) is written.
+    evf, florence = poll_until(
+        lambda: pipeline.wait_terminal(evf.id, florence.id), lambda jobs: all(j.status_url for j in jobs)
+    )
 
     assert evf.status == "completed", evf.error
     [mask] = evf.files
