@@ -115,11 +115,21 @@ def settle(session: Session, claimed: Claim, **values: object) -> bool:
     return settled is not None
 
 
+# However long a delivery has waited, the sweeper hands it to the broker again at least
+# this often (a lost task costs at most this much delay).
+MAX_REDRIVE_GAP_S = 3600.0
+
+
 def due(session: Session, now: datetime, batch: int) -> Sequence[int]:
     """Deliveries to (re-)drive: pending and due and not just handed to the broker, or in
-    flight past their lease. Marked, so the next sweeps leave them to their task."""
-    ids = session.scalars(
-        select(EventDelivery.id)
+    flight past their lease. Marked, so the next sweeps leave them to their task: for the
+    grace period at first, then for as long as the delivery has been overdue (up to an
+    hour), so that a broker queue minutes deep is not fed a copy of every waiting
+    delivery at each sweep."""
+    rows = session.execute(
+        select(
+            EventDelivery.id, EventDelivery.status, EventDelivery.next_attempt_at, EventDelivery.lease_until
+        )
         .where(
             or_(
                 and_(EventDelivery.status == "pending", EventDelivery.next_attempt_at <= now),
@@ -131,14 +141,22 @@ def due(session: Session, now: datetime, batch: int) -> Sequence[int]:
         .limit(batch)
         .with_for_update(skip_locked=True)
     ).all()
-    if ids:
-        session.execute(
-            update(EventDelivery)
-            .where(EventDelivery.id.in_(ids))
-            .values(redrive_after=now + timedelta(seconds=redrive_grace_s()))
-            .execution_options(synchronize_session=False)
-        )
-    return ids
+    if rows:
+        grace = redrive_grace_s()
+        marks = [
+            {"id": row.id, "redrive_after": now + timedelta(seconds=_redrive_gap(*row[1:], now, grace))}
+            for row in rows
+        ]
+        session.execute(update(EventDelivery), marks)
+    return [row.id for row in rows]
+
+
+def _redrive_gap(
+    status: str, next_attempt_at: datetime | None, lease_until: datetime | None, now: datetime, grace: float
+) -> float:
+    since = lease_until if status == "in_flight" else next_attempt_at
+    overdue = (now - since).total_seconds() if since is not None else 0.0
+    return min(max(grace, overdue), MAX_REDRIVE_GAP_S)
 
 
 def replay(session: Session, event_id: int, subscription_ids: Sequence[uuid.UUID]) -> list[int]:

@@ -186,3 +186,36 @@ def _waiting_on_a_lock(engine) -> bool:
                 "WHERE wait_event_type = 'Lock' AND datname = current_database()"
             ).scalar()
         )
+
+
+def test_the_longer_a_delivery_waits_in_a_deep_queue_the_less_often_it_is_redriven(notifying, monkeypatch):
+    """A broker backlog minutes deep must not be fed a copy of every waiting delivery at
+    each sweep: a re-drive waits as long as the delivery has been overdue (grace at least,
+    an hour at most)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from falbridge.models.tables import EventDelivery
+
+    monkeypatch.setenv("FALBRIDGE_DELIVERY_GRACE_S", "30")
+    manage.create(notifying.url, ["job.status_changed"])
+    job = new_job()
+    complete(job.id)
+    fresh, late, ancient = (d.id for d in deliveries()[:3])
+    now = utcnow()
+    with transaction() as s:
+        for delivery_id, overdue_s in ((fresh, 1), (late, 600), (ancient, 86_400)):
+            s.execute(
+                update(EventDelivery)
+                .where(EventDelivery.id == delivery_id)
+                .values(next_attempt_at=now - timedelta(seconds=overdue_s), redrive_after=None)
+            )
+    with transaction() as s:
+        assert set(outgoing.due(s, now, batch=10)) >= {fresh, late, ancient}
+    with transaction() as s:
+        again = outgoing.due(s, now + timedelta(seconds=31), batch=10)
+    assert fresh in again and late not in again and ancient not in again  # only it, after grace
+    marks = {d.id: (d.redrive_after - now).total_seconds() for d in deliveries()}
+    assert marks[late] == pytest.approx(600, abs=2)
+    assert marks[ancient] == pytest.approx(outgoing.MAX_REDRIVE_GAP_S, abs=2)
