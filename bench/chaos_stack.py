@@ -9,14 +9,24 @@ prefork children, or gunicorn with its workers, the way an orchestrator's SIGKIL
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.chaos_config import FAKE_FAL_KEY, FAULTS, SANDBOX_RUNTIME, Timings
+from bench.chaos_config import (
+    FAKE_FAL_KEY,
+    FAULTS,
+    NOTIFY_SCHEDULE_SCALE,
+    SANDBOX_RUNTIME,
+    Timings,
+    notify_env,
+)
 from falbridge.devstack.processes import ProcessGroup
 from falbridge.devstack.stack import WORKER_READY, LocalStack, wait_worker
 
@@ -34,6 +44,7 @@ class StackConfig:
     sandbox_concurrency: int = 64
     timings: Timings = field(default_factory=Timings)
     faults: dict[str, Any] = field(default_factory=lambda: dict(FAULTS))
+    notify_schedule_scale: float = NOTIFY_SCHEDULE_SCALE
 
 
 class ChaosStack(LocalStack):
@@ -58,6 +69,7 @@ class ChaosStack(LocalStack):
                 "FALBRIDGE_API_TOKENS": self.api_token,
                 "FALBRIDGE_API_AUTH": None,  # never a shell's "off"
                 "FALBRIDGE_SUBMIT_MAX_RETRIES": "8",  # production's, whatever this shell has
+                **notify_env(self.config.notify_schedule_scale),
             }
         )
         self.start_sandbox(
@@ -117,6 +129,42 @@ class ChaosStack(LocalStack):
         self._ready.discard(victim.popen.pid)
         return victim.name, self.start_chaos_worker().name
 
+    def subscribe(self, url: str, events: list[str]) -> dict[str, Any]:
+        """A subscription made the way a user makes one: POST /api/subscriptions on the
+        receiver, or (a build without that endpoint) falbridge.worker.notify.manage in a
+        child with the stack's environment (its database, its secret key, its allowed
+        networks). The answer holds the secret, shown this once."""
+        body = {"url": url, "events": events, "description": "chaos run subscriber"}
+        headers = {"Authorization": f"Bearer {self.api_token}"}
+        response = httpx.post(
+            f"{self.receiver_url}/api/subscriptions", json=body, headers=headers, timeout=30
+        )
+        if response.status_code == 201:
+            made: dict[str, Any] = response.json()
+            made["made_by"] = "POST /api/subscriptions"
+            return made
+        if response.status_code != 404:
+            raise RuntimeError(f"POST /api/subscriptions: HTTP {response.status_code}: {response.text[:300]}")
+        code = (
+            "import json, sys\n"
+            "from falbridge.worker.notify import manage\n"
+            "made = manage.create(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])\n"
+            "print(json.dumps(made, default=str))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, url, json.dumps(events), body["description"]],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"worker.notify.manage.create failed: {done.stderr[-1000:]}")
+        made = json.loads(done.stdout.strip().splitlines()[-1])
+        made["made_by"] = "worker.notify.manage.create"
+        return made
+
     def describe(self) -> dict[str, Any]:
         return {
             "database": self.config.database,
@@ -126,4 +174,5 @@ class ChaosStack(LocalStack):
             "faults": self.config.faults,
             "sandbox_runtime": SANDBOX_RUNTIME,
             "timings": asdict(self.config.timings),
+            "notify": notify_env(self.config.notify_schedule_scale),
         }
