@@ -9,10 +9,7 @@ prefork children, or gunicorn with its workers, the way an orchestrator's SIGKIL
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from bench.chaos_config import (
     Timings,
     notify_env,
 )
+from bench.chaos_subscriber import subscribe
 from falbridge.devstack.processes import ProcessGroup
 from falbridge.devstack.stack import WORKER_READY, LocalStack, wait_worker
 
@@ -130,40 +128,16 @@ class ChaosStack(LocalStack):
         return victim.name, self.start_chaos_worker().name
 
     def subscribe(self, url: str, events: list[str]) -> dict[str, Any]:
-        """A subscription made the way a user makes one: POST /api/subscriptions on the
-        receiver, or (a build without that endpoint) falbridge.worker.notify.manage in a
-        child with the stack's environment (its database, its secret key, its allowed
-        networks). The answer holds the secret, shown this once."""
-        body = {"url": url, "events": events, "description": "chaos run subscriber"}
-        headers = {"Authorization": f"Bearer {self.api_token}"}
-        response = httpx.post(
-            f"{self.receiver_url}/api/subscriptions", json=body, headers=headers, timeout=30
+        """A subscription made through the receiver's API when it has one, else through
+        worker.notify.manage with this stack's environment (bench/chaos_subscriber.py)."""
+        return subscribe(
+            self.env,
+            url,
+            events,
+            description="chaos run subscriber",
+            api_url=self.receiver_url,
+            api_token=self.api_token,
         )
-        if response.status_code == 201:
-            made: dict[str, Any] = response.json()
-            made["made_by"] = "POST /api/subscriptions"
-            return made
-        if response.status_code != 404:
-            raise RuntimeError(f"POST /api/subscriptions: HTTP {response.status_code}: {response.text[:300]}")
-        code = (
-            "import json, sys\n"
-            "from falbridge.worker.notify import manage\n"
-            "made = manage.create(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])\n"
-            "print(json.dumps(made, default=str))\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, url, json.dumps(events), body["description"]],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"worker.notify.manage.create failed: {done.stderr[-1000:]}")
-        made = json.loads(done.stdout.strip().splitlines()[-1])
-        made["made_by"] = "worker.notify.manage.create"
-        return made
 
     def describe(self) -> dict[str, Any]:
         return {

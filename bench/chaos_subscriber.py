@@ -16,13 +16,18 @@ import json
 import random
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 # The issue's subscriber faults; the rest of the requests are answered 204. 15 % of all
 # attempts fail: with the schedule's 8 attempts a delivery is exhausted by chance with
@@ -207,6 +212,49 @@ def _signature_ok(secret: str, headers: dict[str, str], body: bytes) -> bool:
     except WebhookVerificationError:
         return False
     return True
+
+
+def subscribe(
+    env: Mapping[str, str],
+    url: str,
+    events: list[str],
+    *,
+    description: str = "bench subscriber",
+    api_url: str | None = None,
+    api_token: str | None = None,
+) -> dict[str, Any]:
+    """A subscription made the way a user makes one: POST /api/subscriptions on `api_url`,
+    or (no API given, or a build without that endpoint) falbridge.worker.notify.manage in a
+    child with the stack's environment `env` (its database, secret key, allowed networks),
+    so this process's own configuration is left alone. The answer holds the secret, shown
+    this once; `made_by` says which path made it."""
+    if api_url is not None:
+        body = {"url": url, "events": events, "description": description}
+        headers = {"Authorization": f"Bearer {api_token}"}
+        response = httpx.post(f"{api_url}/api/subscriptions", json=body, headers=headers, timeout=30)
+        if response.status_code == 201:
+            made: dict[str, Any] = response.json()
+            return {**made, "made_by": "POST /api/subscriptions"}
+        if response.status_code != 404:
+            raise RuntimeError(f"POST /api/subscriptions: HTTP {response.status_code}: {response.text[:300]}")
+    code = (
+        "import json, sys\n"
+        "from falbridge.worker.notify import manage\n"
+        "made = manage.create(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])\n"
+        "print(json.dumps(made, default=str))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, url, json.dumps(events), description],
+        env=dict(env),
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"worker.notify.manage.create failed: {done.stderr[-1000:]}")
+    made = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**made, "made_by": "worker.notify.manage.create"}
 
 
 def _free_port() -> int:
