@@ -59,7 +59,11 @@ class Timings:
 
     reconcile_interval_s: float = 2.0
     pending_grace_s: float = 15.0  # longer than a healthy queue wait: no redundant submits
-    delivery_grace_s: float = 10.0
+    # Production's 30 s, not less: it is also how long the sweeper leaves a dispatched
+    # outgoing delivery to its task, and with a backlog longer than that (this machine,
+    # shared, with three deliver tasks per job) each sweep re-enqueued every waiting
+    # delivery again: 8,120 deliver_event tasks for 1,212 deliveries, up to 22 copies.
+    delivery_grace_s: float = 30.0
     silent_after_s: float = 15.0  # past delay + reorder, so most polls find a real drop
     poll_every_s: float = 10.0
     outcome_unknown_grace_s: float = 15.0  # time for the lost submit's own callback
