@@ -154,6 +154,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # not 5: a burst of deliveries must not be refused by the backlog
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A worker SIGKILLed mid-request resets its connection: expected here, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 def _handler_for(subscriber: FaultySubscriber) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
