@@ -60,6 +60,7 @@ class SubscriberLog:
     faults: Counter[str] = field(default_factory=Counter)
     bad_signatures: int = 0
     outages: int = 0
+    truncated: int = 0  # bodies cut short by a sender that died: neither received nor bad
 
 
 class FaultySubscriber:
@@ -112,6 +113,7 @@ class FaultySubscriber:
                 "received": len(self.log.received),
                 "distinct": len({r.webhook_id for r in self.log.received}),
                 "bad_signatures": self.log.bad_signatures,
+                "truncated": self.log.truncated,
                 "faults": dict(self.log.faults),
                 "outages": self.log.outages,
             }
@@ -175,7 +177,13 @@ def _handler_for(subscriber: FaultySubscriber) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            length = int(self.headers.get("content-length", 0))
+            body = self.rfile.read(length)
+            if len(body) < length:  # the sender died mid-body (a SIGKILLed worker)
+                with subscriber._lock:
+                    subscriber.log.truncated += 1
+                self.close_connection = True
+                return
             headers = {k.lower(): v for k, v in self.headers.items()}
             if not subscriber.signed(headers, body):
                 return self._answer(400)
