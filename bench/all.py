@@ -1,9 +1,9 @@
-"""`make bench`: the four speed benchmarks, one after another, one summary line each.
+"""`make bench`: the five speed benchmarks, one after another, one summary line each.
 
     python bench/all.py [--only ingest,history] [--verbose]
 
 Each benchmark runs as its own process (bench/ingest.py, pipeline.py, history.py,
-memory.py) with its own PostgreSQL cluster and redis-server, so none inherits another's
+memory.py, outgoing.py) with its own PostgreSQL cluster and redis-server, so none inherits another's
 state. Their progress goes to var/bench/make-<time>.log (to the terminal with
 --verbose); their summary lines come here. Exit 0 when every target is met, 1 when one
 is missed or a benchmark failed, 2 (one line) when PostgreSQL or wrk is missing.
@@ -32,6 +32,7 @@ BENCHMARKS = {
     "pipeline": ["--jobs", "6000"],
     "history": ["--rows", "1000000"],
     "memory": ["--deliveries", "10000"],
+    "outgoing": ["--events", "2000"],
 }
 
 

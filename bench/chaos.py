@@ -3,12 +3,17 @@
     python bench/chaos.py --jobs 2000          # `make chaos`; `make chaos N=10000`
 
 Starts PostgreSQL (or SQLite), Redis, the sandbox (fal, with the issue's fault mix), the
-receiver, two Celery workers and beat as separate processes (bench/chaos_stack.py);
-submits N jobs over the HTTP API while SIGKILLing a worker every few seconds and Redis
-and the receiver once each (bench/chaos_load.py); waits for every job to end; compares
-the database with the sandbox's ground truth (bench/chaos_report.py, whose docstring
-lists the rules); prints one summary. Exit 0 only when every job is terminal, with no
-mismatch and no duplicate result row; 1 otherwise; 2 when it cannot run at all.
+receiver, two Celery workers and beat as separate processes (bench/chaos_stack.py), and
+in this process a webhook subscriber that answers 500, too slowly, drops connections and
+throttles (bench/chaos_subscriber.py), subscribed to every event with the retry schedule
+scaled down (bench/chaos_config.py); submits N jobs over the HTTP API while SIGKILLing a
+worker every few seconds, Redis and the receiver once each, and taking the subscriber
+away once (bench/chaos_load.py); waits for every job to end and the outgoing deliveries
+to settle; compares the database with the sandbox's ground truth (bench/chaos_report.py)
+and what the subscriber accepted with the jobs' events (bench/chaos_events.py; each
+docstring lists its rules); prints one summary. Exit 0 only when every job is terminal,
+with no mismatch and no duplicate result row, and no event lost, mismatched or badly
+signed; 1 otherwise; 2 when it cannot run at all.
 """
 
 from __future__ import annotations
@@ -30,13 +35,20 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import httpx
 from sqlalchemy import func, select
 
-from bench.chaos_config import Timings
+from bench.chaos_config import (
+    NOTIFY_SCHEDULE_SCALE,
+    SUBSCRIBER_AWAY_S,
+    SUBSCRIBER_SLOW_S,
+    Timings,
+)
+from bench.chaos_events import EventReport, build_event_report
 from bench.chaos_load import ChaosMonkey, Progress, Submitter
 from bench.chaos_report import Report, build_report, summary_lines
 from bench.chaos_stack import ROOT, ChaosStack, StackConfig
+from bench.chaos_subscriber import FaultySubscriber
 from falbridge.devstack.services import find_pg_bin
 from falbridge.models.db import get_engine, transaction
-from falbridge.models.tables import WebhookDelivery
+from falbridge.models.tables import EventDelivery, WebhookDelivery
 
 
 @dataclass
@@ -53,11 +65,15 @@ class ChaosOptions:
     run_dir: Path | None = None
     timings: Timings = field(default_factory=Timings)
     echo: bool = True  # progress on stderr
+    notify_schedule_scale: float = NOTIFY_SCHEDULE_SCALE
+    subscriber_away_s: float = SUBSCRIBER_AWAY_S
+    notify_settle_s: float = 300.0  # for the outgoing deliveries, after the jobs converged
 
 
 @dataclass
 class ChaosResult:
     report: Report
+    events: EventReport
     lines: list[str]
     run_dir: Path
     kills: int
@@ -68,7 +84,7 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return self.report.ok and not self.problems
+        return self.report.ok and self.events.ok and not self.problems
 
 
 class Unavailable(RuntimeError):
@@ -95,15 +111,28 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
             print(message, file=sys.stderr, flush=True)
 
     stack = ChaosStack(
-        StackConfig(run_dir=run_dir, database=options.database, seed=options.seed, timings=options.timings)
+        StackConfig(
+            run_dir=run_dir,
+            database=options.database,
+            seed=options.seed,
+            timings=options.timings,
+            notify_schedule_scale=options.notify_schedule_scale,
+        )
     )
+    subscriber = FaultySubscriber(seed=options.seed, slow_s=SUBSCRIBER_SLOW_S)
     progress = monkey = ticker = None
     problems: list[str] = []
     t0 = time.monotonic()
     try:
         log(f"chaos: starting services in {run_dir}")
         stack.start()
-        (run_dir / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+        subscriber.start()
+        made = stack.subscribe(subscriber.url, ["job.status_changed"])
+        subscriber.secret = made["secret"]  # its signature checks start with the first event
+        log(f"chaos: subscriber {subscriber.url} subscribed to every event ({made['made_by']})")
+        (run_dir / "stack.json").write_text(
+            json.dumps({**stack.describe(), "subscriber": subscriber.url}, indent=2)
+        )
 
         engine = get_engine(stack.database_url)
         progress = Progress(engine).start()
@@ -126,6 +155,8 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
             max_kills=options.max_kills,
             log=log,
             t0=t0,
+            subscriber=subscriber,
+            away_s=options.subscriber_away_s,
         ).start()
         ticker = _Ticker(log, progress, submitter, t0)
         ticker.start()
@@ -137,10 +168,17 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
             f"a retried POST, {stats.retries} retries) in {time.monotonic() - t0:.0f}s; chaos stopped"
         )
         problems += stats.failures[:20] + monkey.errors
-        if not (monkey.redis_restarts and monkey.receiver_restarts and monkey.kills >= options.min_kills):
+        wanted_outages = 1 if options.subscriber_away_s > 0 else 0
+        if not (
+            monkey.redis_restarts
+            and monkey.receiver_restarts
+            and monkey.kills >= options.min_kills
+            and monkey.subscriber_outages >= wanted_outages
+        ):
             problems.append(
                 f"chaos incomplete: kills={monkey.kills} redis_restarts={monkey.redis_restarts} "
-                f"receiver_restarts={monkey.receiver_restarts}"
+                f"receiver_restarts={monkey.receiver_restarts} "
+                f"subscriber_outages={monkey.subscriber_outages}"
             )
         ticker.phase = "converging"
         # Jobs the API stored (a POST may have failed after its commit, so count rows).
@@ -148,9 +186,20 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
         _converge(progress, max(progress.total, stats.done), options.timeout_s, log)
         ticker.stopped.set()
         _settle(stack, engine, log)
+        ticker.phase = "delivering"
+        _settle_deliveries(engine, options.notify_settle_s, log)
+        elapsed = time.monotonic() - t0
         truth = httpx.get(f"{stack.sandbox_url}/_sandbox/requests", timeout=120).json()
         report = build_report(engine, truth, options.jobs)
-        elapsed = time.monotonic() - t0
+        stats = subscriber.stats()
+        events = build_event_report(
+            engine,
+            list(subscriber.log.received),
+            bad_signatures=stats["bad_signatures"],
+            requests=stats["requests"],
+            faults=stats["faults"],
+            outages=stats["outages"],
+        )
     finally:
         if ticker is not None:
             ticker.stopped.set()
@@ -159,6 +208,7 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
         if monkey is not None:
             monkey.stop()
         stack.stop()
+        subscriber.stop()
         log_file.flush()
     lines = summary_lines(
         report,
@@ -168,11 +218,13 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
         elapsed_s=elapsed,
         database=options.database,
         run_dir=str(run_dir),
+        events=events,
     )
     if problems:
         lines.insert(-1, f"chaos: harness problems: {'; '.join(problems[:5])}")
     result = ChaosResult(
         report,
+        events,
         lines,
         run_dir,
         monkey.kills,
@@ -234,6 +286,26 @@ def _settle(stack: ChaosStack, engine, log) -> None:
     log(f"chaos: {left} verified deliveries still unprocessed after settling")
 
 
+def _settle_deliveries(engine, timeout_s: float, log) -> None:
+    """Wait for the outgoing deliveries to end (delivered or exhausted): the scaled
+    schedule's last attempts come minutes after the event; a worker killed mid-attempt
+    leaves one in flight until its lease runs out and the sweeper re-drives it."""
+    deadline = time.monotonic() + timeout_s
+    left = 0
+    while time.monotonic() < deadline:
+        with transaction(engine) as s:
+            left = s.scalar(
+                select(func.count())
+                .select_from(EventDelivery)
+                .where(EventDelivery.status.in_(("pending", "in_flight")))
+            )
+        if not left:
+            log("chaos: every outgoing delivery settled")
+            return
+        time.sleep(1.0)
+    log(f"chaos: {left} outgoing deliveries still pending or in flight after {timeout_s:.0f}s")
+
+
 def _write_report(result: ChaosResult, monkey: ChaosMonkey, run_dir: Path) -> None:
     report = result.report
     doc = {
@@ -244,6 +316,7 @@ def _write_report(result: ChaosResult, monkey: ChaosMonkey, run_dir: Path) -> No
         "mismatches": report.mismatches[:500],
         "double_submissions": report.doubles,
         "duplicate_result_rows": report.duplicate_rows[:500],
+        "outgoing_webhooks": result.events.problems(),
         "events": [asdict(e) for e in monkey.events],
     }
     (run_dir / "report.json").write_text(json.dumps(doc, indent=2, default=str))
@@ -263,6 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=25.0, help="job submissions per second")
     parser.add_argument("--max-in-flight", type=int, default=150, help="cap on unfinished jobs")
     parser.add_argument("--run-dir", type=Path)
+    parser.add_argument(
+        "--notify-scale",
+        type=float,
+        default=NOTIFY_SCHEDULE_SCALE,
+        help="FALBRIDGE_NOTIFY_SCHEDULE_SCALE for the workers (the retry schedule's ~day times this)",
+    )
+    parser.add_argument(
+        "--subscriber-away", type=float, default=SUBSCRIBER_AWAY_S, help="seconds of the subscriber's outage"
+    )
     args = parser.parse_args(argv)
     options = ChaosOptions(
         jobs=args.jobs,
@@ -273,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         max_in_flight=args.max_in_flight,
         run_dir=args.run_dir,
+        notify_schedule_scale=args.notify_scale,
+        subscriber_away_s=args.subscriber_away,
     )
     # SIGTERM (e.g. from CI) unwinds like Ctrl-C, so the finally blocks reap every child.
     signal.signal(signal.SIGTERM, _interrupt)

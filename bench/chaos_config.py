@@ -33,13 +33,37 @@ SANDBOX_RUNTIME = {
 }
 
 
+# Outgoing webhooks to the faulty subscriber (bench/chaos_subscriber.py). The schedule is
+# Svix's ~27.6 h scaled to ~3.3 min: attempts at 0, 0.01, 0.6, 4.2, 18.6, 54.6, 127 and
+# 199 s (each wait +-20 %). The per-attempt timeout is shorter than the subscriber's slow
+# answers, so those time out. The outage is shorter than the first four attempts' span
+# even with jitter (>= 3.4 s), so it costs a delivery at most three of its eight attempts:
+# the five left all fail with odds of 0.15^5 (8e-5) at the subscriber's fault mix.
+NOTIFY_SCHEDULE_SCALE = 0.002
+NOTIFY_TIMEOUT_S = 2.0
+SUBSCRIBER_SLOW_S = 3.0
+SUBSCRIBER_AWAY_S = 3.0
+
+
+def notify_env(schedule_scale: float = NOTIFY_SCHEDULE_SCALE) -> dict[str, str]:
+    return {
+        "FALBRIDGE_NOTIFY_ALLOWED_NETWORKS": "127.0.0.0/8",  # the subscriber is on loopback
+        "FALBRIDGE_NOTIFY_SCHEDULE_SCALE": str(schedule_scale),
+        "FALBRIDGE_NOTIFY_TIMEOUT_S": str(NOTIFY_TIMEOUT_S),
+    }
+
+
 @dataclass(frozen=True)
 class Timings:
     """The reconciler's and the broker's clocks, turned down from production's minutes."""
 
     reconcile_interval_s: float = 2.0
     pending_grace_s: float = 15.0  # longer than a healthy queue wait: no redundant submits
-    delivery_grace_s: float = 10.0
+    # Production's 30 s, not less: it is also how long the sweeper leaves a dispatched
+    # outgoing delivery to its task, and with a backlog longer than that (this machine,
+    # shared, with three deliver tasks per job) each sweep re-enqueued every waiting
+    # delivery again: 8,120 deliver_event tasks for 1,212 deliveries, up to 22 copies.
+    delivery_grace_s: float = 30.0
     silent_after_s: float = 15.0  # past delay + reorder, so most polls find a real drop
     poll_every_s: float = 10.0
     outcome_unknown_grace_s: float = 15.0  # time for the lost submit's own callback

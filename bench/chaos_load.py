@@ -201,7 +201,8 @@ class ChaosEvent:
 
 class ChaosMonkey:
     """Every `kill_every_s`: SIGKILL a worker; at 1/3 of submissions Redis, at 2/3 the
-    receiver (each SIGKILLed and restarted on the same port, once)."""
+    receiver (each SIGKILLed and restarted on the same port, once); at 1/2 the webhook
+    subscriber goes away for `away_s` (its port closed, then open again), once."""
 
     def __init__(
         self,
@@ -213,8 +214,12 @@ class ChaosMonkey:
         max_kills: int | None,
         log: Callable[[str], None],
         t0: float,
+        subscriber=None,
+        away_s: float = 0.0,
     ):
         self.stack, self.submitted, self.jobs = stack, submitted, jobs
+        self.subscriber, self.away_s = subscriber, away_s
+        self.subscriber_outages = 0
         self.kill_every_s, self.max_kills = kill_every_s, max_kills
         self.log, self.t0 = log, t0
         self.events: list[ChaosEvent] = []
@@ -261,6 +266,16 @@ class ChaosMonkey:
                         "receiver_restart",
                         f"SIGKILL gunicorn group + restart in {time.monotonic() - started:.2f}s",
                     )
+                elif (
+                    self.subscriber is not None
+                    and not self.subscriber_outages
+                    and self.away_s > 0
+                    and self.submitted() >= self.jobs / 2
+                ):
+                    self.subscriber_outages += 1
+                    self._event("subscriber_away", f"port {self.subscriber.port} closed for {self.away_s:g}s")
+                    self.subscriber.away(self.away_s)
+                    self._event("subscriber_back", f"port {self.subscriber.port} open again")
                 elif time.monotonic() >= next_kill and (
                     self.max_kills is None or self.kills < self.max_kills
                 ):

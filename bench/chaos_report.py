@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import func, select
 
+from bench.chaos_events import EventReport, event_lines
 from falbridge.models.db import transaction
 from falbridge.models.tables import Job, JobEvent, ResultFile
 
@@ -225,11 +226,15 @@ def summary_lines(
     elapsed_s: float,
     database: str,
     run_dir: str,
+    events: EventReport | None = None,
 ) -> list[str]:
+    """The chaos line(s): jobs against the sandbox, then (with `events`) the outgoing
+    webhooks against the jobs' events (bench/chaos_events.py), then PASS or FAIL."""
     causes = ", ".join(f"{k}={v}" for k, v in sorted(report.double_causes.items()))
     p50 = "n/a" if report.p50_s is None else f"{report.p50_s:.1f}s"
     p99 = "n/a" if report.p99_s is None else f"{report.p99_s:.1f}s"
     statuses = " ".join(f"{k}={v}" for k, v in sorted(report.statuses.items()))
+    ok = report.ok and (events is None or events.ok)
     return [
         f"chaos: jobs={report.expected_jobs} terminal={report.terminal}/{report.expected_jobs} "
         f"mismatches={len(report.mismatches)} double_submissions={len(report.doubles)}"
@@ -239,5 +244,6 @@ def summary_lines(
         f"elapsed={elapsed_s:.0f}s db={database}",
         f"chaos: statuses {statuses}; jobs_in_db={report.jobs} sandbox_requests={report.sandbox_requests} "
         f"rejected_submits={report.rejected_submits} webhook_attempts={report.deliveries}",
-        f"chaos: {'PASS' if report.ok else 'FAIL'}; logs and report.json in {run_dir}",
+        *(event_lines(events) if events is not None else []),
+        f"chaos: {'PASS' if ok else 'FAIL'}; logs and report.json in {run_dir}",
     ]

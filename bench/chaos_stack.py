@@ -16,7 +16,15 @@ from typing import Any
 
 import httpx
 
-from bench.chaos_config import FAKE_FAL_KEY, FAULTS, SANDBOX_RUNTIME, Timings
+from bench.chaos_config import (
+    FAKE_FAL_KEY,
+    FAULTS,
+    NOTIFY_SCHEDULE_SCALE,
+    SANDBOX_RUNTIME,
+    Timings,
+    notify_env,
+)
+from bench.chaos_subscriber import subscribe
 from falbridge.devstack.processes import ProcessGroup
 from falbridge.devstack.stack import WORKER_READY, LocalStack, wait_worker
 
@@ -34,6 +42,7 @@ class StackConfig:
     sandbox_concurrency: int = 64
     timings: Timings = field(default_factory=Timings)
     faults: dict[str, Any] = field(default_factory=lambda: dict(FAULTS))
+    notify_schedule_scale: float = NOTIFY_SCHEDULE_SCALE
 
 
 class ChaosStack(LocalStack):
@@ -58,6 +67,7 @@ class ChaosStack(LocalStack):
                 "FALBRIDGE_API_TOKENS": self.api_token,
                 "FALBRIDGE_API_AUTH": None,  # never a shell's "off"
                 "FALBRIDGE_SUBMIT_MAX_RETRIES": "8",  # production's, whatever this shell has
+                **notify_env(self.config.notify_schedule_scale),
             }
         )
         self.start_sandbox(
@@ -117,6 +127,18 @@ class ChaosStack(LocalStack):
         self._ready.discard(victim.popen.pid)
         return victim.name, self.start_chaos_worker().name
 
+    def subscribe(self, url: str, events: list[str]) -> dict[str, Any]:
+        """A subscription made through the receiver's API when it has one, else through
+        worker.notify.manage with this stack's environment (bench/chaos_subscriber.py)."""
+        return subscribe(
+            self.env,
+            url,
+            events,
+            description="chaos run subscriber",
+            api_url=self.receiver_url,
+            api_token=self.api_token,
+        )
+
     def describe(self) -> dict[str, Any]:
         return {
             "database": self.config.database,
@@ -126,4 +148,5 @@ class ChaosStack(LocalStack):
             "faults": self.config.faults,
             "sandbox_runtime": SANDBOX_RUNTIME,
             "timings": asdict(self.config.timings),
+            "notify": notify_env(self.config.notify_schedule_scale),
         }

@@ -1,16 +1,21 @@
-"""The chaos judge must catch what it claims to: each rule of bench/chaos_report.py is
-broken once on purpose here, against a real migrated database and a made-up ground truth."""
+"""The chaos judge must catch what it claims to: each rule of bench/chaos_report.py and
+bench/chaos_events.py is broken once on purpose here, against a real migrated database
+and a made-up ground truth."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from bench.chaos_report import build_report, count_files
+from bench.chaos_events import build_event_report, event_lines
+from bench.chaos_report import build_report, count_files, summary_lines
+from bench.chaos_subscriber import Received
 from falbridge.models.db import get_engine, transaction
 from falbridge.models.jobs import add_result_files, create_job
-from falbridge.models.tables import Job, utcnow
+from falbridge.models.tables import Job, JobEvent, utcnow
+from falbridge.worker.notify.payload import message_id
 
 IMAGE = {"url": "http://fal/files/a.png", "content_type": "image/png", "file_size": 10}
 
@@ -95,3 +100,101 @@ def test_a_completed_job_missing_a_file_row_is_a_duplicate_row_problem(db_url):
     report = build_report(get_engine(db_url), truth, expected_jobs=1)
     assert report.duplicate_rows == [{"job": job, "rows": 1, "files_in_output": 2}]
     assert count_files({"x": {"url": "u"}, "y": [IMAGE, {"url": "v", "file_name": "f"}]}) == 2
+
+
+def _event(job_id: str, seq: int, to_status: str, from_status: str = "pending") -> int:
+    with transaction() as s:
+        event = JobEvent(
+            job_id=uuid.UUID(job_id),
+            seq=seq,
+            source="webhook",
+            from_status=from_status,
+            to_status=to_status,
+            at=utcnow(),
+        )
+        s.add(event)
+        s.flush()
+        return event.id
+
+
+def _got(event_id: int, job_id: str, seq: int, to_status: str, status: str | None = None) -> Received:
+    return Received(message_id(event_id), "job.status_changed", job_id, seq, to_status, status or to_status)
+
+
+def _first_event(job_id: str) -> int:
+    with transaction() as s:
+        return s.scalars(
+            select(JobEvent.id).where(JobEvent.job_id == uuid.UUID(job_id), JobEvent.seq == 1)
+        ).one()
+
+
+def test_every_outgoing_webhook_rule_is_enforced(db_url):
+    """bench/chaos_events.py: each rule broken once, against real job_events rows."""
+    good = _job(1, status="completed")
+    lost = _job(2, status="completed")
+    twice = _job(3, status="completed")
+    none = _job(4, status="failed")
+    stale = _job(5, status="completed")
+    wrong_body = _job(6, status="failed")
+    received = []
+    for job in (good, lost, twice, none, stale, wrong_body):
+        received.append(_got(_first_event(job), job, 1, "pending"))
+    done = _event(good, 2, "completed")
+    received += [_got(done, good, 2, "completed")] * 2  # a duplicate: allowed, counted
+    _event(lost, 2, "completed")  # never reaches the subscriber
+    _event(twice, 2, "completed")
+    received.append(_got(_event(twice, 3, "completed", "completed"), twice, 3, "completed"))
+    # `stale`: its terminal event's body shows the job as it was before the event.
+    received.append(_got(_event(stale, 2, "completed"), stale, 2, "completed", status="submitted"))
+    # `wrong_body`: the body names another transition than its event id's.
+    received.append(_got(_event(wrong_body, 2, "failed"), wrong_body, 2, "completed"))
+    received.append(Received("evt_999999999", "job.completed", good, 9, "completed", "completed"))
+
+    report = build_event_report(get_engine(db_url), received, bad_signatures=1, requests=20)
+
+    assert report.events == 12 and report.terminal_events == 6
+    assert report.receipts == 12 and report.duplicates == 1 and report.delivered == 10
+    assert len(report.lost) == 2  # `lost`'s terminal event and `twice`'s first terminal one
+    assert report.unknown == ["evt_999999999"]
+    assert {p["job"] for p in report.terminal_event_problems} == {twice, none}
+    assert [m["event"] for m in report.body_mismatches] == [report.body_mismatches[0]["event"]]
+    assert report.body_mismatches[0]["truth"] == [wrong_body, 2, "failed"]
+    assert {m["job"] for m in report.last_mismatches} == {lost, none, stale, wrong_body}
+    assert not report.ok
+    lines = event_lines(report)
+    assert "lost=2 duplicates=1 unknown=1 bad_signatures=1" in lines[0]
+
+
+def test_a_clean_event_run_passes_and_the_summary_says_so(db_url):
+    job = _job(1, status="completed", request_id="r-1", result={"image": IMAGE})
+    done = _event(job, 2, "completed")
+    received = [_got(_first_event(job), job, 1, "pending"), _got(done, job, 2, "completed")]
+    events = build_event_report(get_engine(db_url), received, faults={"error_500": 2}, outages=1)
+    assert events.ok and events.exhausted == 0 and events.unsettled == 0
+    truth = {"requests": [_request(job, "r-1", "OK", {"image": IMAGE})]}
+    report = build_report(get_engine(db_url), truth, expected_jobs=1)
+    lines = summary_lines(
+        report,
+        kills=1,
+        redis_restarts=1,
+        receiver_restarts=1,
+        elapsed_s=1.0,
+        database="x",
+        run_dir="d",
+        events=events,
+    )
+    assert any("events=2 terminal_events=1 delivered=2/2 lost=0 duplicates=0" in line for line in lines)
+    assert "faults error_500=2 outages=1" in lines[-2]
+    assert lines[-1].startswith("chaos: PASS"), lines
+    events.bad_signatures = 1
+    again = summary_lines(
+        report,
+        kills=1,
+        redis_restarts=1,
+        receiver_restarts=1,
+        elapsed_s=1.0,
+        database="x",
+        run_dir="d",
+        events=events,
+    )
+    assert again[-1].startswith("chaos: FAIL")
