@@ -282,7 +282,7 @@ class EventDelivery(Base):
     subscription_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
     )
-    target: Mapped[str] = mapped_column(String(16), default="subscription")
+    target: Mapped[str] = mapped_column(String(16), default="subscription", server_default="subscription")
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

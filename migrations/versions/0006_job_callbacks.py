@@ -30,7 +30,6 @@ def upgrade() -> None:
             sa.Column("target", sa.String(length=16), nullable=False, server_default="subscription")
         )
     with op.batch_alter_table("event_deliveries", schema=None) as batch_op:
-        batch_op.alter_column("target", existing_type=sa.String(length=16), server_default=None)
         batch_op.create_check_constraint("target", "target IN ('subscription', 'notify_url', 'on_complete')")
         batch_op.create_index(
             "ux_event_deliveries_job_target",
