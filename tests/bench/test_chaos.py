@@ -58,7 +58,8 @@ def test_small_chaos_run_loses_nothing_and_applies_nothing_twice(tmp_path):
     # Outgoing: one terminal event per job, every event at the subscriber at least once,
     # through its faults (each kind drawn) and its outage.
     events = result.events
-    assert events.ok and events.terminal_events == 200 and events.events >= 3 * 200
+    # Each job has its pending and its terminal event at least (a refused submit skips submitted).
+    assert events.ok and events.terminal_events == 200 and events.events >= 2 * 200
     assert events.delivered == events.events and not events.lost and events.bad_signatures == 0
     assert events.unsettled == 0 and events.outages == 1
     assert set(events.faults) == {"error_500", "slow", "drop", "throttle_429"}
