@@ -68,8 +68,5 @@ def rotate(session: Session, cfg: Config, name: str) -> str:
 def signing_secrets(session: Session, cfg: Config, name: str, now: datetime) -> list[str]:
     """The secrets that sign now: the current one, and the previous one in its overlap."""
     row = ensure(session, cfg, name)
-    found = [secrets.decrypt(cfg, _sealed_as(name), row.secret_encrypted)]
     previous, until = row.previous_secret_encrypted, row.previous_secret_expires_at
-    if previous is not None and until is not None and until > now:
-        found.append(secrets.decrypt(cfg, _sealed_as(name), previous))
-    return found
+    return secrets.signing(cfg, _sealed_as(name), row.secret_encrypted, previous, until, now)

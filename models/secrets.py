@@ -13,6 +13,7 @@ import base64
 import os
 import secrets
 import uuid
+from datetime import datetime
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -53,3 +54,19 @@ def decrypt(cfg: Config, subscription_id: uuid.UUID, stored: bytes) -> str:
         except InvalidTag:
             continue
     raise SecretUnreadable(f"no FALBRIDGE_SECRET_KEY decrypts the secret of subscription {subscription_id}")
+
+
+def signing(
+    cfg: Config,
+    sealed_as: uuid.UUID,
+    current: bytes,
+    previous: bytes | None,
+    until: datetime | None,
+    now: datetime,
+) -> list[str]:
+    """The secrets that sign now: the current one, and the previous one in its rotation's
+    overlap (until `until`)."""
+    found = [decrypt(cfg, sealed_as, current)]
+    if previous is not None and until is not None and until > now:
+        found.append(decrypt(cfg, sealed_as, previous))
+    return found

@@ -134,11 +134,14 @@ def rotate(session: Session, cfg: Config, subscription: Subscription) -> str:
 
 def signing_secrets(cfg: Config, subscription: Subscription, now: datetime) -> list[str]:
     """The secrets that sign now: the current one, and the previous one in its overlap."""
-    current = [secrets.decrypt(cfg, subscription.id, subscription.secret_encrypted)]
-    previous, until = subscription.previous_secret_encrypted, subscription.previous_secret_expires_at
-    if previous is not None and until is not None and until > now:
-        current.append(secrets.decrypt(cfg, subscription.id, previous))
-    return current
+    return secrets.signing(
+        cfg,
+        subscription.id,
+        subscription.secret_encrypted,
+        subscription.previous_secret_encrypted,
+        subscription.previous_secret_expires_at,
+        now,
+    )
 
 
 def note_success(session: Session, subscription_id: uuid.UUID) -> None:

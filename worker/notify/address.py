@@ -45,6 +45,20 @@ class Unresolved(AddressRefused):
     transient, or differ where the workers run); each connection checks again."""
 
 
+def refusal(url: str, allowed: Sequence[Network]) -> str | None:
+    """Why `url` can't be a subscriber's or a job's callback address, or None. A host
+    that does not resolve yet is taken: each connection checks again."""
+    if not well_formed(url):
+        return f"must be an http(s) URL with a host name or IPv4 address, at most {MAX_URL_LENGTH} characters"
+    try:
+        check(url, allowed)
+    except Unresolved:
+        return None
+    except AddressRefused as exc:
+        return str(exc)
+    return None
+
+
 def check(url: str, allowed: Sequence[Network]) -> tuple[httpx.URL, IPAddress]:
     """The URL's parts and the address to connect to; AddressRefused otherwise."""
     if len(url) > MAX_URL_LENGTH:

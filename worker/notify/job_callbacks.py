@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from falbridge.worker.notify.address import AddressRefused, Network, Unresolved, check, well_formed
+from falbridge.worker.notify.address import Network, refusal
 
 # Dotted Python names (myapp.tasks.crop), and the ':' and '-' some projects use.
 CELERY_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$"
@@ -41,15 +41,9 @@ class JobCallbacks:
 
 def checked(callbacks: JobCallbacks, allowed: Sequence[Network]) -> JobCallbacks:
     """The callbacks, if falbridge will make them; CallbackRefused naming the field if not."""
-    if callbacks.notify_url is not None:
-        if not well_formed(callbacks.notify_url):
-            raise CallbackRefused("notify_url", "must be an http(s) URL with a host name or IPv4 address")
-        try:
-            check(callbacks.notify_url, allowed)
-        except Unresolved:
-            pass  # as for a subscription: the delivery's connection checks again
-        except AddressRefused as exc:
-            raise CallbackRefused("notify_url", str(exc)) from None
+    why = refusal(callbacks.notify_url, allowed) if callbacks.notify_url is not None else None
+    if why is not None:
+        raise CallbackRefused("notify_url", why)
     for field in ("on_complete", "on_complete_queue"):
         value = getattr(callbacks, field)
         if value is not None and not _CELERY_NAME.fullmatch(value):

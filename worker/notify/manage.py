@@ -20,7 +20,7 @@ from falbridge.models.db import transaction
 from falbridge.models.serialize import delivery_dict, subscription_dict
 from falbridge.models.subscriptions import DuplicateSubscription
 from falbridge.models.tables import DELIVERY_STATUSES, DeliveryAttempt, EventDelivery, JobEvent, Subscription
-from falbridge.worker.notify.address import AddressRefused, Unresolved, check, well_formed
+from falbridge.worker.notify.address import refusal
 
 __all__ = ["DuplicateSubscription", "InvalidSubscription"]
 MAX_DESCRIPTION = 1000
@@ -39,16 +39,9 @@ class InvalidSubscription(ValueError):
 def checked_url(url: object) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidSubscription("url", "must be a non-empty string")
-    if not well_formed(url):
-        raise InvalidSubscription(
-            "url", "must be an http(s) URL with a host name or IPv4 address, at most 2048 characters"
-        )
-    try:
-        check(url, config.current().notify.networks())
-    except Unresolved:
-        pass  # refused or not when a delivery connects
-    except AddressRefused as exc:
-        raise InvalidSubscription("url", str(exc)) from None
+    why = refusal(url, config.current().notify.networks())
+    if why is not None:
+        raise InvalidSubscription("url", why)
     return url
 
 
