@@ -156,7 +156,32 @@ class _SinkServer(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class WebhookSink:
+class Recorder:
+    """What a recording test server shares: the requests it got, and a wait for them."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._received: list[ReceivedRequest] = []
+
+    @property
+    def received(self) -> list[ReceivedRequest]:
+        with self._cond:
+            return list(self._received)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._received) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self.name} got {len(self._received)} requests, expected {count}")
+                self._cond.wait(remaining)
+            return list(self._received)
+
+
+class WebhookSink(Recorder):
     """Local HTTP receiver: records requests, answers with a scripted status sequence.
 
     `respond_with(500, 500)` makes the next two requests get 500, later ones the default
@@ -165,11 +190,12 @@ class WebhookSink:
     such fetches are counted in `file_hits`, not in `received`.
     """
 
+    name = "sink"
+
     def __init__(self, default_status: int = 200) -> None:
+        super().__init__()
         self.default_status = default_status
-        self._cond = threading.Condition()
         self._script: list[int] = []
-        self._received: list[ReceivedRequest] = []
         self._stall_s = 0.0
         self._release = threading.Event()
         self._files: dict[str, tuple[bytes, str]] = {}
@@ -192,21 +218,6 @@ class WebhookSink:
 
     def stall_for(self, seconds: float) -> None:
         self._stall_s = seconds
-
-    @property
-    def received(self) -> list[ReceivedRequest]:
-        with self._cond:
-            return list(self._received)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._received) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"sink got {len(self._received)} requests, expected {count}")
-                self._cond.wait(remaining)
-            return list(self._received)
 
     def close(self) -> None:
         self._release.set()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.pipeline import TEST_SECRET_KEY
-from tests.plugins.sandbox import ReceivedRequest
+from tests.plugins.sandbox import ReceivedRequest, Recorder
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,12 @@ class _Server(http.server.ThreadingHTTPServer):
         pass  # a sender that timed out closed its end first
 
 
-class Subscriber:
+class Subscriber(Recorder):
+    name = "subscriber"
+
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        super().__init__()
         self._script: list[Answer] = []
-        self._received: list[ReceivedRequest] = []
         self._release = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         threading.Thread(
@@ -57,21 +58,6 @@ class Subscriber:
         """The next requests get these answers (a bare number is that status), later ones 200."""
         with self._cond:
             self._script = [a if isinstance(a, Answer) else Answer(a) for a in answers]
-
-    @property
-    def received(self) -> list[ReceivedRequest]:
-        with self._cond:
-            return list(self._received)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._received) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"subscriber got {len(self._received)} requests, expected {count}")
-                self._cond.wait(remaining)
-            return list(self._received)
 
     def release(self) -> None:
         """Let every hanging answer go."""
