@@ -9,13 +9,13 @@ from falbridge.models.outbox import EVENT_TYPES
 from falbridge.models.tables import DELIVERY_STATUSES
 from falbridge.webhooks.api.schemas import INT, NO_NUL, TEXT, TIME, nullable, object_schema, ref
 from falbridge.worker.notify.address import MAX_URL_LENGTH, URL_SHAPE
-from falbridge.worker.notify.manage import MAX_DESCRIPTION
+from falbridge.worker.notify.manage import MAX_DESCRIPTION, MAX_EVENTS
 
 URL = {"type": "string", "maxLength": MAX_URL_LENGTH, "pattern": URL_SHAPE}
 EVENTS = {
     "type": "array",
     "minItems": 1,
-    "maxItems": 16,
+    "maxItems": MAX_EVENTS,
     "items": {"type": "string", "enum": list(EVENT_TYPES)},
 }
 DESCRIPTION = {"type": "string", "maxLength": MAX_DESCRIPTION, "pattern": NO_NUL}

@@ -24,6 +24,7 @@ from falbridge.worker.notify.address import refusal
 
 __all__ = ["DuplicateSubscription", "InvalidSubscription"]
 MAX_DESCRIPTION = 1000
+MAX_EVENTS = 16
 MAX_LISTED = 500
 MAX_REPLAYED = 10_000
 
@@ -48,6 +49,8 @@ def checked_url(url: object) -> str:
 def checked_events(events: object) -> list[str]:
     if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
         raise InvalidSubscription("events", "must be a non-empty list of event types")
+    if len(events) > MAX_EVENTS:  # the bound the OpenAPI document states
+        raise InvalidSubscription("events", f"must list at most {MAX_EVENTS} event types")
     try:
         return subscriptions.normalized_events(events)
     except ValueError as exc:

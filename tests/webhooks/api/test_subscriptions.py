@@ -57,6 +57,7 @@ def test_create_shows_the_secret_once(api, notifying):
         ({"events": ["job.completed"]}, "url"),
         ({"url": "https://example.com/h", "events": ["job.exploded"]}, "events"),
         ({"url": "https://example.com/h", "events": []}, "events"),
+        ({"url": "https://example.com/h", "events": ["job.failed"] * 17}, "events"),  # maxItems 16
         ({"url": "https://example.com/h", "events": "job.completed"}, "events"),
         ({"url": "https://example.com/h", "events": ["job.completed"], "colour": "red"}, "colour"),
         ({"url": "https://example.com/h", "events": ["job.completed"], "description": 5}, "description"),
