@@ -13,28 +13,35 @@ Not counted, and said so in the report:
 - equivalent mutants, listed in .ci/equivalent-mutants.txt with one line of reason each
   (at most 5 % of a module's mutants), never silently.
 
-Runs in place: do not edit the modules or run other tests while it works. The source file
-is restored even if the run is interrupted. Exit 1 when a module is under its target.
+Runs in copies of the checkout (var/mutation/tree-N, see mutation_trees.py), one per worker,
+taken at the start: the checkout is never mutated and may be edited meanwhile. Modules are
+spread over the workers (default: one per core). Exit 1 when a module is under its target.
 
     .venv/bin/python .ci/mutate.py                      # every module
     .venv/bin/python .ci/mutate.py models/states.py     # one (or several)
+    .venv/bin/python .ci/mutate.py --jobs 1             # one worker
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
+import queue
+import resource
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cosmic_ray.work_db as work_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
+from mutation_trees import make_tree, test_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / ".ci" / "mutation.toml"
@@ -116,9 +123,9 @@ def _mutant_ids(module: str, items: list[WorkItem]) -> dict[str, str]:
     return ids
 
 
-def run_module(module: str, tests: list[str], target: float, listed: dict[str, str]) -> Score:
+def run_module(module: str, tests: list[str], target: float, listed: dict[str, str], tree: Path) -> Score:
     score = Score(module, target)
-    source_path = ROOT / module
+    source_path = tree / module
     original = source_path.read_bytes()
     started = time.monotonic()
     session = SESSIONS / (module.replace("/", "_") + ".sqlite")
@@ -133,6 +140,8 @@ def run_module(module: str, tests: list[str], target: float, listed: dict[str, s
             "-q",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "pytest_timeout",
             "-k",
             "not postgresql",
             *tests,
@@ -146,10 +155,10 @@ def run_module(module: str, tests: list[str], target: float, listed: dict[str, s
             "[cosmic-ray.distributor]\nname = 'local'\n"
         )
         try:
-            _cosmic_ray("init", str(config), str(session))
+            _cosmic_ray(tree, "init", str(config), str(session))
             _mark_not_counted(session, module, original.decode(), listed, score)
-            _cosmic_ray("baseline", str(config))
-            _cosmic_ray("exec", str(config), str(session))
+            _cosmic_ray(tree, "baseline", str(config))
+            _cosmic_ray(tree, "exec", str(config), str(session))
         finally:
             source_path.write_bytes(original)
     _tally(session, module, score)
@@ -157,8 +166,12 @@ def run_module(module: str, tests: list[str], target: float, listed: dict[str, s
     return score
 
 
-def _cosmic_ray(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "--verbosity", "ERROR", *args], cwd=ROOT)
+def _cosmic_ray(tree: Path, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cosmic_ray.cli", "--verbosity", "ERROR", *args],
+        cwd=tree,
+        env=test_environment(tree),
+    )
     if done.returncode != 0:
         raise SystemExit(f"mutate: cosmic-ray {args[0]} failed (exit {done.returncode})")
 
@@ -214,11 +227,34 @@ def _tally(session: Path, module: str, score: Score) -> None:
                 score.killed += 1
 
 
+def run_spread(chosen: list[str], table: dict, listed: dict[str, str], jobs: int) -> list[Score]:
+    """Each module whole in one worker's tree; a worker takes the next module when it is free."""
+    trees: queue.Queue[Path] = queue.Queue()
+    for n in range(jobs):
+        tree = SESSIONS / f"tree-{n}"
+        make_tree(ROOT, tree)
+        trees.put(tree)
+
+    def one(module: str) -> Score:
+        tree = trees.get()
+        try:
+            entry = table[module]
+            score = run_module(module, entry["tests"], float(entry.get("target", 90)), listed, tree)
+        finally:
+            trees.put(tree)
+        print(f"done: {score.line()}", flush=True)
+        return score
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, chosen))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "modules", nargs="*", help="source paths (default: every module in .ci/mutation.toml)"
     )
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="workers (default: cores)")
     args = parser.parse_args()
     table = tomllib.loads(CONFIG.read_text())["module"]
     chosen = args.modules or list(table)
@@ -228,7 +264,8 @@ def main() -> int:
         return 2
     SESSIONS.mkdir(parents=True, exist_ok=True)
     listed = equivalents()
-    scores = [run_module(m, table[m]["tests"], float(table[m].get("target", 90)), listed) for m in chosen]
+    started = time.monotonic()
+    scores = run_spread(chosen, table, listed, max(1, min(args.jobs, len(chosen))))
     for score in scores:
         for survivor in score.survivors:
             print(f"  survived: {survivor}")
@@ -236,8 +273,11 @@ def main() -> int:
         print(score.line())
         if score.equivalent > MAX_EQUIVALENT_SHARE * max(score.total - score.annotations, 1):
             print(f"mutate: {score.module}: more than 5% of its mutants are listed as equivalent")
-    minutes = sum(s.seconds for s in scores) / 60
-    print(f"mutate: total {minutes:.1f} min; sessions in {SESSIONS.relative_to(ROOT)}/")
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        f"mutate: total {(time.monotonic() - started) / 60:.1f} min wall, "
+        f"{(used.ru_utime + used.ru_stime) / 60:.1f} min CPU; sessions in {SESSIONS.relative_to(ROOT)}/"
+    )
     return 0 if all(s.percent >= s.target for s in scores) else 1
 
 
