@@ -1,6 +1,6 @@
 """A subscriber to outgoing webhooks: a real HTTP server on loopback, in a thread, that
 records every request and answers from a script (status, headers, body, a hang until
-released, or a dropped connection), the default being 200."""
+released, a dropped connection, a slow or never-ending answer), the default being 200."""
 
 from __future__ import annotations
 
@@ -26,6 +26,20 @@ class Answer:
     body: bytes = b'{"ok":true}'
     hang: bool = False  # hold the answer until the subscriber is closed (a timeout)
     drop: bool = False  # close the connection without answering
+    # A slow subscriber: it takes pause_s before answering and between the `parts` writes
+    # its body is sent in (what it does, not a wait of the test's).
+    pause_s: float = 0.0
+    parts: int = 1
+    stall: bool = False  # promise more body than it sends, then hold the connection until released
+
+
+# What a stalled answer promises beyond its body, and never sends.
+STALLED_BYTES = 1_000_000
+
+
+def _pieces(body: bytes, parts: int) -> list[bytes]:
+    size = -(-len(body) // parts) or 1
+    return [body[i : i + size] for i in range(0, len(body), size)]
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -98,12 +112,20 @@ class Subscriber(Recorder):
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                time.sleep(answer.pause_s)
                 self.send_response(answer.status)
                 for name, value in {"Content-Type": "application/json", **answer.headers}.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
+                promised = len(answer.body) + (STALLED_BYTES if answer.stall else 0)
+                self.send_header("Content-Length", str(promised))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                for n, piece in enumerate(_pieces(answer.body, answer.parts)):
+                    if n:
+                        time.sleep(answer.pause_s)
+                    self.wfile.write(piece)  # unbuffered: each piece is its own write
+                if answer.stall:
+                    self.close_connection = True
+                    subscriber._release.wait()
 
             do_GET = do_POST
 

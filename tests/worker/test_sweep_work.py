@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from falbridge import config
 from falbridge.config import SweepConfig
 from falbridge.models.db import transaction
 from falbridge.models.inbox import store_rejected, store_verified
@@ -101,6 +102,22 @@ def test_an_unknown_outcome_is_resubmitted_once_or_failed_as_the_policy_says():
     assert _found(fail) == {(Work.FAIL_OUTCOME_UNKNOWN, again)}  # `first` waits: it was just re-driven
     other = _job(status="outcome_unknown")
     assert _found(fail) == {(Work.FAIL_OUTCOME_UNKNOWN, again), (Work.FAIL_OUTCOME_UNKNOWN, other)}
+
+
+def test_the_resubmit_policy_is_known_by_its_value_not_by_which_string_holds_it(monkeypatch):
+    """A policy of "resubmit" built at run time is another str object than the literal in
+    the code. Read from FALBRIDGE_OUTCOME_UNKNOWN_POLICY as a process reads it, pydantic
+    hands back its Literal's own string; settings derived with model_copy keep the very
+    object they are given. Either way, it resubmits."""
+    arriving = "".join(["re", "submit"])
+    monkeypatch.setenv("FALBRIDGE_OUTCOME_UNKNOWN_POLICY", arriving)
+    from_environment = config.current().sweep  # its grace periods are shorter than LONG_AGO
+    assert from_environment.outcome_unknown_policy == "resubmit"
+    first = _job(status="outcome_unknown")
+    assert _found(from_environment) == {(Work.RESUBMIT, first)}
+    derived = GRACE.model_copy(update={"outcome_unknown_policy": arriving})
+    second = _job(status="outcome_unknown")
+    assert _found(derived) == {(Work.RESUBMIT, second)}  # `first` waits: it was just re-driven
 
 
 def test_failing_an_unknown_outcome_leaves_alone_a_job_that_moved_on():

@@ -207,6 +207,8 @@ def test_a_secret_no_configured_key_decrypts_is_a_failed_attempt_not_a_crash(not
     complete(job.id)
     assert deliver(one_delivery().id).outcome is Outcome.RETRYING
     assert "FALBRIDGE_SECRET_KEY" in one_delivery().last_error and notifying.received == []
+    [attempt] = manage.delivery_log()[0]["attempt_log"]
+    assert (attempt["status_code"], attempt["latency_ms"]) == (None, 0)  # nothing was sent
 
 
 def test_a_subscription_deleted_mid_attempt_leaves_nothing_behind(notifying):
