@@ -23,9 +23,16 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_URL_LENGTH = 2048
 # The URLs a subscription may name (the API's schema states the same): http(s), a host of
 # letters, digits, dots and dashes (no IPv6 literal), an optional port, path and query.
-# Every part is delimited, so matching is linear (no backtracking blow-up).
+# Every part is delimited, so matching is linear (no backtracking blow-up). httpx takes a
+# host of four dot-separated digit runs for an IPv4 address and refuses it unless it is one
+# ("00.0.0.0", "256.1.1.1"): such a host must be a proper dotted quad.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_END_OF_HOST = r"(?=[:/?]|$)"
+_IPV4_STYLE = r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+" + _END_OF_HOST
 URL_SHAPE = (
-    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,10}\.?"
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}{_END_OF_HOST}|(?!{_IPV4_STYLE})"
+    r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,10}\.?)"
     r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
     r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
 )

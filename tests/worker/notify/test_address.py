@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from falbridge.config import Config, ConfigError
-from falbridge.worker.notify.address import AddressRefused, check, well_formed
+from falbridge.worker.notify.address import MAX_URL_LENGTH, URL_SHAPE, AddressRefused, check, well_formed
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -60,7 +63,28 @@ def test_the_setting_is_a_list_of_cidrs():
         # Long runs that fail late are refused at once (no backtracking blow-up).
         ("http://" + "a" * 2000 + "!", False),
         ("http://" + "a." * 900 + "!", False),
+        # httpx reads four dot-separated digit runs as an IPv4 address, and refuses a bad one.
+        ("HTTP://00.0.0.0", False),
+        ("http://256.1.1.1/x", False),
+        ("http://01.2.3.4:80", False),
+        ("http://0.0.0.0", True),
+        ("http://255.255.255.255/x", True),
+        ("http://1-2.3.4", True),
+        ("http://1.2.3", True),
+        ("http://1.2.3.4.", True),
     ],
 )
 def test_the_shape_the_api_takes(url, ok):
     assert well_formed(url) is ok
+
+
+_DIGIT_HOSTS = st.lists(st.from_regex(r"[0-9]{1,4}", fullmatch=True), min_size=1, max_size=5).map(".".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.from_regex(URL_SHAPE, fullmatch=True), _DIGIT_HOSTS.map("http://{}/x".format)))
+def test_every_url_of_the_shape_is_one_httpx_can_call(url):
+    """The schema promises the shape; the server must then be able to parse the URL
+    (schemathesis once found `HTTP://00.0.0.0` accepted by the shape and refused by httpx)."""
+    if len(url) <= MAX_URL_LENGTH and well_formed(url):
+        httpx.URL(url)
