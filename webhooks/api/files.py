@@ -35,7 +35,7 @@ def upload_file() -> ResponseReturnValue:
     if request.mimetype != "multipart/form-data":
         raise _no_file("send multipart/form-data")
     stored = request.files.get(FIELD)
-    if stored is None or not stored.filename:
+    if stored is None:
         raise _no_file(f"no file in the form field {FIELD!r}")
     stream = stored.stream
     size = stream.seek(0, os.SEEK_END)
@@ -43,7 +43,7 @@ def upload_file() -> ResponseReturnValue:
     if size > limit:
         raise RequestEntityTooLarge()
     try:
-        done = upload_stream(stream, size, os.path.basename(stored.filename), upload_to_fal)  # type: ignore[arg-type]
+        done = upload_stream(stream, size, stored.filename, upload_to_fal)  # type: ignore[arg-type]
     except FalError as exc:
         raise ApiError(502, "upload_failed", f"uploading the file to fal storage failed: {exc}") from None
     body = {"url": done.url, "sha256": done.sha256, "size": done.size, "content_type": done.content_type}

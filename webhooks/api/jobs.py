@@ -36,7 +36,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 @api.get("/openapi.json")
 def openapi_document() -> ResponseReturnValue:
-    return jsonify(document(current.config().api))
+    return jsonify(document(current.config().api, current.config().upload))
 
 
 @api.post("/jobs")
