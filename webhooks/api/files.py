@@ -37,6 +37,9 @@ def upload_file() -> ResponseReturnValue:
     stored = request.files.get(FIELD)
     if stored is None:
         raise _no_file(f"no file in the form field {FIELD!r}")
+    # Other fields are ignored, as an HTML form's would be; a second file is ambiguous.
+    if len(request.files.getlist(FIELD)) > 1:
+        raise ApiError(400, "invalid_request", f"more than one {FIELD!r} in the form: send one file")
     stream = stored.stream
     size = stream.seek(0, os.SEEK_END)
     stream.seek(0)

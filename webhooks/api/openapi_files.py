@@ -16,7 +16,12 @@ Responder = Callable[..., dict[str, Any]]
 def files_paths(
     ok: Responder, error: Responder, common: dict[str, Any], limits: UploadConfig
 ) -> dict[str, Any]:
-    form = object_schema({FIELD: {"type": "string", "format": "binary"}})
+    # Other form fields are ignored (not refused), so the schema leaves them open.
+    form = {
+        "type": "object",
+        "properties": {FIELD: {"type": "string", "format": "binary"}},
+        "required": [FIELD],
+    }
     return {
         "/api/files": {
             "post": {

@@ -68,6 +68,16 @@ def test_refusals_name_the_problem(client, env):
         "setting": "FALBRIDGE_MAX_UPLOAD_BYTES",
     }
     assert post_file(client, b"x", field="image").get_json()["error"]["code"] == "invalid_request"
+    extra = client.post(
+        "/api/files", data={"file": (io.BytesIO(b"x"), "a"), "note": "hi"}, content_type="multipart/form-data"
+    )
+    assert extra.status_code == 201  # other fields are ignored, as an HTML form's
+    two = client.post(
+        "/api/files",
+        data={"file": [(io.BytesIO(b"x"), "a"), (io.BytesIO(b"y"), "b")]},
+        content_type="multipart/form-data",
+    )
+    assert two.status_code == 400 and "more than one" in two.get_json()["error"]["message"]
     not_form = client.post("/api/files", data=b"x", content_type="application/octet-stream")
     assert not_form.status_code == 400
     env.set_faults(upload_refused=1.0)
