@@ -20,7 +20,7 @@ from falbridge.worker import followup
 from falbridge.worker.fal import FalError, validate_endpoint_id, validate_input
 from falbridge.worker.fal.storage import upload_to_fal
 from falbridge.worker.followup import FollowUp
-from falbridge.worker.input_files import prepare_input_files, with_digests
+from falbridge.worker.input_files import prepare_input_files, with_digests, with_files_pending
 from falbridge.worker.notify.job_callbacks import JobCallbacks, checked
 
 
@@ -66,6 +66,7 @@ def accept(
     endpoint_id = validate_endpoint_id(endpoint_id)
     if callbacks is not None:
         callbacks = checked(callbacks, config.current().notify.networks())
+    validate_input(endpoint_id, with_files_pending(dict(input)))  # before paying for uploads
     try:
         prepared, files = prepare_input_files(
             dict(input), upload_to_fal, threshold=config.current().upload.threshold_bytes

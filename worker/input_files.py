@@ -25,6 +25,7 @@ from falbridge.worker.fal.storage import Uploaded
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # beyond a few MB fal wants an upload, not a data URI
 _SNIFF_BYTES = 16
+PENDING_UPLOAD_URL = "https://upload.invalid/pending"
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 _MAGIC = (
@@ -142,6 +143,18 @@ def _sniffed(stream: BinaryIO, name: str | None) -> str:
     head = stream.read(_SNIFF_BYTES)
     stream.seek(-len(head), os.SEEK_CUR)
     return sniff_content_type(head, name)
+
+
+def with_files_pending(value: Any) -> Any:
+    """`value` with each local file as a stand-in URL: the input checked before any upload,
+    so an input the endpoint refuses costs no upload."""
+    if is_local_file(value):
+        return PENDING_UPLOAD_URL
+    if isinstance(value, dict):
+        return {k: with_files_pending(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [with_files_pending(v) for v in value]
+    return value
 
 
 def keep_input_copy(stream: BinaryIO, uploaded: Uploaded) -> None:

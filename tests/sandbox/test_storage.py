@@ -144,3 +144,13 @@ def test_large_results_expire_sooner_than_small_ones(sandbox, client):
     assert client.get(small["response_url"]).status_code == 200
     assert sandbox.request(large["request_id"])["result_bytes"] >= 10_240
     assert client.get(large["status_url"]).json() == {"detail": "Request not found"}
+
+
+def test_redeliveries_stop_once_the_result_is_gone(sandbox, client, webhook_sink):
+    # Six minutes scaled to 36 ms: the first attempt fails, the retry would come after expiry.
+    sandbox.set_config(retention_scale=0.0001, delivery_backoff_s=[0.2], delivery_attempts=10)
+    webhook_sink.respond_with(*[500] * 10)
+    large = submit(client, sandbox.url, ECHO, {"text": "x" * 10_240}, webhook=webhook_sink.url).json()
+    sandbox.wait_idle()
+    seen = sandbox.request(large["request_id"])
+    assert seen["webhook_state"] == "failed" and len(seen["deliveries"]) == 1

@@ -12,6 +12,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import input_files_of
 from falbridge.models.tables import Job
 from falbridge.worker.accept import ExternalIdConflict, UploadFailed, accept
+from falbridge.worker.fal import InputValidationError
 from falbridge.worker.fal.storage import StorageClient, close_storage_client
 from falbridge.worker.input_files import (
     MAX_INLINE_BYTES,
@@ -149,3 +150,9 @@ def test_data_uri_inputs_stay_as_they_are(fal_storage):
     uri = "data:image/png;base64," + base64.b64encode(png_bytes(4, 4)).decode()
     job = accept(EVF_SAM, {"prompt": "cat", "image_url": uri}).job
     assert job.input["image_url"] == uri and input_files_of(job) == []
+
+
+def test_an_input_the_endpoint_refuses_costs_no_upload(fal_storage, tmp_path):
+    fal_storage.set_faults(storage_auth_down=1.0)  # an upload attempt would raise UploadFailed
+    with pytest.raises(InputValidationError, match="blur_mask"):
+        accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png"), "blur_mask": 4})
