@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -93,3 +95,40 @@ def test_unreachable_storage_is_retryable_and_a_missing_key_a_config_error(sandb
         upload(client, b"x")
     with pytest.raises(FalConfigError):
         StorageClient(sandbox.url, sandbox.url, None)
+
+
+_MEASURE = """
+import sys
+from pathlib import Path
+from falbridge.worker.fal.storage import StorageClient
+
+def rss_kib():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
+
+url, key, path, multipart = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+with StorageClient(url, url, key, multipart_bytes=multipart) as client:
+    client.upload(open(path, "rb"), 100, "image/png", "warm.png")  # imports, token, connection
+    before = rss_kib()
+    with path.open("rb") as source:
+        client.upload(source, path.stat().st_size, "image/png", "big.png")
+    print(rss_kib() - before)
+"""
+
+
+@pytest.mark.parametrize("multipart_bytes", [100 * 1024 * 1024, 1024 * 1024], ids=["whole", "parts"])
+def test_a_30_mb_upload_is_streamed_not_held(sandbox, tmp_path, multipart_bytes):
+    path = tmp_path / "big.png"
+    with path.open("wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n")
+        out.truncate(30 * 1024 * 1024)
+    # In its own process, so the sandbox's copy of the file is not counted.
+    growth_kib = int(
+        subprocess.run(
+            [sys.executable, "-c", _MEASURE, sandbox.url, TEST_FAL_KEY, str(path), str(multipart_bytes)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
+    assert growth_kib < 8 * 1024, f"RSS grew {growth_kib} KiB uploading 30 MB"
