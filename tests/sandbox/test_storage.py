@@ -9,6 +9,8 @@ import hashlib
 import httpx
 import pytest
 
+from falbridge.sandbox.server import SandboxServer
+from tests.plugins.sandbox import TEST_FAL_KEY, sandbox_test_config
 from tests.plugins.waiting import poll_until
 from tests.sandbox.helpers import ECHO, EVF_SAM, png_bytes, submit
 
@@ -154,3 +156,12 @@ def test_redeliveries_stop_once_the_result_is_gone(sandbox, client, webhook_sink
     sandbox.wait_idle()
     seen = sandbox.request(large["request_id"])
     assert seen["webhook_state"] == "failed" and len(seen["deliveries"]) == 1
+
+
+def test_a_public_url_option_wins_over_the_callers_host():
+    config = sandbox_test_config(public_url="https://fal.example.test/")
+    with SandboxServer(config) as server, httpx.Client(headers={"Authorization": f"Key {TEST_FAL_KEY}"}) as c:
+        submitted = c.post(f"{server.url}/{ECHO}", json={}, headers={"X-Forwarded-Host": "other:1"}).json()
+        token = c.post(f"{server.url}/storage/auth/token", json={}).json()
+    assert submitted["status_url"].startswith("https://fal.example.test/acme/echo-model/requests/")
+    assert token["base_url"] == "https://fal.example.test"
