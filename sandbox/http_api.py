@@ -1,4 +1,5 @@
-"""The WSGI application: fal's queue API (§1), the JWKS, the file host, and the admin API."""
+"""The WSGI application: fal's queue API (§1), fal.run (/_run/), the JWKS, storage and the CDN
+(storage.py), and the admin API."""
 
 from __future__ import annotations
 
