@@ -37,6 +37,7 @@ from falbridge.errors import (
     JobAlreadyFinished,
     JobNotFound,
     SubscriptionNotFound,
+    UploadFailed,
     WaitTimeout,
 )
 from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, LogLine, ResultFile
@@ -128,6 +129,7 @@ __all__ = [
     "Reapplied",
     "ResultFile",
     "SubscriptionNotFound",
+    "UploadFailed",
     "WaitTimeout",
     "__version__",
     "cancel",

@@ -10,14 +10,17 @@ for fal's stored callbacks), returning the same values and raising the same exce
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, BinaryIO, Self
 
 import httpx
 
 from falbridge.client_subscriptions import SubscriptionCalls
+from falbridge.config import UPLOAD_THRESHOLD
 from falbridge.delivery_values import Delivery, DeliveryPage, Reapplied
 from falbridge.errors import (
     AmbiguousJobId,
@@ -30,11 +33,13 @@ from falbridge.errors import (
     JobAlreadyFinished,
     JobNotFound,
     SubscriptionNotFound,
+    UploadFailed,
     require_input_mapping,
 )
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
-from falbridge.worker.input_files import inline_local_files
+from falbridge.worker.fal.storage import Uploaded
+from falbridge.worker.input_files import prepare_input_files, upload_stream
 
 # What an answer's `error.code` means to a caller of the Python API.
 _INVALID = frozenset(
@@ -59,7 +64,11 @@ class Client(SubscriptionCalls):
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        upload_threshold: int = UPLOAD_THRESHOLD,
     ) -> None:
+        """`upload_threshold`: `Path`/`bytes`/file inputs bigger than this go through
+        `upload_file` (POST /api/files) and are sent as URLs; smaller ones as data URIs."""
+        self.upload_threshold = upload_threshold
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
@@ -88,9 +97,14 @@ class Client(SubscriptionCalls):
         on_complete: str | None = None,
         on_complete_queue: str | None = None,
     ) -> Job:
-        """`falbridge.submit` over HTTP (`Path` and `bytes` values are sent as data URIs)."""
+        """`falbridge.submit` over HTTP: `Path`, `bytes` and open binary file values bigger
+        than `upload_threshold` are uploaded first (`upload_file`) and sent as URLs."""
         require_input_mapping(input)
-        body = {"endpoint_id": endpoint_id, "input": inline_local_files(dict(input))}
+        try:
+            prepared = prepare_input_files(dict(input), self._upload, threshold=self.upload_threshold)[0]
+        except ValueError as exc:  # a Path that is not a file
+            raise InvalidInput(str(exc)) from None
+        body = {"endpoint_id": endpoint_id, "input": prepared}
         optional = {
             "external_id": external_id,
             "notify_url": notify_url,
@@ -101,6 +115,24 @@ class Client(SubscriptionCalls):
         if metadata is not None:
             body["metadata"] = dict(metadata)
         return Job.from_json(self._call("POST", "/api/jobs", json=body))
+
+    def upload_file(self, file: Path | bytes | BinaryIO, name: str | None = None) -> Uploaded:
+        """POST /api/files: the file goes to fal storage through falbridge; the answer's
+        `url` can be used in any input. UploadFailed if fal storage would not take it."""
+        if isinstance(file, Path):
+            with file.open("rb") as opened:
+                return upload_stream(opened, file.stat().st_size, name or file.name, self._upload)
+        stream = io.BytesIO(file) if isinstance(file, (bytes, bytearray)) else file
+        start = stream.tell()
+        size = stream.seek(0, io.SEEK_END) - start
+        stream.seek(start)
+        return upload_stream(stream, size, name or getattr(stream, "name", None), self._upload)
+
+    def _upload(self, stream: BinaryIO, size: int, content_type: str, file_name: str) -> Uploaded:
+        # httpx streams a file object in a multipart body: the file is never read whole.
+        files = {"file": (file_name, stream, content_type)}
+        body = self._call("POST", "/api/files", files=files, timeout=max(self._http.timeout.read or 0, 300))
+        return Uploaded(str(body["url"]), str(body["sha256"]), int(body["size"]), str(body["content_type"]))
 
     def get(self, job_id: str) -> Job:
         """`falbridge.get`: the whole job; a unique id prefix of 8 or more hex digits does too."""
@@ -230,6 +262,8 @@ def _error(status: int, code: str, message: str, details: Any, job_id: str | Non
         return AmbiguousJobId(job_id)
     if code == "external_id_conflict" and isinstance(details, dict):
         return ExternalIdConflict(message, str(details.get("job_id")))
+    if code == "upload_failed":
+        return UploadFailed(message)
     if code in _INVALID:
         listed = details if isinstance(details, list) else []
         return InvalidInput(message, listed)

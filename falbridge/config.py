@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 MIB = 1024 * 1024
 FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+FAL_REST_URL = "https://rest.fal.ai"
+FAL_CDN_URL = "https://v3.fal.media"
+UPLOAD_THRESHOLD = 256 * 1024
 # Long enough that guessing is hopeless; `secrets.token_urlsafe(32)` gives 43 characters.
 MIN_TOKEN_LENGTH = 16
 # `secrets.token_urlsafe(32)` gives 43 characters, 256 bits.
@@ -179,6 +182,21 @@ class FetchConfig(_Section):
     max_bytes: int = env("FALBRIDGE_FETCH_MAX_BYTES", 50 * MIB, ge=1)
 
 
+class UploadConfig(_Section):
+    """Input files falbridge is handed (Path, bytes, a file, `POST /api/files`): above the
+    threshold they go to fal storage as fal's own clients send them (docs/fal-protocol.md,
+    "Upload API") and the job keeps the URL and a digest; smaller ones stay data URIs."""
+
+    rest_url: str = env("FAL_REST_URL", FAL_REST_URL)  # storage token endpoint
+    cdn_url: str = env("FAL_CDN_URL", FAL_CDN_URL)  # single-request uploads
+    threshold_bytes: int = env("FALBRIDGE_UPLOAD_THRESHOLD_BYTES", UPLOAD_THRESHOLD, ge=0)
+    # fal-client's switch to a multipart upload (10 MiB parts).
+    multipart_bytes: int = env("FALBRIDGE_UPLOAD_MULTIPART_BYTES", 100 * MIB, ge=1)
+    part_bytes: int = env("FALBRIDGE_UPLOAD_PART_BYTES", 10 * MIB, ge=64 * 1024)
+    # POST /api/files refuses bigger files (413).
+    max_bytes: int = env("FALBRIDGE_MAX_UPLOAD_BYTES", 100 * MIB, ge=1)
+
+
 class NotifyConfig(_Section):
     """Outgoing webhooks to subscribers (falbridge.worker.notify)."""
 
@@ -228,6 +246,7 @@ class Config(_Section):
     submit: SubmitConfig = SubmitConfig()
     sweep: SweepConfig = SweepConfig()
     fetch: FetchConfig = FetchConfig()
+    upload: UploadConfig = UploadConfig()
     notify: NotifyConfig = NotifyConfig()
     client: ClientConfig = ClientConfig()
     demo: DemoConfig = DemoConfig()

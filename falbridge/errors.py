@@ -37,6 +37,11 @@ class ExternalIdConflict(FalbridgeError):
         self.job_id = job_id
 
 
+class UploadFailed(FalbridgeError):
+    """An input file could not be uploaded to fal storage, so no job was stored; the
+    message says what fal (or the network) answered. Trying again later may work."""
+
+
 class JobNotFound(FalbridgeError, LookupError):
     """No job has this id (or id prefix)."""
 

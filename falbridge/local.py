@@ -22,6 +22,7 @@ from falbridge.errors import (
     InvalidInput,
     JobAlreadyFinished,
     JobNotFound,
+    UploadFailed,
     require_input_mapping,
 )
 from falbridge.models.db import transaction
@@ -52,7 +53,9 @@ def submit(
 ) -> Job:
     """Store a job and queue its submit to fal; returns it (status `pending`).
 
-    `pathlib.Path` and `bytes` values in `input` are sent inline as data URIs. The same
+    `pathlib.Path`, `bytes` and open binary file values in `input` are uploaded to fal
+    storage and sent as URLs (UploadFailed, and nothing stored, if that fails), or sent
+    inline as data URIs when small (FALBRIDGE_UPLOAD_THRESHOLD_BYTES). The same
     `external_id` again returns the job it names (nothing new is submitted), unless the
     endpoint or input differ: ExternalIdConflict. A bad endpoint id or an input the
     endpoint's schema refuses: InvalidInput, and nothing is stored.
@@ -89,6 +92,8 @@ def submit_as(
         )
     except accept.ExternalIdConflict as exc:
         raise ExternalIdConflict(str(exc), str(exc.job.id)) from None
+    except accept.UploadFailed as exc:
+        raise UploadFailed(str(exc)) from None
     except CallbackRefused as exc:
         raise InvalidInput(str(exc), [{"field": exc.field, "message": exc.reason}]) from None
     except InputValidationError as exc:

@@ -29,6 +29,7 @@ def create_job(
     metadata: dict[str, Any] | None = None,
     callbacks: dict[str, str | None] | None = None,
     source: EventSource = EventSource.API,
+    input_files: list[dict[str, Any]] | None = None,
 ) -> tuple[Job, bool]:
     """Insert a pending job; with an external_id already taken, return that job instead.
 
@@ -37,6 +38,8 @@ def create_job(
     INSERT, one wins, the other waits for its commit and reads the winner's row. One
     statement on the common path, no savepoint (the API's cost, bench/ profile).
     Either way the job comes back with `files` and `events` loaded, ready for `job_detail`.
+    `input_files` (the input's files uploaded to fal storage: where, URL, sha256, size) are
+    kept in the creation event's detail.
     """
     values = {
         "id": uuid.uuid4(),
@@ -59,7 +62,8 @@ def create_job(
         if existing is None:  # the conflict was on something else: don't hide it
             raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, yet no job holds it")
         return existing, False
-    event = _add_event(session, job, 1, None, JobStatus.PENDING, source)
+    detail = {"input_files": input_files} if input_files else None
+    event = _add_event(session, job, 1, None, JobStatus.PENDING, source, detail)
     # A new job has no files and exactly this event: no need to read them back.
     set_committed_value(job, "files", [])
     set_committed_value(job, "events", [event])
@@ -174,6 +178,13 @@ def _add_event(
     session.add(event)
     fan_out(session, event, job)  # the outbox: its deliveries, in this same transaction
     return event
+
+
+def input_files_of(job: Job) -> list[dict[str, Any]]:
+    """What `create_job` recorded of the input's uploaded files (none for older jobs)."""
+    first = min(job.events, key=lambda event: event.seq, default=None)
+    files = (first.detail or {}).get("input_files") if first is not None else None
+    return list(files) if isinstance(files, list) else []
 
 
 def add_result_files(session: Session, job_id: uuid.UUID, files: Iterable[dict[str, Any]]) -> int:

@@ -41,7 +41,17 @@ def _parse_seed(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @click.option("--latency", type=float, help="Seconds each job spends IN_PROGRESS.")
 @click.option("--concurrency", type=int, help="Jobs IN_PROGRESS at once; the rest wait IN_QUEUE.")
-@click.option("--retention", type=float, help="Seconds a finished request stays fetchable.")
+@click.option("--retention", type=float, help="Seconds a finished request stays fetchable [3600].")
+@click.option(
+    "--retention-scale",
+    type=float,
+    help="Multiplies fal's result retention (1 h, 6 min for results of 10 KB or more); 0.01 for tests.",
+)
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="scheme://host[:port] put in the URLs handed back (default: the caller's, X-Forwarded-* first).",
+)
 @click.option("--seed", callback=_parse_seed, help="Seed for reproducible faults and model outputs.")
 @click.option("--user-id", help="fal user id sent in X-Fal-Webhook-User-Id.")
 @click.option(
@@ -57,6 +67,8 @@ def sandbox(
     latency: float | None,
     concurrency: int | None,
     retention: float | None,
+    retention_scale: float | None,
+    public_url: str | None,
     seed: int | str | None,
     user_id: str | None,
     faults: Faults,
@@ -68,13 +80,14 @@ def sandbox(
             ("latency_s", latency),
             ("concurrency", concurrency),
             ("retention_s", retention),
+            ("retention_scale", retention_scale),
             ("seed", seed),
             ("user_id", user_id),
         )
         if value is not None
     }
     try:
-        config = SandboxConfig(host=host, port=port, faults=faults).updated(overrides)
+        config = SandboxConfig(host=host, port=port, faults=faults, public_url=public_url).updated(overrides)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from exc
     try:

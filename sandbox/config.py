@@ -34,7 +34,12 @@ SUBMIT_KNOBS = (
 )
 # Knobs decided again for every delivery attempt.
 ATTEMPT_KNOBS = ("bad_signature", "stale_timestamp")
-PROBABILITY_KNOBS = SUBMIT_KNOBS + ATTEMPT_KNOBS
+# Knobs decided for every call to the storage API (token, upload), in their own stream.
+STORAGE_KNOBS = ("storage_auth_down", "upload_refused")
+PROBABILITY_KNOBS = SUBMIT_KNOBS + ATTEMPT_KNOBS + STORAGE_KNOBS
+# fal keeps a JSON result an hour after completion, six minutes once it is 10 KB or more
+# (docs/fal-protocol.md, "Result"); `retention_scale` shrinks both for tests.
+LARGE_RESULT_BYTES = 10 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class Faults:
     bad_signature: float = 0.0
     stale_timestamp: float = 0.0
     stale_by_s: float = 600.0
+    storage_auth_down: float = 0.0
+    upload_refused: float = 0.0
+    upload_refused_status: int = 403
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         known = {f.name for f in dataclasses.fields(self)}
@@ -82,6 +90,8 @@ def _check_fault_value(name: str, value: Any) -> Any:
         return _integer(name, value, low=0, high=100)
     if name == "submit_5xx_status":
         return _integer(name, value, low=500, high=599)
+    if name == "upload_refused_status":
+        return _integer(name, value, low=400, high=599)
     return _number(name, value, low=0.0)
 
 
@@ -97,6 +107,8 @@ class SandboxConfig:
     queue_latency_s: float = 0.0
     concurrency: int = 8
     retention_s: float = 3600.0
+    large_result_retention_s: float = 360.0
+    retention_scale: float = 1.0
     user_id: str = "sandbox-user"
     delivery_attempts: int = 10
     delivery_backoff_s: list[float] = field(default_factory=geometric_backoff)
@@ -112,6 +124,9 @@ class SandboxConfig:
     # unless this is set (fal's generated per-model OpenAPI shows the full form).
     accept_full_path_urls: bool = False
     fetch_timeout_s: float = 5.0
+    # The scheme://host[:port] put in status/response/cancel and file URLs; without it the
+    # caller's own (X-Forwarded-Proto/-Host first), so a client behind TLS stays on https.
+    public_url: str | None = None
 
     def updated(self, changes: dict[str, Any]) -> SandboxConfig:
         checked: dict[str, Any] = {}
@@ -121,6 +136,11 @@ class SandboxConfig:
                 raise SettingsError(f"not adjustable at runtime: {name}")
             checked[name] = check(name, value)
         return dataclasses.replace(self, **checked)
+
+    def retention_for(self, result_bytes: int) -> float:
+        """Seconds a finished request of this result size stays fetchable."""
+        kept = self.large_result_retention_s if result_bytes >= LARGE_RESULT_BYTES else self.retention_s
+        return kept * self.retention_scale
 
     def runtime_view(self) -> dict[str, Any]:
         return {name: _jsonable(getattr(self, name)) for name in RUNTIME_KEYS}
@@ -175,6 +195,8 @@ RUNTIME_KEYS = {
     "queue_latency_s": lambda n, v: _number(n, v, low=0.0),
     "concurrency": lambda n, v: _integer(n, v, low=1, high=512),
     "retention_s": lambda n, v: _number(n, v, low=0.0),
+    "large_result_retention_s": lambda n, v: _number(n, v, low=0.0),
+    "retention_scale": lambda n, v: _number(n, v, low=0.0),
     "delivery_attempts": lambda n, v: _integer(n, v, low=1, high=1000),
     "delivery_backoff_s": _backoff,
     "delivery_timeout_s": lambda n, v: _number(n, v, low=0.001),

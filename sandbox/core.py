@@ -39,6 +39,7 @@ class SubmitRequest:
     priority: str = "normal"
     start_timeout_s: float | None = None
     max_queue_length: int | None = None
+    run_inline: bool = False  # fal.run: run on the caller's thread, answer the outcome
 
 
 @dataclass
@@ -55,6 +56,10 @@ class Rejected:
     reason: str  # "submit_5xx", "submit_429" or "queue_full"
     retry_after_s: float | None = None
     detail: str = ""
+
+
+def body_size(outcome: ModelOutcome) -> int:
+    return len(json.dumps(outcome.body, separators=(",", ":")).encode())
 
 
 class Sandbox:
@@ -97,7 +102,7 @@ class Sandbox:
             return self._reject(seq, Rejected(faults.submit_5xx_status, "submit_5xx"))
         if decision.rejection == "submit_429":
             return self._reject(seq, Rejected(429, "submit_429", retry_after_s=faults.retry_after_s))
-        inline = "webhook_before_response" in decision.applied
+        inline = request.run_inline or "webhook_before_response" in decision.applied
         job = self._new_job(request, seq, faults, decision)
         tokens = 2 if inline else 1  # an inline job holds a second token until its webhook went out
         self.activity.begin(tokens)
@@ -163,7 +168,7 @@ class Sandbox:
             return None
         if app_path != job.app_id and not (config.accept_full_path_urls and app_path == job.endpoint_id):
             return None
-        return None if job.expired(time.time(), config.retention_s) else job
+        return None if job.expired(time.time(), config) else job
 
     def status_view(self, job: Job, base_url: str, with_logs: bool) -> dict[str, Any]:
         with self.cond:
@@ -188,10 +193,11 @@ class Sandbox:
     ) -> None:
         """Make the job final and start its webhook; releases the job's activity token."""
         try:
+            size = body_size(outcome)  # measured before taking the lock: results may be large
             with self.cond:
                 if free_runner:
                     self.lifecycle.runner_finished()
-                task, delay = self._settle(job, outcome)
+                task, delay = self._settle(job, outcome, size)
             if task is not None:
                 if deliver_inline:
                     self.deliverer.deliver_now(task)
@@ -203,19 +209,20 @@ class Sandbox:
     def complete_locked(self, job: Job, outcome: ModelOutcome) -> None:
         """`complete` for callers already holding `cond` (rare paths only)."""
         try:
-            task, delay = self._settle(job, outcome)
+            task, delay = self._settle(job, outcome, body_size(outcome))
             if task is not None:
                 self.deliverer.schedule(task, delay)
         finally:
             self.activity.end()
 
-    def _settle(self, job: Job, outcome: ModelOutcome) -> tuple[DeliveryTask | None, float]:
+    def _settle(self, job: Job, outcome: ModelOutcome, size: int) -> tuple[DeliveryTask | None, float]:
         if job.queue_status == COMPLETED:
             return None, 0.0
         now = time.time()
         if job.cancel_requested_at is not None:
-            outcome = CANCELLED
+            outcome, size = CANCELLED, body_size(CANCELLED)
         job.result = outcome
+        job.result_bytes = size
         job.outcome = "CANCELLED" if outcome is CANCELLED else ("OK" if outcome.ok else "ERROR")
         job.queue_status = COMPLETED
         job.completed_at = now
@@ -256,8 +263,10 @@ class Sandbox:
                     (DeliveryTask(job, task.generation, task.url, task.body, "duplicate", n), spacing * n)
                     for n in range(1, int(copies) + 1)
                 ]
-            if task.attempt < config.delivery_attempts:
-                return [(task.next_attempt(), backoff_delay(config.delivery_backoff_s, task.attempt))]
+            delay = backoff_delay(config.delivery_backoff_s, task.attempt)
+            # fal stops redelivering once the stored result is gone (docs/fal-protocol.md, "Delivery").
+            if task.attempt < config.delivery_attempts and not job.expired(time.time() + delay, config):
+                return [(task.next_attempt(), delay)]
             job.webhook_state = "failed"
             return []
 
@@ -290,12 +299,12 @@ class Sandbox:
 
     def ground_truth(self, request_id: str | None = None) -> Any:
         with self.cond:
-            now, retention = time.time(), self.config.retention_s
+            now, config = time.time(), self.config
             if request_id is not None:
                 job = self.jobs.get(request_id)
-                return job.ground_truth(now, retention) if job else None
+                return job.ground_truth(now, config) if job else None
             return {
-                "requests": [job.ground_truth(now, retention) for job in self.jobs.values()],
+                "requests": [job.ground_truth(now, config) for job in self.jobs.values()],
                 "rejected_submits": [dict(item) for item in self.rejected],
             }
 

@@ -97,7 +97,12 @@ def _error(field: str, msg: str, kind: str, **ctx: Any) -> dict[str, Any]:
 
 def _input_size(payload: dict[str, Any], ctx: ModelContext) -> tuple[int, int] | ModelOutcome:
     url = payload["image_url"]
+    # Our own CDN's files (uploads, earlier outputs) are read in place: the URL may name a
+    # TLS front or public host this process cannot reach or does not trust.
+    own = ctx.files.lookup_url(url) if isinstance(url, str) else None
     try:
+        if own is not None:
+            return images.checked_size(own.data)
         return images.load_image_size(url, ctx.http, ctx.fetch_timeout_s)
     except images.ImageInputError as exc:
         item = _error("image_url", exc.message, exc.error_type)

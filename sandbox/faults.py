@@ -62,3 +62,9 @@ def decide_attempt_faults(
 
 def model_rng(seed: int | str, seq: int) -> random.Random:
     return random.Random(f"{seed}:{seq}:model")
+
+
+def decide_storage_fault(faults: Faults, seed: int | str, call: int, knob: str) -> bool:
+    """Whether storage call number `call` fails with `knob` (one stream per knob)."""
+    probability: float = getattr(faults, knob)
+    return random.Random(f"{seed}:storage:{knob}:{call}").random() < probability

@@ -1,4 +1,5 @@
-"""The WSGI application: fal's queue API (§1), the JWKS, the file host, and the admin API."""
+"""The WSGI application: fal's queue API (§1), fal.run (/_run/), the JWKS, storage and the CDN
+(storage.py), and the admin API."""
 
 from __future__ import annotations
 
@@ -18,7 +19,20 @@ from falbridge.sandbox.routes import (
     parse_endpoint_id,
     queue_urls,
 )
-from falbridge.sandbox.web import detail, json_response, parse_bool, read_json, validation_error
+from falbridge.sandbox.storage import StorageApi
+from falbridge.sandbox.web import (
+    check_fal_auth,
+    detail,
+    json_response,
+    parse_bool,
+    public_base_url,
+    read_json,
+    validation_error,
+)
+
+# fal.run's host (synchronous calls) is this path prefix here: one listener serves every
+# host, so FAL_RUN_HOST=host:port/_run points fal-client's `run` at it.
+RUN_PREFIX = "/_run/"
 
 _FAL_HEADER_PREFIXES = ("x-fal-", "x-app-fal-")
 _INGRESS_ERROR_PAGE = (
@@ -36,6 +50,7 @@ class SandboxApp:
     def __init__(self, core: Sandbox) -> None:
         self.core = core
         self.admin = AdminApi(core)
+        self.storage = StorageApi(core)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -50,7 +65,11 @@ class SandboxApp:
                 return detail("Method Not Allowed", 405)
             return json_response(self.core.keys.jwks(), headers={"Cache-Control": "max-age=300"})
         if path.startswith("/files/"):
-            return self._file(request)
+            return self.storage.cdn(request)
+        if path == "/storage" or path.startswith("/storage/"):
+            return self.storage.rest(request)
+        if path.startswith(RUN_PREFIX):
+            return self._run(request) if method == "POST" else detail("Method Not Allowed", 405)
         route = match_request_route(path)
         if route is not None:
             return self._request_route(request, route)
@@ -61,13 +80,7 @@ class SandboxApp:
     # -- submit ---------------------------------------------------------------------
 
     def _submit(self, request: Request) -> Response:
-        endpoint = parse_endpoint_id(request.path)
-        if endpoint is None:
-            return detail(f"Application not found: {request.path.strip('/')}", 404)
-        denied = self._check_auth(request)
-        if denied is not None:
-            return denied
-        parsed = self._parse_submit(request, endpoint)
+        parsed = self._submit_request(request, request.path)
         if isinstance(parsed, Response):
             return parsed
         result = self.core.submit(parsed)
@@ -83,9 +96,35 @@ class SandboxApp:
             "gateway_request_id": job.request_id,
             "status": "IN_QUEUE",
             "queue_position": result.queue_position,
-            **queue_urls(_base_url(request), job.app_id, job.request_id),
+            **queue_urls(self._base_url(request), job.app_id, job.request_id),
         }
         return json_response(body, headers={"x-fal-request-id": job.request_id})
+
+    def _run(self, request: Request) -> Response:
+        """fal.run: the model runs while the caller waits; no queue URLs, no webhook."""
+        parsed = self._submit_request(request, request.path[len(RUN_PREFIX) - 1 :])
+        if isinstance(parsed, Response):
+            return parsed
+        parsed.webhook_url, parsed.run_inline = None, True
+        result = self.core.submit(parsed)
+        if not isinstance(result, Accepted):
+            return self._rejection(result)
+        outcome = result.job.result
+        if outcome is None:  # a start timeout or cancel can only hit queued jobs
+            return detail("Request did not run", 500)
+        headers = {"x-fal-request-id": result.job.request_id}
+        if outcome.request_error_type:
+            headers["X-Fal-Error-Type"] = outcome.request_error_type
+        return json_response(outcome.body, outcome.http_status, headers)
+
+    def _submit_request(self, request: Request, path: str) -> SubmitRequest | Response:
+        endpoint = parse_endpoint_id(path)
+        if endpoint is None:
+            return detail(f"Application not found: {path.strip('/')}", 404)
+        denied = check_fal_auth(request, self.core.config.allowed_keys)
+        if denied is not None:
+            return denied
+        return self._parse_submit(request, endpoint)
 
     def _parse_submit(self, request: Request, endpoint: EndpointId) -> SubmitRequest | Response:
         ok, payload = read_json(request)
@@ -124,7 +163,7 @@ class SandboxApp:
             endpoint=endpoint,
             payload=payload,
             webhook_url=webhook_url,
-            base_url=_base_url(request),
+            base_url=self._base_url(request),
             headers_seen={
                 key.lower(): value
                 for key, value in request.headers.items()
@@ -153,7 +192,7 @@ class SandboxApp:
         expected = "PUT" if route.action == "cancel" else "GET"
         if request.method != expected and not (expected == "GET" and request.method == "HEAD"):
             return detail("Method Not Allowed", 405)
-        denied = self._check_auth(request)
+        denied = check_fal_auth(request, self.core.config.allowed_keys)
         if denied is not None:
             return denied
         job = self.core.find(route.app_path, route.request_id)
@@ -171,7 +210,7 @@ class SandboxApp:
                 return validation_error(
                     ["query", "logs"], "value could not be parsed to a boolean", "type_error.bool"
                 )
-            view = self.core.status_view(job, _base_url(request), with_logs)
+            view = self.core.status_view(job, self._base_url(request), with_logs)
             return json_response(view, 200 if view["status"] == "COMPLETED" else 202, headers)
         result = job.result
         if result is None:
@@ -180,30 +219,8 @@ class SandboxApp:
             headers["X-Fal-Error-Type"] = result.request_error_type
         return json_response(result.body, result.http_status, headers)
 
-    def _check_auth(self, request: Request) -> Response | None:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "key" or not key:
-            return detail("Missing or malformed Authorization header; expected 'Key <FAL_KEY>'", 401)
-        allowed = self.core.config.allowed_keys
-        if allowed is not None and key not in allowed:
-            return detail("No user found for Key ID and Secret", 401)
-        return None
-
-    # -- files ----------------------------------------------------------------------
-
-    def _file(self, request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return detail("Method Not Allowed", 405)
-        _, _, token, name = [*request.path.split("/", 3), "", ""][:4]
-        stored = self.core.files.get(token, name)
-        if stored is None:
-            return detail("File not found", 404)
-        return Response(stored.data, content_type=stored.content_type)
-
-
-def _base_url(request: Request) -> str:
-    return request.host_url.rstrip("/")
+    def _base_url(self, request: Request) -> str:
+        return public_base_url(request, self.core.config.public_url)
 
 
 def _positive_float(text: str | None) -> float | bool | None:

@@ -29,7 +29,10 @@ class ImageInputError(Exception):
 
 
 def load_image_size(url: object, client: httpx.Client, timeout: float) -> tuple[int, int]:
-    data = _download(url, client, timeout)
+    return checked_size(_download(url, client, timeout))
+
+
+def checked_size(data: bytes) -> tuple[int, int]:
     size = image_size(data)
     if size is None:
         raise ImageInputError("image_load_error", "Image could not be loaded: not a PNG or JPEG")

@@ -10,7 +10,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from falbridge.sandbox.config import Faults
+from falbridge.sandbox.config import Faults, SandboxConfig
 from falbridge.sandbox.fake_models import ModelOutcome
 from falbridge.sandbox.routes import queue_urls
 
@@ -51,12 +51,15 @@ class Job:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     webhook_state: str = "none"  # none | dropped | pending | delivered | failed
     queue_key: tuple[int, int] = (0, 0)
+    result_bytes: int = 0  # size of the stored JSON result, which sets its retention
 
     def has_fault(self, name: str) -> bool:
         return name in self.applied_faults
 
-    def expired(self, now: float, retention_s: float) -> bool:
-        return self.completed_at is not None and now > self.completed_at + retention_s
+    def expired(self, now: float, config: SandboxConfig) -> bool:
+        if self.completed_at is None:
+            return False
+        return now > self.completed_at + config.retention_for(self.result_bytes)
 
     def inference_time(self) -> float | None:
         if self.started_at is None or self.completed_at is None:
@@ -78,7 +81,7 @@ class Job:
                 body["error_type"] = self.result.error_type
         return body
 
-    def ground_truth(self, now: float, retention_s: float) -> dict[str, Any]:
+    def ground_truth(self, now: float, config: SandboxConfig) -> dict[str, Any]:
         result = self.result
         return {
             "request_id": self.request_id,
@@ -103,7 +106,8 @@ class Job:
             "started_at": self.started_at,
             "completed_at": self.completed_at,
             "cancel_requested_at": self.cancel_requested_at,
-            "expired": self.expired(now, retention_s),
+            "result_bytes": self.result_bytes,
+            "expired": self.expired(now, config),
             "webhook_state": self.webhook_state,
             "deliveries": [dict(attempt) for attempt in self.deliveries],
         }

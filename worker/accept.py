@@ -13,13 +13,14 @@ from typing import Any
 
 from falbridge import config
 from falbridge.models.db import transaction
-from falbridge.models.jobs import create_job
+from falbridge.models.jobs import create_job, input_files_of
 from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
 from falbridge.worker import followup
-from falbridge.worker.fal import validate_endpoint_id, validate_input
+from falbridge.worker.fal import FalError, validate_endpoint_id, validate_input
+from falbridge.worker.fal.storage import upload_to_fal
 from falbridge.worker.followup import FollowUp
-from falbridge.worker.input_files import inline_local_files
+from falbridge.worker.input_files import prepare_input_files, with_digests, with_files_pending
 from falbridge.worker.notify.job_callbacks import JobCallbacks, checked
 
 
@@ -32,6 +33,14 @@ class ExternalIdConflict(ValueError):
             "with a different endpoint_id or input"
         )
         self.job = job
+
+
+class UploadFailed(Exception):
+    """An input file could not be uploaded to fal storage; nothing was stored."""
+
+    def __init__(self, cause: FalError):
+        super().__init__(f"uploading an input file to fal storage failed: {cause}")
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,19 @@ def accept(
     """Re-accepting an external_id returns the existing job and asks for nothing; a
     different endpoint or input under the same key is ExternalIdConflict. Bad input
     raises InputValidationError / ValueError (CallbackRefused for a callback) before
-    anything is stored."""
+    anything is stored; an input file fal storage would not take raises UploadFailed."""
     endpoint_id = validate_endpoint_id(endpoint_id)
-    payload = validate_input(endpoint_id, inline_local_files(dict(input)))
     if callbacks is not None:
         callbacks = checked(callbacks, config.current().notify.networks())
+    validate_input(endpoint_id, with_files_pending(dict(input)))  # before paying for uploads
+    try:
+        prepared, files = prepare_input_files(
+            dict(input), upload_to_fal, threshold=config.current().upload.threshold_bytes
+        )
+    except FalError as exc:
+        raise UploadFailed(exc) from exc
+    payload = validate_input(endpoint_id, prepared)
+    recorded = [f.as_json() for f in files]
     with transaction() as s:
         job, created = create_job(
             s,
@@ -67,9 +84,12 @@ def accept(
             metadata=dict(metadata) if metadata is not None else None,
             callbacks=callbacks.columns() if callbacks is not None else None,
             source=source,
+            input_files=recorded,
         )
     if not created:
-        if job.endpoint_id != endpoint_id or job.input != payload:
+        # The same file sent again was uploaded again, to a new URL: compare digests.
+        same_input = with_digests(job.input, input_files_of(job)) == with_digests(payload, recorded)
+        if job.endpoint_id != endpoint_id or not same_input:
             raise ExternalIdConflict(job)
         return Accepted(job, False, ())
     return Accepted(job, True, (followup.submit(job.id),))

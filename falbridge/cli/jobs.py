@@ -22,13 +22,12 @@ from falbridge import strict_json
 from falbridge.cli.api import jobs_api
 from falbridge.cli.errors import CliGroup, Failure, InputError
 from falbridge.cli.render import ProgressPrinter, make_console, show_job_list, show_job_tables
-from falbridge.errors import ApiError, FalbridgeError, InvalidInput, WaitTimeout
+from falbridge.errors import ApiError, FalbridgeError, InvalidInput, UploadFailed, WaitTimeout
 from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import parse_value
 from falbridge.models.states import ALL_STATUSES
 from falbridge.values import Job
 from falbridge.worker.download.files import download_result_files
-from falbridge.worker.input_files import path_to_data_uri
 
 
 @contextmanager
@@ -42,6 +41,8 @@ def answered(cursor: str | None = None) -> Iterator[None]:
         raise InputError(cursor if cursor and "cursor" in named else str(exc)) from None
     except WaitTimeout as exc:
         raise Failure(f"{exc}; is a worker running? (falbridge worker)") from None
+    except UploadFailed as exc:
+        raise Failure(str(exc)) from None
     except ApiError as exc:
         raise (InputError(str(exc)) if 400 <= exc.status < 500 else Failure(str(exc))) from None
     except FalbridgeError as exc:  # invalid input, a conflict, no such job
@@ -61,7 +62,9 @@ def answered(cursor: str | None = None) -> Iterator[None]:
 @click.option("--prompt", help="Sets input.prompt (fal-ai/evf-sam).")
 @click.option("--negative-prompt", help="Sets input.negative_prompt (fal-ai/evf-sam).")
 @click.option(
-    "--image", metavar="PATH|URL", help="Sets input.image_url; a local file is sent inline as a data URI."
+    "--image",
+    metavar="PATH|URL",
+    help="Sets input.image_url; a local file is uploaded to fal storage (a small one is sent as a data URI).",
 )
 @click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
 @click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
@@ -162,13 +165,13 @@ def _json_object(option: str, text: str) -> dict[str, Any]:
     return value
 
 
-def _image_url(value: str) -> str:
+def _image_url(value: str) -> str | Path:
     if value.lower().startswith(("http://", "https://", "data:")):
         return value
-    try:
-        return path_to_data_uri(value)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"--image: {exc}") from None
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--image: no such file: {value}")
+    return path  # the Python API uploads it (or inlines it when small)
 
 
 @click.group(cls=CliGroup)

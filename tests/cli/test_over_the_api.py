@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import falbridge
 from falbridge.cli import main
 from tests.plugins.pipeline import TEST_API_TOKEN
+from tests.sandbox.helpers import png_bytes
 
 
 def _cli(pipeline, monkeypatch, *args: str):
@@ -62,3 +63,16 @@ def test_an_unreachable_api_is_a_failure_at_run_time(monkeypatch):
 def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"falbridge, version {falbridge.__version__}"
+
+
+def test_a_local_image_goes_through_the_apis_upload(pipeline, monkeypatch, tmp_path):
+    image = tmp_path / "big.png"
+    image.write_bytes(png_bytes(32, 32) + b"\x00" * 400_000)  # over the 256 KiB threshold
+    submitted = _cli(
+        pipeline, monkeypatch, "submit", "fal-ai/evf-sam", "--prompt", "cat", "--image", str(image)
+    )
+    assert submitted.exit_code == 0, submitted.output
+    job = pipeline.wait_terminal(submitted.stdout.split()[0], timeout=30)[0]
+    assert job.status == "completed", job.error
+    assert job.input["image_url"].startswith(f"{pipeline.sandbox.url}/files/")
+    assert pipeline.sandbox.request(job.request_id)["input"]["image_url"] == job.input["image_url"]

@@ -19,6 +19,7 @@ from falbridge.webhooks.app import create_app
 from falbridge.worker import celery_app as celery_module
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.fal import client as fal_client
+from falbridge.worker.fal.storage import close_storage_client
 from tests.plugins.db import free_port
 from tests.plugins.waiting import poll_until
 
@@ -67,6 +68,8 @@ def pipeline_env(sandbox_server, redis_url):
     mp = pytest.MonkeyPatch()
     mp.setenv("REDIS_URL", redis_url)
     mp.setenv("FAL_QUEUE_URL", sandbox_server.url)
+    mp.setenv("FAL_REST_URL", sandbox_server.url)  # input uploads: the sandbox is fal storage too
+    mp.setenv("FAL_CDN_URL", sandbox_server.url)
     mp.setenv("FAL_KEY", TEST_FAL_KEY)
     mp.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
     mp.setenv("FAL_JWKS_URL", f"{sandbox_server.url}/.well-known/jwks.json")
@@ -79,6 +82,7 @@ def pipeline_env(sandbox_server, redis_url):
     config.use(None)
     celery_module._configured = False
     fal_client.close_client()  # the next get_client() reads the sandbox's URL and key
+    close_storage_client()
     yield receiver_port
     mp.undo()
     config.use(None)

@@ -25,7 +25,7 @@ from falbridge.webhooks.api.openapi import document
 from falbridge.webhooks.api.params import field_error, json_object, not_found, submit_fields
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker import actions
-from falbridge.worker.accept import ExternalIdConflict
+from falbridge.worker.accept import ExternalIdConflict, UploadFailed
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.fal import InputValidationError
 from falbridge.worker.notify.job_callbacks import CallbackRefused
@@ -36,7 +36,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 @api.get("/openapi.json")
 def openapi_document() -> ResponseReturnValue:
-    return jsonify(document(current.config().api))
+    return jsonify(document(current.config().api, current.config().upload))
 
 
 @api.post("/jobs")
@@ -56,6 +56,8 @@ def submit_job() -> ResponseReturnValue:
         raise ApiError(422, "invalid_callback", str(exc), [field_error(exc.field, exc.reason)]) from None
     except InputValidationError as exc:
         raise ApiError(422, "invalid_input", str(exc), exc.errors) from None
+    except UploadFailed as exc:
+        raise ApiError(502, "upload_failed", str(exc)) from None
     location = url_for("api.show_job", job_id=str(job.id))
     # submit() hands back the job with its files and events loaded: no second read.
     return jsonify(job_detail(job)), 202 if created else 200, {"Location": location}

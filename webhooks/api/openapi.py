@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from falbridge.config import ApiConfig
+from falbridge.config import ApiConfig, UploadConfig
 from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
 from falbridge.webhooks.api.openapi_deliveries import delivery_paths, delivery_schemas
+from falbridge.webhooks.api.openapi_files import files_paths, files_schemas
 from falbridge.webhooks.api.openapi_subscriptions import paths as subscription_paths
 from falbridge.webhooks.api.openapi_subscriptions import schemas as subscription_schemas
 from falbridge.webhooks.api.schemas import (
@@ -175,7 +176,7 @@ _LIST_PARAMETERS = [
 ]
 
 
-def _paths() -> dict[str, Any]:
+def _paths(uploads: UploadConfig) -> dict[str, Any]:
     common = {"401": _UNAUTHORIZED, "503": _NOT_CONFIGURED}
     return {
         "/api/jobs": {
@@ -255,6 +256,7 @@ def _paths() -> dict[str, Any]:
         },
         **delivery_paths(_ok, _error, common),
         **subscription_paths(_error, common),
+        **files_paths(_ok, _error, common, uploads),
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -271,8 +273,8 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def document(limits: ApiConfig) -> dict[str, Any]:
-    """`limits`: the app's API configuration, so the document states the limits in force."""
+def document(limits: ApiConfig, uploads: UploadConfig | None = None) -> dict[str, Any]:
+    """`limits`, `uploads`: the app's configuration, so the document states the limits in force."""
     json_string = {"type": "string", "pattern": NO_NUL}
     return {
         "openapi": "3.1.0",
@@ -285,7 +287,7 @@ def document(limits: ApiConfig) -> dict[str, Any]:
             "document needs `Authorization: Bearer <token>` (FALBRIDGE_API_TOKENS).",
         },
         "security": [{"bearerAuth": []}],
-        "paths": _paths(),
+        "paths": _paths(uploads or UploadConfig()),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -322,6 +324,7 @@ def document(limits: ApiConfig) -> dict[str, Any]:
                 "FalReading": object_schema(FAL_READING),
                 **delivery_schemas(),
                 **subscription_schemas(),
+                **files_schemas(),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
                 ),

@@ -25,7 +25,7 @@ from falbridge.worker.fal.errors import (
 )
 from falbridge.worker.fal.wire import json_or_none
 
-Operation = Literal["submit", "status", "result", "cancel"]
+Operation = Literal["submit", "status", "result", "cancel", "upload"]
 
 # Failures raised before the request bytes left this process: nothing can exist on
 # fal's side, whatever the operation.

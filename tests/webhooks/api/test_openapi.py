@@ -28,14 +28,21 @@ from falbridge.models.jobs import create_job, get_job
 from falbridge.models.serialize import event_dict, job_detail, job_summary
 from falbridge.webhooks.api.schemas import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
 from falbridge.webhooks.app import create_app
+from falbridge.worker.fal.storage import close_storage_client
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_SECRET_KEY, ServerThread
+from tests.plugins.sandbox import TEST_FAL_KEY
 
 MAX_EXAMPLES = 50
 
 
 @pytest.fixture
-def app(db_url, redis_url, monkeypatch, tmp_path):
+def app(db_url, redis_url, monkeypatch, tmp_path, sandbox):
     monkeypatch.setenv("REDIS_URL", redis_url)
+    # POST /api/files uploads to fal storage: the sandbox's.
+    monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
+    monkeypatch.setenv("FAL_REST_URL", sandbox.url)
+    monkeypatch.setenv("FAL_CDN_URL", sandbox.url)
+    close_storage_client()
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FALBRIDGE_API_TOKENS", TEST_API_TOKEN)
     # Hundreds of jobs get created: keep their submit tasks out of the shared Redis.
@@ -159,4 +166,5 @@ def test_schemathesis_finds_nothing(live):
         "GET /api/subscriptions/{subscription_id}",
         "PATCH /api/subscriptions/{subscription_id}",
         "GET /api/event-deliveries",
+        "POST /api/files",
     } <= succeeded, statuses

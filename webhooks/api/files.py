@@ -1,0 +1,57 @@
+"""`POST /api/files`: a file for use in any job's input, uploaded to fal storage.
+
+The body is multipart/form-data with the file in the field `file`. werkzeug's form parser
+streams it to a temporary file (parts over 500 KB never sit in memory), the upload to fal
+storage streams from there, and the answer is `{"url", "sha256", "size", "content_type"}`:
+`url` goes into an input (e.g. `image_url`). Bigger than FALBRIDGE_MAX_UPLOAD_BYTES: 413.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from falbridge.webhooks import current
+from falbridge.webhooks.errors import ApiError
+from falbridge.worker.fal import FalError
+from falbridge.worker.fal.storage import upload_to_fal
+from falbridge.worker.input_files import upload_stream
+
+files_api = Blueprint("files_api", __name__, url_prefix="/api")
+
+FIELD = "file"
+_FORM_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+
+
+@files_api.post("/files")
+def upload_file() -> ResponseReturnValue:
+    limit = current.config().upload.max_bytes
+    g.body_limit = (limit, "FALBRIDGE_MAX_UPLOAD_BYTES")  # for the 413 handler
+    request.max_content_length = limit + _FORM_OVERHEAD
+    request.max_form_parts = 10
+    if request.mimetype != "multipart/form-data":
+        raise _no_file("send multipart/form-data")
+    stored = request.files.get(FIELD)
+    if stored is None:
+        raise _no_file(f"no file in the form field {FIELD!r}")
+    # Other fields are ignored, as an HTML form's would be; a second file is ambiguous.
+    if len(request.files.getlist(FIELD)) > 1:
+        raise ApiError(400, "invalid_request", f"more than one {FIELD!r} in the form: send one file")
+    stream = stored.stream
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(0)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    try:
+        done = upload_stream(stream, size, stored.filename, upload_to_fal)  # type: ignore[arg-type]
+    except FalError as exc:
+        raise ApiError(502, "upload_failed", f"uploading the file to fal storage failed: {exc}") from None
+    body = {"url": done.url, "sha256": done.sha256, "size": done.size, "content_type": done.content_type}
+    return jsonify(body), 201
+
+
+def _no_file(why: str) -> ApiError:
+    return ApiError(400, "invalid_request", f"{why}: the file goes in the multipart field {FIELD!r}")
