@@ -38,7 +38,7 @@ from falbridge.errors import (
 )
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
-from falbridge.worker.fal.storage import Uploaded
+from falbridge.worker.fal.upload import Uploaded
 from falbridge.worker.input_files import prepare_input_files, upload_stream
 
 # What an answer's `error.code` means to a caller of the Python API.

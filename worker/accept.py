@@ -18,7 +18,7 @@ from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
 from falbridge.worker import followup
 from falbridge.worker.fal import FalError, validate_endpoint_id, validate_input
-from falbridge.worker.fal.storage import upload_to_fal
+from falbridge.worker.fal.upload import upload_to_fal
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.input_files import prepare_input_files, with_digests, with_files_pending
 from falbridge.worker.notify.job_callbacks import JobCallbacks, checked

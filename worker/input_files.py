@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from falbridge.worker.fal.storage import Uploaded
+from falbridge.worker.fal.upload import Uploaded
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # beyond a few MB fal wants an upload, not a data URI
 _SNIFF_BYTES = 16

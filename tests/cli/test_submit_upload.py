@@ -15,7 +15,7 @@ from falbridge.cli import main
 from falbridge.models.db import transaction
 from falbridge.models.jobs import input_files_of
 from falbridge.models.tables import Job
-from falbridge.worker.fal.storage import close_storage_client
+from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.sandbox import TEST_FAL_KEY
 from tests.sandbox.helpers import EVF_SAM, png_bytes
 

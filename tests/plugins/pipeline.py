@@ -19,7 +19,7 @@ from falbridge.webhooks.app import create_app
 from falbridge.worker import celery_app as celery_module
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.fal import client as fal_client
-from falbridge.worker.fal.storage import close_storage_client
+from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.db import free_port
 from tests.plugins.waiting import poll_until
 

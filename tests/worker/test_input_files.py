@@ -13,7 +13,7 @@ from falbridge.models.jobs import input_files_of
 from falbridge.models.tables import Job
 from falbridge.worker.accept import ExternalIdConflict, UploadFailed, accept
 from falbridge.worker.fal import InputValidationError
-from falbridge.worker.fal.storage import StorageClient, close_storage_client
+from falbridge.worker.fal.upload import StorageClient, close_storage_client
 from falbridge.worker.input_files import (
     MAX_INLINE_BYTES,
     inline_local_files,

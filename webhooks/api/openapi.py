@@ -12,9 +12,9 @@ from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
 from falbridge.webhooks.api.openapi_deliveries import delivery_paths, delivery_schemas
-from falbridge.webhooks.api.openapi_files import files_paths, files_schemas
 from falbridge.webhooks.api.openapi_subscriptions import paths as subscription_paths
 from falbridge.webhooks.api.openapi_subscriptions import schemas as subscription_schemas
+from falbridge.webhooks.api.openapi_uploads import upload_paths, upload_schemas
 from falbridge.webhooks.api.schemas import (
     ANY,
     ENDPOINT_ID_PATTERN,
@@ -256,7 +256,7 @@ def _paths(uploads: UploadConfig) -> dict[str, Any]:
         },
         **delivery_paths(_ok, _error, common),
         **subscription_paths(_error, common),
-        **files_paths(_ok, _error, common, uploads),
+        **upload_paths(_ok, _error, common, uploads),
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -324,7 +324,7 @@ def document(limits: ApiConfig, uploads: UploadConfig | None = None) -> dict[str
                 "FalReading": object_schema(FAL_READING),
                 **delivery_schemas(),
                 **subscription_schemas(),
-                **files_schemas(),
+                **upload_schemas(),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
                 ),

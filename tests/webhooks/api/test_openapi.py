@@ -28,7 +28,7 @@ from falbridge.models.jobs import create_job, get_job
 from falbridge.models.serialize import event_dict, job_detail, job_summary
 from falbridge.webhooks.api.schemas import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
 from falbridge.webhooks.app import create_app
-from falbridge.worker.fal.storage import close_storage_client
+from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_SECRET_KEY, ServerThread
 from tests.plugins.sandbox import TEST_FAL_KEY
 

@@ -1,4 +1,4 @@
-"""`POST /api/files` (webhooks/api/files.py) in the OpenAPI document: webhooks/api/openapi.py
+"""`POST /api/files` (webhooks/api/uploads.py) in the OpenAPI document: webhooks/api/openapi.py
 adds this path and its schema to the document it assembles."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from falbridge.config import UploadConfig
-from falbridge.webhooks.api.files import FIELD
 from falbridge.webhooks.api.schemas import TEXT, object_schema
+from falbridge.webhooks.api.uploads import FIELD
 
 Responder = Callable[..., dict[str, Any]]
 
 
-def files_paths(
+def upload_paths(
     ok: Responder, error: Responder, common: dict[str, Any], limits: UploadConfig
 ) -> dict[str, Any]:
     # Other form fields are ignored (not refused), so the schema leaves them open.
@@ -43,7 +43,7 @@ def files_paths(
     }
 
 
-def files_schemas() -> dict[str, Any]:
+def upload_schemas() -> dict[str, Any]:
     return {
         "UploadedFile": object_schema(
             {

@@ -11,7 +11,7 @@ import pytest
 
 import falbridge
 from falbridge.webhooks.app import create_app
-from falbridge.worker.fal.storage import close_storage_client
+from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 from tests.plugins.sandbox import TEST_FAL_KEY

@@ -1,4 +1,4 @@
-"""Uploads to fal storage (falbridge.worker.fal.storage) against the sandbox's storage API:
+"""Uploads to fal storage (falbridge.worker.fal.upload) against the sandbox's storage API:
 what arrives, how big files go in parts, and how failures are classified."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from falbridge.worker.fal import FalConfigError, FinalError, RetryableError
-from falbridge.worker.fal.storage import StorageClient
+from falbridge.worker.fal.upload import StorageClient
 from tests.plugins.db import free_port
 from tests.plugins.sandbox import TEST_FAL_KEY
 
@@ -100,7 +100,7 @@ def test_unreachable_storage_is_retryable_and_a_missing_key_a_config_error(sandb
 _MEASURE = """
 import sys
 from pathlib import Path
-from falbridge.worker.fal.storage import StorageClient
+from falbridge.worker.fal.upload import StorageClient
 
 def rss_kib():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])

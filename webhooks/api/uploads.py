@@ -17,16 +17,16 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from falbridge.webhooks import current
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker.fal import FalError
-from falbridge.worker.fal.storage import upload_to_fal
+from falbridge.worker.fal.upload import upload_to_fal
 from falbridge.worker.input_files import upload_stream
 
-files_api = Blueprint("files_api", __name__, url_prefix="/api")
+uploads_api = Blueprint("uploads_api", __name__, url_prefix="/api")
 
 FIELD = "file"
 _FORM_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 
 
-@files_api.post("/files")
+@uploads_api.post("/files")
 def upload_file() -> ResponseReturnValue:
     limit = current.config().upload.max_bytes
     g.body_limit = (limit, "FALBRIDGE_MAX_UPLOAD_BYTES")  # for the 413 handler
