@@ -3,6 +3,7 @@ file in the root's `.incoming/` and renamed into place (atomic on one filesystem
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterable
@@ -45,7 +46,8 @@ class LocalBackend:
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {self.url}: {exc.strerror or exc}") from None
         finally:
-            incoming.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone already, or the root is unusable
+                incoming.unlink(missing_ok=True)
         return size
 
     def open(self, key: str) -> BinaryIO:

@@ -1,36 +1,37 @@
 """The S3 backend, through boto3 (the `s3` extra): credentials, region and endpoint come
 from the standard AWS_* variables and files (AWS_ENDPOINT_URL for an S3-compatible server),
-uploads stream as multipart in bounded parts, reads are ranged GETs, and presigned URLs
+uploads stream as multipart uploads of bounded parts, reads are ranged GETs, and presigned URLs
 are boto3's own. docs/storage.md says why boto3."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 
 from falbridge.worker.storage.backend import StorageUnavailable, StoredObjectMissing
 
-PART_BYTES = 8 * 1024 * 1024  # each multipart part is held in memory once while it uploads
+# Each part is held in memory while it uploads (5 MiB: S3's smallest part but the last).
+PART_BYTES = 5 * 1024 * 1024
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-def _boto() -> tuple[Any, Any, Any, Any]:
+def _boto() -> tuple[Any, Any, Any]:
     try:
         import boto3
         import botocore.config
         import botocore.exceptions
-        from boto3.s3.transfer import TransferConfig
     except ImportError:
         raise StorageUnavailable(
             "FALBRIDGE_STORAGE_URL is s3://, which needs boto3: pip install 'falbridge[s3]'"
         ) from None
-    return boto3, botocore.config, botocore.exceptions, TransferConfig
+    return boto3, botocore.config, botocore.exceptions
 
 
 class S3Backend:
     def __init__(self, bucket: str, prefix: str = "") -> None:
-        boto3, botocore_config, self._errors, transfer_config = _boto()
+        boto3, botocore_config, self._errors = _boto()
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         # A short connect timeout and few retries: the storing task has its own retries.
@@ -38,12 +39,6 @@ class S3Backend:
             connect_timeout=5, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"}
         )
         self.client = boto3.session.Session().client("s3", config=settings)
-        self._transfer = transfer_config(
-            multipart_threshold=PART_BYTES,
-            multipart_chunksize=PART_BYTES,
-            max_concurrency=1,
-            use_threads=False,
-        )
 
     @property
     def url(self) -> str:
@@ -56,12 +51,31 @@ class S3Backend:
         return StorageUnavailable(f"S3 {self.url}: {type(exc).__name__}: {str(exc)[:200]}")
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
-        reader = _ChunkReader(iter(chunks))
+        """One PUT for a small object; a multipart upload of PART_BYTES parts otherwise,
+        each part sent as soon as it is full (aborted if anything fails on the way)."""
+        full_key, part, size = self._key(key), bytearray(), 0
+        upload: _Multipart | None = None
         try:
-            self.client.upload_fileobj(reader, self.bucket, self._key(key), Config=self._transfer)
+            for chunk in chunks:
+                part += chunk
+                size += len(chunk)
+                if len(part) >= PART_BYTES:
+                    upload = upload or _Multipart(self.client, self.bucket, full_key)
+                    upload.send(part)
+                    part = bytearray()
+            if upload is None:
+                self.client.put_object(Bucket=self.bucket, Key=full_key, Body=bytes(part))
+            else:
+                if part:
+                    upload.send(part)
+                upload.complete()
         except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
+            _abort(upload)
             raise self._unavailable(exc) from None
-        return reader.size
+        except BaseException:
+            _abort(upload)
+            raise
+        return size
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -98,29 +112,35 @@ class S3Backend:
         return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s))
 
 
-class _ChunkReader(io.RawIOBase):
-    """An iterator of chunks as the file object boto3's upload reads, so the download
-    streams into the upload without being held whole."""
+class _Multipart:
+    """One multipart upload, part by part."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-        self.size = 0
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        self.parts: list[dict[str, Any]] = []
 
-    def readable(self) -> bool:
-        return True
+    def send(self, body: bytearray) -> None:
+        number = len(self.parts) + 1
+        answer = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+        )
+        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = chunk
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        self.size += count
-        return count
+    def complete(self) -> None:
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+
+
+def _abort(upload: _Multipart | None) -> None:
+    """Drop a failed upload's parts (S3 keeps them, billed, until aborted); best effort:
+    the failure that brought us here is the one to report."""
+    if upload is not None:
+        with contextlib.suppress(Exception):
+            upload.client.abort_multipart_upload(
+                Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+            )
 
 
 class _RangedReader(io.RawIOBase):
