@@ -4,8 +4,9 @@
   the stand-in for S3 (README, "Tests"); `MotoServer.start()` gives a throwaway one that
   a test may stop.
 - `storage` (function, parametrized local / s3): FALBRIDGE_STORAGE_URL pointing at a fresh
-  directory or a fresh bucket, loopback downloads allowed (the sandbox's CDN), and no
-  dispatcher (a completed job's files wait for a `store_files` call, as with the broker down).
+  directory or a fresh bucket, loopback downloads allowed (the sandbox's CDN); unless the
+  test runs the pipeline, no dispatcher (a completed job's files wait for a `store_files`
+  call, as with the broker down).
 - `cdn_file(sandbox, data, ...)`: a file on the sandbox's stand-in for fal's CDN, as the
   File object a model output holds.
 """
@@ -118,6 +119,9 @@ def storage(request, tmp_path, monkeypatch) -> Iterator[Storage]:
         found = Storage("local", f"file://{tmp_path / 'files'}")
     monkeypatch.setenv("FALBRIDGE_STORAGE_URL", found.url)
     monkeypatch.setenv("FALBRIDGE_FETCH_ALLOW_PRIVATE", "1")
+    if "pipeline" in request.fixturenames:  # the worker stores, as deployed
+        yield found
+        return
     previous = dispatch.set_dispatcher(None)
     try:
         yield found
