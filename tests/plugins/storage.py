@@ -119,6 +119,7 @@ def storage(request, tmp_path, monkeypatch) -> Iterator[Storage]:
         found = Storage("local", f"file://{tmp_path / 'files'}")
     monkeypatch.setenv("FALBRIDGE_STORAGE_URL", found.url)
     monkeypatch.setenv("FALBRIDGE_FETCH_ALLOW_PRIVATE", "1")
+    monkeypatch.setenv("FALBRIDGE_STORE_FILES", "all")  # the pipeline's default is none
     if "pipeline" in request.fixturenames:  # the worker stores, as deployed
         yield found
         return
