@@ -1,8 +1,9 @@
 """Hand a completed job to the storing task once the transition that completed it has
 committed (never before: the task would find the job not yet completed, or completed by
 a transaction that then rolled back). The worker's Celery task is the dispatcher
-(falbridge.worker.tasks); where none is set, the job's files are not stored by this
-process (`falbridge jobs store` stores them by hand)."""
+(falbridge.worker.tasks); where none is set, or the broker is down at that moment, the
+job's files stay unrecorded: the sweeper does not re-drive storing yet (docs/storage.md,
+"Known limit")."""
 
 from __future__ import annotations
 
