@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import mimetypes
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from falbridge.worker.fal.upload import Uploaded
+from falbridge.worker.storage.backend import StorageUnavailable, input_key
+from falbridge.worker.storage.backend import configured as storage_backend
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # beyond a few MB fal wants an upload, not a data URI
 _SNIFF_BYTES = 16
+_COPY_CHUNK = 1024 * 1024
+
+log = logging.getLogger(__name__)
 PENDING_UPLOAD_URL = "https://upload.invalid/pending"
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -158,12 +164,30 @@ def with_files_pending(value: Any) -> Any:
 
 
 def keep_input_copy(stream: BinaryIO, uploaded: Uploaded) -> None:
-    """falbridge's own copy of an input file it was handed, for the dashboard to draw on.
+    """falbridge's own copy of an input file it was handed (the dashboard draws masks over
+    it; fal's copy ages out), in the result files' storage under `inputs/<sha256>`.
 
-    The seam for the stored-files backend (issue 15, parts 1-2: FALBRIDGE_STORAGE_URL):
-    handed the file at its start and what fal storage answered (URL, sha256, size). Until
-    that backend exists nothing is kept here; fal storage holds the only copy.
+    Best effort: fal storage already holds the file the job will use, so a storage
+    backend that is down costs the copy (logged), never the job.
     """
+    key = input_key(uploaded.sha256)
+    try:
+        backend = storage_backend()
+        if not backend.exists(key):
+            backend.put(key, _chunks(stream, uploaded.size))
+    except StorageUnavailable as exc:
+        log.warning("input file %s not kept: storage unavailable (%s)", uploaded.sha256, exc)
+
+
+def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    left = size
+    while left > 0:
+        chunk = stream.read(min(_COPY_CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
 
 
 class _opened:

@@ -22,6 +22,7 @@ from falbridge.worker.input_files import (
     to_data_uri,
     with_digests,
 )
+from falbridge.worker.storage.backend import input_key, open_backend
 from tests.plugins.sandbox import TEST_FAL_KEY
 from tests.sandbox.helpers import EVF_SAM, png_bytes
 
@@ -56,18 +57,18 @@ def test_missing_and_oversized_files_are_clear_errors(tmp_path):
 
 
 @pytest.fixture
-def storage(sandbox):
+def uploader(sandbox):
     with StorageClient(sandbox.url, sandbox.url, TEST_FAL_KEY) as client:
         yield client
 
 
-def test_files_above_the_threshold_are_uploaded_smaller_ones_inlined(storage, tmp_path):
+def test_files_above_the_threshold_are_uploaded_smaller_ones_inlined(uploader, tmp_path):
     big, small = tmp_path / "big.png", PNG
     big.write_bytes(PNG + bytes(range(256)) * 8)
     with io.BytesIO(b"GIF89a" + b"\x01" * 3000) as handle:
         out, files = prepare_input_files(
             {"image_url": big, "mask": small, "frames": ["https://e.com/a.png", handle]},
-            storage.upload,
+            uploader.upload,
             threshold=1024,
         )
     assert out["mask"].startswith("data:image/png;base64,")
@@ -92,12 +93,13 @@ def test_digests_stand_in_for_urls_when_inputs_are_compared():
 
 
 @pytest.fixture
-def fal_storage(db_url, sandbox, monkeypatch):
+def fal_storage(db_url, sandbox, monkeypatch, tmp_path):
     """accept() with this test's database and the sandbox as fal storage."""
     monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
     monkeypatch.setenv("FAL_REST_URL", sandbox.url)
     monkeypatch.setenv("FAL_CDN_URL", sandbox.url)
     monkeypatch.setenv("FALBRIDGE_UPLOAD_THRESHOLD_BYTES", "1024")
+    monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))  # falbridge's copies of inputs
     close_storage_client()
     yield sandbox
     close_storage_client()
@@ -123,6 +125,28 @@ def test_accepted_job_keeps_the_url_and_digest_not_the_bytes(fal_storage, tmp_pa
         "content_type": "image/png",
     }
     assert httpx.get(url).content == image.read_bytes()
+
+
+def test_falbridge_keeps_its_own_copy_of_an_uploaded_input_once(fal_storage, storage, tmp_path):
+    image = big_png(tmp_path / "photo.png")
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    backend = open_backend(storage.url)
+    first = accept(EVF_SAM, {"prompt": "cat", "image_url": image})
+    with backend.open(input_key(digest)) as kept:
+        assert kept.read() == image.read_bytes()
+    second = accept(EVF_SAM, {"prompt": "dog", "image_url": image})  # the same file, another job
+    assert second.job.id != first.job.id
+    with backend.open(input_key(digest)) as kept:
+        assert hashlib.sha256(kept.read()).hexdigest() == digest
+
+
+def test_a_storage_backend_down_costs_the_copy_not_the_job(fal_storage, monkeypatch, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_bytes(b"")  # a file where the storage directory should be: nothing can be written
+    monkeypatch.setenv("FALBRIDGE_STORAGE_URL", f"file://{blocked}")
+    image = big_png(tmp_path / "photo.png")
+    accepted = accept(EVF_SAM, {"prompt": "cat", "image_url": image})
+    assert httpx.get(accepted.job.input["image_url"]).content == image.read_bytes()
 
 
 def test_the_same_file_under_one_external_id_is_the_same_job(fal_storage, tmp_path):

@@ -68,6 +68,12 @@ def object_key(job_id: uuid.UUID, path: str, file_name: str | None) -> str:
     return f"jobs/{job_id}/{safe_name(path, 'root')}-{secrets.token_hex(4)}-{safe_name(file_name)}"
 
 
+def input_key(sha256: str) -> str:
+    """Input files are kept by content: a file handed over twice is one object, found from
+    the digest a job records for each uploaded input."""
+    return f"inputs/{sha256[:2]}/{sha256}"
+
+
 def job_prefix(job_id: uuid.UUID) -> str:
     return f"jobs/{job_id}/"
 
