@@ -36,12 +36,14 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cosmic_ray.work_db as work_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
+from mutation_equivalents import Listed, read, resolve
 from mutation_trees import make_tree, test_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,16 +96,6 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return spans
 
 
-def equivalents() -> dict[str, str]:
-    """`path:line:col operator` -> reason."""
-    listed = {}
-    for raw in EQUIVALENTS.read_text().splitlines() if EQUIVALENTS.exists() else []:
-        if raw.strip() and not raw.startswith("#"):
-            where, _, reason = raw.partition(" -- ")
-            listed[where.strip()] = reason.strip()
-    return listed
-
-
 def mutant_id(module: str, line: int, col: int, operator: str, nth: int | None = None) -> str:
     """`path:line:col operator`, and `#n` when the operator makes several mutants at that
     spot (NumberReplacer: #0 the number plus one, #1 minus one)."""
@@ -124,7 +116,7 @@ def _mutant_ids(module: str, items: list[WorkItem]) -> dict[str, str]:
     return ids
 
 
-def run_module(module: str, tests: list[str], target: float, listed: dict[str, str], tree: Path) -> Score:
+def run_module(module: str, tests: list[str], target: float, listed: list[Listed], tree: Path) -> Score:
     score = Score(module, target)
     source_path = tree / module
     original = source_path.read_bytes()
@@ -157,7 +149,7 @@ def run_module(module: str, tests: list[str], target: float, listed: dict[str, s
         )
         try:
             _cosmic_ray(tree, "init", str(config), str(session))
-            _mark_not_counted(session, module, original.decode(), listed, score)
+            _mark_not_counted(session, module, original.decode(), listed)
             _cosmic_ray(tree, "baseline", str(config))
             _cosmic_ray(tree, "exec", str(config), str(session))
         finally:
@@ -177,35 +169,38 @@ def _cosmic_ray(tree: Path, *args: str) -> None:
         raise SystemExit(f"mutate: cosmic-ray {args[0]} failed (exit {done.returncode})")
 
 
-def _mark_not_counted(session: Path, module: str, source: str, listed: dict[str, str], score: Score) -> None:
+def _mark_not_counted(session: Path, module: str, source: str, listed: list[Listed]) -> None:
     spans = annotation_spans(source)
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
         items = list(db.pending_work_items)
         ids = _mutant_ids(module, items)
+        equivalent = resolve(ROOT, EQUIVALENTS, listed, module, source, set(ids.values()))
         for item in items:
             line, col = item.mutations[0].start_pos
             if any(start <= (line, col) < end for start, end in spans):
-                score.annotations += 1
                 db.set_result(
                     item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="annotation")
                 )
-            elif ids[item.job_id] in listed:
-                score.equivalent += 1
+            elif ids[item.job_id] in equivalent:
                 db.set_result(
                     item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="equivalent")
                 )
-    for stale in sorted(set(listed) - set(ids.values())):
-        if stale.startswith(f"{module}:"):
-            print(f"mutate: {EQUIVALENTS.name} lists a mutant {module} no longer has: {stale}")
 
 
-def _tally(session: Path, module: str, score: Score) -> None:
+def _tally(session: Path, module: str, score: Score, equivalent: Collection[str] = ()) -> None:
+    """Count a session's results; `equivalent`: listed mutants that ran anyway (a report
+    made again after the list was corrected) count as equivalent, not as survivors."""
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
         completed = list(db.completed_work_items)
         ids = _mutant_ids(module, [item for item, _ in completed])
         for item, result in completed:
             score.total += 1
             if result.worker_outcome == WorkerOutcome.SKIPPED:
+                score.annotations += result.output == "annotation"
+                score.equivalent += result.output == "equivalent"
+                continue
+            if ids[item.job_id] in equivalent:
+                score.equivalent += 1
                 continue
             # cosmic-ray could not make or apply the mutant, or the run broke; a test run
             # that timed out comes back KILLED (output "timeout"): the tests noticed.
@@ -228,7 +223,21 @@ def _tally(session: Path, module: str, score: Score) -> None:
                 score.killed += 1
 
 
-def run_spread(chosen: list[str], table: dict, listed: dict[str, str], jobs: int) -> list[Score]:
+def report_again(module: str, target: float, listed: list[Listed]) -> Score:
+    """The score of the module's last session, with the equivalents list as it is now."""
+    score = Score(module, target)
+    session = SESSIONS / (module.replace("/", "_") + ".sqlite")
+    if not session.exists():
+        raise SystemExit(f"mutate: no session for {module} in {SESSIONS.relative_to(ROOT)}/")
+    with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
+        ids = _mutant_ids(module, [item for item, _ in db.completed_work_items])
+    copy = SESSIONS / "tree-0" / module  # the source the session mutated, as copied then
+    source = (copy if copy.exists() else ROOT / module).read_text()
+    _tally(session, module, score, resolve(ROOT, EQUIVALENTS, listed, module, source, set(ids.values())))
+    return score
+
+
+def run_spread(chosen: list[str], table: dict, listed: list[Listed], jobs: int) -> list[Score]:
     """Each module whole in one worker's tree; a worker takes the next module when it is free."""
     trees: queue.Queue[Path] = queue.Queue()
     for n in range(jobs):
@@ -260,6 +269,9 @@ def main() -> int:
     parser.add_argument(
         "--jobs", type=int, default=2 * (os.cpu_count() or 1), help="workers (default: 2 per core)"
     )
+    parser.add_argument(
+        "--report", action="store_true", help="count the last run's sessions again, running nothing"
+    )
     args = parser.parse_args()
     table = tomllib.loads(CONFIG.read_text())["module"]
     chosen = args.modules or list(table)
@@ -268,9 +280,12 @@ def main() -> int:
         print(f"mutate: not in {CONFIG.relative_to(ROOT)}: {', '.join(unknown)}", file=sys.stderr)
         return 2
     SESSIONS.mkdir(parents=True, exist_ok=True)
-    listed = equivalents()
+    listed = read(EQUIVALENTS)
     started = time.monotonic()
-    scores = run_spread(chosen, table, listed, max(1, min(args.jobs, len(chosen))))
+    if args.report:
+        scores = [report_again(m, float(table[m].get("target", 90)), listed) for m in chosen]
+    else:
+        scores = run_spread(chosen, table, listed, max(1, min(args.jobs, len(chosen))))
     for score in scores:
         for survivor in score.survivors:
             print(f"  survived: {survivor}")
