@@ -338,6 +338,7 @@ def _write_report(result: ChaosResult, monkey: ChaosMonkey, run_dir: Path) -> No
         "mismatches": report.mismatches[:500],
         "double_submissions": report.doubles,
         "duplicate_result_rows": report.duplicate_rows[:500],
+        "large_results_without_callback": report.large_timelines[:500],
         "outgoing_webhooks": result.events.problems(),
         "events": [asdict(e) for e in monkey.events],
     }

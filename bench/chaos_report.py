@@ -68,6 +68,8 @@ class Report:
     result_expired: int = 0
     large_dropped: int = 0  # jobs whose large result's callback the sandbox dropped
     large_dropped_stored: int = 0  # of those, completed with every file stored
+    # Each large result without a callback: fal's completion and expiry against our polls.
+    large_timelines: list[dict[str, Any]] = field(default_factory=list)
     sandbox_requests: int = 0
     rejected_submits: int = 0
     deliveries: int = 0
@@ -133,6 +135,8 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
                 Job.completed_at,
                 Job.resubmitted_at,
                 Job.external_id,
+                Job.poll_attempts,
+                Job.last_polled_at,
             )
         ).all()
         files = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)).all())
@@ -217,6 +221,23 @@ def _judge_retention(report: Report, job, requests: list[dict[str, Any]], stored
     if bound is None or LARGE_DROPPED not in bound.get("faults", []) or bound.get("result_bytes", 0) < LARGE:
         return None
     report.large_dropped += 1
+    completed_at = bound.get("completed_at") or 0.0
+    report.large_timelines.append(
+        {
+            "job": str(job.id),
+            "status": job.status,
+            "error_type": job.error_type,
+            "submitted_to_fal_s": round(completed_at - job.created_at.timestamp(), 2),
+            "fal_window_s": round((bound.get("expires_at") or 0.0) - completed_at, 2),
+            "final_after_fal_s": round(job.completed_at.timestamp() - completed_at, 2)
+            if job.completed_at
+            else None,
+            "polls": job.poll_attempts,
+            "last_poll_after_fal_s": (
+                round(job.last_polled_at.timestamp() - completed_at, 2) if job.last_polled_at else None
+            ),
+        }
+    )
     if job.status == "completed":
         files = count_files(bound.get("output"))
         if stored_files != files:
