@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -48,7 +49,7 @@ from bench.chaos_stack import ROOT, ChaosStack, StackConfig
 from bench.chaos_subscriber import FaultySubscriber
 from falbridge.devstack.services import find_pg_bin
 from falbridge.models.db import get_engine, transaction
-from falbridge.models.tables import EventDelivery, WebhookDelivery
+from falbridge.models.tables import EventDelivery, ResultFile, StoredFile, WebhookDelivery
 
 
 @dataclass
@@ -186,6 +187,7 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
         _converge(progress, max(progress.total, stats.done), options.timeout_s, log)
         ticker.stopped.set()
         _settle(stack, engine, log)
+        _settle_storing(engine, 120.0, log)
         ticker.phase = "delivering"
         _settle_deliveries(engine, options.notify_settle_s, log)
         elapsed = time.monotonic() - t0
@@ -286,6 +288,26 @@ def _settle(stack: ChaosStack, engine, log) -> None:
     log(f"chaos: {left} verified deliveries still unprocessed after settling")
 
 
+def _settle_storing(engine, timeout_s: float, log) -> None:
+    """Wait for falbridge to store (or record missing) every file of the completed jobs:
+    the storing task runs after completion, with retries, and is judged for the large
+    results whose callback was dropped."""
+    deadline = time.monotonic() + timeout_s
+    left = 0
+    while time.monotonic() < deadline:
+        with transaction(engine) as s:
+            files = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)).all())
+            recorded = dict(
+                s.execute(select(StoredFile.job_id, func.count()).group_by(StoredFile.job_id)).all()
+            )
+        left = sum(1 for job_id, n in files.items() if recorded.get(job_id, 0) < n)
+        if not left:
+            log("chaos: every result file stored or recorded missing")
+            return
+        time.sleep(1.0)
+    log(f"chaos: {left} completed jobs have files neither stored nor recorded missing after {timeout_s:.0f}s")
+
+
 def _settle_deliveries(engine, timeout_s: float, log) -> None:
     """Wait for the outgoing deliveries to end (delivered or exhausted): the scaled
     schedule's last attempts come minutes after the event; a worker killed mid-attempt
@@ -316,6 +338,7 @@ def _write_report(result: ChaosResult, monkey: ChaosMonkey, run_dir: Path) -> No
         "mismatches": report.mismatches[:500],
         "double_submissions": report.doubles,
         "duplicate_result_rows": report.duplicate_rows[:500],
+        "large_results_without_callback": report.large_timelines[:500],
         "outgoing_webhooks": result.events.problems(),
         "events": [asdict(e) for e in monkey.events],
     }
@@ -343,10 +366,26 @@ def main(argv: list[str] | None = None) -> int:
         help="FALBRIDGE_NOTIFY_SCHEDULE_SCALE for the workers (the retry schedule's ~day times this)",
     )
     parser.add_argument(
+        "--silent-after",
+        type=float,
+        help="FALBRIDGE_SILENT_AFTER_S for the run (a sweeper slower than fal's window shows result_expired)",
+    )
+    parser.add_argument(
+        "--retention-scale",
+        type=float,
+        help="the sandbox's retention_scale (fal's 6 min for large results times this)",
+    )
+    parser.add_argument(
         "--subscriber-away", type=float, default=SUBSCRIBER_AWAY_S, help="seconds of the subscriber's outage"
     )
     args = parser.parse_args(argv)
+    timings = Timings()
+    if args.silent_after is not None:
+        timings = dataclasses.replace(timings, silent_after_s=args.silent_after)
+    if args.retention_scale is not None:
+        timings = dataclasses.replace(timings, retention_scale=args.retention_scale)
     options = ChaosOptions(
+        timings=timings,
         jobs=args.jobs,
         seed=args.seed,
         kill_every_s=args.kill_every,

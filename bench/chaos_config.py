@@ -24,6 +24,11 @@ FAULTS = {
     "submit_response_lost": 0.02,
     "payload_error": 0.05,
     "error": 0.05,
+    # fal's retention window (issue 15): a tenth of the results are 10 KB or more, kept
+    # six minutes (scaled, Timings.retention_scale), and half of those lose their callback:
+    # only the sweeper's poll can fetch them in time.
+    "large_result": 0.10,
+    "drop_large_callbacks": 0.50,
 }
 # fal retries deliveries for a long time; scaled down so a receiver outage costs seconds.
 SANDBOX_RUNTIME = {
@@ -69,6 +74,10 @@ class Timings:
     outcome_unknown_grace_s: float = 15.0  # time for the lost submit's own callback
     submit_lease_s: float = 10.0  # a sandbox submit answers in milliseconds
     visibility_timeout_s: int = 30
+    # The sandbox's retention_scale: fal's six minutes shrink by the factor production's
+    # fetch path (docs/reliability.md, "fal's retention window") shrank to these timings:
+    # silent_after 60 -> 15 s, poll_every 60 -> 10 s, interval 30 -> 2 s, each at least 4x.
+    retention_scale: float = 0.25
 
     @classmethod
     def fast(cls) -> Timings:
@@ -82,6 +91,7 @@ class Timings:
             outcome_unknown_grace_s=6.0,
             submit_lease_s=5.0,
             visibility_timeout_s=15,
+            retention_scale=0.1,  # silent_after 60 -> 6 s, poll_every 60 -> 4 s, interval 30 -> 1 s
         )
 
     def env(self) -> dict[str, str]:

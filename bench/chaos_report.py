@@ -21,6 +21,13 @@ reconciler's outcome-unknown resubmit (`resubmitted_at`), split by why the first
 was unknown (the reason on the job's `outcome_unknown` event). Anything else is
 `unexplained`, and is also counted as a mismatch.
 
+RESULT_EXPIRED jobs failed with that error type: fal's retention window (six minutes,
+scaled, for results of 10 KB or more) passed before the sweeper fetched a result whose
+callback was dropped. Allowed, and counted in the summary line (target: zero at default
+settings), but a mismatch when the job failed before fal's `expires_at` (fal still had it).
+A completed job whose large result lost its callback (`drop_large_callbacks`) must have
+every file stored by falbridge (`stored_files` rows with status `stored`), else a mismatch.
+
 DUPLICATE RESULT ROWS are `result_files` rows sharing (job_id, path), plus completed jobs
 whose number of file rows differs from the File objects in the sandbox output.
 """
@@ -37,9 +44,12 @@ from sqlalchemy import func, select
 
 from bench.chaos_events import EventReport, event_lines
 from falbridge.models.db import transaction
-from falbridge.models.tables import Job, JobEvent, ResultFile
+from falbridge.models.tables import Job, JobEvent, ResultFile, StoredFile
 
 SUBMIT_SIDE_ERRORS = ("submit_retries_exhausted", "submit_outcome_unknown")
+RESULT_EXPIRED = "result_expired"
+LARGE_DROPPED = "drop_large_callbacks"
+LARGE = 10 * 1024  # fal keeps a result this big or bigger six minutes
 TERMINAL = ("completed", "failed", "cancelled")
 EXPECTED = {"completed": "OK", "failed": "ERROR", "cancelled": "CANCELLED"}
 
@@ -55,6 +65,11 @@ class Report:
     double_causes: Counter = field(default_factory=Counter)
     duplicate_rows: list[dict[str, Any]] = field(default_factory=list)
     orphan_requests: int = 0
+    result_expired: int = 0
+    large_dropped: int = 0  # jobs whose large result's callback the sandbox dropped
+    large_dropped_stored: int = 0  # of those, completed with every file stored
+    # Each large result without a callback: fal's completion and expiry against our polls.
+    large_timelines: list[dict[str, Any]] = field(default_factory=list)
     sandbox_requests: int = 0
     rejected_submits: int = 0
     deliveries: int = 0
@@ -120,6 +135,8 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
                 Job.completed_at,
                 Job.resubmitted_at,
                 Job.external_id,
+                Job.poll_attempts,
+                Job.last_polled_at,
             )
         ).all()
         files = dict(s.execute(select(ResultFile.job_id, func.count()).group_by(ResultFile.job_id)).all())
@@ -128,6 +145,13 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
             .group_by(ResultFile.job_id, ResultFile.path)
             .having(func.count() > 1)
         ).all()
+        stored = dict(
+            s.execute(
+                select(StoredFile.job_id, func.count())
+                .where(StoredFile.status == "stored")
+                .group_by(StoredFile.job_id)
+            ).all()
+        )
         unknown_events = s.execute(
             select(JobEvent.job_id, JobEvent.detail).where(JobEvent.to_status == "outcome_unknown")
         ).all()
@@ -149,7 +173,8 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
             if job.completed_at is not None:
                 durations.append((job.completed_at - job.created_at).total_seconds())
         mine = by_job.get(job_id, [])
-        problem = _judge(job, mine)
+        retention_problem = _judge_retention(report, job, mine, stored.get(job.id, 0))
+        problem = _judge(job, mine) or retention_problem
         if problem:
             report.mismatches.append(
                 {
@@ -186,6 +211,41 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
     return report
 
 
+def _judge_retention(report: Report, job, requests: list[dict[str, Any]], stored_files: int) -> str | None:
+    """Count result_expired and the large results whose callback was dropped; a problem
+    when one expired early or when one completed without its files stored."""
+    bound = next((r for r in requests if r["request_id"] == job.request_id), None)
+    if job.error_type == RESULT_EXPIRED:
+        report.result_expired += 1
+    # A model error is a small body (the padding is for successful outputs): its callback goes.
+    if bound is None or LARGE_DROPPED not in bound.get("faults", []) or bound.get("result_bytes", 0) < LARGE:
+        return None
+    report.large_dropped += 1
+    completed_at = bound.get("completed_at") or 0.0
+    report.large_timelines.append(
+        {
+            "job": str(job.id),
+            "status": job.status,
+            "error_type": job.error_type,
+            "submitted_to_fal_s": round(completed_at - job.created_at.timestamp(), 2),
+            "fal_window_s": round((bound.get("expires_at") or 0.0) - completed_at, 2),
+            "final_after_fal_s": round(job.completed_at.timestamp() - completed_at, 2)
+            if job.completed_at
+            else None,
+            "polls": job.poll_attempts,
+            "last_poll_after_fal_s": (
+                round(job.last_polled_at.timestamp() - completed_at, 2) if job.last_polled_at else None
+            ),
+        }
+    )
+    if job.status == "completed":
+        files = count_files(bound.get("output"))
+        if stored_files != files:
+            return f"large result fetched by a poll, {stored_files} of its {files} files stored"
+        report.large_dropped_stored += 1
+    return None
+
+
 def _judge(job, requests: list[dict[str, Any]]) -> str | None:
     if job.status not in TERMINAL:
         return f"not terminal ({job.status})"
@@ -198,6 +258,11 @@ def _judge(job, requests: list[dict[str, Any]]) -> str | None:
         return f"request_id {job.request_id} is not one of fal's requests for this job"
     if bound.get("outcome") is None:
         return f"terminal here but request {job.request_id} is {bound.get('queue_status')} at fal"
+    if job.status == "failed" and job.error_type == RESULT_EXPIRED:
+        expires_at = bound.get("expires_at")
+        if expires_at is None or job.completed_at is None or job.completed_at.timestamp() < expires_at:
+            return "result_expired here while fal still had the result"
+        return None
     if EXPECTED[job.status] != bound["outcome"]:
         return f"{job.status} here, {bound['outcome']} at fal"
     if job.status == "completed" and job.result != bound.get("output"):
@@ -239,11 +304,14 @@ def summary_lines(
         f"chaos: jobs={report.expected_jobs} terminal={report.terminal}/{report.expected_jobs} "
         f"mismatches={len(report.mismatches)} double_submissions={len(report.doubles)}"
         + (f" ({causes})" if causes else "")
-        + f" duplicate_result_rows={len(report.duplicate_rows)} p50={p50} p99={p99} kills={kills} "
+        + f" duplicate_result_rows={len(report.duplicate_rows)} result_expired={report.result_expired}"
+        f" p50={p50} p99={p99} kills={kills} "
         f"redis_restarts={redis_restarts} receiver_restarts={receiver_restarts} "
         f"elapsed={elapsed_s:.0f}s db={database}",
         f"chaos: statuses {statuses}; jobs_in_db={report.jobs} sandbox_requests={report.sandbox_requests} "
         f"rejected_submits={report.rejected_submits} webhook_attempts={report.deliveries}",
+        f"chaos: fal's retention: large_results_without_callback={report.large_dropped} "
+        f"(completed_with_files_stored={report.large_dropped_stored})",
         *(event_lines(events) if events is not None else []),
         f"chaos: {'PASS' if ok else 'FAIL'}; logs and report.json in {run_dir}",
     ]

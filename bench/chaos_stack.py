@@ -78,7 +78,9 @@ class ChaosStack(LocalStack):
             faults=self.config.faults,
             fal_key=FAKE_FAL_KEY,
         )
-        httpx.put(f"{self.sandbox_url}/_sandbox/config", json=SANDBOX_RUNTIME, timeout=10).raise_for_status()
+        httpx.put(
+            f"{self.sandbox_url}/_sandbox/config", json=self.sandbox_runtime(), timeout=10
+        ).raise_for_status()
         self.start_receiver(workers=2)
         for _ in range(self.config.workers):  # booting side by side
             self.start_chaos_worker()
@@ -86,6 +88,9 @@ class ChaosStack(LocalStack):
         for worker in self.workers:  # submit only once the pipeline can move
             wait_worker(worker)
         return self
+
+    def sandbox_runtime(self) -> dict[str, Any]:
+        return {**SANDBOX_RUNTIME, "retention_scale": self.config.timings.retention_scale}
 
     def start_chaos_worker(self) -> ProcessGroup:
         """A worker named worker#<n>; the n-th replacement logs to the slot it took over."""
@@ -146,7 +151,7 @@ class ChaosStack(LocalStack):
             "receiver": self.receiver_url,
             "redis": self.redis_url or None,
             "faults": self.config.faults,
-            "sandbox_runtime": SANDBOX_RUNTIME,
+            "sandbox_runtime": self.sandbox_runtime(),
             "timings": asdict(self.config.timings),
             "notify": notify_env(self.config.notify_schedule_scale),
         }

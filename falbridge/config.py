@@ -166,13 +166,23 @@ class SweepConfig(_Section):
     interval_s: float = env("FALBRIDGE_RECONCILE_INTERVAL_S", 30.0, gt=0)
     pending_grace_s: float = env("FALBRIDGE_PENDING_GRACE_S", 60.0, ge=0)
     delivery_grace_s: float = env("FALBRIDGE_DELIVERY_GRACE_S", 30.0, ge=0)
-    silent_after_s: float = env("FALBRIDGE_SILENT_AFTER_S", 300.0, ge=0)
+    # A dropped callback is noticed by polling, and fal keeps a result of 10 KB or more only
+    # six minutes after completion: these two plus the interval bound how late a poll finds
+    # a finished job (fetch_bound_s), 90 s at the defaults; docs/reliability.md.
+    silent_after_s: float = env("FALBRIDGE_SILENT_AFTER_S", 60.0, ge=0)
     poll_every_s: float = env("FALBRIDGE_POLL_EVERY_S", 60.0, ge=0)
     outcome_unknown_grace_s: float = env("FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S", 600.0, ge=0)
     outcome_unknown_policy: Literal["resubmit", "fail"] = env("FALBRIDGE_OUTCOME_UNKNOWN_POLICY", "resubmit")
     batch: int = env("FALBRIDGE_RECONCILE_BATCH", 500, ge=1)
     # Rejected deliveries are evidence (headers, digest, length, first 4 KiB), kept this long.
     rejected_retention_s: float = env("FALBRIDGE_REJECTED_RETENTION_S", 7 * 24 * 3600.0, gt=0)
+
+    def fetch_bound_s(self) -> float:
+        """Longest time from fal completing a job whose callback never comes to the sweep
+        that polls it (then the poll task's queue wait, one status and one result call):
+        a job is first polled `silent_after_s` after its last news, again every
+        `poll_every_s`, each found by the next sweep up to `interval_s` later."""
+        return max(self.silent_after_s, self.poll_every_s) + self.interval_s
 
 
 class FetchConfig(_Section):

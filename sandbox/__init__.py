@@ -16,8 +16,7 @@ Deliberate differences from real fal:
 - the result GET before completion answers 400 "Request is still in progress"
   (undocumented on fal); a cancelled request ends COMPLETED with a 499
   `client_cancelled` error and still gets an ERROR webhook (configurable);
-- no streaming status, no CDN upload API, no result-size-dependent retention,
-  no server-side retries of failed runs; timings are scaled down;
+- no streaming status, no server-side retries of failed runs; timings are scaled down;
 - `Retry-After` may carry fractional seconds so tests stay fast.
 
 Start it in-process with `sandbox.server.SandboxServer`, or run `python -m falbridge.sandbox`.

@@ -36,7 +36,12 @@ SUBMIT_KNOBS = (
 ATTEMPT_KNOBS = ("bad_signature", "stale_timestamp")
 # Knobs decided for every call to the storage API (token, upload), in their own stream.
 STORAGE_KNOBS = ("storage_auth_down", "upload_refused")
-PROBABILITY_KNOBS = SUBMIT_KNOBS + ATTEMPT_KNOBS + STORAGE_KNOBS
+# Knobs about a job's result, decided once per submit in their own stream (so adding them
+# shifted no draw of SUBMIT_KNOBS): `large_result` pads a successful result to 10 KB or
+# more (fal keeps those six minutes); `drop_large_callbacks` drops the callbacks of that
+# share of the large results.
+RESULT_KNOBS = ("large_result", "drop_large_callbacks")
+PROBABILITY_KNOBS = SUBMIT_KNOBS + ATTEMPT_KNOBS + STORAGE_KNOBS + RESULT_KNOBS
 # fal keeps a JSON result an hour after completion, six minutes once it is 10 KB or more
 # (docs/fal-protocol.md, "Result"); `retention_scale` shrinks both for tests.
 LARGE_RESULT_BYTES = 10 * 1024
@@ -69,6 +74,8 @@ class Faults:
     storage_auth_down: float = 0.0
     upload_refused: float = 0.0
     upload_refused_status: int = 403
+    large_result: float = 0.0
+    drop_large_callbacks: float = 0.0
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         known = {f.name for f in dataclasses.fields(self)}

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from falbridge.sandbox.activity import Activity
-from falbridge.sandbox.config import Faults, SandboxConfig, backoff_delay
+from falbridge.sandbox.config import LARGE_RESULT_BYTES, Faults, SandboxConfig, backoff_delay
 from falbridge.sandbox.delivery import Deliverer, DeliveryTask
 from falbridge.sandbox.fake_models import CANCELLED, ModelOutcome
 from falbridge.sandbox.faults import SubmitFaults, decide_submit_faults
@@ -236,7 +236,8 @@ class Sandbox:
         if job.outcome == "CANCELLED" and not self.config.webhook_on_cancel:
             job.webhook_state = "skipped"
             return None, 0.0
-        if job.has_fault("drop"):
+        # drop_large_callbacks is drawn only with large_result, and a padded result is large.
+        if job.has_fault("drop") or (job.has_fault("drop_large_callbacks") and size >= LARGE_RESULT_BYTES):
             job.webhook_state = "dropped"
             return None, 0.0
         job.webhook_state = "pending"

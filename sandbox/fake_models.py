@@ -84,6 +84,15 @@ def run_model(endpoint_id: str, payload: dict[str, Any], ctx: ModelContext) -> M
     return ModelOutcome(200, {"endpoint_id": endpoint_id, "echo": payload})
 
 
+def enlarged(outcome: ModelOutcome, min_bytes: int) -> ModelOutcome:
+    """The `large_result` fault: a successful output padded past `min_bytes` of JSON (a
+    model's verbose metadata, as some of fal's endpoints return), so fal keeps it only
+    six minutes. Errors stay as they are."""
+    if not outcome.ok or not isinstance(outcome.body, dict):
+        return outcome
+    return ModelOutcome(outcome.http_status, {**outcome.body, "sandbox_padding": "x" * min_bytes})
+
+
 def _invalid(errors: list[dict[str, Any]]) -> ModelOutcome:
     return ModelOutcome(422, {"detail": errors})
 

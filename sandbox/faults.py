@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from falbridge.sandbox.config import SUBMIT_KNOBS, Faults
+from falbridge.sandbox.config import RESULT_KNOBS, SUBMIT_KNOBS, Faults
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,22 @@ class SubmitFaults:
 
 
 def decide_submit_faults(faults: Faults, seed: int | str, seq: int) -> SubmitFaults:
+    decided = _decide_submit_knobs(faults, seed, seq)
+    return SubmitFaults(decided.applied + decide_result_faults(faults, seed, seq), decided.params)
+
+
+def decide_result_faults(faults: Faults, seed: int | str, seq: int) -> tuple[str, ...]:
+    """`large_result`, and `drop_large_callbacks` only with it (a share of large results)."""
+    rng = random.Random(f"{seed}:{seq}:result")
+    draws = {name: rng.random() for name in RESULT_KNOBS}
+    if draws["large_result"] >= faults.large_result:
+        return ()
+    if draws["drop_large_callbacks"] < faults.drop_large_callbacks:
+        return ("large_result", "drop_large_callbacks")
+    return ("large_result",)
+
+
+def _decide_submit_knobs(faults: Faults, seed: int | str, seq: int) -> SubmitFaults:
     rng = random.Random(f"{seed}:{seq}")
     # One draw per knob, always, so changing one probability never shifts another's draw.
     draws = {name: rng.random() for name in SUBMIT_KNOBS}

@@ -108,6 +108,11 @@ class Job:
             "cancel_requested_at": self.cancel_requested_at,
             "result_bytes": self.result_bytes,
             "expired": self.expired(now, config),
+            "expires_at": (
+                self.completed_at + config.retention_for(self.result_bytes)
+                if self.completed_at is not None
+                else None
+            ),
             "webhook_state": self.webhook_state,
             "deliveries": [dict(attempt) for attempt in self.deliveries],
         }

@@ -19,7 +19,7 @@ from typing import Protocol
 import httpx
 
 from falbridge.sandbox import fake_models
-from falbridge.sandbox.config import SandboxConfig
+from falbridge.sandbox.config import LARGE_RESULT_BYTES, SandboxConfig
 from falbridge.sandbox.fake_models import ModelOutcome
 from falbridge.sandbox.faults import model_rng
 from falbridge.sandbox.files import FileStore
@@ -180,7 +180,10 @@ class Lifecycle:
             florence_image_probability=config.florence_image_probability,
         )
         try:
-            return fake_models.run_model(job.endpoint_id, job.input, context)
+            outcome = fake_models.run_model(job.endpoint_id, job.input, context)
         except Exception:
             _log.exception("sandbox model %s crashed", job.endpoint_id)
             return fake_models.request_error(500, "Internal error in the sandbox model", "internal_error")
+        if job.has_fault("large_result"):
+            return fake_models.enlarged(outcome, LARGE_RESULT_BYTES)
+        return outcome

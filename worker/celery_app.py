@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # A failed enqueue is logged once per window, whatever process (receiver, worker) it is in.
 log.addFilter(outage_log.BrokerOutageFilter())
 
+DEFAULT_PRIORITY = 6
+URGENT_PRIORITY = 0
+URGENT_TASKS = ("falbridge.reconcile", "falbridge.poll_job", "falbridge.fetch_result")
 celery_app = Celery("falbridge", include=["falbridge.worker.tasks"])
 celery_app.conf.update(
     task_acks_late=True,
@@ -34,6 +37,12 @@ celery_app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     task_default_queue="falbridge",
+    # Redis serves a queue's lower priority steps first (kombu: 0, 3, 6, 9). Everything
+    # waits at DEFAULT_PRIORITY but the sweep and the fal reads it starts (URGENT_PRIORITY):
+    # a result whose callback was dropped is lost once fal's window passes (six minutes
+    # for 10 KB or more), and a backlog of submits and outgoing webhooks must not eat it.
+    task_default_priority=DEFAULT_PRIORITY,
+    task_routes={name: {"priority": URGENT_PRIORITY} for name in URGENT_TASKS},
     broker_connection_retry_on_startup=True,
     # Publishing must fail fast when Redis is down: the caller leaves the row for the
     # sweeper rather than blocking an HTTP request.
@@ -53,7 +62,13 @@ def _from_config() -> dict[str, Any]:
     settings: dict[str, Any] = {
         "broker_transport_options": {"visibility_timeout": cfg.broker.visibility_timeout_s},
         # The sweeper (falbridge.worker.sweep), run by `falbridge beat`.
-        "beat_schedule": {"sweep": {"task": "falbridge.reconcile", "schedule": cfg.sweep.interval_s}},
+        "beat_schedule": {
+            "sweep": {
+                "task": "falbridge.reconcile",
+                "schedule": cfg.sweep.interval_s,
+                "options": {"priority": URGENT_PRIORITY},
+            }
+        },
     }
     if cfg.broker.redis_url:
         settings["broker_url"] = cfg.broker.redis_url

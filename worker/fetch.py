@@ -21,7 +21,8 @@ class FetchOutcome(enum.StrEnum):
     ALREADY_TERMINAL = "already terminal"
     COMPLETED = "completed"
     FAILED = "failed"  # the model's own error
-    RESULT_UNAVAILABLE = "result unavailable"  # expired at fal, or refused for good
+    RESULT_EXPIRED = "result expired"  # fal's retention window passed (404)
+    RESULT_UNAVAILABLE = "result unavailable"  # refused for good otherwise
     INVALID_RESULT = "invalid result"  # not strict JSON
 
 
@@ -29,7 +30,9 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
     """GET the result of a job fal finished but whose output we don't have.
 
     RetryableError propagates (the task retries). A model error or an expired result
-    ends the job as failed: the result can never be had any more.
+    ends the job as failed: the result can never be had any more. fal keeps a result an
+    hour, six minutes once it is 10 KB or more (docs/fal-protocol.md, "Result"): a 404
+    without a model's body means that window passed, `result_expired`.
     """
     job_uuid = parse_uuid(job_id)
     with transaction() as s:
@@ -52,6 +55,9 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
         )
         return FetchOutcome.FAILED
     except FinalError as exc:
+        if exc.status_code == 404:
+            expire_job(job_uuid, source, "fal answered 404 for the result")
+            return FetchOutcome.RESULT_EXPIRED
         fail_job(
             job_uuid,
             source,
@@ -70,3 +76,17 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
         if job is not None:
             complete(s, job, output, source)
     return FetchOutcome.COMPLETED
+
+
+RESULT_EXPIRED = "result_expired"
+
+
+def expire_job(job_uuid: uuid.UUID, source: EventSource, seen: str) -> bool:
+    """Fail a job whose result fal no longer keeps: waiting cannot bring it back."""
+    return fail_job(
+        job_uuid,
+        source,
+        error=f"result expired at fal before falbridge fetched it ({seen}; fal keeps a result "
+        "an hour after completion, six minutes if it is 10 KB or more)",
+        error_type=RESULT_EXPIRED,
+    )

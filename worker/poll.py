@@ -11,15 +11,14 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job, lock_job, parse_uuid, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, utcnow
-from falbridge.worker.apply.outcome import fail_job
 from falbridge.worker.fal import FinalError, ModelError, get_client
-from falbridge.worker.fetch import FetchOutcome, fetch_result
+from falbridge.worker.fetch import FetchOutcome, expire_job, fetch_result
 from falbridge.worker.queue_ref import request_ref
 
 
 class PollOutcome(enum.StrEnum):
     NOTHING_TO_POLL = "nothing to poll"  # no such job, not accepted by fal, or terminal
-    NOT_FOUND = "not found at fal"
+    NOT_FOUND = "not found at fal"  # accepted once, so forgotten: its retention passed
     IN_QUEUE = "in queue"
     IN_PROGRESS = "in progress"
     UNKNOWN_STATUS = "unknown status"  # a status fal added since this was written
@@ -48,12 +47,9 @@ def poll(job_id: uuid.UUID | str) -> PollOutcome | FetchOutcome:
     except FinalError as exc:
         if exc.status_code != 404:
             raise
-        fail_job(
-            job_uuid,
-            EventSource.POLL,
-            error="fal no longer knows this request (expired or never accepted) and no callback arrived",
-            error_type="request_not_found",
-        )
+        # fal gave this request id when it accepted the job; it forgets one only once the
+        # result's retention has passed, so the result is gone with it.
+        expire_job(job_uuid, EventSource.POLL, "fal answered 404 for the status; no callback arrived")
         return PollOutcome.NOT_FOUND
     if status.status == "COMPLETED":
         return fetch_result(job_uuid, EventSource.POLL)

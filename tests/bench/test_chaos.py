@@ -55,6 +55,10 @@ def test_small_chaos_run_loses_nothing_and_applies_nothing_twice(tmp_path):
     assert result.kills >= 2 and result.redis_restarts == 1 and result.receiver_restarts == 1
     # The faults really happened: fal refused some submits and its webhooks were retried.
     assert report.rejected_submits > 0 and report.deliveries > report.sandbox_requests
+    # fal's retention window (scaled with the sweeper, Timings.retention_scale): large
+    # results lost their callback, and the sweeper fetched every one in time, files stored.
+    assert report.large_dropped > 0 and report.result_expired == 0
+    assert report.large_dropped_stored == report.large_dropped
     # Outgoing: one terminal event per job, every event at the subscriber at least once,
     # through its faults (each kind drawn) and its outage.
     events = result.events

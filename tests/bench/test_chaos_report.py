@@ -14,7 +14,7 @@ from bench.chaos_report import build_report, count_files, summary_lines
 from bench.chaos_subscriber import Received
 from falbridge.models.db import get_engine, transaction
 from falbridge.models.jobs import add_result_files, create_job
-from falbridge.models.tables import Job, JobEvent, utcnow
+from falbridge.models.tables import Job, JobEvent, StoredFile, utcnow
 from falbridge.worker.notify.payload import message_id
 
 IMAGE = {"url": "http://fal/files/a.png", "content_type": "image/png", "file_size": 10}
@@ -100,6 +100,50 @@ def test_a_completed_job_missing_a_file_row_is_a_duplicate_row_problem(db_url):
     report = build_report(get_engine(db_url), truth, expected_jobs=1)
     assert report.duplicate_rows == [{"job": job, "rows": 1, "files_in_output": 2}]
     assert count_files({"x": {"url": "u"}, "y": [IMAGE, {"url": "v", "file_name": "f"}]}) == 2
+
+
+def _large_dropped(request: dict, expires_in_s: float) -> dict:
+    expires_at = utcnow().timestamp() + expires_in_s
+    faults = ["large_result", "drop_large_callbacks"]
+    return {**request, "faults": faults, "expires_at": expires_at, "result_bytes": 10 * 1024}
+
+
+def test_fals_retention_rules(db_url):
+    """result_expired is allowed and counted only once fal's window had passed; a large
+    result whose callback was dropped and that completed must have its files stored."""
+    expired = _job(1, status="failed", request_id="r-1", error_type="result_expired")
+    too_soon = _job(2, status="failed", request_id="r-2", error_type="result_expired")
+    stored = _job(3, status="completed", request_id="r-3", result={"image": IMAGE})
+    unstored = _job(4, status="completed", request_id="r-4", result={"image": IMAGE})
+    small = _job(5, status="completed", request_id="r-5", result={"image": IMAGE})
+    failed = _job(6, status="failed", request_id="r-6", error_type="boom")
+    with transaction() as s:
+        s.add(StoredFile(job_id=uuid.UUID(stored), path="image", fal_url=IMAGE["url"], status="stored"))
+        s.add(StoredFile(job_id=uuid.UUID(unstored), path="image", fal_url=IMAGE["url"], status="missing"))
+    truth = {
+        "requests": [
+            _large_dropped(_request(expired, "r-1", "OK", {"image": IMAGE}), expires_in_s=-5),
+            _large_dropped(_request(too_soon, "r-2", "OK", {"image": IMAGE}), expires_in_s=300),
+            _large_dropped(_request(stored, "r-3", "OK", {"image": IMAGE}), expires_in_s=-5),
+            _large_dropped(_request(unstored, "r-4", "OK", {"image": IMAGE}), expires_in_s=-5),
+            _request(small, "r-5", "OK", {"image": IMAGE}),  # its callback came: storing not judged here
+            # The model failed: a small error body, so its callback went whatever was drawn.
+            {**_large_dropped(_request(failed, "r-6", "ERROR", error_type="boom"), -5), "result_bytes": 80},
+        ]
+    }
+
+    report = build_report(get_engine(db_url), truth, expected_jobs=6)
+
+    problems = {m["job"]: m["problem"] for m in report.mismatches}
+    assert problems == {
+        too_soon: "result_expired here while fal still had the result",
+        unstored: "large result fetched by a poll, 0 of its 1 files stored",
+    }
+    assert (report.result_expired, report.large_dropped, report.large_dropped_stored) == (2, 4, 1)
+    kwargs = {"kills": 0, "redis_restarts": 0, "receiver_restarts": 0, "elapsed_s": 1.0, "database": "x"}
+    lines = summary_lines(report, run_dir="d", **kwargs)
+    assert " result_expired=2 " in lines[0]
+    assert "large_results_without_callback=4 (completed_with_files_stored=1)" in lines[2]
 
 
 def _event(job_id: str, seq: int, to_status: str, from_status: str = "pending") -> int:

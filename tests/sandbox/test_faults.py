@@ -151,6 +151,46 @@ def test_payload_error_sends_null_payload_but_result_stays_fetchable(sandbox, cl
     assert client.get(submitted["response_url"]).json() == {"endpoint_id": ECHO, "echo": {"big": "x"}}
 
 
+def test_large_result_pads_the_output_past_10_kb_and_shortens_its_retention(sandbox, client, webhook_sink):
+    sandbox.set_faults(large_result=1.0)
+    sandbox.set_config(retention_s=3600.0, large_result_retention_s=360.0, retention_scale=1.0)
+    submitted = submit(client, sandbox.url, ECHO, {"n": 1}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+
+    payload = hook.json()["payload"]
+    assert payload["echo"] == {"n": 1} and len(payload["sandbox_padding"]) == 10 * 1024
+    assert client.get(submitted["response_url"]).json() == payload
+    truth = sandbox.request(submitted["request_id"])
+    assert truth["faults"] == ["large_result"] and truth["result_bytes"] >= 10 * 1024
+    assert truth["expires_at"] - truth["completed_at"] == pytest.approx(360.0)
+
+
+def test_drop_large_callbacks_drops_only_large_results(sandbox, client, webhook_sink):
+    sandbox.set_faults(large_result=0.5, drop_large_callbacks=1.0)
+    submitted = [
+        submit(client, sandbox.url, ECHO, {"n": n}, webhook=webhook_sink.url).json() for n in range(20)
+    ]
+    sandbox.wait_idle()
+
+    truths = [sandbox.request(job["request_id"]) for job in submitted]
+    large = [truth for truth in truths if "large_result" in truth["faults"]]
+    assert 0 < len(large) < len(truths)
+    assert all(truth["faults"] == ["large_result", "drop_large_callbacks"] for truth in large)
+    assert {truth["webhook_state"] for truth in large} == {"dropped"}
+    assert {truth["webhook_state"] for truth in truths if truth not in large} == {"delivered"}
+    assert len(webhook_sink.received) == len(truths) - len(large)
+
+
+def test_drop_large_callbacks_spares_a_large_job_whose_model_failed(sandbox, client, webhook_sink):
+    sandbox.set_faults(large_result=1.0, drop_large_callbacks=1.0, error=1.0)
+    submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+    sandbox.wait_idle()
+
+    assert hook.json()["status"] == "ERROR"  # an error body is small: fal keeps it an hour
+    assert sandbox.request(submitted["request_id"])["webhook_state"] == "delivered"
+
+
 def test_error_fails_the_job_with_a_runner_error(sandbox, client, webhook_sink):
     sandbox.set_faults(error=1.0)
     submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
