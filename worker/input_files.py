@@ -189,7 +189,6 @@ def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
         yield chunk
 
 
-
 class _opened:
     """(seekable binary stream, size in bytes from its position, file name or None)."""
 
