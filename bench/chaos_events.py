@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 
 from bench.chaos_subscriber import Received
 from falbridge.models.db import transaction
+from falbridge.models.states import EventSource
 from falbridge.models.tables import DeliveryAttempt, EventDelivery, Job, JobEvent
 from falbridge.worker.notify.payload import message_id
 
@@ -93,7 +94,13 @@ def build_event_report(
         bad_signatures=bad_signatures, requests=requests, faults=Counter(faults or {}), outages=outages
     )
     with transaction(engine) as s:
-        events = s.execute(select(JobEvent.id, JobEvent.job_id, JobEvent.seq, JobEvent.to_status)).all()
+        # The transitions: `job.files_stored` (source `store`) is no transition, and the
+        # subscription does not list it.
+        events = s.execute(
+            select(JobEvent.id, JobEvent.job_id, JobEvent.seq, JobEvent.to_status).where(
+                JobEvent.source != EventSource.STORE.value
+            )
+        ).all()
         final = {str(job_id): status for job_id, status in s.execute(select(Job.id, Job.status)).all()}
         states = dict(
             s.execute(select(EventDelivery.status, func.count()).group_by(EventDelivery.status)).all()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, NoReturn, Self
 
 import httpx
 
@@ -225,6 +226,16 @@ class Client(SubscriptionCalls):
         path = f"/api/deliveries/{int(delivery_id)}/reapply"
         return Reapplied.from_json(self._call("POST", path, delivery_id=delivery_id))
 
+    @contextmanager
+    def stored_file(self, job_id: str, file_id: int) -> Iterator[Iterator[bytes]]:
+        """falbridge's stored copy of one of the job's files (its `download_url`), streamed."""
+        path = f"/api/jobs/{job_id}/files/{int(file_id)}"
+        with self._http.stream("GET", path) as response:
+            if not response.is_success:
+                response.read()
+                self._raise(response, job_id=None)
+            yield response.iter_bytes()
+
     def _call(
         self,
         method: str,
@@ -241,6 +252,24 @@ class Client(SubscriptionCalls):
             return None
         if response.is_success:
             return response.json()
+        self._raise(
+            response,
+            job_id=job_id,
+            delivery_id=delivery_id,
+            subscription_id=subscription_id,
+            event_id=event_id,
+        )
+
+    @staticmethod
+    def _raise(
+        response: httpx.Response,
+        *,
+        job_id: str | None = None,
+        delivery_id: int | None = None,
+        subscription_id: str | None = None,
+        event_id: str | None = None,
+    ) -> NoReturn:
+        """The API's error answer as the exception the Python API raises for it."""
         try:
             error = response.json()["error"]
             code, message, details = str(error["code"]), str(error["message"]), error.get("details")

@@ -197,6 +197,53 @@ class UploadConfig(_Section):
     max_bytes: int = env("FALBRIDGE_MAX_UPLOAD_BYTES", 100 * MIB, ge=1)
 
 
+class StorageConfig(_Section):
+    """Where falbridge keeps its own copy of result files (falbridge.worker.storage)."""
+
+    # Empty: a directory under the var dir (file://VAR_DIR/files). Else file:///abs/dir or
+    # s3://bucket/prefix (credentials, region and endpoint from the standard AWS_* variables).
+    url: str = env("FALBRIDGE_STORAGE_URL", "")
+    # `all`, `none`, or a comma-separated list of endpoint ids whose results are stored.
+    store: str = env("FALBRIDGE_STORE_FILES", "all")
+    max_bytes: int = env("FALBRIDGE_STORE_MAX_BYTES", 512 * MIB, ge=1)
+    # Attempts of the storing task for a file whose download or write fails for a reason
+    # that may pass (fal's CDN or the backend down) before it is recorded as missing.
+    retries: int = env("FALBRIDGE_STORE_RETRIES", 6, ge=0)
+    # S3 only: GET /api/jobs/<id>/files/<file_id> redirects to a presigned URL valid this
+    # long instead of streaming the bytes through falbridge; 0 streams.
+    presign_s: int = env("FALBRIDGE_STORAGE_PRESIGN_S", 0, ge=0, le=7 * 24 * 3600)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value and not value.startswith(("file://", "s3://")):
+            raise ValueError("must start with file:// or s3://")
+        if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
+            raise ValueError("s3:// URL names no bucket")
+        if value.startswith("file://") and not value[len("file://") :].startswith("/"):
+            raise ValueError("file:// URL must name an absolute directory (file:///srv/files)")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if not split_list(value):
+            raise ValueError("all, none, or a comma-separated list of endpoint ids")
+        return value
+
+    def resolved_url(self, var_dir: Path) -> str:
+        return self.url or f"file://{var_dir.resolve() / 'files'}"
+
+    def stores(self, endpoint_id: str) -> bool:
+        """Whether a result of this endpoint has its files stored."""
+        chosen = split_list(self.store)
+        if chosen == ["all"]:
+            return True
+        if chosen == ["none"]:
+            return False
+        return endpoint_id in chosen
+
+
 class NotifyConfig(_Section):
     """Outgoing webhooks to subscribers (falbridge.worker.notify)."""
 
@@ -247,6 +294,7 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     fetch: FetchConfig = FetchConfig()
     upload: UploadConfig = UploadConfig()
+    storage: StorageConfig = StorageConfig()
     notify: NotifyConfig = NotifyConfig()
     client: ClientConfig = ClientConfig()
     demo: DemoConfig = DemoConfig()

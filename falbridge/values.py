@@ -64,7 +64,12 @@ class _Value:
 
 @dataclasses.dataclass(frozen=True)
 class ResultFile(_Value):
-    """A fal File object found in a job's result; `path` says where (`image`, `images[0]`)."""
+    """A fal File object found in a job's result; `path` says where (`image`, `images[0]`).
+    falbridge's own copy: `status` "stored" (with `sha256`, `size`, `download_url`, the
+    route serving it relative to the API's base URL), "missing" (`missing_reason`), or None
+    while not stored (yet, or not at all)."""
+
+    _times: ClassVar[frozenset[str]] = frozenset({"stored_at"})
 
     id: int
     path: str
@@ -74,6 +79,14 @@ class ResultFile(_Value):
     file_size: int | None
     width: int | None
     height: int | None
+    fal_url: str
+    status: str | None
+    missing_reason: str | None
+    sha256: str | None
+    size: int | None
+    sniffed_type: str | None
+    stored_at: datetime | None
+    download_url: str | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,15 +57,16 @@ def create_job(
         existing = session.scalar(
             select(Job)
             .where(Job.external_id == external_id)
-            .options(selectinload(Job.files), selectinload(Job.events))
+            .options(selectinload(Job.files), selectinload(Job.events), selectinload(Job.stored_files))
         )
         if existing is None:  # the conflict was on something else: don't hide it
             raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, yet no job holds it")
         return existing, False
     detail = {"input_files": input_files} if input_files else None
-    event = _add_event(session, job, 1, None, JobStatus.PENDING, source, detail)
+    event = add_event(session, job, 1, None, JobStatus.PENDING, source, detail)
     # A new job has no files and exactly this event: no need to read them back.
     set_committed_value(job, "files", [])
+    set_committed_value(job, "stored_files", [])
     set_committed_value(job, "events", [event])
     return job, True
 
@@ -81,7 +82,7 @@ def get_job(session: Session, job_id: uuid.UUID | str, *, full: bool = False) ->
         return None
     stmt = select(Job).where(Job.id == job_uuid)
     if full:
-        stmt = stmt.options(selectinload(Job.files), selectinload(Job.events))
+        stmt = stmt.options(selectinload(Job.files), selectinload(Job.events), selectinload(Job.stored_files))
     return session.scalar(stmt)
 
 
@@ -153,11 +154,11 @@ def transition(
     for name, value in {**values, "updated_at": stamped.updated_at, "event_seq": stamped.event_seq}.items():
         # Reflect the UPDATE in the loaded object without making the ORM write it again.
         set_committed_value(job, name, value)
-    _add_event(session, job, stamped.event_seq, current, new, source, detail)
+    add_event(session, job, stamped.event_seq, current, new, source, detail)
     return True
 
 
-def _add_event(
+def add_event(
     session: Session,
     job: Job,
     seq: int,

@@ -12,6 +12,11 @@ Event types: `job.completed`, `job.failed`, `job.cancelled` for the terminal tra
 `job.status_changed` for the others. A subscription that lists `job.status_changed` gets
 every transition, the terminal ones under their own type. A job's own callbacks (its
 `notify_url`, its `on_complete` Celery task) get its terminal event only.
+
+`job.files_stored` is not a transition: once every result file of a completed job is
+stored or recorded missing (falbridge.worker.storage), an event with source `store` (from
+and to `completed`) is written in the transaction of the last file's record. Only the
+subscriptions that list it get it.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from falbridge import config
-from falbridge.models.states import TERMINAL, JobStatus
+from falbridge.models.states import TERMINAL, EventSource, JobStatus
 from falbridge.models.tables import EventDelivery, Job, JobEvent, Subscription, utcnow
 
 STATUS_CHANGED = "job.status_changed"
-EVENT_TYPES = (STATUS_CHANGED, *sorted(f"job.{status.value}" for status in TERMINAL))
+FILES_STORED = "job.files_stored"
+TERMINAL_TYPES = tuple(sorted(f"job.{status.value}" for status in TERMINAL))
+EVENT_TYPES = (STATUS_CHANGED, *TERMINAL_TYPES, FILES_STORED)
 
 _NEW = "falbridge.outbox.new_deliveries"
 Dispatcher = Callable[[Sequence[int]], None]
@@ -43,17 +50,22 @@ def event_type(to_status: str) -> str:
     return f"job.{status.value}" if status.is_terminal else STATUS_CHANGED
 
 
+def type_of(event: JobEvent) -> str:
+    """The event's type as subscribers see it."""
+    return FILES_STORED if event.source == EventSource.STORE.value else event_type(event.to_status)
+
+
 def wants(events: Iterable[str], type_: str) -> bool:
     """Whether a subscription listing `events` gets an event of `type_`."""
     listed = set(events)
-    return type_ in listed or STATUS_CHANGED in listed
+    return type_ in listed or (STATUS_CHANGED in listed and type_ != FILES_STORED)
 
 
 def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
     """The event's deliveries, one per enabled subscription that wants it, and for a
     terminal event one per callback of the job's own (its notify_url, its on_complete
     task); dispatched after the commit."""
-    type_ = event_type(event.to_status)
+    type_ = type_of(event)
     # FOR KEY SHARE (PostgreSQL): a subscription being deleted is waited for and then not
     # seen, rather than deleted under the delivery about to reference it (which would fail
     # the transition's whole transaction). Shared with every other transition, and with
@@ -65,7 +77,7 @@ def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
     ).all()
     now = utcnow()
     added = [new_delivery(event, row.id, now) for row in subscriptions if wants(row.events or [], type_)]
-    if JobStatus(event.to_status).is_terminal:
+    if type_ in TERMINAL_TYPES:
         added += [new_delivery(event, None, now, target) for target in job_targets(job)]
     if added:
         session.add_all(added)

@@ -13,7 +13,15 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from falbridge.models.tables import DeliveryAttempt, EventDelivery, Job, JobEvent, ResultFile, Subscription
+from falbridge.models.tables import (
+    DeliveryAttempt,
+    EventDelivery,
+    Job,
+    JobEvent,
+    ResultFile,
+    StoredFile,
+    Subscription,
+)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -59,12 +67,25 @@ def job_detail(job: Job) -> dict[str, Any]:
         "response_url": job.response_url,
         "cancel_url": job.cancel_url,
         "result": job.result,
-        "files": [file_dict(f) for f in job.files],
+        "files": files_dicts(job),
         "events": [event_dict(e) for e in job.events],
     }
 
 
-def file_dict(f: ResultFile) -> dict[str, Any]:
+def files_dicts(job: Job) -> list[dict[str, Any]]:
+    stored = {s.path: s for s in job.stored_files}
+    return [file_dict(f, stored.get(f.path)) for f in job.files]
+
+
+def download_path(job_id: uuid.UUID, file_id: int) -> str:
+    """The route serving falbridge's copy, relative to the API's base URL."""
+    return f"/api/jobs/{job_id}/files/{file_id}"
+
+
+def file_dict(f: ResultFile, stored: StoredFile | None = None) -> dict[str, Any]:
+    """A result file as fal described it, and falbridge's copy: `status` stored, missing
+    (with `missing_reason`), or null while it is not stored (yet, or not at all)."""
+    kept = stored is not None and stored.status == "stored"
     return {
         "id": f.id,
         "path": f.path,
@@ -72,8 +93,16 @@ def file_dict(f: ResultFile) -> dict[str, Any]:
         "content_type": f.content_type,
         "file_name": f.file_name,
         "file_size": f.file_size,
-        "width": f.width,
-        "height": f.height,
+        "width": f.width if f.width is not None or stored is None else stored.width,
+        "height": f.height if f.height is not None or stored is None else stored.height,
+        "fal_url": f.url,
+        "status": stored.status if stored is not None else None,
+        "missing_reason": stored.reason if stored is not None and not kept else None,
+        "sha256": stored.sha256 if kept and stored else None,
+        "size": stored.size if kept and stored else None,
+        "sniffed_type": stored.sniffed_type if kept and stored else None,
+        "stored_at": iso(stored.stored_at) if stored is not None else None,
+        "download_url": download_path(f.job_id, f.id) if kept else None,
     }
 
 

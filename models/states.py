@@ -76,3 +76,4 @@ class EventSource(enum.StrEnum):
     POLL = "poll"
     CANCEL = "cancel"
     RECONCILE = "reconcile"
+    STORE = "store"  # not a transition: every result file stored or recorded missing

@@ -130,6 +130,9 @@ class Job(Base):
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
     )
+    stored_files: Mapped[list[StoredFile]] = relationship(
+        back_populates="job", order_by="StoredFile.id", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in ALL_STATUSES) + ")", name="status"),
@@ -173,6 +176,45 @@ class ResultFile(Base):
     job: Mapped[Job] = relationship(back_populates="files")
 
     __table_args__ = (UniqueConstraint("job_id", "path"),)
+
+
+STORED_FILE_STATUSES = ("stored", "missing")
+
+
+class StoredFile(Base):
+    """falbridge's own copy of one result file (falbridge.worker.storage), or why there is
+    none: `missing` with the `reason` (fal no longer had it, over the size limit, the
+    backend stayed down). One row per (job, path), written once, when the file's outcome
+    is final; `attempts` is how many tries it took."""
+
+    __tablename__ = "stored_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(512))
+    fal_url: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    # The Content-Type fal's CDN sent, and what the bytes are (the one served).
+    served_type: Mapped[str | None] = mapped_column(String(255))
+    sniffed_type: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    storage_key: Mapped[str | None] = mapped_column(Text)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="stored_files")
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "path"),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in STORED_FILE_STATUSES) + ")", name="status"
+        ),
+    )
 
 
 class JobEvent(Base):

@@ -7,6 +7,7 @@ from tests.plugins.db import *  # noqa: F403
 from tests.plugins.fal import *  # noqa: F403
 from tests.plugins.pipeline import *  # noqa: F403
 from tests.plugins.sandbox import *  # noqa: F403
+from tests.plugins.storage import *  # noqa: F403
 from tests.plugins.subscriber import *  # noqa: F403
 
 

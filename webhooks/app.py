@@ -9,6 +9,7 @@ from falbridge import config
 from falbridge.config import Config
 from falbridge.webhooks.api.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
 from falbridge.webhooks.api.deliveries import deliveries
+from falbridge.webhooks.api.files import files_api
 from falbridge.webhooks.api.jobs import api
 from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.api.uploads import uploads_api
@@ -42,6 +43,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(deliveries)
     app.register_blueprint(uploads_api)
+    app.register_blueprint(files_api)
     app.register_blueprint(subscriptions_api)
 
     @app.before_request

@@ -25,6 +25,8 @@ from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
 from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.notify import deliver
+from falbridge.worker.storage import dispatch as storage_dispatch
+from falbridge.worker.storage import store
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,27 @@ def _dispatch_deliveries(delivery_ids: Sequence[int]) -> None:
 
 
 outbox.set_dispatcher(_dispatch_deliveries)
+
+
+@celery_app.task(bind=True, name="falbridge.store_files", max_retries=None)
+def store_files(self: Task, job_id: str) -> str:
+    """A completed job's result files into the storage backend; a failure that may pass
+    retries with backoff, FALBRIDGE_STORE_RETRIES times, then the file is recorded missing."""
+    retries = self.request.retries
+    report = store.store_files(job_id, attempt=retries + 1, final=retries >= config.current().storage.retries)
+    if report.outcome is store.StoreOutcome.RETRY:
+        log.info("store %s: retrying: %s", job_id, "; ".join(report.retry_reasons)[:500])
+        raise self.retry(countdown=_backoff(retries, None))
+    log.info("store %s: %s (%d stored, %d missing)", job_id, report.outcome, report.stored, report.missing)
+    return report.outcome.value
+
+
+def _dispatch_stores(job_ids: Sequence[str]) -> None:
+    for job_id in job_ids:
+        enqueue(store_files, job_id)
+
+
+storage_dispatch.set_dispatcher(_dispatch_stores)
 
 
 @celery_app.task(name="falbridge.reconcile")

@@ -4,7 +4,8 @@ Both give the commands the same calls and the same values."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ from falbridge.models.states import EventSource
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress
 from falbridge.worker.notify.job_callbacks import JobCallbacks
+from falbridge.worker.storage.read import stored_chunks
 
 
 class JobsApi(Protocol):
@@ -53,6 +55,8 @@ class JobsApi(Protocol):
 
     def wait(self, job_id: str, *, timeout: float = 300.0, on_progress: Progress | None = None) -> Job: ...
 
+    def stored_file(self, job_id: str, file_id: int) -> AbstractContextManager[Iterable[bytes]]: ...
+
 
 class _InProcess:
     """falbridge.local, recording the CLI as the source of what it submits."""
@@ -62,6 +66,7 @@ class _InProcess:
     cancel = staticmethod(local.cancel)
     live = staticmethod(local.live)
     wait = staticmethod(local.wait)
+    stored_file = staticmethod(stored_chunks)
 
     def submit(
         self,

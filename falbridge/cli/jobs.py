@@ -313,16 +313,18 @@ def wait_for_job(ctx: click.Context, job_id: str, timeout: float) -> None:
 )
 @click.pass_context
 def download(ctx: click.Context, job_id: str, dest: Path) -> None:
-    """Save a job's result files locally (fal's URLs do not last forever).
+    """Save a job's result files locally: falbridge's stored copy (its sha256 checked) when
+    it has one, else from fal's URL (which does not last forever).
 
     Every file is tried: the saved paths are printed, then one line per file that failed
     (exit 1 if any did)."""
+    api = jobs_api(ctx)
     with answered():
-        job = jobs_api(ctx).get(job_id)
+        job = api.get(job_id)
     if not job.files:
         click.echo(f"job {job.id} has no result files ({job.status})")
         return
-    results = download_result_files(job, dest)
+    results = download_result_files(job, dest, open_stored=api.stored_file)
     for result in results:
         if result.saved is not None:
             click.echo(str(result.saved))

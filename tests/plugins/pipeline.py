@@ -79,6 +79,9 @@ def pipeline_env(sandbox_server, redis_url):
     # token in each webhook URL against this key.
     mp.setenv("FAL_WEBHOOK_USER_ID", sandbox_server.config.user_id)
     mp.setenv("FALBRIDGE_SECRET_KEY", TEST_SECRET_KEY)
+    # Result files are stored only where a test asks for it (the `storage` fixture): the
+    # other pipeline tests count a job's events, and a store run would add one.
+    mp.setenv("FALBRIDGE_STORE_FILES", "none")
     config.use(None)
     celery_module._configured = False
     fal_client.close_client()  # the next get_client() reads the sandbox's URL and key

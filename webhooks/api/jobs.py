@@ -82,19 +82,19 @@ def list_all_jobs() -> ResponseReturnValue:
 
 @api.get("/jobs/<job_id>")
 def show_job(job_id: str) -> ResponseReturnValue:
-    return jsonify(job_detail(_load(_resolved(job_id))))
+    return jsonify(job_detail(_load(resolved_job_id(job_id))))
 
 
 @api.get("/jobs/<job_id>/live")
 def live_job(job_id: str) -> ResponseReturnValue:
-    full_id = _resolved(job_id)
+    full_id = resolved_job_id(job_id)
     reading = watch(uuid.UUID(full_id))  # asks fal now: only what someone watches costs a call
     return jsonify({**job_detail(_load(full_id)), "fal": reading.to_json()})
 
 
 @api.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> ResponseReturnValue:
-    job, outcome = actions.cancel(_resolved(job_id))
+    job, outcome = actions.cancel(resolved_job_id(job_id))
     if job is None:
         raise not_found(job_id)
     if outcome is Cancellation.ALREADY_TERMINAL:
@@ -105,7 +105,7 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     return jsonify({**job_detail(_load(str(job.id))), "outcome": outcome.value}), 202
 
 
-def _resolved(job_id: str) -> str:
+def resolved_job_id(job_id: str) -> str:
     """The full id of the job named by an id or a unique prefix of it."""
     with transaction() as s:
         try:

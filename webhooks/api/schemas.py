@@ -88,6 +88,15 @@ RESULT_FILE = {
     "file_size": nullable(INT),
     "width": nullable(INT),
     "height": nullable(INT),
+    # falbridge's own copy (docs/storage.md): null status while not stored (yet, or at all).
+    "fal_url": TEXT,
+    "status": {"type": ["string", "null"], "enum": ["stored", "missing", None]},
+    "missing_reason": nullable(TEXT),
+    "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+    "size": nullable(INT),
+    "sniffed_type": nullable(TEXT),
+    "stored_at": nullable(TIME),
+    "download_url": nullable(TEXT),
 }
 JOB_EVENT = {
     "at": TIME,

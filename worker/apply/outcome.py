@@ -12,6 +12,7 @@ from falbridge.models.jobs import add_result_files, lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job
 from falbridge.worker.apply.result_files import find_files
+from falbridge.worker.storage.dispatch import store_after_commit
 
 CANCELLED_ERROR_TYPES = frozenset({"client_cancelled"})
 
@@ -26,7 +27,8 @@ def complete(
     """
     if not transition(session, job, JobStatus.COMPLETED, source, detail, result=output, result_pending=False):
         return False
-    add_result_files(session, job.id, find_files(output))
+    if add_result_files(session, job.id, find_files(output)):
+        store_after_commit(session, job.id, job.endpoint_id)  # falbridge.worker.storage
     return True
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +122,36 @@ def pinned(parts: httpx.URL, address: IPAddress) -> tuple[httpx.URL, dict[str, s
 
 def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> tuple[bytes, str | None]:
     """GET a URL under the policy; returns (body, content type). Raises FetchRefused or httpx errors."""
+    with fetch_stream(url, policy) as fetched:
+        return b"".join(fetched.chunks()), fetched.content_type
+
+
+@dataclass
+class Fetched:
+    """An answer being read: its declared content type and length, and its body chunk by
+    chunk (the size cap enforced as it streams)."""
+
+    response: httpx.Response
+    max_bytes: int
+
+    @property
+    def content_type(self) -> str | None:
+        value: str | None = self.response.headers.get("content-type")
+        return value
+
+    def chunks(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        size = 0
+        for chunk in self.response.iter_bytes(chunk_size):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise FetchRefused(f"more than the {self.max_bytes}-byte limit")
+            yield chunk
+
+
+@contextmanager
+def fetch_stream(url: str, policy: FetchPolicy | None = None) -> Iterator[Fetched]:
+    """GET a URL under the policy, its body left to stream: nothing is held in memory but
+    the chunk being read. Raises FetchRefused or httpx errors (HTTPStatusError for a 4xx/5xx)."""
     policy = policy or FetchPolicy.configured()
     with httpx.Client(
         timeout=policy.timeout,
@@ -142,11 +174,6 @@ def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> tuple[bytes, str
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > policy.max_bytes:
                     raise FetchRefused(f"{declared} bytes is over the {policy.max_bytes}-byte limit")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > policy.max_bytes:
-                        raise FetchRefused(f"more than the {policy.max_bytes}-byte limit")
-                    chunks.append(chunk)
-                return b"".join(chunks), response.headers.get("content-type")
+                yield Fetched(response, policy.max_bytes)
+                return
         raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")

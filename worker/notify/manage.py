@@ -167,7 +167,7 @@ def replay_event(event_id: int, subscription_id: str | None = None) -> list[int]
                 return None
             targets = [one.id]
         else:
-            type_ = outbox.event_type(event.to_status)
+            type_ = outbox.type_of(event)
             targets = [
                 sub.id for sub in deliveries.enabled_subscriptions(s) if outbox.wants(sub.events, type_)
             ]
@@ -185,7 +185,7 @@ def replay_since(subscription_id: str, since: datetime) -> int | None:
         if found is None:
             return None
         events = deliveries.events_since(s, since, MAX_REPLAYED)
-        wanted = [e.id for e in events if outbox.wants(found.events, outbox.event_type(e.to_status))]
+        wanted = [e.id for e in events if outbox.wants(found.events, outbox.type_of(e))]
         ids = [i for event_id in wanted for i in deliveries.replay(s, event_id, [found.id])]
         outbox.dispatch_after_commit(s, ids)
         return len(ids)

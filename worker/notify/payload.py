@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from falbridge.models.outbox import event_type
+from falbridge.models.outbox import type_of
 from falbridge.models.serialize import event_dict, iso, job_detail
 from falbridge.models.tables import Job, JobEvent
 
@@ -27,5 +27,5 @@ def body(event: JobEvent, job: Job) -> bytes:
     data["events"] = [event_dict(e) for e in job.events if e.seq <= event.seq]
     data["sequence"] = event.seq
     data["event"] = {"id": message_id(event.id), **event_dict(event)}
-    envelope = {"type": event_type(event.to_status), "timestamp": iso(event.at), "data": data}
+    envelope = {"type": type_of(event), "timestamp": iso(event.at), "data": data}
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,142 @@
+"""The storage backends on their own (a directory; moto's S3 server over HTTP), the keys
+they are given, and what the sniffer says the bytes are."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+import pytest
+
+from falbridge.worker.storage import backend as backends
+from falbridge.worker.storage.local import LocalBackend
+from falbridge.worker.storage.sniff import media_type, served_inline, sniff
+from tests.plugins.storage import MotoServer, use_s3
+from tests.worker.storage.helpers import png
+
+
+def _chunks(data: bytes, size: int = 1000):
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+def test_put_open_seek_delete(storage):
+    backend = backends.configured()
+    data = bytes(range(256)) * 50_000  # 12.8 MB: more than two S3 parts
+    assert backend.put("jobs/x/a-1-b.bin", _chunks(data, 300_000)) == len(data)
+    assert backend.exists("jobs/x/a-1-b.bin")
+    with backend.open("jobs/x/a-1-b.bin") as reader:
+        reader.seek(7_000_000)
+        assert reader.read(5) == data[7_000_000:7_000_005]
+        reader.seek(-3, io.SEEK_END)
+        assert reader.read() == data[-3:]
+        reader.seek(0)
+        assert reader.read() == data
+    backend.delete("jobs/x/a-1-b.bin")
+    assert not backend.exists("jobs/x/a-1-b.bin")
+    with pytest.raises(backends.StoredObjectMissing):
+        backend.open("jobs/x/a-1-b.bin")
+
+
+def test_a_small_and_an_empty_object(storage):
+    backend = backends.configured()
+    assert backend.put("jobs/x/small", [b"ab", b"", b"c"]) == 3
+    assert backend.put("jobs/x/empty", []) == 0
+    with backend.open("jobs/x/small") as reader:
+        assert reader.read() == b"abc"
+    with backend.open("jobs/x/empty") as reader:
+        assert reader.read() == b""
+
+
+def test_a_failing_stream_leaves_no_object(storage):
+    backend = backends.configured()
+
+    def broken():
+        yield b"x" * (6 * 1024 * 1024)  # past one S3 part: a multipart upload to abort
+        raise RuntimeError("the download broke")
+
+    with pytest.raises(RuntimeError, match="the download broke"):
+        backend.put("jobs/x/broken", broken())
+    assert not backend.exists("jobs/x/broken")
+
+
+def test_s3_down_is_storage_unavailable(monkeypatch):
+    down = MotoServer().start()
+    backend = backends.open_backend(use_s3(monkeypatch, down))
+    down.stop()
+    with pytest.raises(backends.StorageUnavailable, match="S3 s3://"):
+        backend.put("jobs/x/a", [b"a"])
+    with pytest.raises(backends.StorageUnavailable):
+        backend.open("jobs/x/a")
+
+
+def test_s3_presigned_urls_serve_the_object_with_the_headers_asked(storage):
+    if storage.kind != "s3":
+        assert backends.configured().presigned_url("k", 60, "attachment", "text/plain") is None
+        return
+    backend = backends.configured()
+    backend.put("jobs/x/p.png", [png()])
+    url = backend.presigned_url("jobs/x/p.png", 60, 'attachment; filename="p.png"', "image/png")
+    answer = httpx.get(url)
+    assert answer.content == png() and answer.headers["content-type"] == "image/png"
+    assert answer.headers["content-disposition"] == 'attachment; filename="p.png"'
+
+
+@pytest.mark.parametrize(
+    "path, name",
+    [
+        ("../../etc", "../../passwd"),
+        ("/abs/olute", "/etc/shadow"),
+        ("..", ".."),
+        ("images[0]", "a\r\nb\x00c.png"),
+        ("x" * 600, "y" * 600),
+        ("", None),
+    ],
+)
+def test_keys_built_from_hostile_names_stay_under_the_jobs_prefix(tmp_path, path, name):
+    job_id = uuid.uuid4()
+    key = backends.object_key(job_id, path, name)
+    prefix, _, last = key.rpartition("/")
+    assert prefix == f"jobs/{job_id}" and ".." not in last.split("-")[0]
+    assert set(last) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    assert not last.startswith(".") and len(last) <= 2 * backends.MAX_NAME + 10
+    root = LocalBackend(tmp_path / "files")
+    assert root.path(key).is_relative_to(root.root)
+
+
+def test_the_directory_backend_refuses_keys_that_leave_its_root(tmp_path):
+    root = LocalBackend(tmp_path / "files")
+    for key in ("../outside", "jobs/../../outside", "/etc/passwd", ""):
+        with pytest.raises(ValueError, match="leaves the storage root"):
+            root.path(key)
+
+
+def test_the_storage_url_decides_the_backend(tmp_path):
+    assert isinstance(backends.open_backend(f"file://{tmp_path}"), LocalBackend)
+    assert backends.open_backend(f"file://{tmp_path}").url == f"file://{tmp_path.resolve()}"
+
+
+def test_what_the_bytes_are():
+    found = sniff(png(9, 4))
+    assert (found.content_type, found.width, found.height) == ("image/png", 9, 4)
+    assert sniff(b"<html><script>x</script>").content_type == "text/plain"
+    assert sniff(b"\x00\x01binary").content_type == "application/octet-stream"
+    assert sniff(b"").content_type == "application/octet-stream"
+    assert sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ").content_type == "image/webp"
+    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ").content_type == "audio/wav"
+    assert sniff(b"\x00\x00\x00\x18ftypisom").content_type == "video/mp4"
+    assert sniff(b"%PDF-1.7").content_type == "application/pdf"
+    assert sniff(b"\xff\xd8\xff\xe0 not really a jpeg").width is None  # its header unreadable
+    assert sniff("é".encode() * 10 + "é".encode()[:1]).content_type == "text/plain"  # cut at the end
+
+
+def test_only_raster_images_are_served_inline():
+    assert served_inline("image/png") and served_inline("image/webp")
+    for kind in ("image/svg+xml", "text/html", "text/plain", "application/pdf", "image/tiff"):
+        assert not served_inline(kind)
+
+
+def test_a_content_type_header_is_reduced_to_its_media_type():
+    assert media_type("Image/PNG; charset=binary") == "image/png"
+    assert media_type("text/html\r\nSet-Cookie: a=b") is None
+    assert media_type("") is None and media_type(None) is None and media_type("png") is None

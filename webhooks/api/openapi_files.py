@@ -1,0 +1,51 @@
+"""The OpenAPI description of GET /api/jobs/{job_id}/files/{file_id} (webhooks/api/files.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+ErrorResponse = Callable[[str], dict[str, Any]]
+
+
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def file_operation(error: ErrorResponse, job_id: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    header = {"schema": {"type": "string"}}
+    served = {"ETag": header, "Content-Disposition": header, "X-Content-Type-Options": header}
+    return {
+        "operationId": "getJobFile",
+        "summary": "falbridge's stored copy of one of the job's result files",
+        "description": "The file's `download_url`. ETag is the file's sha256 (If-None-Match: "
+        "304), Range requests are answered 206. The Content-Type is what the bytes are; only "
+        "raster images are served inline, anything else as an attachment, always with "
+        "`X-Content-Type-Options: nosniff`. With FALBRIDGE_STORAGE_PRESIGN_S on an S3 "
+        "backend: a 302 to a short-lived presigned URL.",
+        "parameters": [
+            job_id,
+            {
+                "name": "file_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "the file's `id` in the job's `files`",
+            },
+            {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {"description": "the stored bytes", "headers": served, "content": _BYTES},
+            "206": {"description": "the range asked for", "headers": served, "content": _BYTES},
+            "302": {"description": "a presigned URL serves it", "headers": {"Location": header}},
+            "304": {"description": "not modified (If-None-Match matched)"},
+            "404": error(
+                "no such job or file (not_found), not stored yet (not_stored), recorded missing "
+                "(file_missing), or gone from storage (file_gone)"
+            ),
+            "409": error("more than one job id starts with this prefix"),
+            "416": error("the range is not satisfiable"),
+            "503": error("the storage backend cannot be reached (storage_unavailable)"),
+            **common,
+        },
+    }

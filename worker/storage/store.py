@@ -1,0 +1,194 @@
+"""The storing step: download each result file of a completed job through the SSRF-safe
+fetcher, streaming it into the storage backend chunk by chunk with a running sha256
+(nothing but a chunk and the first 64 KiB is held in memory), and record the outcome.
+
+Run by its own Celery task (falbridge.worker.tasks.store_files), enqueued after the
+transition that completed the job commits, never by the receiver. A file whose failure
+may pass (fal's CDN or the backend down, a timeout) is left unrecorded and the task
+retries; on the last attempt it is recorded missing with the reason. A file fal no longer
+has (4xx), one over FALBRIDGE_STORE_MAX_BYTES or one the fetcher refuses is recorded
+missing at once. The job stays completed either way.
+
+Two runs at once (a duplicated task) each write their own object (keys carry a random
+token); the record is inserted once, and the loser deletes its object, comparing its
+sha256 with the recorded one: a mismatch (fal served other bytes) is logged and reported.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from falbridge import config
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job, parse_uuid
+from falbridge.models.states import JobStatus
+from falbridge.models.stored_files import record, recorded, unrecorded
+from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, Unresolvable, fetch_stream
+from falbridge.worker.storage import backend as backends
+from falbridge.worker.storage.sniff import HEAD_BYTES, media_type, sniff
+
+log = logging.getLogger(__name__)
+
+
+class StoreOutcome(enum.StrEnum):
+    NOTHING_TO_STORE = "nothing to store"  # no such job, not completed, or no file left
+    NOT_CONFIGURED = "not stored (FALBRIDGE_STORE_FILES)"
+    DONE = "done"  # every file recorded, stored or missing
+    RETRY = "retry"  # some file's failure may pass: run again later
+
+
+@dataclass
+class StoreReport:
+    outcome: StoreOutcome
+    stored: int = 0
+    missing: int = 0
+    mismatches: list[str] = field(default_factory=list)  # paths whose re-download differed
+    retry_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileToStore:
+    path: str
+    url: str
+    file_name: str | None
+
+
+class Transient(Exception):
+    """A failure that may pass; the message is the reason recorded if it does not."""
+
+
+class Gone(Exception):
+    """A failure that will not pass; the message is the reason recorded."""
+
+
+class Meter:
+    """Counts, hashes and keeps the head of the bytes passing through."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.head = bytearray()
+
+    def through(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.digest.update(chunk)
+            self.size += len(chunk)
+            if len(self.head) < HEAD_BYTES:
+                self.head += chunk[: HEAD_BYTES - len(self.head)]
+            yield chunk
+
+
+def store_files(job_id: uuid.UUID | str, *, attempt: int = 1, final: bool = False) -> StoreReport:
+    """Store every result file of the job not recorded yet; `final`: the last attempt,
+    so a file that fails now is recorded missing whatever the reason."""
+    job_uuid = parse_uuid(job_id)
+    with transaction() as s:
+        job = get_job(s, job_uuid) if job_uuid else None
+        if job_uuid is None or job is None or job.status != JobStatus.COMPLETED.value:
+            return StoreReport(StoreOutcome.NOTHING_TO_STORE)
+        if not config.current().storage.stores(job.endpoint_id):
+            return StoreReport(StoreOutcome.NOT_CONFIGURED)
+        files = [FileToStore(f.path, f.url, f.file_name) for f in unrecorded(s, job_uuid)]
+    if not files:
+        return StoreReport(StoreOutcome.NOTHING_TO_STORE)
+    report = StoreReport(StoreOutcome.DONE)
+    for f in files:
+        _store_one(job_uuid, f, attempt, final, report)
+    if report.retry_reasons:
+        report.outcome = StoreOutcome.RETRY
+    return report
+
+
+def _store_one(job_id: uuid.UUID, f: FileToStore, attempt: int, final: bool, report: StoreReport) -> None:
+    base = {"path": f.path, "fal_url": f.url, "file_name": f.file_name, "attempts": attempt}
+    backend = backends.configured()
+    key = backends.object_key(job_id, f.path, f.file_name)
+    try:
+        values = _download(backend, key, f.url)
+    except Gone as exc:
+        _record(job_id, {**base, "status": "missing", "reason": str(exc)}, report)
+        return
+    except Transient as exc:
+        if not final:
+            report.retry_reasons.append(f"{f.path}: {exc}")
+            return
+        _record(job_id, {**base, "status": "missing", "reason": f"{exc} (after {attempt} attempts)"}, report)
+        return
+    if not _record(job_id, {**base, **values, "status": "stored", "storage_key": key}, report):
+        _lost_race(backend, key, job_id, f.path, values["sha256"], report)
+
+
+def _download(backend: backends.Backend, key: str, url: str) -> dict[str, Any]:
+    """Stream `url` into `key`; the columns describing what was stored."""
+    policy = store_policy()
+    meter = Meter()
+    try:
+        with fetch_stream(url, policy) as fetched:
+            backend.put(key, meter.through(fetched.chunks()))
+            served = media_type(fetched.content_type)
+    except Unresolvable as exc:
+        raise Transient(str(exc)) from None
+    except FetchRefused as exc:
+        raise Gone(f"not fetched: {exc}") from None
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        answer = f"fal's CDN answered HTTP {code} {exc.response.reason_phrase}".strip()
+        if code in (408, 425, 429) or code >= 500:
+            raise Transient(answer) from None
+        raise Gone(answer) from None
+    except httpx.HTTPError as exc:
+        raise Transient(f"download failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except backends.StorageUnavailable as exc:
+        raise Transient(f"storage backend unavailable: {str(exc)[:300]}") from None
+    sniffed = sniff(bytes(meter.head))
+    return {
+        "sha256": meter.digest.hexdigest(),
+        "size": meter.size,
+        "served_type": served,
+        "sniffed_type": sniffed.content_type,
+        "width": sniffed.width,
+        "height": sniffed.height,
+    }
+
+
+def _record(job_id: uuid.UUID, values: dict[str, Any], report: StoreReport) -> bool:
+    with transaction() as s:
+        done = record(s, job_id, values)
+    if done.mine:
+        report.stored += values["status"] == "stored"
+        report.missing += values["status"] == "missing"
+    return done.mine
+
+
+def _lost_race(
+    backend: backends.Backend, key: str, job_id: uuid.UUID, path: str, sha256: str, report: StoreReport
+) -> None:
+    """Another run recorded this file first: ours is a duplicate, deleted; if its bytes
+    differ from the recorded ones, say so (fal served different bytes for one URL)."""
+    try:
+        backend.delete(key)
+    except backends.StorageUnavailable as exc:
+        log.warning("store %s %s: duplicate %s not deleted: %s", job_id, path, key, exc)
+    with transaction() as s:
+        kept = recorded(s, job_id, path)
+        kept_sha = kept.sha256 if kept is not None else None
+    if kept_sha is not None and kept_sha != sha256:
+        log.warning(
+            "store %s %s: sha256 mismatch on re-download: kept %s, got %s", job_id, path, kept_sha, sha256
+        )
+        report.mismatches.append(path)
+
+
+def store_policy() -> FetchPolicy:
+    """The fetcher's policy for storing: FALBRIDGE_FETCH_ALLOW_PRIVATE, and the storage's
+    own size limit (FALBRIDGE_STORE_MAX_BYTES)."""
+    cfg = config.current()
+    return FetchPolicy(allow_private=cfg.fetch.allow_private, max_bytes=cfg.storage.max_bytes)
