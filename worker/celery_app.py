@@ -55,6 +55,8 @@ def _from_config() -> dict[str, Any]:
         # The sweeper (falbridge.worker.sweep), run by `falbridge beat`.
         "beat_schedule": {"sweep": {"task": "falbridge.reconcile", "schedule": cfg.sweep.interval_s}},
     }
+    if cfg.purge.older_than:  # retention is the operator's choice: off by default
+        settings["beat_schedule"]["purge"] = {"task": "falbridge.purge", "schedule": cfg.purge.interval_s}
     if cfg.broker.redis_url:
         settings["broker_url"] = cfg.broker.redis_url
     return settings
