@@ -28,8 +28,7 @@ def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timed
     help="Jobs finished longer ago than this (90d, 12h, 2w, 30m, 45s). Default: FALBRIDGE_PURGE_OLDER_THAN.",
 )
 @click.option(
-    "--compact",
-    is_flag=True,
+    "--compact/--no-compact",
     default=None,
     help="Keep each job's summary (status, times, error); drop its input, result and files. "
     "Default: FALBRIDGE_PURGE_COMPACT.",
