@@ -189,3 +189,19 @@ def test_a_job_a_worker_holds_is_left_for_the_next_run_not_waited_for(db_url, ba
     with transaction() as session:
         assert set(session.scalars(select(Job.id))) == {held.id}
     assert purge(timedelta(days=90), backend=backend).jobs == 1
+
+
+def test_the_schedule_is_off_until_an_age_is_set(db_url, backend, monkeypatch):
+    from falbridge.worker.celery_app import _from_config
+    from falbridge.worker.tasks import purge_now
+
+    _history(backend)
+    assert "purge" not in _from_config()["beat_schedule"]
+    assert purge_now() is None
+
+    monkeypatch.setenv("FALBRIDGE_STORAGE_URL", backend.url)
+    monkeypatch.setenv("FALBRIDGE_PURGE_OLDER_THAN", "90d")
+    monkeypatch.setenv("FALBRIDGE_PURGE_INTERVAL_S", "600")
+    assert _from_config()["beat_schedule"]["purge"] == {"task": "falbridge.purge", "schedule": 600.0}
+    report = purge_now()
+    assert report is not None and (report.jobs, report.files_deleted) == (5, 3)
