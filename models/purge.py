@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, any_, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from falbridge.models.clock import db_now
 from falbridge.models.states import TERMINAL
@@ -89,8 +90,9 @@ def purge_batch(
     taken = _take(session, cutoff, after, limit, compact)
     if not taken:
         return Batch()
-    ids = [row.id for row in taken]
-    request_ids = [row.request_id for row in taken if row.request_id is not None]
+    pg = session.get_bind().dialect.name == "postgresql"
+    ids = _Among([row.id for row in taken], pg)
+    request_ids = _Among([row.request_id for row in taken if row.request_id is not None], pg)
     batch = Batch(after=(taken[-1].updated_at, taken[-1].id))
     if not compact:
         _remove_outbox(session, ids, batch)
@@ -101,17 +103,17 @@ def purge_batch(
     if compact:
         done = session.execute(
             update(Job)
-            .where(Job.id.in_(ids))
+            .where(ids.of(Job.id))
             .values(input={}, result=None, result_pending=False, error_detail=None, compacted_at=db_now())
         )
     else:
-        done = session.execute(delete(Job).where(Job.id.in_(ids)))
+        done = session.execute(delete(Job).where(ids.of(Job.id)))
     batch.rows["jobs"] = _count(done)
     return batch
 
 
-def _remove_outbox(session: Session, ids: list[uuid.UUID], batch: Batch) -> None:
-    events = select(JobEvent.id).where(JobEvent.job_id.in_(ids))
+def _remove_outbox(session: Session, ids: _Among, batch: Batch) -> None:
+    events = select(JobEvent.id).where(ids.of(JobEvent.job_id))
     deliveries = select(EventDelivery.id).where(EventDelivery.event_id.in_(events))
     batch.rows["delivery_attempts"] = _count(
         session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)))
@@ -119,21 +121,36 @@ def _remove_outbox(session: Session, ids: list[uuid.UUID], batch: Batch) -> None
     batch.rows["event_deliveries"] = _count(
         session.execute(delete(EventDelivery).where(EventDelivery.event_id.in_(events)))
     )
-    batch.rows["job_events"] = _count(session.execute(delete(JobEvent).where(JobEvent.job_id.in_(ids))))
+    batch.rows["job_events"] = _count(session.execute(delete(JobEvent).where(ids.of(JobEvent.job_id))))
 
 
-def _remove_files(session: Session, ids: list[uuid.UUID], batch: Batch) -> None:
-    batch.rows["result_files"] = _count(session.execute(delete(ResultFile).where(ResultFile.job_id.in_(ids))))
-    stored = delete(StoredFile).where(StoredFile.job_id.in_(ids))
+def _remove_files(session: Session, ids: _Among, batch: Batch) -> None:
+    batch.rows["result_files"] = _count(session.execute(delete(ResultFile).where(ids.of(ResultFile.job_id))))
+    stored = delete(StoredFile).where(ids.of(StoredFile.job_id))
     gone = session.execute(stored.returning(StoredFile.storage_key, StoredFile.size)).all()
     batch.rows["stored_files"] = len(gone)
     batch.keys = [row.storage_key for row in gone if row.storage_key]
     batch.bytes = sum(row.size or 0 for row in gone if row.storage_key)
 
 
-def _inbox_of(ids: list[uuid.UUID], request_ids: list[str]) -> ColumnElement[bool]:
-    by_job = WebhookDelivery.job_id.in_(ids)
-    return or_(by_job, WebhookDelivery.request_id.in_(request_ids)) if request_ids else by_job
+def _inbox_of(ids: _Among, request_ids: _Among) -> ColumnElement[bool]:
+    by_job = ids.of(WebhookDelivery.job_id)
+    return or_(by_job, request_ids.of(WebhookDelivery.request_id)) if request_ids.values else by_job
+
+
+@dataclass
+class _Among:
+    """A batch's keys in a WHERE: on PostgreSQL one array parameter (`= ANY(...)`), so
+    every batch runs the same short statement (500 separate parameters made the driver
+    re-parse a long one each time: a third of the purge's time); elsewhere `IN (...)`."""
+
+    values: list[Any]
+    pg: bool
+
+    def of(self, column: QueryableAttribute[Any]) -> ColumnElement[bool]:
+        if self.pg:
+            return column == any_(literal(self.values, ARRAY(column.type)))
+        return column.in_(self.values)
 
 
 def _count(result: Any) -> int:
