@@ -213,6 +213,9 @@ class StorageConfig(_Section):
     # S3 only: GET /api/jobs/<id>/files/<file_id> redirects to a presigned URL valid this
     # long instead of streaming the bytes through falbridge; 0 streams.
     presign_s: int = env("FALBRIDGE_STORAGE_PRESIGN_S", 0, ge=0, le=7 * 24 * 3600)
+    # The sweeper stores the files of a job completed this long ago whose files are still
+    # unrecorded (the store task was lost): longer than the task's retries take.
+    grace_s: float = env("FALBRIDGE_STORE_GRACE_S", 600.0, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -235,14 +238,17 @@ class StorageConfig(_Section):
     def resolved_url(self, var_dir: Path) -> str:
         return self.url or f"file://{var_dir.resolve() / 'files'}"
 
-    def stores(self, endpoint_id: str) -> bool:
-        """Whether a result of this endpoint has its files stored."""
+    def endpoints(self) -> tuple[str, ...] | None:
+        """The endpoints whose files are stored; None: all of them."""
         chosen = split_list(self.store)
         if chosen == ["all"]:
-            return True
-        if chosen == ["none"]:
-            return False
-        return endpoint_id in chosen
+            return None
+        return () if chosen == ["none"] else tuple(chosen)
+
+    def stores(self, endpoint_id: str) -> bool:
+        """Whether a result of this endpoint has its files stored."""
+        chosen = self.endpoints()
+        return chosen is None or endpoint_id in chosen
 
 
 _AGE = re.compile(r"(\d+)([smhdw])")

@@ -22,6 +22,7 @@ class Work(enum.StrEnum):
     CANCEL_AT_FAL = "cancel_at_fal"
     FAIL_OUTCOME_UNKNOWN = "fail_outcome_unknown"
     DELIVER = "deliver"  # an outgoing webhook: the target is an event delivery's id
+    STORE_FILES = "store_files"  # a completed job's result files into storage
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from falbridge.worker import cancel, fetch, poll, submit, sweep
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.notify import deliver
+from falbridge.worker.storage import store
 
 
 def run(work: FollowUp) -> object:
@@ -29,4 +30,6 @@ _STEPS: dict[Work, Callable[[str], object]] = {
     Work.CANCEL_AT_FAL: cancel.cancel_at_fal,
     Work.FAIL_OUTCOME_UNKNOWN: sweep.fail_outcome_unknown,
     Work.DELIVER: lambda delivery_id: deliver.deliver(int(delivery_id)),
+    # No retries here: a file whose failure may pass stays unrecorded for the next sweep.
+    Work.STORE_FILES: store.store_files,
 }

@@ -9,6 +9,8 @@ at once, or a sweep racing a webhook, cannot apply anything twice.
   5. outcome_unknown jobs past their grace period                       -> resubmit or fail
   6. outgoing webhooks due (a retry's time came, a dispatch was lost,
      a worker died mid-attempt)                                         -> deliver
+  7. jobs completed within the last day whose result files are still
+     unrecorded FALBRIDGE_STORE_GRACE_S after (the store task lost)     -> store_files
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from falbridge.config import SweepConfig
+from falbridge import config
+from falbridge.config import StorageConfig, SweepConfig
 from falbridge.models import event_deliveries as outgoing
 from falbridge.models.db import transaction
 from falbridge.models.inbox import prune_rejected
 from falbridge.models.jobs import lock_job, parse_uuid
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
-from falbridge.models.tables import Job, WebhookDelivery, utcnow
+from falbridge.models.tables import Job, ResultFile, StoredFile, WebhookDelivery, utcnow
 from falbridge.worker.apply.outcome import fail
 from falbridge.worker.followup import FollowUp, Work
 
@@ -43,7 +46,10 @@ _COUNTERS = {
     Work.RESUBMIT: "outcome_unknown_resubmitted",
     Work.FAIL_OUTCOME_UNKNOWN: "outcome_unknown_failed",
     Work.DELIVER: "notifications_due",
+    Work.STORE_FILES: "files_to_store",
 }
+# How far back the sweeper looks for files never stored: a bound on its scan of the history.
+STORE_REDRIVE_WITHIN = timedelta(days=1)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class SweepReport:
     outcome_unknown_resubmitted: int = 0
     outcome_unknown_failed: int = 0
     notifications_due: int = 0
+    files_to_store: int = 0
     pruned_rejections: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -88,12 +95,13 @@ def sweep(run: Callable[[FollowUp], object], settings: SweepConfig) -> SweepRepo
     return report
 
 
-def find_work(settings: SweepConfig) -> list[FollowUp]:
+def find_work(settings: SweepConfig, storage: StorageConfig | None = None) -> list[FollowUp]:
     """What fell through the cracks, in the order above. Rows it re-drives are marked so
     the next sweeps leave them alone for another grace period: otherwise, while the work
     waits in a backlog, every sweep enqueues it again and an overload feeds itself
     (bench/chaos.py: 50,000 queued tasks for 1,300 jobs)."""
     now = utcnow()
+    storage = storage or config.current().storage
     with transaction() as s:
         pending = _pending(s, settings, now)
         deliveries = _unapplied_deliveries(s, settings, now)
@@ -101,11 +109,12 @@ def find_work(settings: SweepConfig) -> list[FollowUp]:
         silent = _silent(s, settings, now)
         unknown = _outcome_unknown(s, settings, now)
         notifications = outgoing.due(s, now, settings.batch)
+        to_store = _files_to_store(s, storage, settings.batch, now)
         resubmit = [job_id for job_id, resubmitted_at in unknown if resubmitted_at is None]
         if settings.outcome_unknown_policy != "resubmit":
             resubmit = []
-        if pending or fetches or resubmit:
-            redriven = [*pending, *fetches, *resubmit]
+        if pending or fetches or resubmit or to_store:
+            redriven = [*pending, *fetches, *resubmit, *to_store]
             s.execute(update(Job).where(Job.id.in_(redriven)).values(touched_at=now))
         if silent:  # the poll mark keeps touched_at: it measures fal's silence
             s.execute(
@@ -121,6 +130,7 @@ def find_work(settings: SweepConfig) -> list[FollowUp]:
             for job_id, _ in unknown
         ),
         *_each(Work.DELIVER, notifications),
+        *_each(Work.STORE_FILES, to_store),
     ]
 
 
@@ -202,6 +212,27 @@ def _outcome_unknown(
         .with_for_update(skip_locked=True)
     ).all()
     return [(row.id, row.resubmitted_at) for row in rows]
+
+
+def _files_to_store(s: Session, storage: StorageConfig, batch: int, now: datetime) -> Sequence[uuid.UUID]:
+    """Completed jobs (within STORE_REDRIVE_WITHIN) with a result file that has no stored
+    record FALBRIDGE_STORE_GRACE_S after they were last touched; none when storing is off."""
+    endpoints = storage.endpoints()
+    if endpoints == ():
+        return []
+    unrecorded = select(ResultFile.id).where(
+        ResultFile.job_id == Job.id,
+        ~exists().where(StoredFile.job_id == ResultFile.job_id, StoredFile.path == ResultFile.path),
+    )
+    query = select(Job.id).where(
+        Job.status == JobStatus.COMPLETED.value,
+        Job.touched_at < _ago(now, storage.grace_s),
+        Job.touched_at > now - STORE_REDRIVE_WITHIN,
+        exists(unrecorded),
+    )
+    if endpoints is not None:
+        query = query.where(Job.endpoint_id.in_(endpoints))
+    return s.scalars(query.limit(batch).with_for_update(of=Job, skip_locked=True)).all()
 
 
 def fail_outcome_unknown(job_id: str) -> bool:

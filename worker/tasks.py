@@ -191,6 +191,7 @@ _TASKS: dict[Work, Task] = {
     Work.POLL: poll_job,
     Work.CANCEL_AT_FAL: cancel_job,
     Work.DELIVER: deliver_event,
+    Work.STORE_FILES: store_files,
 }
 
 

@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from falbridge.values import Job, JobPage, LiveStatus
+from falbridge.values import Job, JobPage, LiveStatus, ResultFile
 
 
 def make_console() -> Console:
@@ -70,11 +70,14 @@ def show_job_tables(out: Console, job: Job) -> None:
         fields.add_row(key, text)
     out.print(fields)
     if job.files:
-        files = make_table(out, "path", "url", "content type", "size", "dimensions", title="files")
+        files = make_table(
+            out, "path", "url", "content type", "size", "dimensions", "stored copy", title="files"
+        )
         for f in job.files:
             dims = f"{f.width}x{f.height}" if f.width and f.height else ""
+            size = f.size if f.size is not None else f.file_size
             files.add_row(
-                f.path, f.url, f.content_type or "", "" if f.file_size is None else str(f.file_size), dims
+                f.path, f.url, f.content_type or "", "" if size is None else str(size), dims, _stored_copy(f)
             )
         out.print(files)
     events = make_table(out, "at (UTC)", "source", "from", "to", "detail", title="history")
@@ -83,6 +86,15 @@ def show_job_tables(out: Console, job: Job) -> None:
             format_when(e.at), e.source, e.from_status or "", e.to_status, short_json(e.to_json()["detail"])
         )
     out.print(events)
+
+
+def _stored_copy(f: ResultFile) -> str:
+    """falbridge's copy of a result file, in a cell: where to get it, or why there is none."""
+    if f.status == "stored":
+        return f"{f.download_url} sha256:{(f.sha256 or '')[:12]}"
+    if f.status == "missing":
+        return f"missing: {f.missing_reason}"
+    return "not stored"
 
 
 class ProgressPrinter:

@@ -242,6 +242,7 @@ def test_a_new_report_counts_nothing():
         "outcome_unknown_resubmitted": 0,
         "outcome_unknown_failed": 0,
         "notifications_due": 0,
+        "files_to_store": 0,
         "pruned_rejections": 0,
     }
     assert report.total() == 0 and report.errors == []

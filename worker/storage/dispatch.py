@@ -2,8 +2,7 @@
 committed (never before: the task would find the job not yet completed, or completed by
 a transaction that then rolled back). The worker's Celery task is the dispatcher
 (falbridge.worker.tasks); where none is set, or the broker is down at that moment, the
-job's files stay unrecorded: the sweeper does not re-drive storing yet (docs/storage.md,
-"Known limit")."""
+sweeper finds the job's files unrecorded after FALBRIDGE_STORE_GRACE_S and re-drives it."""
 
 from __future__ import annotations
 

@@ -64,6 +64,8 @@ def test_a_mask_is_downloadable_from_falbridge_after_the_sandbox_deleted_it(
     assert served.status_code == 200 and served.content == fal_copy
     assert hashlib.sha256(served.content).hexdigest() == mask["sha256"]
     runner = CliRunner()
+    table = runner.invoke(main, ["jobs", "show", str(job.id)]).stdout
+    assert f"{mask['download_url']} sha256:{mask['sha256'][:12]}" in table
     in_process = runner.invoke(main, ["jobs", "download", str(job.id), "--to", str(tmp_path / "db")])
     assert in_process.exit_code == 0, in_process.output
     assert Path(in_process.stdout.strip()).read_bytes() == fal_copy

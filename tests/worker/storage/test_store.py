@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from falbridge.config import SweepConfig
+from falbridge.worker import inline
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.store import StoreOutcome, store_files
+from falbridge.worker.sweep import sweep
 from tests.plugins.storage import MotoServer, cdn_file, use_s3
 from tests.worker.storage.helpers import (
     completed_job,
@@ -163,3 +166,28 @@ def test_a_file_over_the_size_limit_is_recorded_missing_at_once(sandbox, storage
 def test_a_job_not_completed_has_nothing_to_store(storage):
     assert store_files("not-a-uuid").outcome is StoreOutcome.NOTHING_TO_STORE
     assert store_files("00000000-0000-0000-0000-000000000000").outcome is StoreOutcome.NOTHING_TO_STORE
+
+
+SWEEP_STORES = SweepConfig(
+    pending_grace_s=3600,
+    delivery_grace_s=3600,
+    silent_after_s=3600,
+    poll_every_s=3600,
+    outcome_unknown_grace_s=3600,
+)
+
+
+def test_the_sweeper_stores_what_no_task_did_once_its_grace_is_over(sandbox, storage, monkeypatch):
+    job_id = completed_job({"image": cdn_file(sandbox, png())})  # no dispatcher: no task
+    other = completed_job({"image": cdn_file(sandbox, png())}, endpoint_id="fal-ai/other")
+    assert sweep(inline.run, SWEEP_STORES).files_to_store == 0  # within FALBRIDGE_STORE_GRACE_S
+    monkeypatch.setenv("FALBRIDGE_STORE_FILES", "fal-ai/evf-sam")
+    monkeypatch.setenv("FALBRIDGE_STORE_GRACE_S", "0")
+
+    report = sweep(inline.run, SWEEP_STORES)
+
+    assert report.files_to_store == 1 and report.errors == []
+    assert [r.status for r in records(job_id)] == ["stored"] and records(other) == []
+    assert sweep(inline.run, SWEEP_STORES).files_to_store == 0  # recorded: nothing left
+    monkeypatch.setenv("FALBRIDGE_STORE_FILES", "none")
+    assert sweep(inline.run, SWEEP_STORES).files_to_store == 0
