@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         subscriptions,
         update_subscription,
     )
+    from falbridge.worker.purge import purge
 
 # The subpackages live in sibling folders of a checkout (models/, worker/, ...) and are
 # installed under this name (pyproject's package-dir). Run from a checkout, this folder
@@ -78,6 +79,7 @@ _LAZY = {
     "live": "falbridge.local",
     "wait": "falbridge.local",
     "Client": "falbridge.client",
+    "purge": "falbridge.worker.purge",
     "list_deliveries": "falbridge.local_deliveries",
     "get_delivery": "falbridge.local_deliveries",
     "reapply_delivery": "falbridge.local_deliveries",
@@ -142,6 +144,7 @@ __all__ = [
     "list",
     "list_deliveries",
     "live",
+    "purge",
     "reapply_delivery",
     "replay_event",
     "replay_subscription",

@@ -15,6 +15,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Self, get_origin
 
@@ -260,6 +261,41 @@ class StorageConfig(_Section):
         return chosen is None or endpoint_id in chosen
 
 
+_AGE = re.compile(r"(\d+)([smhdw])")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """`90d`, `12h`, `2w`, `30m`, `45s`: a positive age (`falbridge purge --older-than`,
+    FALBRIDGE_PURGE_OLDER_THAN)."""
+    match = _AGE.fullmatch(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not an age such as 90d, 12h, 2w, 30m or 45s")
+    return timedelta(seconds=int(match.group(1)) * _AGE_UNITS[match.group(2)])
+
+
+class PurgeConfig(_Section):
+    """The scheduled purge of old finished jobs (falbridge.worker.purge); off while
+    `older_than` is empty. `falbridge purge` takes the same settings as options."""
+
+    older_than: str = env("FALBRIDGE_PURGE_OLDER_THAN", "")
+    # Keep each job's summary (status, times, error) and drop its input, result and files.
+    compact: bool = env("FALBRIDGE_PURGE_COMPACT", False)
+    interval_s: float = env("FALBRIDGE_PURGE_INTERVAL_S", 3600.0, gt=0)
+    # Jobs per transaction: each batch's locks are held for one short transaction.
+    batch: int = env("FALBRIDGE_PURGE_BATCH", 500, ge=1, le=10_000)
+
+    @field_validator("older_than")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        if value:
+            parse_age(value)
+        return value
+
+    def age(self) -> timedelta | None:
+        return parse_age(self.older_than) if self.older_than else None
+
+
 class NotifyConfig(_Section):
     """Outgoing webhooks to subscribers (falbridge.worker.notify)."""
 
@@ -311,6 +347,7 @@ class Config(_Section):
     fetch: FetchConfig = FetchConfig()
     upload: UploadConfig = UploadConfig()
     storage: StorageConfig = StorageConfig()
+    purge: PurgeConfig = PurgeConfig()
     notify: NotifyConfig = NotifyConfig()
     client: ClientConfig = ClientConfig()
     demo: DemoConfig = DemoConfig()

@@ -115,6 +115,9 @@ class Job(Base):
     # resubmitted a job whose first submit outcome stayed unknown (at most once).
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resubmitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by `falbridge purge --compact` (models.purge): input and result dropped (the input
+    # left as {}), files and the inbox's copies deleted; status, times and error kept.
+    compacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     poll_attempts: Mapped[int] = mapped_column(Integer, default=0)

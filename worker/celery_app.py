@@ -70,6 +70,8 @@ def _from_config() -> dict[str, Any]:
             }
         },
     }
+    if cfg.purge.older_than:  # retention is the operator's choice: off by default
+        settings["beat_schedule"]["purge"] = {"task": "falbridge.purge", "schedule": cfg.purge.interval_s}
     if cfg.broker.redis_url:
         settings["broker_url"] = cfg.broker.redis_url
     return settings

@@ -20,9 +20,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def start(var_dir: Path, interval_s: float, sweep: Callable[[], object]) -> threading.Thread:
-    """A daemon thread calling `sweep` whenever one is due and this process holds the lock."""
-    home = var_dir / "sweeper"
+def start(
+    var_dir: Path, interval_s: float, sweep: Callable[[], object], name: str = "sweeper"
+) -> threading.Thread:
+    """A daemon thread calling `sweep` whenever one is due and this process holds the lock
+    (`name`: its own lock and time, so the purge keeps its own schedule beside the sweep's)."""
+    home = var_dir / name
     home.mkdir(parents=True, exist_ok=True)
 
     def loop() -> None:
@@ -31,7 +34,7 @@ def start(var_dir: Path, interval_s: float, sweep: Callable[[], object]) -> thre
             with contextlib.suppress(Exception):  # a failed sweep is retried at the next turn
                 sweep_if_due(home, interval_s, sweep)
 
-    thread = threading.Thread(target=loop, name="falbridge-sweeper", daemon=True)
+    thread = threading.Thread(target=loop, name=f"falbridge-{name}", daemon=True)
     thread.start()
     return thread
 

@@ -19,7 +19,7 @@ from celery import Task
 
 from falbridge import config
 from falbridge.models import outbox
-from falbridge.worker import cancel, fetch, inline, poll, submit, sweep
+from falbridge.worker import cancel, fetch, inline, poll, purge, submit, sweep
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
@@ -147,6 +147,25 @@ def reconcile() -> dict[str, Any]:
     """The sweeper, every FALBRIDGE_RECONCILE_INTERVAL_S (`falbridge beat`)."""
     report = sweep_now()
     return {**report.counts(), "errors": report.errors}
+
+
+@celery_app.task(name="falbridge.purge")
+def purge_old_jobs() -> dict[str, Any]:
+    """The scheduled purge (FALBRIDGE_PURGE_OLDER_THAN; off while empty), every
+    FALBRIDGE_PURGE_INTERVAL_S."""
+    report = purge_now()
+    return {} if report is None else {**report.rows, "files_deleted": report.files_deleted}
+
+
+def purge_now() -> purge.PurgeReport | None:
+    settings = config.current().purge
+    age = settings.age()
+    if age is None:
+        return None
+    report = purge.purge(age, compact=settings.compact, batch_size=settings.batch)
+    if report.jobs:
+        log.info("purge: %s", report.line())
+    return report
 
 
 def sweep_now() -> sweep.SweepReport:

@@ -1,7 +1,7 @@
 """`falbridge`: the one command line.
 
 Every command lives in this package (jobs: submit, jobs, cancel; deliveries; run: db,
-worker, beat, serve, reconcile, demo) except `sandbox`, the fal emulator's own command, mounted here
+worker, beat, serve, reconcile, demo; purge) except `sandbox`, the fal emulator's own command, mounted here
 from falbridge.sandbox, which stays independent of the rest. Commands are imported when
 used or listed: `falbridge jobs list` need not load Flask or gunicorn, and a command whose
 module is broken must not take the rest of the CLI down with it.
@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     "beat": ("falbridge.cli.run", "beat"),
     "serve": ("falbridge.cli.serve", "serve"),
     "reconcile": ("falbridge.cli.run", "reconcile"),
+    "purge": ("falbridge.cli.purge", "purge"),
     "demo": ("falbridge.cli.run", "demo"),
     "notify-secret": ("falbridge.cli.notify_secret", "notify_secret"),
     "sandbox": ("falbridge.sandbox.cli", "sandbox"),

@@ -15,7 +15,7 @@ from falbridge.models.migrate import current_revision, upgrade
 from falbridge.worker import broker, embedded_beat, inline
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.sweep import sweep
-from falbridge.worker.tasks import sweep_now
+from falbridge.worker.tasks import purge_now, sweep_now
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -56,6 +56,8 @@ def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
     cfg = config.current()
     if not cfg.broker.redis_url:  # the embedded default: no beat to start, so we sweep
         embedded_beat.start(cfg.database.resolved_var_dir(), cfg.sweep.interval_s, sweep_now)
+        if cfg.purge.older_than:
+            embedded_beat.start(cfg.database.resolved_var_dir(), cfg.purge.interval_s, purge_now, "purger")
     argv = ["worker", f"--pool={pool}", f"--loglevel={loglevel.upper()}"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
