@@ -31,3 +31,22 @@ def fresh_config(monkeypatch):
     config.use(None)
     yield
     config.use(None)
+
+
+@pytest.fixture(autouse=True)
+def store_tasks_only_beside_the_test_worker(request):
+    """Completing a job with files enqueues its storing. Outside the tests that run the
+    Celery worker there is no test broker: enqueuing would start the embedded one (the
+    product's default) under the working directory and bind the Celery app to it, and a
+    later session-wide worker would then not hear its control commands. There, as with a
+    broker down, stored files wait for the sweeper or an explicit store_files call."""
+    if "pipeline_env" in request.fixturenames:
+        yield
+        return
+    from falbridge.worker.storage import dispatch
+
+    previous = dispatch.set_dispatcher(None)
+    try:
+        yield
+    finally:
+        dispatch.set_dispatcher(previous)
