@@ -12,6 +12,7 @@ import os
 
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from falbridge.webhooks import current
@@ -23,6 +24,7 @@ from falbridge.worker.input_files import upload_stream
 uploads_api = Blueprint("uploads_api", __name__, url_prefix="/api")
 
 FIELD = "file"
+MAX_PARTS = 10
 _FORM_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 
 
@@ -31,10 +33,10 @@ def upload_file() -> ResponseReturnValue:
     limit = current.config().upload.max_bytes
     g.body_limit = (limit, "FALBRIDGE_MAX_UPLOAD_BYTES")  # for the 413 handler
     request.max_content_length = limit + _FORM_OVERHEAD
-    request.max_form_parts = 10
+    request.max_form_parts = MAX_PARTS
     if request.mimetype != "multipart/form-data":
         raise _no_file("send multipart/form-data")
-    stored = request.files.get(FIELD)
+    stored = _parsed_files().get(FIELD)
     if stored is None:
         raise _no_file(f"no file in the form field {FIELD!r}")
     # Other fields are ignored, as an HTML form's would be; a second file is ambiguous.
@@ -51,6 +53,20 @@ def upload_file() -> ResponseReturnValue:
         raise ApiError(502, "upload_failed", f"uploading the file to fal storage failed: {exc}") from None
     body = {"url": done.url, "sha256": done.sha256, "size": done.size, "content_type": done.content_type}
     return jsonify(body), 201
+
+
+def _parsed_files() -> MultiDict[str, FileStorage]:
+    """The form's files; werkzeug says 413 for too many parts as for too many bytes, and
+    only the bytes are too large: a declared length within the limit means the parts."""
+    try:
+        return request.files
+    except RequestEntityTooLarge:
+        length, limit = request.content_length, request.max_content_length
+        if length is not None and limit is not None and length <= limit:
+            raise ApiError(
+                400, "invalid_request", f"more than {MAX_PARTS} parts in the form: send the file alone"
+            ) from None
+        raise
 
 
 def _no_file(why: str) -> ApiError:

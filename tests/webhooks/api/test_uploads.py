@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import falbridge
+from falbridge.webhooks.api.uploads import MAX_PARTS
 from falbridge.webhooks.app import create_app
 from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.db import config_with
@@ -78,6 +79,13 @@ def test_refusals_name_the_problem(client, env):
         content_type="multipart/form-data",
     )
     assert two.status_code == 400 and "more than one" in two.get_json()["error"]["message"]
+    crowded = client.post(
+        "/api/files",
+        data={"file": (io.BytesIO(b"x"), "a"), **{f"f{n}": "x" for n in range(MAX_PARTS)}},
+        content_type="multipart/form-data",
+    )
+    assert crowded.status_code == 400, "a small form with too many parts is a bad request, not too large"
+    assert f"more than {MAX_PARTS} parts" in crowded.get_json()["error"]["message"]
     not_form = client.post("/api/files", data=b"x", content_type="application/octet-stream")
     assert not_form.status_code == 400
     env.set_faults(upload_refused=1.0)
