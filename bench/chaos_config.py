@@ -91,7 +91,11 @@ class Timings:
             outcome_unknown_grace_s=6.0,
             submit_lease_s=5.0,
             visibility_timeout_s=15,
-            retention_scale=0.1,  # silent_after 60 -> 6 s, poll_every 60 -> 4 s, interval 30 -> 1 s
+            # The timings shrank at least 10x (silent_after 60 -> 6 s, poll_every 60 -> 4 s,
+            # interval 30 -> 1 s), the window only 5x (72 s): the suite also runs on loaded
+            # machines, where one poll waited past a 36 s window (CI check at load 10).
+            # `make chaos` keeps the window scaled as its timings are.
+            retention_scale=0.2,
         )
 
     def env(self) -> dict[str, str]:
