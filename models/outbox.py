@@ -21,16 +21,15 @@ subscriptions that list it get it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from falbridge import config
+from falbridge.models.after_commit import AfterCommit
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
 from falbridge.models.tables import EventDelivery, Job, JobEvent, Subscription, utcnow
 
@@ -39,10 +38,7 @@ FILES_STORED = "job.files_stored"
 TERMINAL_TYPES = tuple(sorted(f"job.{status.value}" for status in TERMINAL))
 EVENT_TYPES = (STATUS_CHANGED, *TERMINAL_TYPES, FILES_STORED)
 
-_NEW = "falbridge.outbox.new_deliveries"
 Dispatcher = Callable[[Sequence[int]], None]
-_dispatcher: Dispatcher | None = None
-_lock = threading.Lock()
 
 
 def event_type(to_status: str) -> str:
@@ -81,7 +77,7 @@ def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
         added += [new_delivery(event, None, now, target) for target in job_targets(job)]
     if added:
         session.add_all(added)
-        session.info.setdefault(_NEW, []).extend(added)
+        _new_deliveries.add(session, added)
     return added
 
 
@@ -117,25 +113,13 @@ def redrive_grace_s() -> float:
 
 def dispatch_after_commit(session: Session, delivery_ids: Iterable[int]) -> None:
     """Hand these deliveries (written in `session`) to the dispatcher once it commits."""
-    session.info.setdefault(_NEW, []).extend(delivery_ids)
+    _new_deliveries.add(session, delivery_ids)
 
 
 def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:
     """What this process does with new deliveries after their commit; returns the one
     it replaces. None: nothing (the sweeper re-drives them)."""
-    global _dispatcher
-    with _lock:
-        previous, _dispatcher = _dispatcher, dispatcher
-    return previous
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _dispatch(session: Session) -> None:
-    added: list[EventDelivery | int] = session.info.pop(_NEW, [])
-    dispatcher = _dispatcher
-    ids = [_id(delivery) for delivery in added]
-    if ids and dispatcher is not None:
-        dispatcher(ids)
+    return _new_deliveries.set_dispatcher(dispatcher)
 
 
 def _id(delivery: EventDelivery | int) -> int:
@@ -147,6 +131,4 @@ def _id(delivery: EventDelivery | int) -> int:
     return int(identity[0])
 
 
-@sa_event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_NEW, None)
+_new_deliveries: AfterCommit[EventDelivery | int, int] = AfterCommit("falbridge.outbox.new_deliveries", _id)

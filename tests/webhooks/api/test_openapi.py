@@ -48,7 +48,7 @@ def app(db_url, redis_url, monkeypatch, tmp_path, sandbox):
     # Hundreds of jobs get created: keep their submit tasks out of the shared Redis.
     monkeypatch.setattr("falbridge.worker.actions.enqueue_follow_ups", lambda follow_ups: None)
     # And their outgoing webhooks to whatever URLs get subscribed: none is sent.
-    monkeypatch.setattr("falbridge.models.outbox._dispatcher", None)
+    monkeypatch.setattr("falbridge.models.outbox._new_deliveries._dispatcher", None)
     # A schema can't say which addresses a host resolves to: every address is allowed
     # here, so a URL the schema accepts is one the API accepts (test_subscriptions checks
     # the rule itself).
