@@ -95,12 +95,15 @@ def sweep(run: Callable[[FollowUp], object], settings: SweepConfig) -> SweepRepo
     return report
 
 
-def find_work(settings: SweepConfig, storage: StorageConfig | None = None) -> list[FollowUp]:
+def find_work(
+    settings: SweepConfig, storage: StorageConfig | None = None, now: datetime | None = None
+) -> list[FollowUp]:
     """What fell through the cracks, in the order above. Rows it re-drives are marked so
     the next sweeps leave them alone for another grace period: otherwise, while the work
     waits in a backlog, every sweep enqueues it again and an overload feeds itself
-    (bench/chaos.py: 50,000 queued tasks for 1,300 jobs)."""
-    now = utcnow()
+    (bench/chaos.py: 50,000 queued tasks for 1,300 jobs). `now`: the sweep's clock, given
+    so that a grace period's exact end can be checked."""
+    now = now or utcnow()
     storage = storage or config.current().storage
     with transaction() as s:
         pending = _pending(s, settings, now)

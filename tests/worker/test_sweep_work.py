@@ -5,7 +5,6 @@ step leaves behind, sweeps once with a recorder as `run`, and checks what it was
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from datetime import timedelta
 
@@ -211,25 +210,6 @@ def test_the_sweep_prunes_rejected_deliveries_past_their_retention():
     with transaction() as s:
         left = set(s.scalars(select(WebhookDelivery.id)))
     assert left == {ids[1], ids[2], int(kept_verified)}
-
-
-def test_a_row_another_transaction_holds_is_skipped_not_waited_for(engine):
-    """On PostgreSQL the sweep takes its rows FOR UPDATE SKIP LOCKED: a job a worker holds
-    locked right now is being handled, and waiting for it would stall the whole sweep.
-    (SQLite has no row locks: its writers take turns.)"""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's")
-    held, free = _job(), _job()
-    found: list[FollowUp] = []
-    with engine.connect() as worker, worker.begin():
-        worker.execute(select(Job.id).where(Job.id == uuid.UUID(held)).with_for_update())
-        sweeper = threading.Thread(target=lambda: sweep(found.append, GRACE), daemon=True)
-        sweeper.start()
-        sweeper.join(timeout=10)
-        finished = not sweeper.is_alive()
-    sweeper.join(timeout=10)
-    assert finished, "the sweep waited for a locked row"
-    assert [(work.work, work.target) for work in found] == [(Work.SUBMIT, free)]
 
 
 def test_a_new_report_counts_nothing():
