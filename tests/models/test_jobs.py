@@ -244,3 +244,32 @@ def test_locking_a_job_reads_its_row_afresh(engine):
         held = get_job(s, job.id)
         s.execute(moved.values(status="in_progress"))
         assert lock_job_by_request_id(s, "req-1").status == "in_progress"
+
+
+def test_a_stale_transition_loses_to_a_writer_that_moved_the_job_forward(engine):
+    """The UPDATE is conditional on exactly the status read: a job moved on to a status that
+    sorts after it (pending -> submitted) is not overwritten either."""
+    with transaction(engine) as s:
+        job, _ = create_job(s, "fal-ai/x/y", {})
+    with transaction(engine) as s:
+        stale = get_job(s, job.id)
+    with transaction(engine) as s:
+        assert transition(s, lock_job(s, job.id), JobStatus.SUBMITTED, EventSource.SUBMIT, request_id="r-1")
+    with transaction(engine) as s:
+        s.add(stale)
+        assert not transition(s, stale, JobStatus.FAILED, EventSource.POLL, error="late")
+    with transaction(engine) as s:
+        assert get_job(s, job.id).status == "submitted"
+
+
+def test_a_prefix_holding_every_hex_digit_still_names_its_job(engine):
+    job_id = _job_with_id(engine, "01234567-89ab-cdef-0000-000000000000")
+    with transaction(engine) as s:
+        assert resolve_job_id(s, "0123456789abcdef") == job_id
+
+
+def test_what_a_job_is_created_with_beyond_its_input_is_named_not_positional(engine):
+    """endpoint, input, then options by name only: an external_id passed where metadata was
+    meant (or the other way round) is refused rather than stored under the wrong name."""
+    with transaction(engine) as s, pytest.raises(TypeError):
+        create_job(s, "fal-ai/x/y", {}, "order-1")  # type: ignore[misc]

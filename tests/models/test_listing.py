@@ -29,6 +29,7 @@ def _make_jobs(engine, n, base):
                     input={"i": i},
                     status="completed" if i % 2 else "pending",
                     external_id=f"ext-{i}",
+                    meta={"tier": i % 5},
                     created_at=base + timedelta(seconds=i // 4),
                 )
             )
@@ -62,6 +63,8 @@ def test_keyset_pagination_is_exact_across_pages(engine):
             lambda i: 5 <= i // 4 < 9,
         ),
         (JobFilters(status="pending", endpoint_id="fal-ai/evf-sam"), lambda i: i % 2 == 0 and i % 3 != 0),
+        (JobFilters(metadata=(("tier", 3),)), lambda i: i % 5 == 3),
+        (JobFilters(status="completed", metadata=(("tier", 1),)), lambda i: i % 2 == 1 and i % 5 == 1),
     ],
 )
 def test_filters_across_pages(engine, filters, expected):
