@@ -14,6 +14,7 @@ from falbridge.webhooks.api.jobs import api
 from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.api.uploads import uploads_api
 from falbridge.webhooks.dashboard import dashboard
+from falbridge.webhooks.dashboard.guard import secure_headers
 from falbridge.webhooks.dashboard import session as dashboard_sessions
 from falbridge.webhooks.errors import register_error_handlers
 from falbridge.webhooks.receive.view import receiver
@@ -51,6 +52,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.register_blueprint(files_api)
     app.register_blueprint(subscriptions_api)
     app.register_blueprint(dashboard)
+    app.after_request(secure_headers)
 
     @app.before_request
     def authenticate() -> None:

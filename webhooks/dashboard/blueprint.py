@@ -22,7 +22,6 @@ dashboard = Blueprint(
     static_url_path="/static",
 )
 dashboard.before_request(guard.require_login)
-dashboard.after_request(guard.secure_headers)
 
 
 @dashboard.context_processor

@@ -46,6 +46,9 @@ def content_security_policy(image_sources: list[str]) -> str:
 
 
 def secure_headers(response: Response) -> Response:
+    """On every response under /dashboard, its 404s and 405s too (the app calls this)."""
+    if request.path != "/dashboard" and not request.path.startswith("/dashboard/"):
+        return response
     response.headers["Content-Security-Policy"] = content_security_policy(g.get("image_sources", []))
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
