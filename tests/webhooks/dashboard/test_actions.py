@@ -80,7 +80,12 @@ def test_replay_refuses_an_event_of_another_job(browser):
     answer = browser.post(f"/dashboard/jobs/{job_id}/events/{foreign}/replay", data={"csrf_token": token})
     assert answer.status_code == 404 and "has no event" in answer.text
     for bad in ("0", "x", "9" * 30):
-        assert browser.post(f"/dashboard/jobs/{job_id}/events/{bad}/replay", data={"csrf_token": token}).status_code == 404
+        assert (
+            browser.post(
+                f"/dashboard/jobs/{job_id}/events/{bad}/replay", data={"csrf_token": token}
+            ).status_code
+            == 404
+        )
 
 
 def test_reapply_a_stored_delivery_then_again(browser):
@@ -105,7 +110,9 @@ def test_reapply_refuses_a_delivery_of_another_job(browser):
     with transaction() as s:
         stored = store_verified(s, request_id="req-elsewhere", body=b"{}", headers={})
     token = csrf_of(browser.get(f"/dashboard/jobs/{job_id}").text)
-    answer = browser.post(f"/dashboard/jobs/{job_id}/deliveries/{stored.id}/reapply", data={"csrf_token": token})
+    answer = browser.post(
+        f"/dashboard/jobs/{job_id}/deliveries/{stored.id}/reapply", data={"csrf_token": token}
+    )
     assert answer.status_code == 404
     with transaction() as s:
         row = s.get(WebhookDelivery, stored.id)

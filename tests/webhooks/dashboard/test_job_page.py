@@ -113,7 +113,9 @@ def test_boxes_that_are_not_numbers_are_left_out(browser):
     assert page.status_code == 200 and 'data-testid="bbox"' not in page.text
 
 
-@pytest.mark.parametrize("url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,<b>x</b>", "/etc/x"])
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,<b>x</b>", "/etc/x"]
+)
 def test_an_input_url_that_is_not_an_image_address_is_not_shown(browser, url):
     job_id = make_job(FLORENCE, {"image_url": url})
     answer = browser.get(f"/dashboard/jobs/{job_id}")
@@ -133,7 +135,9 @@ def test_an_input_given_as_an_image_data_uri_is_shown_and_allowed(browser):
 @pytest.mark.parametrize("storage", ["local"], indirect=True)
 def test_an_uploaded_input_is_shown_from_falbridges_copy(storage, browser):
     data = png(9, 9)
-    uploaded = Uploaded("https://v3.fal.media/files/x.png", hashlib.sha256(data).hexdigest(), len(data), "image/png")
+    uploaded = Uploaded(
+        "https://v3.fal.media/files/x.png", hashlib.sha256(data).hexdigest(), len(data), "image/png"
+    )
     keep_input_copy(io.BytesIO(data), uploaded)  # what an upload through falbridge keeps
     sha = uploaded.sha256
     recorded = {"location": ["image_url"], **dataclasses.asdict(uploaded)}

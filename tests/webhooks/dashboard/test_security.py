@@ -70,7 +70,10 @@ def test_hostile_strings_in_every_field_are_shown_escaped(sandbox, browser):
         assert answer.status_code == 200, url
         assert_escaped(answer.text)
     flo_page = browser.get(f"/dashboard/jobs/{flo}").text
-    assert 'data-label="&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;"' in flo_page
+    assert (
+        'data-label="&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;"'
+        in flo_page
+    )
 
 
 def test_a_hostile_bad_parameter_is_named_escaped(browser):
