@@ -83,7 +83,7 @@ def test_with_mask_only_false_the_masked_image_is_beside_the_input(sandbox, brow
     assert img_src(answer.text, "input-image") == CAT
     assert 'data-testid="mask-overlay"' not in answer.text
     sandbox_origin = sandbox.url.rstrip("/")
-    assert f"img-src 'self' https://cdn.example.test {sandbox_origin};" in csp(answer)
+    assert f"img-src 'self' {sandbox_origin} https://cdn.example.test;" in csp(answer)
 
 
 def test_florence_boxes_carry_their_pixel_coordinates_and_labels(browser):
