@@ -12,7 +12,7 @@ from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
 from falbridge.webhooks.api.openapi_deliveries import delivery_paths, delivery_schemas
-from falbridge.webhooks.api.openapi_files import file_operation
+from falbridge.webhooks.api.openapi_files import file_operation, input_operation
 from falbridge.webhooks.api.openapi_subscriptions import paths as subscription_paths
 from falbridge.webhooks.api.openapi_subscriptions import schemas as subscription_schemas
 from falbridge.webhooks.api.openapi_uploads import upload_paths, upload_schemas
@@ -256,6 +256,7 @@ def _paths(uploads: UploadConfig) -> dict[str, Any]:
             },
         },
         "/api/jobs/{job_id}/files/{file_id}": {"get": file_operation(_error, _JOB_ID, common)},
+        "/api/jobs/{job_id}/inputs/{sha256}": {"get": input_operation(_error, _JOB_ID, common)},
         **delivery_paths(_ok, _error, common),
         **subscription_paths(_error, common),
         **upload_paths(_ok, _error, common, uploads),

@@ -1,4 +1,5 @@
-"""The OpenAPI description of GET /api/jobs/{job_id}/files/{file_id} (webhooks/api/files.py)."""
+"""The OpenAPI description of GET /api/jobs/{job_id}/files/{file_id} and /inputs/{sha256}
+(webhooks/api/files.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,40 @@ def file_operation(error: ErrorResponse, job_id: dict[str, Any], common: dict[st
                 "no such job or file (not_found), not stored yet (not_stored), recorded missing "
                 "(file_missing), or gone from storage (file_gone)"
             ),
+            "409": error("more than one job id starts with this prefix"),
+            "416": error("the range is not satisfiable"),
+            "503": error("the storage backend cannot be reached (storage_unavailable)"),
+            **common,
+        },
+    }
+
+
+def input_operation(error: ErrorResponse, job_id: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    header = {"schema": {"type": "string"}}
+    served = {"ETag": header, "Content-Disposition": header, "X-Content-Type-Options": header}
+    return {
+        "operationId": "getJobInputCopy",
+        "summary": "falbridge's copy of a file uploaded for the job's input",
+        "description": "Only for a digest the job's input recorded (`input_files`); served like "
+        "a result file (ETag = sha256, Range, nosniff, or a 302 to a presigned URL).",
+        "parameters": [
+            job_id,
+            {
+                "name": "sha256",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "the input file's sha256 as the job recorded it",
+            },
+            {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {"description": "the stored bytes", "headers": served, "content": _BYTES},
+            "206": {"description": "the range asked for", "headers": served, "content": _BYTES},
+            "302": {"description": "a presigned URL serves it", "headers": {"Location": header}},
+            "304": {"description": "not modified (If-None-Match matched)"},
+            "404": error("no such job, or the job recorded no input file with this digest (not_found)"),
             "409": error("more than one job id starts with this prefix"),
             "416": error("the range is not satisfiable"),
             "503": error("the storage backend cannot be reached (storage_unavailable)"),
