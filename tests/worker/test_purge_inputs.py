@@ -7,18 +7,21 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
-from falbridge.models.db import transaction
+from falbridge.models.db import session_factory, transaction
 from falbridge.models.input_copies import record_upload
 from falbridge.models.jobs import create_job, input_files_of
 from falbridge.models.tables import InputUpload, Job, JobInput
 from falbridge.worker.input_copies import uploaded_inputs
 from falbridge.worker.purge import purge
 from falbridge.worker.storage.backend import input_key, open_backend
+from tests.plugins.waiting import poll_until
 from tests.worker.purge_history import add_job
 
 OLD = datetime.now(UTC) - timedelta(days=120)
@@ -76,6 +79,9 @@ def test_a_copy_goes_with_the_last_reference_to_its_digest(db_url, storage, comp
     assert not backend.exists(input_key(shared))
     assert (_rows(JobInput), _rows(InputUpload)) == (0, 0)
     assert purge("90d", compact=compact).input_copies == 0  # nothing more: idempotent
+    if storage.kind == "local":  # no emptied jobs/<id>/ or inputs/<2 hex>/ left behind
+        root = Path(storage.url.removeprefix("file://"))
+        assert [p.name for p in root.iterdir() if p.name != ".incoming"] == []
 
 
 def test_a_recent_upload_keeps_its_copy_for_jobs_still_to_come(db_url, storage):
@@ -122,3 +128,41 @@ def test_a_job_created_during_the_purge_keeps_its_copy(db_url, tmp_path):
         assert len(created) == 15
         assert sum(bool(files) for files in recorded) == referenced
         assert backend.exists(input_key(digest)) == bool(referenced), (round_, referenced)
+
+
+def test_a_purge_waits_for_a_job_being_created_with_the_digest(db_url, tmp_path):
+    """The interleaving the lock exists for, forced: a job creation has found the upload
+    (holding the digest's lock) but not committed; the purge removes the upload record and
+    then waits at the copy's check; the job commits; the purge sees it and keeps the copy."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers take turns: the purge cannot even start its batch")
+    backend = open_backend(f"file://{tmp_path / 'files'}")
+    url, digest = _upload(backend, b"\x89PNG in flight")
+    with session_factory()() as creating:
+        files = [f.as_json() for f in uploaded_inputs(creating, {"image_url": url})]
+        assert files  # found, and the digest locked until this commits
+        create_job(creating, EVF, {"prompt": "cat", "image_url": url}, input_files=files)
+        with ThreadPoolExecutor(1) as pool:
+            purging = pool.submit(purge, "90d", backend=backend)
+            poll_until(_advisory_lock_waiters, bool, 30.0, lambda n: f"the purge never waited ({n})")
+            assert not purging.done()
+            creating.commit()
+            report = purging.result(timeout=30)
+    assert (report.rows["input_uploads"], report.input_copies) == (1, 0)
+    assert backend.exists(input_key(digest))
+    assert purge("90d", backend=backend).input_copies == 0  # the job still names it
+
+
+def _advisory_lock_waiters() -> int:
+    with transaction() as s:
+        waiting = (
+            select(func.count())
+            .select_from(text("pg_locks"))
+            .where(
+                text(
+                    "locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                )
+            )
+        )
+        return int(s.scalar(waiting) or 0)
