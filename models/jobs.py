@@ -15,6 +15,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
+from falbridge.models.input_copies import reference
 from falbridge.models.outbox import fan_out
 from falbridge.models.states import EventSource, JobStatus, can_transition
 from falbridge.models.tables import Job, JobEvent, ResultFile, utcnow
@@ -38,8 +39,9 @@ def create_job(
     INSERT, one wins, the other waits for its commit and reads the winner's row. One
     statement on the common path, no savepoint (the API's cost, bench/ profile).
     Either way the job comes back with `files` and `events` loaded, ready for `job_detail`.
-    `input_files` (the input's files uploaded to fal storage: where, URL, sha256, size) are
-    kept in the creation event's detail.
+    `input_files` (the input's files uploaded to fal storage: where, URL, sha256, size, and
+    the key of falbridge's copy) are kept in the creation event's detail, and each digest
+    is referenced in `job_inputs` (falbridge.models.input_copies).
     """
     values = {
         "id": uuid.uuid4(),
@@ -63,6 +65,8 @@ def create_job(
             raise RuntimeError(f"job insert for external_id {external_id!r} conflicted, yet no job holds it")
         return existing, False
     detail = {"input_files": input_files} if input_files else None
+    if input_files:
+        reference(session, job.id, input_files)  # their copies stay while the job does
     event = add_event(session, job, 1, None, JobStatus.PENDING, source, detail)
     # A new job has no files and exactly this event: no need to read them back.
     set_committed_value(job, "files", [])

@@ -12,11 +12,16 @@ dependants, then the jobs. The stored files' keys come back from the DELETE itse
 (RETURNING), so only the purge that deleted a row ever deletes its object; the caller
 deletes the objects after the commit (falbridge.worker.purge).
 
+Uploads recorded before the cutoff are forgotten too (`purge_uploads_batch`), and each
+batch returns the digests whose references it removed: the caller deletes a digest's input
+copy once nothing names it any more (falbridge.models.input_copies.unreferenced).
+
 Removed with a job: its events, their outgoing deliveries and every attempt (the outbox),
 its result files, its stored files, and fal's callbacks for it in the inbox (by job, and by
 request id for a callback that was never matched to the job). Compacting keeps the job row
 and its events (the history) and drops the input (left as `{}`), the result, the error's
-detail, the result and stored files, and the inbox's callbacks (they carry the result).
+detail, the result and stored files, the references to its input copies, and the inbox's
+callbacks (they carry the result).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, any_, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, any_, delete, func, literal, or_, select, tuple_, union, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute, Session
 
@@ -35,8 +40,10 @@ from falbridge.models.states import TERMINAL
 from falbridge.models.tables import (
     DeliveryAttempt,
     EventDelivery,
+    InputUpload,
     Job,
     JobEvent,
+    JobInput,
     ResultFile,
     StoredFile,
     WebhookDelivery,
@@ -51,8 +58,10 @@ TABLES = (
     "result_files",
     "stored_files",
     "webhook_deliveries",
+    "job_inputs",
+    "input_uploads",
 )
-COMPACT_TABLES = ("jobs", "result_files", "stored_files", "webhook_deliveries")
+COMPACT_TABLES = ("jobs", "result_files", "stored_files", "webhook_deliveries", "job_inputs", "input_uploads")
 Cursor = tuple[datetime, uuid.UUID]
 
 
@@ -65,6 +74,8 @@ class Batch:
     keys: list[str] = field(default_factory=list)
     bytes: int = 0
     after: Cursor | None = None
+    digests: set[str] = field(default_factory=set)  # input copies that may have lost their last reference
+    last_upload: int | None = None  # the id to continue after, for uploads
 
 
 def _old(cutoff: datetime, compact: bool) -> list[ColumnElement[bool]]:
@@ -126,11 +137,32 @@ def _remove_outbox(session: Session, ids: _Among, batch: Batch) -> None:
 
 def _remove_files(session: Session, ids: _Among, batch: Batch) -> None:
     batch.rows["result_files"] = _count(session.execute(delete(ResultFile).where(ids.of(ResultFile.job_id))))
+    released = session.execute(delete(JobInput).where(ids.of(JobInput.job_id)).returning(JobInput.sha256))
+    digests = released.scalars().all()
+    batch.rows["job_inputs"] = len(digests)
+    batch.digests.update(digests)
     stored = delete(StoredFile).where(ids.of(StoredFile.job_id))
     gone = session.execute(stored.returning(StoredFile.storage_key, StoredFile.size)).all()
     batch.rows["stored_files"] = len(gone)
     batch.keys = [row.storage_key for row in gone if row.storage_key]
     batch.bytes = sum(row.size or 0 for row in gone if row.storage_key)
+
+
+def purge_uploads_batch(session: Session, cutoff: datetime, after: int | None, limit: int) -> Batch:
+    """Forget the next `limit` uploads recorded before the cutoff (a job naming their URL
+    from now on records no digest); `Batch.last_upload` is the id to continue after."""
+    stmt = select(InputUpload.id).where(InputUpload.uploaded_at < cutoff)
+    if after is not None:
+        stmt = stmt.where(InputUpload.id > after)
+    stmt = stmt.order_by(InputUpload.id).limit(limit).with_for_update(skip_locked=True)
+    taken = list(session.scalars(stmt))
+    if not taken:
+        return Batch()
+    ids = _Among(taken, session.get_bind().dialect.name == "postgresql")
+    digests = session.execute(delete(InputUpload).where(ids.of(InputUpload.id)).returning(InputUpload.sha256))
+    batch = Batch(digests=set(digests.scalars().all()), last_upload=taken[-1])
+    batch.rows["input_uploads"] = len(taken)
+    return batch
 
 
 def _inbox_of(ids: _Among, request_ids: _Among) -> ColumnElement[bool]:
@@ -157,8 +189,9 @@ def _count(result: Any) -> int:
     return int(result.rowcount or 0)
 
 
-def would_remove(session: Session, cutoff: datetime, *, compact: bool) -> tuple[dict[str, int], int]:
-    """The dry run: rows per table and bytes of stored files a purge would remove now."""
+def would_remove(session: Session, cutoff: datetime, *, compact: bool) -> tuple[dict[str, int], int, int]:
+    """The dry run: rows per table, bytes of stored files and input copies a purge would
+    remove now."""
     old: Select[Any] = select(Job.id).where(*_old(cutoff, compact))
     old_requests = select(Job.request_id).where(*_old(cutoff, compact), Job.request_id.is_not(None))
     events = select(JobEvent.id).where(JobEvent.job_id.in_(old))
@@ -173,6 +206,8 @@ def would_remove(session: Session, cutoff: datetime, *, compact: bool) -> tuple[
         "webhook_deliveries": select(func.count()).where(
             or_(WebhookDelivery.job_id.in_(old), WebhookDelivery.request_id.in_(old_requests))
         ),
+        "job_inputs": select(func.count()).where(JobInput.job_id.in_(old)),
+        "input_uploads": select(func.count()).where(InputUpload.uploaded_at < cutoff),
     }
     tables = COMPACT_TABLES if compact else TABLES
     rows = {name: int(session.scalar(counted[name]) or 0) for name in tables}
@@ -181,4 +216,19 @@ def would_remove(session: Session, cutoff: datetime, *, compact: bool) -> tuple[
             StoredFile.job_id.in_(old), StoredFile.storage_key.is_not(None)
         )
     )
-    return rows, int(stored_bytes or 0)
+    return rows, int(stored_bytes or 0), _copies_released(session, old, cutoff)
+
+
+def _copies_released(session: Session, old: Select[Any], cutoff: datetime) -> int:
+    """Digests named only by what the purge removes: their copies would go."""
+    going = union(
+        select(JobInput.sha256).where(JobInput.job_id.in_(old)),
+        select(InputUpload.sha256).where(InputUpload.uploaded_at < cutoff),
+    ).subquery()
+    staying = union(
+        select(JobInput.sha256).where(JobInput.job_id.not_in(old)),
+        select(InputUpload.sha256).where(InputUpload.uploaded_at >= cutoff),
+    )
+    return int(
+        session.scalar(select(func.count()).select_from(going).where(going.c.sha256.not_in(staying))) or 0
+    )

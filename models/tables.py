@@ -220,6 +220,34 @@ class StoredFile(Base):
     )
 
 
+class InputUpload(Base):
+    """One input file uploaded to fal storage through falbridge (POST /api/files, or a
+    file handed to Python or the CLI): a job whose input names this URL records the digest.
+    `storage_key` is set once falbridge's own copy is kept (content-addressed, so uploads
+    of the same bytes share it). While a row names a digest, its copy is not purged."""
+
+    __tablename__ = "input_uploads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str | None] = mapped_column(Text)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class JobInput(Base):
+    """A job's reference to an input file's copy, by digest: the purge deletes a copy
+    only when no job (and no upload record) names its digest any more."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
 class JobEvent(Base):
     """One status transition: the history view, and the outbox of outgoing webhooks (an
     event is written in the transaction of its transition, whether or not anyone

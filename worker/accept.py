@@ -20,6 +20,7 @@ from falbridge.worker import followup
 from falbridge.worker.fal import FalError, validate_endpoint_id, validate_input
 from falbridge.worker.fal.upload import upload_to_fal
 from falbridge.worker.followup import FollowUp
+from falbridge.worker.input_copies import keeping, uploaded_inputs
 from falbridge.worker.input_files import prepare_input_files, with_digests, with_files_pending
 from falbridge.worker.notify.job_callbacks import JobCallbacks, checked
 
@@ -68,14 +69,16 @@ def accept(
         callbacks = checked(callbacks, config.current().notify.networks())
     validate_input(endpoint_id, with_files_pending(dict(input)))  # before paying for uploads
     try:
-        prepared, files = prepare_input_files(
-            dict(input), upload_to_fal, threshold=config.current().upload.threshold_bytes
-        )
+        prepared = prepare_input_files(
+            dict(input), keeping(upload_to_fal), threshold=config.current().upload.threshold_bytes
+        )[0]
     except FalError as exc:
         raise UploadFailed(exc) from exc
     payload = validate_input(endpoint_id, prepared)
-    recorded = [f.as_json() for f in files]
     with transaction() as s:
+        # Files uploaded just now and URLs from an earlier POST /api/files alike: each URL
+        # uploaded through falbridge is described as its upload was recorded.
+        recorded = [f.as_json() for f in uploaded_inputs(s, payload)]
         job, created = create_job(
             s,
             endpoint_id,

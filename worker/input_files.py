@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import mimetypes
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from falbridge.worker.fal.upload import Uploaded
-from falbridge.worker.storage.backend import StorageUnavailable, input_key
-from falbridge.worker.storage.backend import configured as storage_backend
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # beyond a few MB fal wants an upload, not a data URI
 _SNIFF_BYTES = 16
-_COPY_CHUNK = 1024 * 1024
 
-log = logging.getLogger(__name__)
 PENDING_UPLOAD_URL = "https://upload.invalid/pending"
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -55,15 +50,17 @@ class InputFile:
     sha256: str
     size: int
     content_type: str
+    storage_key: str | None = None  # falbridge's copy, when one was kept
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        described = {
             "location": list(self.location),
             "url": self.url,
             "sha256": self.sha256,
             "size": self.size,
             "content_type": self.content_type,
         }
+        return described | ({"storage_key": self.storage_key} if self.storage_key else {})
 
 
 def sniff_content_type(data: bytes, name: str | None = None) -> str:
@@ -136,12 +133,12 @@ def _prepared(
 
 
 def upload_stream(stream: BinaryIO, size: int, name: str | None, upload: Uploader) -> Uploaded:
-    """Upload `size` bytes from the stream's position, then keep falbridge's copy."""
+    """Upload `size` bytes from the stream's position (the stream is left there again).
+    falbridge.worker.input_copies.keeping wraps an uploader that also keeps the copy."""
     content_type = _sniffed(stream, name)
     start = stream.tell()
     done = upload(stream, size, content_type, _safe_name(name) or _default_name(content_type))
     stream.seek(start)
-    keep_input_copy(stream, done)
     return done
 
 
@@ -161,32 +158,6 @@ def with_files_pending(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [with_files_pending(v) for v in value]
     return value
-
-
-def keep_input_copy(stream: BinaryIO, uploaded: Uploaded) -> None:
-    """falbridge's own copy of an input file it was handed (the dashboard draws masks over
-    it; fal's copy ages out), in the result files' storage under `inputs/<sha256>`.
-
-    Best effort: fal storage already holds the file the job will use, so a storage
-    backend that is down costs the copy (logged), never the job.
-    """
-    key = input_key(uploaded.sha256)
-    try:
-        backend = storage_backend()
-        if not backend.exists(key):
-            backend.put(key, _chunks(stream, uploaded.size))
-    except StorageUnavailable as exc:
-        log.warning("input file %s not kept: storage unavailable (%s)", uploaded.sha256, exc)
-
-
-def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
-    left = size
-    while left > 0:
-        chunk = stream.read(min(_COPY_CHUNK, left))
-        if not chunk:
-            return
-        left -= len(chunk)
-        yield chunk
 
 
 class _opened:

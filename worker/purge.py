@@ -7,6 +7,10 @@ harmless, found by listing the prefix), never a row pointing at nothing. An obje
 is already gone counts as deleted (a second purge, or someone's cleanup, got there
 first); one the backend refuses to delete now is logged and counted as `files_left`.
 
+Input copies (`inputs/<2 hex>/<sha256>`) are shared by content: each is deleted once no
+remaining job and no remaining upload record names its digest, checked after the batch
+that removed a reference has committed (`_release_copies`).
+
 Idempotent: a purged job is gone and a compacted one is marked, so running it again
 removes nothing more. Two purges at once take disjoint batches (rows locked by one are
 skipped by the other), and each deletes only the objects of the rows it deleted.
@@ -24,7 +28,16 @@ from sqlalchemy import select
 from falbridge.config import parse_age
 from falbridge.models.clock import db_now
 from falbridge.models.db import transaction
-from falbridge.models.purge import COMPACT_TABLES, TABLES, Cursor, purge_batch, would_remove
+from falbridge.models.input_copies import unreferenced
+from falbridge.models.purge import (
+    COMPACT_TABLES,
+    TABLES,
+    Batch,
+    Cursor,
+    purge_batch,
+    purge_uploads_batch,
+    would_remove,
+)
 from falbridge.worker.storage import backend as backends
 
 log = logging.getLogger(__name__)
@@ -41,6 +54,7 @@ class PurgeReport:
     bytes: int = 0
     files_deleted: int = 0
     files_left: int = 0
+    input_copies: int = 0  # deleted (or, for a dry run, that would be)
     batches: int = 0
     seconds: float = 0.0
 
@@ -54,6 +68,7 @@ class PurgeReport:
         verb = verb or ("compacted" if self.compact else "removed")
         counts = " ".join(f"{name}={count}" for name, count in self.rows.items())
         line = f"{verb} (finished before {self.cutoff.isoformat()}): {counts} file_bytes={self.bytes}"
+        line += f" input_copies={self.input_copies}"
         if not self.dry_run:
             line += f" files_deleted={self.files_deleted} batches={self.batches} seconds={self.seconds:.2f}"
             line += f" files_left={self.files_left}" if self.files_left else ""
@@ -86,7 +101,9 @@ def purge(
     report = PurgeReport(cutoff=cutoff_for(age), compact=compact, dry_run=dry_run)
     if dry_run:
         with transaction() as session:
-            report.rows, report.bytes = would_remove(session, report.cutoff, compact=compact)
+            report.rows, report.bytes, report.input_copies = would_remove(
+                session, report.cutoff, compact=compact
+            )
         return report
     report.rows = dict.fromkeys(COMPACT_TABLES if compact else TABLES, 0)
     after: Cursor | None = None
@@ -95,14 +112,28 @@ def purge(
             batch = purge_batch(session, report.cutoff, after, batch_size, compact=compact)
         if batch.after is None:
             break
-        report.batches += 1
-        for name, count in batch.rows.items():
-            report.rows[name] += count
-        report.bytes += batch.bytes
+        _counted(batch, report)
         _delete_objects(backend, batch.keys, report)
+        _release_copies(backend, batch.digests, report)
         after = batch.after
+    last_upload: int | None = None
+    while True:
+        with transaction() as session:
+            batch = purge_uploads_batch(session, report.cutoff, last_upload, batch_size)
+        if batch.last_upload is None:
+            break
+        _counted(batch, report)
+        _release_copies(backend, batch.digests, report)
+        last_upload = batch.last_upload
     report.seconds = time.monotonic() - started
     return report
+
+
+def _counted(batch: Batch, report: PurgeReport) -> None:
+    report.batches += 1
+    for name, count in batch.rows.items():
+        report.rows[name] += count
+    report.bytes += batch.bytes
 
 
 def _delete_objects(backend: backends.Backend | None, keys: list[str], report: PurgeReport) -> None:
@@ -119,3 +150,24 @@ def _delete_objects(backend: backends.Backend | None, keys: list[str], report: P
             log.warning("purge: stored object %s not deleted (left as an orphan): %s", key, exc)
             continue
         report.files_deleted += 1
+
+
+def _release_copies(backend: backends.Backend | None, digests: set[str], report: PurgeReport) -> None:
+    """Delete each input copy nothing names any more. The check and the delete happen
+    under the digest's lock, committed after the object is gone: a job or upload that
+    references the digest meanwhile either is seen (the copy stays) or waits, and then
+    finds no upload record or writes the copy again (falbridge.models.input_copies)."""
+    if not digests:
+        return
+    store = backend or backends.configured()
+    for digest in sorted(digests):
+        try:
+            with transaction() as session:
+                if not unreferenced(session, digest):
+                    continue
+                store.delete(backends.input_key(digest))
+        except (backends.StorageUnavailable, OSError) as exc:
+            report.files_left += 1
+            log.warning("purge: input copy %s not deleted (left as an orphan): %s", digest, exc)
+            continue
+        report.input_copies += 1

@@ -110,5 +110,7 @@ PER_COMPLETED = {
     "result_files": 1,
     "stored_files": 1,
     "webhook_deliveries": 2,
+    "job_inputs": 0,  # input copies: tests/worker/test_purge_inputs.py
+    "input_uploads": 0,
 }
 PER_UNFINISHED_FILE = {**PER_COMPLETED, "result_files": 0, "stored_files": 0}

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import input_files_of
-from falbridge.models.tables import Job
+from falbridge.models.tables import Job, JobInput
 from falbridge.worker.accept import ExternalIdConflict, UploadFailed, accept
 from falbridge.worker.fal import InputValidationError
 from falbridge.worker.fal.upload import StorageClient, close_storage_client
@@ -123,8 +123,11 @@ def test_accepted_job_keeps_the_url_and_digest_not_the_bytes(fal_storage, tmp_pa
         "sha256": hashlib.sha256(image.read_bytes()).hexdigest(),
         "size": 50_000,
         "content_type": "image/png",
+        "storage_key": input_key(record["sha256"]),  # falbridge's copy
     }
     assert httpx.get(url).content == image.read_bytes()
+    with transaction() as s:
+        assert s.scalars(select(JobInput.sha256).where(JobInput.job_id == job.id)).all() == [record["sha256"]]
 
 
 def test_falbridge_keeps_its_own_copy_of_an_uploaded_input_once(fal_storage, storage, tmp_path):
@@ -147,6 +150,8 @@ def test_a_storage_backend_down_costs_the_copy_not_the_job(fal_storage, monkeypa
     image = big_png(tmp_path / "photo.png")
     accepted = accept(EVF_SAM, {"prompt": "cat", "image_url": image})
     assert httpx.get(accepted.job.input["image_url"]).content == image.read_bytes()
+    [record] = input_files_of(accepted.job)
+    assert "storage_key" not in record and record["size"] == 50_000  # the digest, no copy
 
 
 def test_the_same_file_under_one_external_id_is_the_same_job(fal_storage, tmp_path):
@@ -180,3 +185,12 @@ def test_an_input_the_endpoint_refuses_costs_no_upload(fal_storage, tmp_path):
     fal_storage.set_faults(storage_auth_down=1.0)  # an upload attempt would raise UploadFailed
     with pytest.raises(InputValidationError, match="blur_mask"):
         accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png"), "blur_mask": 4})
+
+
+def test_a_url_uploaded_earlier_is_described_as_a_file_handed_over(fal_storage, tmp_path):
+    image = big_png(tmp_path / "photo.png")
+    handed = input_files_of(accept(EVF_SAM, {"prompt": "cat", "image_url": image}).job)[0]
+    named = accept(EVF_SAM, {"prompt": "dog", "image_url": handed["url"]}).job  # the URL, later
+    assert input_files_of(named) == [handed]
+    foreign = accept(EVF_SAM, {"prompt": "dog", "image_url": "https://example.com/cat.png"}).job
+    assert input_files_of(foreign) == []  # nobody uploaded it through falbridge: as given

@@ -110,7 +110,14 @@ def test_compacting_keeps_the_summary_and_history_and_drops_input_result_and_fil
 
     report = purge(timedelta(days=90), compact=True, batch_size=2, backend=backend)
 
-    assert report.rows == {"jobs": 5, "result_files": 3, "stored_files": 3, "webhook_deliveries": 10}
+    assert report.rows == {
+        "jobs": 5,
+        "result_files": 3,
+        "stored_files": 3,
+        "webhook_deliveries": 10,
+        "job_inputs": 0,
+        "input_uploads": 0,
+    }
     assert report.files_deleted == 3
     assert not any(backend.exists(key) for key in old_keys)
     with transaction() as session:

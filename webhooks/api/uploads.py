@@ -4,6 +4,8 @@ The body is multipart/form-data with the file in the field `file`. werkzeug's fo
 streams it to a temporary file (parts over 500 KB never sit in memory), the upload to fal
 storage streams from there, and the answer is `{"url", "sha256", "size", "content_type"}`:
 `url` goes into an input (e.g. `image_url`). Bigger than FALBRIDGE_MAX_UPLOAD_BYTES: 413.
+The upload is recorded, so a job naming that URL records the file's digest and the key of
+falbridge's copy (falbridge.worker.input_copies).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from falbridge.webhooks import current
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker.fal import FalError
 from falbridge.worker.fal.upload import upload_to_fal
+from falbridge.worker.input_copies import keeping
 from falbridge.worker.input_files import upload_stream
 
 uploads_api = Blueprint("uploads_api", __name__, url_prefix="/api")
@@ -50,7 +53,7 @@ def upload_file() -> ResponseReturnValue:
     if size > limit:
         raise RequestEntityTooLarge()
     try:
-        done = upload_stream(stream, size, stored.filename, upload_to_fal)  # type: ignore[arg-type]
+        done = upload_stream(stream, size, stored.filename, keeping(upload_to_fal))  # type: ignore[arg-type]
     except FalError as exc:
         raise ApiError(502, "upload_failed", f"uploading the file to fal storage failed: {exc}") from None
     body = {"url": done.url, "sha256": done.sha256, "size": done.size, "content_type": done.content_type}

@@ -1,5 +1,6 @@
 """The local-directory backend: one file per key under the root, written to a temporary
-file in the root's `.incoming/` and renamed into place (atomic on one filesystem)."""
+file in the root's `.incoming/` and renamed into place (atomic on one filesystem). A
+delete removes the directories it leaves empty, so purged jobs leave no `jobs/<id>/`."""
 
 from __future__ import annotations
 
@@ -41,8 +42,7 @@ class LocalBackend:
                 for chunk in chunks:
                     out.write(chunk)
                     size += len(chunk)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(incoming, target)
+            _move_into_place(incoming, target)
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {self.url}: {exc.strerror or exc}") from None
         finally:
@@ -59,13 +59,39 @@ class LocalBackend:
             raise StorageUnavailable(f"cannot read {self.url}: {exc.strerror or exc}") from None
 
     def delete(self, key: str) -> None:
+        target = self.path(key)
         try:
-            self.path(key).unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageUnavailable(f"cannot delete in {self.url}: {exc.strerror or exc}") from None
+        self._prune(target.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove the directories a delete left empty (`jobs/<id>/`, `inputs/<2 hex>/`), up
+        to the root. rmdir only removes an empty directory, so a writer's file is never
+        lost; a writer that re-creates one meanwhile is `put`'s concern."""
+        while directory != self.root and directory.is_relative_to(self.root):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty, already gone, or not ours to remove: stop here
+                return
+            directory = directory.parent
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
     def presigned_url(self, key: str, expires_s: int, disposition: str, content_type: str) -> str | None:
         return None
+
+
+def _move_into_place(incoming: Path, target: Path, attempts: int = 10) -> None:
+    """Rename the finished file to its key; a concurrent delete may remove the (empty)
+    directory between our mkdir and the rename, so make it again and retry."""
+    for attempt in range(attempts):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(incoming, target)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1 or not incoming.exists():
+                raise

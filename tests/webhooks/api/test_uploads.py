@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 import falbridge
+from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job, input_files_of
+from falbridge.models.tables import JobInput
 from falbridge.webhooks.api.uploads import MAX_PARTS
 from falbridge.webhooks.app import create_app
 from falbridge.worker.fal.upload import close_storage_client
+from falbridge.worker.storage.backend import configured, input_key
 from tests.plugins.db import config_with
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, ServerThread
 from tests.plugins.sandbox import TEST_FAL_KEY
@@ -116,3 +122,36 @@ def test_client_sends_a_big_input_as_an_uploaded_url(env, tmp_path):
     assert job.input["image_url"].startswith(f"{env.url}/files/")
     assert httpx.get(job.input["image_url"]).content == image.read_bytes()
     assert uploaded.size == 13 and uploaded.content_type == "image/png"
+
+
+def test_a_job_naming_an_uploaded_url_records_its_digest_and_copy(client, env):
+    data = png_bytes(50, 40) + b"\x00" * 5000
+    body = post_file(client, data).get_json()
+    digest = hashlib.sha256(data).hexdigest()
+
+    def submit(image_url: str, external_id: str | None = None) -> dict:
+        request = {"endpoint_id": EVF_SAM, "input": {"prompt": "cat", "image_url": image_url}}
+        answer = client.post(
+            "/api/jobs", json=request | ({"external_id": external_id} if external_id else {})
+        )
+        assert answer.status_code in (200, 202), answer.get_json()
+        return answer.get_json()
+
+    job = submit(body["url"], "same-file")
+    foreign = submit("https://example.com/cat.png")
+    again = post_file(client, data).get_json()  # the same bytes uploaded again: a new URL
+    assert again["url"] != body["url"] and submit(again["url"], "same-file")["id"] == job["id"]
+    with transaction() as s:
+        [record] = input_files_of(get_job(s, job["id"], full=True))
+        assert input_files_of(get_job(s, foreign["id"], full=True)) == []
+        assert s.scalars(select(JobInput.job_id)).all() == [uuid.UUID(job["id"])]
+    assert record == {
+        "location": ["image_url"],
+        "url": body["url"],
+        "sha256": digest,
+        "size": len(data),
+        "content_type": "image/png",
+        "storage_key": input_key(digest),
+    }
+    with configured().open(input_key(digest)) as kept:  # FALBRIDGE_VAR_DIR/files
+        assert kept.read() == data

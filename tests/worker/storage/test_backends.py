@@ -4,7 +4,9 @@ they are given, and what the sniffer says the bytes are."""
 from __future__ import annotations
 
 import io
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -109,6 +111,49 @@ def test_the_directory_backend_refuses_keys_that_leave_its_root(tmp_path):
     for key in ("../outside", "jobs/../../outside", "/etc/passwd", ""):
         with pytest.raises(ValueError, match="leaves the storage root"):
             root.path(key)
+
+
+def test_a_delete_leaves_no_empty_directory_behind(tmp_path):
+    root = LocalBackend(tmp_path / "files")
+    job, digest = uuid.uuid4(), "ab" + "0" * 62
+    keys = [f"jobs/{job}/image-1-a.png", f"jobs/{job}/mask-2-b.png", backends.input_key(digest)]
+    for key in keys:
+        root.put(key, [b"x"])
+    root.delete(keys[0])
+    assert root.path(keys[1]).parent.is_dir()  # the job's other file is still there
+    for key in keys[1:]:
+        root.delete(key)
+    assert sorted(p.name for p in root.root.iterdir()) == [".incoming"]  # no jobs/, no inputs/ab/
+    root.delete(keys[0])  # deleting again: nothing there, nothing to prune, no error
+
+
+def test_puts_racing_deletes_in_one_directory_all_land(tmp_path):
+    """A delete that empties `jobs/<id>/` removes it while another writer is about to
+    rename its file into it: the writer makes it again, nothing is lost or refused."""
+    root = LocalBackend(tmp_path / "files")
+    prefix = f"jobs/{uuid.uuid4()}"
+    start = threading.Barrier(2)
+
+    def churn() -> None:
+        start.wait()
+        for i in range(300):
+            root.put(f"{prefix}/churn-{i}", [b"c"])
+            root.delete(f"{prefix}/churn-{i}")  # the directory empties (and goes) each time
+
+    def keep() -> list[str]:
+        start.wait()
+        kept = [f"{prefix}/kept-{i}" for i in range(300)]
+        for key in kept:
+            root.put(key, [b"k"])
+            root.delete(key)  # and put once more: the put after a prune
+            root.put(key, [b"k"])
+        return kept
+
+    with ThreadPoolExecutor(2) as pool:
+        churned, kept = pool.submit(churn), pool.submit(keep)
+        churned.result()
+        assert all(root.exists(key) for key in kept.result())
+    assert not any(root.root.joinpath(prefix).glob("churn-*"))
 
 
 def test_the_storage_url_decides_the_backend(tmp_path):
