@@ -60,7 +60,7 @@ def download_file(job_id: str, file_id: str) -> ResponseReturnValue:
 
 @files_api.get("/<job_id>/inputs/<sha256>")
 def input_copy(job_id: str, sha256: str) -> ResponseReturnValue:
-    """The copy falbridge kept of an input file (worker.input_files.keep_input_copy), for a
+    """The copy falbridge kept of an input file (worker.input_copies.keep_input_copy), for a
     digest this job's input recorded: never any other object of the store."""
     full_id = resolved_job_id(job_id)
     with transaction() as s:

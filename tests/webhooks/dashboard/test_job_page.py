@@ -17,7 +17,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import lock_job
 from falbridge.worker.fal import client as fal_client
 from falbridge.worker.fal.upload import Uploaded
-from falbridge.worker.input_files import keep_input_copy
+from falbridge.worker.input_copies import keep_input_copy
 from falbridge.worker.storage.store import store_files
 from tests.plugins.sandbox import TEST_FAL_KEY
 from tests.plugins.storage import cdn_file
