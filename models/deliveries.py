@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from falbridge import strict_json
@@ -106,6 +106,18 @@ def list_deliveries(
     rows = list(session.execute(stmt.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def rejections_by_reason(session: Session) -> dict[str, int]:
+    """How many rejected callbacks are kept, by their short code (`rejected_as`), most first.
+    Rejected ones are deleted after their retention, so these are the recent ones."""
+    stmt = (
+        select(WebhookDelivery.rejected_as, func.count())
+        .where(WebhookDelivery.verified.is_(False))
+        .group_by(WebhookDelivery.rejected_as)
+    )
+    counted = [(str(row[0] or "unknown"), int(row[1])) for row in session.execute(stmt)]
+    return dict(sorted(counted, key=lambda pair: (-pair[1], pair[0])))
 
 
 def get_delivery(session: Session, delivery_id: int) -> WebhookDelivery | None:

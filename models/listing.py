@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, tuple_
+from sqlalchemy import Row, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from falbridge.models.metadata_filter import metadata_equals
+from falbridge.models.states import ALL_STATUSES
 from falbridge.models.tables import Job, ResultFile
 
 MAX_PAGE = 500
@@ -28,6 +30,9 @@ class JobFilters:
     # (key, value) pairs, all of which must hold: metadata[key] equals value (a str, int,
     # float, bool or None; a number matches a number, a string a string).
     metadata: tuple[tuple[str, Any], ...] = ()
+    # Free text: part of the external id or of fal's request id, either case (the dashboard's
+    # search box; a person pastes a fragment, not always the whole id).
+    q: str | None = None
 
 
 class CursorError(ValueError):
@@ -112,7 +117,30 @@ def filtered(stmt: Select[Any], filters: JobFilters, dialect: str) -> Select[Any
         stmt = stmt.where(Job.created_at < filters.created_before)
     for key, value in filters.metadata:
         stmt = stmt.where(metadata_equals(key, value, dialect))
+    if filters.q:
+        stmt = stmt.where(
+            or_(
+                Job.external_id.icontains(filters.q, autoescape=True),
+                Job.request_id.icontains(filters.q, autoescape=True),
+            )
+        )
     return stmt
+
+
+def status_counts(session: Session, filters: JobFilters) -> dict[str, int]:
+    """How many jobs the filters match in each status, every status named (0 when none);
+    the filters' own status is left out, so the counts show what choosing another gives."""
+    unfiltered = dataclasses.replace(filters, status=None)
+    stmt = filtered(select(Job.status, func.count()), unfiltered, session.get_bind().dialect.name)
+    found = {row[0]: int(row[1]) for row in session.execute(stmt.group_by(Job.status))}
+    return {status: found.get(status, 0) for status in ALL_STATUSES}
+
+
+def statuses_of(session: Session, job_ids: list[uuid.UUID]) -> list[Row[Any]]:
+    """(id, status, updated_at) of each of these jobs that exists."""
+    if not job_ids:
+        return []
+    return list(session.execute(select(Job.id, Job.status, Job.updated_at).where(Job.id.in_(job_ids))))
 
 
 def file_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -54,7 +54,7 @@ def test_the_wheel_holds_one_top_level_name_and_every_product_module(wheel):
         for folder, installed in MAPPED.items()
         for path in (ROOT / folder).rglob("*")
         if path.is_file()
-        and path.suffix in (".py", ".mako", ".png", ".typed")
+        and path.suffix in (".py", ".mako", ".png", ".typed", ".html", ".js", ".css")
         and "__pycache__" not in path.parts
     }
     missing = sorted(expected - set(names))

@@ -1,5 +1,5 @@
-"""The Flask app factory: fal's callbacks (receive/) and the API (api/: jobs, the stored
-callbacks, subscriptions to outgoing webhooks), nothing else."""
+"""The Flask app factory: fal's callbacks (receive/), the API (api/: jobs, the stored
+callbacks, subscriptions to outgoing webhooks) and the dashboard (dashboard/), nothing else."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from falbridge.webhooks.api.files import files_api
 from falbridge.webhooks.api.jobs import api
 from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.api.uploads import uploads_api
+from falbridge.webhooks.dashboard import dashboard
+from falbridge.webhooks.dashboard.guard import secure_headers
+from falbridge.webhooks.dashboard import session as dashboard_sessions
 from falbridge.webhooks.errors import register_error_handlers
 from falbridge.webhooks.receive.view import receiver
 
 # Public on purpose: it holds no data, and a client needs it to learn how to authenticate.
 PUBLIC_API_ENDPOINTS = frozenset({"api.openapi_document"})
+# Read by the dashboard's <img> elements, which send its session cookie, not a bearer token.
+COOKIE_API_ENDPOINTS = frozenset({"job_files.download_file", "job_files.input_copy"})
 
 
 def create_app(cfg: Config | None = None) -> Flask:
@@ -35,6 +40,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = cfg.receiver.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's default provider has it
     register_error_handlers(app)
+    dashboard_sessions.install(app)
     if not auth.enabled:
         app.logger.warning(OFF_WARNING)
     elif not auth.configured:
@@ -45,6 +51,8 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.register_blueprint(uploads_api)
     app.register_blueprint(files_api)
     app.register_blueprint(subscriptions_api)
+    app.register_blueprint(dashboard)
+    app.after_request(secure_headers)
 
     @app.before_request
     def authenticate() -> None:
@@ -52,8 +60,12 @@ def create_app(cfg: Config | None = None) -> Flask:
         # methods (405) are hidden behind the token too; runs before any body is read.
         path = request.path
         under_api = request.blueprint == "api" or path == "/api" or path.startswith("/api/")
-        if under_api and request.endpoint not in PUBLIC_API_ENDPOINTS:
-            auth.check(request.headers.get("Authorization"))
+        if not under_api or request.endpoint in PUBLIC_API_ENDPOINTS:
+            return
+        cookie_only = "Authorization" not in request.headers and request.endpoint in COOKIE_API_ENDPOINTS
+        if cookie_only and dashboard_sessions.logged_in():
+            return
+        auth.check(request.headers.get("Authorization"))
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

@@ -1,6 +1,10 @@
 """falbridge's copy of a job's result files, under the jobs API:
 
     GET /api/jobs/<job_id>/files/<file_id>     the stored bytes (file_id: the file's `id`)
+    GET /api/jobs/<job_id>/inputs/<sha256>     the copy kept of a file uploaded for its input
+
+Both take the dashboard's session cookie as well as the bearer token (webhooks.app), so
+the dashboard's <img> elements load.
 
 Served through Werkzeug's conditional responses: the ETag is the file's sha256 (quoted),
 If-None-Match answers 304, a Range 206 (or 416), from a seekable reader of the backend so
@@ -13,19 +17,22 @@ With FALBRIDGE_STORAGE_PRESIGN_S and an S3 backend, a 302 to a presigned URL ins
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 import uuid
 from urllib.parse import quote
 
-from flask import Blueprint, redirect, request, send_file
+from flask import Blueprint, Response, redirect, request, send_file
 from flask.typing import ResponseReturnValue
 
 from falbridge.models.db import transaction
+from falbridge.models.jobs import get_job, input_files_of
 from falbridge.models.stored_files import stored_for
 from falbridge.models.tables import StoredFile
 from falbridge.webhooks import current
 from falbridge.webhooks.api.jobs import resolved_job_id
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker.storage import backend as backends
+from falbridge.worker.storage.backend import input_key
 from falbridge.worker.storage.sniff import OCTET_STREAM, served_inline
 
 files_api = Blueprint("job_files", __name__, url_prefix="/api/jobs")
@@ -45,30 +52,58 @@ def download_file(job_id: str, file_id: str) -> ResponseReturnValue:
     content_type = stored.sniffed_type or OCTET_STREAM
     inline = served_inline(content_type)
     disposition = content_disposition(download_name(stored.file_name, stored.path), inline=inline)
+    assert stored.storage_key is not None and stored.size is not None and stored.sha256 is not None
+    where = (stored.storage_key, stored.size, stored.sha256)
+    return _served(*where, content_type, disposition, stored.path, modified=stored.stored_at)
+
+
+@files_api.get("/<job_id>/inputs/<sha256>")
+def input_copy(job_id: str, sha256: str) -> ResponseReturnValue:
+    """The copy falbridge kept of an input file (worker.input_files.keep_input_copy), for a
+    digest this job's input recorded: never any other object of the store."""
+    full_id = resolved_job_id(job_id)
+    with transaction() as s:
+        job = get_job(s, full_id, full=True)
+        recorded = [f for f in input_files_of(job) if f.get("sha256") == sha256] if job else []
+    if not recorded or not isinstance(recorded[0].get("size"), int):
+        raise ApiError(404, "not_found", f"job {full_id} has no input file {sha256[:64]!r}")
+    content_type = str(recorded[0].get("content_type") or OCTET_STREAM)
+    location = "_".join(str(part) for part in recorded[0].get("location") or ["input"])
+    name = download_name(None, location)
+    disposition = content_disposition(name, inline=served_inline(content_type))
+    return _served(input_key(sha256), recorded[0]["size"], sha256, content_type, disposition, location)
+
+
+def _served(
+    key: str,
+    size: int,
+    sha256: str,
+    content_type: str,
+    disposition: str,
+    what: str,
+    modified: datetime | None = None,
+) -> Response:
     backend = backends.configured()
     presign_s = current.config().storage.presign_s
-    assert stored.storage_key is not None and stored.size is not None and stored.sha256 is not None
     if presign_s:
-        url = backend.presigned_url(stored.storage_key, presign_s, disposition, content_type)
+        url = backend.presigned_url(key, presign_s, disposition, content_type)
         if url is not None:
-            response = redirect(url, 302)
-            response.headers.update({**SAFETY_HEADERS, "Cache-Control": "no-store"})
-            return response
+            redirected = redirect(url, 302)
+            redirected.headers.update({**SAFETY_HEADERS, "Cache-Control": "no-store"})
+            return redirected
     try:
-        reader = backend.open(stored.storage_key)
+        reader = backend.open(key)
     except backends.StoredObjectMissing:
-        raise ApiError(
-            404, "file_gone", f"file {stored.path} was stored, but storage no longer has it"
-        ) from None
+        raise ApiError(404, "file_gone", f"file {what} was stored, but storage no longer has it") from None
     except backends.StorageUnavailable as exc:
         raise ApiError(503, "storage_unavailable", str(exc)) from None
     response = send_file(reader, mimetype=content_type, conditional=False, etag=False)
     response.headers["Content-Disposition"] = disposition
     response.headers.update(SAFETY_HEADERS)
-    response.content_length = stored.size
-    response.set_etag(stored.sha256)
-    response.last_modified = stored.stored_at
-    return response.make_conditional(request, accept_ranges=True, complete_length=stored.size)
+    response.content_length = size
+    response.set_etag(sha256)
+    response.last_modified = modified
+    return response.make_conditional(request, accept_ranges=True, complete_length=size)
 
 
 def _stored(job_id: uuid.UUID, file_id: str) -> StoredFile:

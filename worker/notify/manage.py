@@ -137,6 +137,21 @@ def delivery_log(
         return [delivery_dict(row, attempts.get(row.id, [])) for row in rows]
 
 
+def job_delivery_log(job_id: uuid.UUID, limit: int = 200) -> list[dict[str, Any]]:
+    """The outgoing deliveries of one job's events, oldest first, each with its attempts."""
+    query = (
+        select(EventDelivery)
+        .join(JobEvent, JobEvent.id == EventDelivery.event_id)
+        .where(JobEvent.job_id == job_id)
+        .order_by(EventDelivery.id)
+        .limit(min(limit, MAX_LISTED))
+    )
+    with transaction() as s:
+        rows = s.scalars(query).all()
+        attempts = _attempts(s, [row.id for row in rows])
+        return [delivery_dict(row, attempts.get(row.id, [])) for row in rows]
+
+
 def counts() -> dict[str, int]:
     """How many deliveries are in each state (`exhausted`: the dead letters)."""
     with transaction() as s:
