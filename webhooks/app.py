@@ -14,8 +14,8 @@ from falbridge.webhooks.api.jobs import api
 from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.api.uploads import uploads_api
 from falbridge.webhooks.dashboard import dashboard
-from falbridge.webhooks.dashboard.guard import secure_headers
 from falbridge.webhooks.dashboard import session as dashboard_sessions
+from falbridge.webhooks.dashboard.guard import secure_headers
 from falbridge.webhooks.errors import register_error_handlers
 from falbridge.webhooks.receive.view import receiver
 

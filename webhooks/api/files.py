@@ -17,8 +17,8 @@ With FALBRIDGE_STORAGE_PRESIGN_S and an S3 backend, a 302 to a presigned URL ins
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
 import uuid
+from datetime import datetime
 from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, request, send_file

@@ -25,7 +25,9 @@ def require_login() -> ResponseReturnValue | None:
 
 
 def wants_json() -> bool:
-    return request.endpoint == "dashboard.live_statuses" or request.accept_mimetypes.best == "application/json"
+    return (
+        request.endpoint == "dashboard.live_statuses" or request.accept_mimetypes.best == "application/json"
+    )
 
 
 def refusal(status: int, code: str, message: str, details: object = None) -> ResponseReturnValue:

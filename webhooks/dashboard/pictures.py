@@ -123,6 +123,10 @@ def _source(url: str) -> str | None:
     except ValueError:
         return None
     host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or not all(ch.isalnum() or ch in ".-:" for ch in host):
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or not all(ch.isalnum() or ch in ".-:" for ch in host)
+    ):
         return None
     return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}{port}"

@@ -79,4 +79,8 @@ def failed(job_id: uuid.UUID, error: str, error_type: str = "fal_error") -> None
 
 
 def florence_boxes(*boxes: tuple[float, float, float, float, str]) -> dict[str, Any]:
-    return {"results": {"bboxes": [{"x": x, "y": y, "w": w, "h": h, "label": label} for x, y, w, h, label in boxes]}}
+    return {
+        "results": {
+            "bboxes": [{"x": x, "y": y, "w": w, "h": h, "label": label} for x, y, w, h, label in boxes]
+        }
+    }

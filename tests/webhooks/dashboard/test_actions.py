@@ -80,7 +80,12 @@ def test_replay_refuses_an_event_of_another_job(browser):
     answer = browser.post(f"/dashboard/jobs/{job_id}/events/{foreign}/replay", data={"csrf_token": token})
     assert answer.status_code == 404 and "has no event" in answer.text
     for bad in ("0", "x", "9" * 30):
-        assert browser.post(f"/dashboard/jobs/{job_id}/events/{bad}/replay", data={"csrf_token": token}).status_code == 404
+        assert (
+            browser.post(
+                f"/dashboard/jobs/{job_id}/events/{bad}/replay", data={"csrf_token": token}
+            ).status_code
+            == 404
+        )
 
 
 def test_reapply_a_stored_delivery_then_again(browser):
@@ -88,16 +93,16 @@ def test_reapply_a_stored_delivery_then_again(browser):
     body = json.dumps({"request_id": "req-reapply-1", "status": "OK", "payload": {"image": None}}).encode()
     with transaction() as s:
         stored = store_verified(s, request_id="req-reapply-1", body=body, headers={})
-        s.execute(update(WebhookDelivery).where(WebhookDelivery.id == stored.id).values(job_id=job_id))
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.id == stored.delivery_id).values(job_id=job_id))
     page = browser.get(f"/dashboard/jobs/{job_id}").text
-    assert f'data-testid="delivery" data-delivery-id="{stored.id}"' in page
+    assert f'data-testid="delivery" data-delivery-id="{stored.delivery_id}"' in page
 
-    _, flash = act(browser, f"/dashboard/jobs/{job_id}/deliveries/{stored.id}/reapply", job_id)
-    assert flash == f"delivery {stored.id} re-applied: applied"
+    _, flash = act(browser, f"/dashboard/jobs/{job_id}/deliveries/{stored.delivery_id}/reapply", job_id)
+    assert flash == f"delivery {stored.delivery_id} re-applied: applied"
     assert status_of(job_id) == "completed"
 
-    _, flash = act(browser, f"/dashboard/jobs/{job_id}/deliveries/{stored.id}/reapply", job_id)
-    assert flash == f"delivery {stored.id} re-applied: already_processed"
+    _, flash = act(browser, f"/dashboard/jobs/{job_id}/deliveries/{stored.delivery_id}/reapply", job_id)
+    assert flash == f"delivery {stored.delivery_id} re-applied: already_processed"
 
 
 def test_reapply_refuses_a_delivery_of_another_job(browser):
@@ -105,8 +110,10 @@ def test_reapply_refuses_a_delivery_of_another_job(browser):
     with transaction() as s:
         stored = store_verified(s, request_id="req-elsewhere", body=b"{}", headers={})
     token = csrf_of(browser.get(f"/dashboard/jobs/{job_id}").text)
-    answer = browser.post(f"/dashboard/jobs/{job_id}/deliveries/{stored.id}/reapply", data={"csrf_token": token})
+    answer = browser.post(
+        f"/dashboard/jobs/{job_id}/deliveries/{stored.delivery_id}/reapply", data={"csrf_token": token}
+    )
     assert answer.status_code == 404
     with transaction() as s:
-        row = s.get(WebhookDelivery, stored.id)
+        row = s.get(WebhookDelivery, stored.delivery_id)
         assert row is not None and row.processed_at is None

@@ -7,7 +7,7 @@ import pytest
 
 from falbridge.webhooks.api.auth import OFF_WARNING
 from falbridge.webhooks.app import create_app
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
+from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_SECRET_KEY
 from tests.webhooks.dashboard.helpers import csrf_of, log_in, make_job
 
 OTHER_TOKEN = "falbridge-OTHER-API-TOKEN-77aa0c3b5e"
@@ -24,13 +24,13 @@ def _pages(job_id) -> list[str]:
 
 
 def test_every_page_sends_a_stranger_to_the_login_form(client):
-    job_id = make_job()
+    job_id = make_job(external_id="secret-order-42")
     for page in _pages(job_id):
         answer = client.get(page)
         assert answer.status_code == 302, page
-        assert answer.headers["Location"].startswith("/dashboard/login?next=%2Fdashboard%2F"), page
-        assert str(job_id) not in answer.text
-    assert client.get("/dashboard/").headers["Location"] == "/dashboard/jobs"
+        assert answer.headers["Location"].startswith("/dashboard/login?next=/dashboard/"), page
+        assert "secret-order-42" not in answer.text
+    assert client.get("/dashboard/").headers["Location"] == "/dashboard/login?next=/dashboard/"
 
 
 def test_the_live_endpoint_answers_a_stranger_401_json(client):
@@ -56,9 +56,16 @@ def test_logging_in_with_an_api_token_opens_the_dashboard(client):
     assert TEST_API_TOKEN not in cookie
     for page in _pages(job_id):
         assert client.get(page).status_code == 200, page
+    assert client.get("/dashboard/").headers["Location"] == "/dashboard/jobs"
     live = client.get(f"/dashboard/jobs/live?ids={job_id}")
     assert live.json == {
-        "jobs": {str(job_id): {"status": "pending", "updated_at": live.json["jobs"][str(job_id)]["updated_at"], "terminal": False}}
+        "jobs": {
+            str(job_id): {
+                "status": "pending",
+                "updated_at": live.json["jobs"][str(job_id)]["updated_at"],
+                "terminal": False,
+            }
+        }
     }
 
 
@@ -74,7 +81,8 @@ def test_login_returns_to_the_page_asked_for_but_never_elsewhere(client):
     for elsewhere in ("https://evil.example/", "//evil.example/dashboard/", "/api/jobs", "/dashboard/\\evil"):
         form = client.get("/dashboard/login")
         answer = client.post(
-            "/dashboard/login", data={"token": TEST_API_TOKEN, "csrf_token": csrf_of(form.text), "next": elsewhere}
+            "/dashboard/login",
+            data={"token": TEST_API_TOKEN, "csrf_token": csrf_of(form.text), "next": elsewhere},
         )
         assert answer.headers["Location"] == "/dashboard/jobs", elsewhere
         client.post("/dashboard/logout", data={"csrf_token": csrf_of(client.get("/dashboard/jobs").text)})
@@ -123,6 +131,7 @@ def test_with_api_auth_off_the_dashboard_is_open_under_the_banner(db_url, redis_
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FALBRIDGE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FALBRIDGE_API_AUTH", "off")
+    monkeypatch.setenv("FALBRIDGE_SECRET_KEY", TEST_SECRET_KEY)
     open_client = create_app().test_client()
     job_id = make_job()
     for page in _pages(job_id):

@@ -32,8 +32,12 @@ def test_failures_shows_each_kind_of_trouble(browser):
     lost = make_job(EVF_SAM, status="outcome_unknown")
     fine = make_job(EVF_SAM, status="completed")
     with transaction() as s:
-        sub, _ = subscriptions.create(s, config.current(), "https://hooks.example.test/f", ["job.failed"], None)
-        event_id = s.scalar(select(JobEvent.id).where(JobEvent.job_id == broken, JobEvent.to_status == "failed"))
+        sub, _ = subscriptions.create(
+            s, config.current(), "https://hooks.example.test/f", ["job.failed"], None
+        )
+        event_id = s.scalar(
+            select(JobEvent.id).where(JobEvent.job_id == broken, JobEvent.to_status == "failed")
+        )
         assert event_id is not None
         [delivery_id] = replay(s, event_id, [sub.id])
         delivery = s.get(EventDelivery, delivery_id)

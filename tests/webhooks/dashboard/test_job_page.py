@@ -83,7 +83,7 @@ def test_with_mask_only_false_the_masked_image_is_beside_the_input(sandbox, brow
     assert img_src(answer.text, "input-image") == CAT
     assert 'data-testid="mask-overlay"' not in answer.text
     sandbox_origin = sandbox.url.rstrip("/")
-    assert f"img-src 'self' https://cdn.example.test {sandbox_origin};" in csp(answer)
+    assert f"img-src 'self' {sandbox_origin} https://cdn.example.test;" in csp(answer)
 
 
 def test_florence_boxes_carry_their_pixel_coordinates_and_labels(browser):
@@ -113,7 +113,9 @@ def test_boxes_that_are_not_numbers_are_left_out(browser):
     assert page.status_code == 200 and 'data-testid="bbox"' not in page.text
 
 
-@pytest.mark.parametrize("url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,<b>x</b>", "/etc/x"])
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,<b>x</b>", "/etc/x"]
+)
 def test_an_input_url_that_is_not_an_image_address_is_not_shown(browser, url):
     job_id = make_job(FLORENCE, {"image_url": url})
     answer = browser.get(f"/dashboard/jobs/{job_id}")
@@ -133,7 +135,9 @@ def test_an_input_given_as_an_image_data_uri_is_shown_and_allowed(browser):
 @pytest.mark.parametrize("storage", ["local"], indirect=True)
 def test_an_uploaded_input_is_shown_from_falbridges_copy(storage, browser):
     data = png(9, 9)
-    uploaded = Uploaded("https://v3.fal.media/files/x.png", hashlib.sha256(data).hexdigest(), len(data), "image/png")
+    uploaded = Uploaded(
+        "https://v3.fal.media/files/x.png", hashlib.sha256(data).hexdigest(), len(data), "image/png"
+    )
     keep_input_copy(io.BytesIO(data), uploaded)  # what an upload through falbridge keeps
     sha = uploaded.sha256
     recorded = {"location": ["image_url"], **dataclasses.asdict(uploaded)}

@@ -70,7 +70,10 @@ def test_hostile_strings_in_every_field_are_shown_escaped(sandbox, browser):
         assert answer.status_code == 200, url
         assert_escaped(answer.text)
     flo_page = browser.get(f"/dashboard/jobs/{flo}").text
-    assert 'data-label="&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;"' in flo_page
+    assert (
+        'data-label="&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;"'
+        in flo_page
+    )
 
 
 def test_a_hostile_bad_parameter_is_named_escaped(browser):
@@ -104,8 +107,9 @@ def test_every_dashboard_response_has_a_strict_csp(sandbox, client):
 def test_pages_carry_no_inline_script_or_style(sandbox, browser):
     job_id = make_job(FLORENCE, {"image_url": "https://cdn.example.test/cat.png"})
     completed(job_id, florence_boxes((1, 2, 3, 4, "cat")))
-    for url in ("/dashboard/jobs", f"/dashboard/jobs/{job_id}", "/dashboard/failures", "/dashboard/login"):
-        text = browser.get(url).text
+    login_form = browser.application.test_client().get("/dashboard/login").text
+    pages = [browser.get(url).text for url in ("/dashboard/jobs", f"/dashboard/jobs/{job_id}", "/dashboard/failures")]
+    for text in [login_form, *pages]:
         assert "<script>" not in text and "<style" not in text and " style=" not in text
         assert re.search(r"<[^>]*\son[a-z]+\s*=", text) is None  # no inline event handler
         assert '<script src="/dashboard/static/dashboard.js" defer></script>' in text
