@@ -6,9 +6,11 @@ over the picture, one rectangle per box at the box's place, a cancel that takes.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
@@ -62,6 +64,16 @@ def _filter(page: Dashboard, **values: str) -> None:
     form.submit()
 
 
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    """The demo's cat at twice its size (512 px): drawn at its natural size in the default
+    window, scaled down in a narrow one."""
+    path = tmp_path / "cat-512.png"
+    with Image.open(CAT) as cat:
+        cat.resize((cat.width * 2, cat.height * 2), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
 def _done(page: Dashboard, *jobs: Any) -> list[Any]:
     return page.pipeline.wait_terminal(*(job.id for job in jobs), timeout=30)
 
@@ -110,9 +122,9 @@ def test_the_list_filters_counts_and_pages(dashboard):
     assert sorted(seen) == sorted(every) and len(seen) == len(every)
 
 
-def test_an_evf_sam_mask_lies_over_its_image_and_the_slider_fades_it(dashboard):
-    job = submit(EVF_SAM, {"prompt": "Cat in the middle of the image", "image_url": CAT})[0]
-    masked = submit(EVF_SAM, {"prompt": "cat", "image_url": CAT, "mask_only": False})[0]
+def test_an_evf_sam_mask_lies_over_its_image_and_the_slider_fades_it(dashboard, picture):
+    job = submit(EVF_SAM, {"prompt": "Cat in the middle of the image", "image_url": picture})[0]
+    masked = submit(EVF_SAM, {"prompt": "cat", "image_url": picture, "mask_only": False})[0]
     assert [j.status for j in _done(dashboard, job, masked)] == ["completed", "completed"]
 
     dashboard.open(f"/dashboard/jobs/{job.id}")
@@ -161,7 +173,8 @@ def test_an_evf_sam_mask_lies_over_its_image_and_the_slider_fades_it(dashboard):
     dashboard.shot("evf-sam-masked-image")
 
 
-def _check_boxes(page: Dashboard, boxes: list[dict[str, Any]]) -> None:
+def _check_boxes(page: Dashboard, boxes: list[dict[str, Any]]) -> float:
+    """Check every box is drawn where it is; returns the image's rendered/natural scale."""
     picture = _loaded(page, '[data-testid="image-stage"] img[data-testid="input-image"]')
     drawn = page.find_all('[data-testid="bbox"]')
     assert len(drawn) == len(boxes), f"{len(drawn)} rectangles drawn for {len(boxes)} boxes"
@@ -187,23 +200,28 @@ def _check_boxes(page: Dashboard, boxes: list[dict[str, Any]]) -> None:
         label = element.get_attribute("data-label")
         if label:
             assert label in element.text, f"label {label!r} not shown"
+    return sx
 
 
-def test_florence_boxes_are_drawn_where_the_boxes_are(dashboard):
-    job = submit(FLORENCE, {"image_url": CAT})[0]
+def test_florence_boxes_are_drawn_where_the_boxes_are(dashboard, picture):
+    job = submit(FLORENCE, {"image_url": picture})[0]
     [job] = _done(dashboard, job)
     assert job.status == "completed", job.error
     boxes = job.result["results"]["bboxes"]
     assert boxes
 
     dashboard.open(f"/dashboard/jobs/{job.id}")
-    _check_boxes(dashboard, boxes)
+    assert _check_boxes(dashboard, boxes) == pytest.approx(1.0)
     dashboard.shot("florence-boxes")
-    # The boxes are in the image's own pixels: a narrower window scales them with it.
+    # The boxes are in the image's own pixels: in a narrower window the image is drawn
+    # smaller, and every box with it.
     size = dashboard.driver.get_window_size()
-    dashboard.driver.set_window_size(560, size["height"])
+    dashboard.driver.set_window_size(480, size["height"])
     try:
-        _check_boxes(dashboard, boxes)
+        scale = dashboard.wait(
+            lambda: (s := _check_boxes(dashboard, boxes)) < 0.95 and s, "the image scaled down"
+        )
+        assert 0.3 < scale < 0.95
         dashboard.shot("florence-boxes-narrow")
     finally:
         dashboard.driver.set_window_size(size["width"], size["height"])
@@ -216,7 +234,9 @@ def _status_of(page: Dashboard, job_id: Any) -> str | None:
 
 def test_running_jobs_update_live_and_cancel_through_the_button(dashboard):
     sandbox = dashboard.pipeline.sandbox
-    sandbox.set_config(latency_s=60.0)  # running until cancelled
+    # Queued at fal until cancelled: fal withdraws a queued request at once, while a running
+    # one would finish its run first.
+    sandbox.set_config(queue_latency_s=120.0)
     try:
         watched = submit(EVF_SAM, {"prompt": "cat", "image_url": CAT})[0]
         clicked = submit(EVF_SAM, {"prompt": "ears", "image_url": CAT})[0]
@@ -248,7 +268,7 @@ def test_running_jobs_update_live_and_cancel_through_the_button(dashboard):
         timeline = dashboard.find('[data-testid="timeline"]')
         assert "cancelled" in timeline.text
     finally:
-        sandbox.set_config(latency_s=0.01)
+        sandbox.set_config(queue_latency_s=0.0)
 
 
 def test_logging_in_with_an_api_token(dashboard):
