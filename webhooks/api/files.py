@@ -21,8 +21,9 @@ import uuid
 from datetime import datetime
 from urllib.parse import quote
 
-from flask import Blueprint, Response, redirect, request, send_file
+from flask import Blueprint, redirect, request, send_file
 from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job, input_files_of

@@ -71,7 +71,8 @@ def list_query(args: MultiDict[str, str]) -> ListQuery:
         endpoint_id=value["endpoint_id"],
         external_id=value["external_id"],
         metadata=metadata,
-        **times,
+        created_after=times["created_after"],
+        created_before=times["created_before"],
     )
     return ListQuery(filters, limit, value["cursor"], updated_after)
 

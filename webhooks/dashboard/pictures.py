@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from flask import url_for
@@ -96,14 +96,14 @@ def _boxes(bboxes: list[Any]) -> list[Box]:
     for item in bboxes[:MAX_BOXES]:
         if not isinstance(item, dict):
             continue
-        numbers = [item.get(name) for name in ("x", "y", "w", "h")]
-        if all(_finite(n) for n in numbers):
-            x, y, w, h = (float(n) for n in numbers)
+        numbers = [float(n) for n in (item.get(name) for name in ("x", "y", "w", "h")) if _finite(n)]
+        if len(numbers) == 4:
+            x, y, w, h = numbers
             found.append(Box(x, y, w, h, str(item.get("label") or "")))
     return found
 
 
-def _finite(value: object) -> bool:
+def _finite(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -93,7 +93,9 @@ def test_reapply_a_stored_delivery_then_again(browser):
     body = json.dumps({"request_id": "req-reapply-1", "status": "OK", "payload": {"image": None}}).encode()
     with transaction() as s:
         stored = store_verified(s, request_id="req-reapply-1", body=body, headers={})
-        s.execute(update(WebhookDelivery).where(WebhookDelivery.id == stored.delivery_id).values(job_id=job_id))
+        s.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == stored.delivery_id).values(job_id=job_id)
+        )
     page = browser.get(f"/dashboard/jobs/{job_id}").text
     assert f'data-testid="delivery" data-delivery-id="{stored.delivery_id}"' in page
 

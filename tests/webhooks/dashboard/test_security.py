@@ -108,7 +108,10 @@ def test_pages_carry_no_inline_script_or_style(sandbox, browser):
     job_id = make_job(FLORENCE, {"image_url": "https://cdn.example.test/cat.png"})
     completed(job_id, florence_boxes((1, 2, 3, 4, "cat")))
     login_form = browser.application.test_client().get("/dashboard/login").text
-    pages = [browser.get(url).text for url in ("/dashboard/jobs", f"/dashboard/jobs/{job_id}", "/dashboard/failures")]
+    pages = [
+        browser.get(url).text
+        for url in ("/dashboard/jobs", f"/dashboard/jobs/{job_id}", "/dashboard/failures")
+    ]
     for text in [login_form, *pages]:
         assert "<script>" not in text and "<style" not in text and " style=" not in text
         assert re.search(r"<[^>]*\son[a-z]+\s*=", text) is None  # no inline event handler
