@@ -99,6 +99,9 @@ def browser() -> Iterator[Any]:
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
     ):
         options.add_argument(argument)
+    # The console's errors (a script that threw, a Content-Security-Policy violation, an
+    # image that did not load) are read back after each test.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=chromedriver)
     try:
         driver = webdriver.Chrome(options=options, service=service)
@@ -166,6 +169,15 @@ class Dashboard:
         self.open("/dashboard/jobs")
         return bool(self.find_all('form[data-testid="job-filters"]'))
 
+    def console_errors(self) -> list[str]:
+        """The console's errors since the last call (Chromium asks every origin for a
+        favicon, which the dashboard does not have: not an error of the page)."""
+        return [
+            entry["message"]
+            for entry in self.driver.get_log("browser")
+            if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+        ]
+
     def log_out(self) -> None:
         self.driver.delete_all_cookies()
 
@@ -178,4 +190,6 @@ def dashboard(browser: Any, pipeline: Pipeline, screenshot_dir: Path) -> Iterato
     if not page.logged_in():
         page.log_in()
         page.wait(page.logged_in, "the login led to the job list")
+    page.console_errors()  # what came before this test is not its own
     yield page
+    assert page.console_errors() == [], "the browser's console reported errors"

@@ -279,6 +279,8 @@ def test_logging_in_with_an_api_token(dashboard):
     dashboard.log_in("not-the-token-at-all-0123456789")
     assert dashboard.find_all('input[type="password"][name="token"]'), "a wrong token left the login form"
     assert not dashboard.find_all('form[data-testid="job-filters"]')
+    refused = dashboard.console_errors()  # the 401 of the wrong token, and nothing else
+    assert len(refused) == 1 and "/dashboard/login" in refused[0] and "401" in refused[0], refused
 
     dashboard.log_in()
     dashboard.wait(lambda: dashboard.find_all('form[data-testid="job-filters"]'), "the job list after login")
