@@ -192,4 +192,5 @@ def dashboard(browser: Any, pipeline: Pipeline, screenshot_dir: Path) -> Iterato
         page.wait(page.logged_in, "the login led to the job list")
     page.console_errors()  # what came before this test is not its own
     yield page
-    assert page.console_errors() == [], "the browser's console reported errors"
+    errors = page.console_errors()
+    assert errors == [], f"the browser's console reported errors: {errors}"

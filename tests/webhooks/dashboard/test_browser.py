@@ -107,6 +107,17 @@ def test_the_list_filters_counts_and_pages(dashboard):
     _filter(dashboard, q=jobs[3].request_id)  # free text: fal's request id
     dashboard.wait(lambda: _row_ids(dashboard) == [str(completed[3].id)], "the job of that request id")
 
+    # The failures view lists the failed job, and from it a click opens the job's page.
+    dashboard.open("/dashboard/failures")
+    assert _row_ids(dashboard) == [str(failed.id)]
+    dashboard.find(f'tr[data-job-id="{failed.id}"] a').click()
+    dashboard.wait(
+        lambda: dashboard.driver.current_url.endswith(f"/dashboard/jobs/{failed.id}"), "the job page"
+    )
+    assert "file_download_error" in dashboard.find('[data-testid="job-error"]').text
+    unloaded = dashboard.console_errors()  # its input image is the URL fal could not fetch either
+    assert unloaded and all(error.startswith(UNREACHABLE) for error in unloaded), unloaded
+
     # Keyset pages of two: every job once, in three pages, the last without a next link.
     dashboard.open("/dashboard/jobs?limit=2")
     seen: list[str] = []
