@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml $(MANIFEST)
 
 install: $(STAMP)
 
+# `make demo KEEP=1`: afterwards the stack and its dashboard stay up until Ctrl-C.
 demo: $(STAMP)
-	$(VENV)/bin/falbridge demo
+	$(VENV)/bin/falbridge demo $(if $(KEEP),--keep-running)
 
 # The gate `make test` runs first: ruff's lint and format, then mypy through the link
 # tree (.ci/typecheck.py also fails if mypy did not see every module of the product).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from falbridge import config
 from falbridge.devstack.demo_stack import demo_stack, real_fal_configured
+from falbridge.devstack.stack import LocalStack
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
 from falbridge.models.tables import Job
@@ -64,7 +66,7 @@ def batch_jobs(n: int, *, real_fal: bool) -> list[tuple[str, dict[str, Any]]]:
     return jobs
 
 
-def run_demo(*, batch: int, timeout: float) -> int:
+def run_demo(*, batch: int, timeout: float, keep_running: bool = False) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)  # piped or in CI: don't squeeze the table to 80 columns
@@ -87,11 +89,36 @@ def run_demo(*, batch: int, timeout: float) -> int:
         _explain_failures(console, jobs)
         _seed_outputs(console, jobs[:2], run_dir, real_fal=real_fal)
         where = config.current().database.resolved_url()
+        _look_up(console, where, ids, done)
+        dashboard = f"{stack.receiver_url}/dashboard/"
+        if keep_running:
+            console.print(f"Dashboard: {dashboard} (up until Ctrl-C)")
+            _serve_until_interrupted(console, stack)
+    if not keep_running:
+        console.print(f"Dashboard: {dashboard} (stopped with the demo; `make demo KEEP=1` keeps it up)")
+    return 0 if done == len(ids) else 1
+
+
+def _look_up(console: Console, where: str, ids: Sequence[uuid.UUID], done: int) -> None:
     console.print(f"{done}/{len(ids)} jobs reached a terminal state")
     console.print(f"The jobs are in {where}; look at them with:")
     console.print(f"  DATABASE_URL={where} falbridge jobs list")
     console.print(f"  DATABASE_URL={where} falbridge jobs show {str(ids[0])[:8]}")
-    return 0 if done == len(ids) else 1
+
+
+def _serve_until_interrupted(console: Console, stack: LocalStack) -> None:
+    """Keep the stack up for a person browsing the dashboard; Ctrl-C (SIGINT) or SIGTERM
+    ends it, and demo_stack's teardown then reaps every child as after a plain run. A
+    receiver that died is said, not waited on forever."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while stack.receiver is None or stack.receiver.alive():
+            time.sleep(0.5)
+        console.print("the receiver exited; stopping the demo")
+    except KeyboardInterrupt:
+        console.print("stopping the demo")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load(ids: Sequence[uuid.UUID]) -> list[Job]:

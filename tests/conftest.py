@@ -3,6 +3,7 @@
 import pytest
 
 from falbridge import config
+from tests.plugins.browser import *  # noqa: F403
 from tests.plugins.db import *  # noqa: F403
 from tests.plugins.fal import *  # noqa: F403
 from tests.plugins.pipeline import *  # noqa: F403

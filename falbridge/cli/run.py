@@ -124,6 +124,11 @@ def reconcile(interval: float | None) -> None:
     type=click.FloatRange(1, 3600),
     help="seconds to wait for every job to finish",
 )
-def demo(batch: int, timeout: float) -> None:
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="afterwards, keep the stack (and its dashboard) up until Ctrl-C",
+)
+def demo(batch: int, timeout: float, keep_running: bool) -> None:
     """Run the whole pipeline locally (or against real fal with FAL_KEY + PUBLIC_BASE_URL)."""
-    raise SystemExit(run_demo(batch=batch, timeout=timeout))
+    raise SystemExit(run_demo(batch=batch, timeout=timeout, keep_running=keep_running))
