@@ -14,7 +14,9 @@ from falbridge.webhooks.api.jobs import api
 from falbridge.webhooks.api.subscriptions import subscriptions_api
 from falbridge.webhooks.api.uploads import uploads_api
 from falbridge.webhooks.errors import register_error_handlers
+from falbridge.webhooks.health import health
 from falbridge.webhooks.receive.view import receiver
+from falbridge.worker import metrics
 
 # Public on purpose: it holds no data, and a client needs it to learn how to authenticate.
 PUBLIC_API_ENDPOINTS = frozenset({"api.openapi_document"})
@@ -39,7 +41,9 @@ def create_app(cfg: Config | None = None) -> Flask:
         app.logger.warning(OFF_WARNING)
     elif not auth.configured:
         app.logger.error("%s; every /api request is answered 503", NOT_CONFIGURED)
+    metrics.setup("web")  # no-op where `falbridge serve` set it up before forking
     app.register_blueprint(receiver)
+    app.register_blueprint(health)
     app.register_blueprint(api)
     app.register_blueprint(deliveries)
     app.register_blueprint(uploads_api)
