@@ -37,7 +37,7 @@ class DatabaseCollector(Collector):
 
 def _read() -> Iterator[GaugeMetricFamily]:
     with transaction() as s:
-        by_status = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all())
+        by_status = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)))
         inbox = s.scalar(
             select(func.count())
             .select_from(WebhookDelivery)
@@ -49,8 +49,6 @@ def _read() -> Iterator[GaugeMetricFamily]:
                 .where(EventDelivery.status.in_(_OUTBOX_OPEN))
                 .group_by(EventDelivery.status)
             )
-            .tuples()
-            .all()
         )
     jobs = GaugeMetricFamily("falbridge_jobs", "Jobs in the database by status", labels=["status"])
     for status in ALL_STATUSES:  # every status, zero included: a series does not vanish
