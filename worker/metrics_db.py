@@ -37,7 +37,7 @@ class DatabaseCollector(Collector):
 
 def _read() -> Iterator[GaugeMetricFamily]:
     with transaction() as s:
-        by_status = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)))
+        by_status = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
         inbox = s.scalar(
             select(func.count())
             .select_from(WebhookDelivery)
@@ -48,7 +48,7 @@ def _read() -> Iterator[GaugeMetricFamily]:
                 select(EventDelivery.status, func.count())
                 .where(EventDelivery.status.in_(_OUTBOX_OPEN))
                 .group_by(EventDelivery.status)
-            )
+            ).all()
         )
     jobs = GaugeMetricFamily("falbridge_jobs", "Jobs in the database by status", labels=["status"])
     for status in ALL_STATUSES:  # every status, zero included: a series does not vanish

@@ -100,7 +100,13 @@ def test_a_real_worker_sends_task_events_with_ids_only(pipeline_env, db_url, tmp
     for event in received:
         assert IDS_ONLY.fullmatch(event["args"]) and event["kwargs"] == "{}", event
     assert len(done) >= 2
-    names = {family.name for family in text_string_to_metric_families(metrics)}
-    assert {"falbridge_jobs", "falbridge_inbox_backlog", "falbridge_metrics_database_up"} <= names
+    samples = {
+        (sample.name, tuple(sample.labels.values())): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    assert samples[("falbridge_metrics_database_up", ())] == 1, metrics
+    assert samples[("falbridge_jobs", ("pending",))] == 0
+    assert ("falbridge_inbox_backlog", ()) in samples
     lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line)["level"] for line in lines)
