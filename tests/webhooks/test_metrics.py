@@ -144,3 +144,23 @@ def test_the_flag_opens_them(pipeline_env, db_url, flag, metrics, expected):
         assert httpx.get(server.url + "/metrics", timeout=30).status_code == expected
     finally:
         server.stop()
+
+
+def test_the_sweepers_actions_are_counted_by_kind(pipeline):
+    from falbridge.config import SweepConfig
+    from falbridge.models.db import transaction
+    from falbridge.models.jobs import create_job
+    from falbridge.worker import inline
+    from falbridge.worker.sweep import sweep
+
+    url = pipeline.receiver_url + "/metrics"
+    before = scrape(url, API_HEADERS)
+    with transaction() as s:  # stored, but its submit task never reached Redis
+        job, _ = create_job(s, "fal-ai/some/model", {"n": 1})
+    assert sweep(inline.run, SweepConfig(pending_grace_s=0)).resubmitted_pending == 1
+    pipeline.wait_terminal(job.id)
+    after = scrape(url, API_HEADERS)
+    kind = {"kind": "resubmitted_pending"}
+    assert value(after, "falbridge_sweeper_actions_total", **kind) == (
+        value(before, "falbridge_sweeper_actions_total", **kind) + 1
+    )
