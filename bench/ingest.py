@@ -11,8 +11,14 @@ once. The baseline is the same gunicorn configuration serving bench/bare_app.py,
 endpoint that reads the body and answers 200, driven by the same wrk and script. The DB
 must then hold exactly the deliveries sent, each once, and the queue one task for each.
 
+The cost of metrics, in the same run: a second receiver with FALBRIDGE_METRICS=off gets
+the same number of callbacks (of other jobs: a replay would be duplicates, a cheaper
+path), right after the first; `metrics_ratio` is the receiver's rate with metrics over
+its rate without (1.00: free; 0.95: metrics cost 5 %).
+
 Prints one line:
-    ingest: receiver=…/s p50 p99 bare=…/s p50 p99 ratio=… target>=1000/s,>=0.5 PASS|FAIL
+    ingest: receiver=…/s p50 p99 no_metrics=…/s metrics_ratio=… bare=…/s p50 p99 ratio=…
+    target>=1000/s,>=0.5 PASS|FAIL
 """
 
 from __future__ import annotations
@@ -67,17 +73,30 @@ def run(
         receiver_port, bare_port = free_port(), free_port()
         stack.set_env({"FAL_JWKS_URL": jwks.jwks_url, "FAL_WEBHOOK_USER_ID": jwks.user_id})
         receiver = stack.start_receiver(receiver_port)
+        plain_port = free_port()
+        stack.set_env({"FALBRIDGE_METRICS": "off"})
+        plain = stack.start_receiver(plain_port)
+        stack.set_env({"FALBRIDGE_METRICS": None})
         bare = stack.start_bare(bare_port)
 
-        jobs = insert_submitted_jobs(stack.database_url, warmup + deliveries, "bench-ingest")
+        per_receiver = warmup + deliveries
+        jobs = insert_submitted_jobs(stack.database_url, 2 * per_receiver, "bench-ingest")
         log(f"ingest: {len(jobs)} submitted jobs in PostgreSQL; signing callbacks")
         warm_file, main_file = run_dir / "warmup.req", run_dir / "deliveries.req"
+        plain_warm, plain_main = run_dir / "warmup-no-metrics.req", run_dir / "deliveries-no-metrics.req"
         write_requests(warm_file, signed_callbacks(jwks.key, jwks.user_id, jobs[:warmup]))
-        write_requests(main_file, signed_callbacks(jwks.key, jwks.user_id, jobs[warmup:], warmup))
+        write_requests(main_file, signed_callbacks(jwks.key, jwks.user_id, jobs[warmup:per_receiver], warmup))
+        others = jobs[per_receiver:]
+        write_requests(plain_warm, signed_callbacks(jwks.key, jwks.user_id, others[:warmup], per_receiver))
+        write_requests(
+            plain_main, signed_callbacks(jwks.key, jwks.user_id, others[warmup:], per_receiver + warmup)
+        )
 
         receiver_url, bare_url = f"http://127.0.0.1:{receiver_port}", f"http://127.0.0.1:{bare_port}"
+        plain_url = f"http://127.0.0.1:{plain_port}"
         # Warm-up (not counted): JWKS fetch, pools, imports in every gunicorn worker.
         run_wrk(receiver_url, warm_file, connections=connections)
+        run_wrk(plain_url, plain_warm, connections=connections)
         run_wrk(bare_url, warm_file, connections=connections)
 
         cpu0, stack_cpu0 = receiver.cpu_s(), stack.cpu()
@@ -90,12 +109,16 @@ def run(
         receiver_cpu = receiver.cpu_s() - cpu0
         cpu_ms = cpu_delta(stack_cpu0, stack.cpu(), deliveries)
         log(f"ingest: CPU ms per delivery: {cpu_ms}")
-        log(f"ingest: receiver {rec.rate:.0f}/s; now the bare endpoint")
+        log(f"ingest: receiver {rec.rate:.0f}/s; now the receiver without metrics")
+        plain_cpu0 = plain.cpu_s()
+        without = run_wrk(plain_url, plain_main, connections=connections)
+        plain_cpu = plain.cpu_s() - plain_cpu0
+        log(f"ingest: without metrics {without.rate:.0f}/s; now the bare endpoint")
         bare_cpu0 = bare.cpu_s()
         base = run_wrk(bare_url, main_file, connections=connections)
         bare_cpu = bare.cpu_s() - bare_cpu0
 
-        check = _check_database(stack, warmup + deliveries)
+        check = _check_database(stack, 2 * per_receiver)
         queued = _queued_tasks(stack)
         problems = []
         if not rec.complete or rec.sent != deliveries or rec.non_2xx:
@@ -104,14 +127,17 @@ def run(
             )
         if not base.complete or base.sent != deliveries or base.non_2xx:
             problems.append(f"bare answered {base.sent}/{deliveries} ({base.non_2xx} non-2xx)")
-        if check["verified"] != warmup + deliveries or check["redeliveries"] or check["rejected"]:
+        if not without.complete or without.sent != deliveries or without.non_2xx:
+            problems.append(f"receiver without metrics answered {without.sent}/{deliveries}")
+        if check["verified"] != 2 * per_receiver or check["redeliveries"] or check["rejected"]:
             problems.append(
-                f"database holds {check}, expected {warmup + deliveries} verified deliveries once each"
+                f"database holds {check}, expected {2 * per_receiver} verified deliveries once each"
             )
-        if queued != warmup + deliveries:
-            problems.append(f"{queued} process_delivery tasks queued, expected {warmup + deliveries}")
+        if queued != 2 * per_receiver:
+            problems.append(f"{queued} process_delivery tasks queued, expected {2 * per_receiver}")
 
         ratio = rec.rate / base.rate if base.rate else 0.0
+        metrics_ratio = rec.rate / without.rate if without.rate else 0.0
         ok = rec.rate >= TARGET_RATE and ratio >= TARGET_RATIO and not problems
         details = {
             "deliveries": deliveries,
@@ -120,6 +146,9 @@ def run(
             "machine": quiet,
             "receiver": rec.__dict__,
             "bare": base.__dict__,
+            "without_metrics": without.__dict__,
+            "metrics_ratio": round(metrics_ratio, 3),
+            "receiver_without_metrics_cpu_s": round(plain_cpu, 2),
             "database": check,
             "queued": queued,
             "receiver_cpu_s": round(receiver_cpu, 2),
@@ -139,8 +168,9 @@ def run(
         gen_share = max(rec.generator_cpu_s / rec.seconds, base.generator_cpu_s / base.seconds)
         line = (
             f"ingest: receiver={rec.rate:.0f}/s p50={fmt_ms(rec.p50_ms)} p99={fmt_ms(rec.p99_ms)} "
+            f"no_metrics={without.rate:.0f}/s p50={fmt_ms(without.p50_ms)} metrics_ratio={metrics_ratio:.2f} "
             f"bare={base.rate:.0f}/s p50={fmt_ms(base.p50_ms)} p99={fmt_ms(base.p99_ms)} "
-            f"ratio={ratio:.2f} stored={check['verified'] - warmup}/{deliveries} "
+            f"ratio={ratio:.2f} stored={check['verified'] - 2 * warmup}/{2 * deliveries} "
             f"wrk_cpu<={gen_share * 100:.0f}% "
             f"target>=1000/s,>=0.5 {'PASS' if ok else 'FAIL'}"
         )

@@ -330,6 +330,38 @@ class ClientConfig(_Section):
     api_token: SecretStr | None = env("FALBRIDGE_API_TOKEN", None)
 
 
+class ObservabilityConfig(_Section):
+    """Metrics, task events and log lines (docs/observability.md)."""
+
+    metrics: Literal["on", "off"] = env("FALBRIDGE_METRICS", "on")
+    # GET /metrics wants an API token unless this is set (a scraper on a private network).
+    metrics_public: bool = env("FALBRIDGE_METRICS_PUBLIC", False)
+    # prometheus_client's multiprocess files, one subdirectory per role (web, worker).
+    # Empty: VAR_DIR/metrics. Each process of a role on a machine shares it; a tmpfs is best.
+    metrics_dir: Path | None = env("FALBRIDGE_METRICS_DIR", None)
+    # The Celery worker serves its own metrics here (0: not at all).
+    worker_metrics_port: int = env("FALBRIDGE_WORKER_METRICS_PORT", 9808, ge=0, le=65535)
+    # Endpoints counted under their own label; every other is "other", so that a caller
+    # inventing endpoint ids cannot grow the label set without bound.
+    metrics_endpoints: str = env(
+        "FALBRIDGE_METRICS_ENDPOINTS", "fal-ai/evf-sam,fal-ai/florence-2-large/region-proposal"
+    )
+    # Celery task events for Flower and `celery events` (worker_send_task_events).
+    task_events: bool = env("FALBRIDGE_TASK_EVENTS", False)
+    log_format: Literal["json", "text"] = env("FALBRIDGE_LOG_FORMAT", "json")
+
+    @field_validator("log_format", "metrics", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def resolved_metrics_dir(self, var_dir: Path, role: str) -> Path:
+        return (self.metrics_dir or var_dir.resolve() / "metrics") / role
+
+    def endpoint_label(self, endpoint_id: str) -> str:
+        return endpoint_id if endpoint_id in split_list(self.metrics_endpoints) else "other"
+
+
 class DemoConfig(_Section):
     # Against the real fal, the public URL (a tunnel) must forward to a known local port.
     receiver_port: int = env("FALBRIDGE_RECEIVER_PORT", 8000, ge=1, le=65535)
@@ -350,6 +382,7 @@ class Config(_Section):
     purge: PurgeConfig = PurgeConfig()
     notify: NotifyConfig = NotifyConfig()
     client: ClientConfig = ClientConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     demo: DemoConfig = DemoConfig()
 
     @classmethod

@@ -19,6 +19,7 @@ from falbridge.models.input_copies import reference
 from falbridge.models.outbox import fan_out
 from falbridge.models.states import EventSource, JobStatus, can_transition
 from falbridge.models.tables import Job, JobEvent, ResultFile, utcnow
+from falbridge.models.transitions import Transition, committed
 
 
 def create_job(
@@ -182,6 +183,17 @@ def add_event(
     )
     session.add(event)
     fan_out(session, event, job)  # the outbox: its deliveries, in this same transaction
+    move = Transition(
+        job.id,
+        job.endpoint_id,
+        job.request_id,
+        event.from_status,
+        new.value,
+        source.value,
+        job.created_at,
+        event.at,
+    )
+    committed.add(session, [move])
     return event
 
 

@@ -1,5 +1,8 @@
 """Shared fixtures. Each area's fixtures live in tests/plugins/ and are re-exported here."""
 
+import os
+import tempfile
+
 import pytest
 
 from falbridge import config
@@ -10,6 +13,10 @@ from tests.plugins.pipeline import *  # noqa: F403
 from tests.plugins.sandbox import *  # noqa: F403
 from tests.plugins.storage import *  # noqa: F403
 from tests.plugins.subscriber import *  # noqa: F403
+
+# The test process's metric files (set up once per process, by whatever counts first):
+# out of the working directory's var/.
+os.environ.setdefault("FALBRIDGE_METRICS_DIR", tempfile.mkdtemp(prefix="falbridge-metrics-"))
 
 
 @pytest.fixture(autouse=True)

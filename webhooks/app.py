@@ -17,7 +17,9 @@ from falbridge.webhooks.dashboard import dashboard
 from falbridge.webhooks.dashboard import session as dashboard_sessions
 from falbridge.webhooks.dashboard.guard import secure_headers
 from falbridge.webhooks.errors import register_error_handlers
+from falbridge.webhooks.health import health
 from falbridge.webhooks.receive.view import receiver
+from falbridge.worker import metrics
 
 # Public on purpose: it holds no data, and a client needs it to learn how to authenticate.
 PUBLIC_API_ENDPOINTS = frozenset({"api.openapi_document"})
@@ -45,7 +47,9 @@ def create_app(cfg: Config | None = None) -> Flask:
         app.logger.warning(OFF_WARNING)
     elif not auth.configured:
         app.logger.error("%s; every /api request is answered 503", NOT_CONFIGURED)
+    metrics.setup("web")  # no-op where `falbridge serve` set it up before forking
     app.register_blueprint(receiver)
+    app.register_blueprint(health)
     app.register_blueprint(api)
     app.register_blueprint(deliveries)
     app.register_blueprint(uploads_api)

@@ -15,11 +15,11 @@ import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import after_setup_logger, worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
 
-from falbridge import config
+from falbridge import config, logs
 from falbridge.models.db import dispose_all
-from falbridge.worker import broker, outage_log
+from falbridge.worker import broker, metrics, outage_log
 
 log = logging.getLogger(__name__)
 # A failed enqueue is logged once per window, whatever process (receiver, worker) it is in.
@@ -74,6 +74,9 @@ def _from_config() -> dict[str, Any]:
         settings["beat_schedule"]["purge"] = {"task": "falbridge.purge", "schedule": cfg.purge.interval_s}
     if cfg.broker.redis_url:
         settings["broker_url"] = cfg.broker.redis_url
+    if cfg.observability.task_events:  # for Flower and `celery events`: off unless asked
+        settings["worker_send_task_events"] = True
+        settings["task_send_sent_event"] = True
     return settings
 
 
@@ -100,6 +103,20 @@ def ensure_broker() -> Celery:
 @after_setup_logger.connect
 def _one_line_per_outage(logger: logging.Logger, **_: object) -> None:
     outage_log.install(logger)
+    logs.use_format(logger, config.current().observability.log_format)
+
+
+@after_setup_task_logger.connect
+def _task_lines_formatted(logger: logging.Logger, **_: object) -> None:
+    logs.use_format(logger, config.current().observability.log_format)
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    # In the worker's main process, before a prefork pool forks its children: they write
+    # their files to the directory this process empties now and serves.
+    metrics.setup("worker", fresh=True)
+    metrics.serve_worker_port()
 
 
 @worker_process_init.connect

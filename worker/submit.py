@@ -24,7 +24,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import lock_job, parse_uuid, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, utcnow
-from falbridge.worker import followup
+from falbridge.worker import followup, metrics
 from falbridge.worker.apply.outcome import cancel_unsubmitted, fail
 from falbridge.worker.fal import (
     FinalError,
@@ -127,9 +127,10 @@ def submit(job_id: uuid.UUID | str, *, resubmit: bool = False) -> SubmitResult:
     if not isinstance(claimed, Claim):
         return SubmitResult(claimed)
     try:
-        submission = get_client().submit(
-            claimed.endpoint_id, claimed.input, webhook_url=webhook_url(claimed.job_id)
-        )
+        with metrics.fal_submit(claimed.endpoint_id):
+            submission = get_client().submit(
+                claimed.endpoint_id, claimed.input, webhook_url=webhook_url(claimed.job_id)
+            )
     except RetryableError:
         release(claimed.job_id)
         raise

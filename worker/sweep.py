@@ -32,6 +32,7 @@ from falbridge.models.inbox import prune_rejected
 from falbridge.models.jobs import lock_job, parse_uuid
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
 from falbridge.models.tables import Job, ResultFile, StoredFile, WebhookDelivery, utcnow
+from falbridge.worker import observe
 from falbridge.worker.apply.outcome import fail
 from falbridge.worker.followup import FollowUp, Work
 
@@ -92,6 +93,7 @@ def sweep(run: Callable[[FollowUp], object], settings: SweepConfig) -> SweepRepo
     with transaction() as s:
         cutoff = utcnow() - timedelta(seconds=settings.rejected_retention_s)
         report.pruned_rejections = prune_rejected(s, received_before=cutoff, batch=settings.batch)
+    observe.sweeper_actions(report.counts())
     return report
 
 

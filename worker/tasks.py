@@ -19,7 +19,7 @@ from celery import Task
 
 from falbridge import config
 from falbridge.models import outbox
-from falbridge.worker import cancel, fetch, inline, poll, purge, submit, sweep
+from falbridge.worker import cancel, fetch, inline, observe, poll, purge, submit, sweep
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
@@ -128,9 +128,11 @@ def store_files(self: Task, job_id: str) -> str:
     retries = self.request.retries
     report = store.store_files(job_id, attempt=retries + 1, final=retries >= config.current().storage.retries)
     if report.outcome is store.StoreOutcome.RETRY:
+        observe.files_stored(report, final=False)
         log.info("store %s: retrying: %s", job_id, "; ".join(report.retry_reasons)[:500])
         raise self.retry(countdown=_backoff(retries, None))
     log.info("store %s: %s (%d stored, %d missing)", job_id, report.outcome, report.stored, report.missing)
+    observe.files_stored(report, final=True)
     return report.outcome.value
 
 

@@ -12,7 +12,7 @@ from falbridge import config
 from falbridge.cli.errors import CliGroup, Failure, InputError, where_the_database_is
 from falbridge.demo import run_demo
 from falbridge.models.migrate import current_revision, upgrade
-from falbridge.worker import broker, embedded_beat, inline
+from falbridge.worker import broker, embedded_beat, inline, metrics
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.sweep import sweep
 from falbridge.worker.tasks import purge_now, sweep_now
@@ -54,6 +54,7 @@ def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
         raise Failure("no fal key: set FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; the worker needs it")
     app = _broker_announced()
     cfg = config.current()
+    metrics.setup("worker", fresh=True)  # before anything counts: this run's files only
     if not cfg.broker.redis_url:  # the embedded default: no beat to start, so we sweep
         embedded_beat.start(cfg.database.resolved_var_dir(), cfg.sweep.interval_s, sweep_now)
         if cfg.purge.older_than:

@@ -10,7 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from falbridge import config
 from falbridge.cli.errors import InputError
-from falbridge.worker import broker
+from falbridge.worker import broker, metrics
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -25,8 +25,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
     def load(self) -> Flask:
         # Imported by each gunicorn worker after it forks, so no worker shares the
         # master's database connections or JWKS client.
+        from falbridge import logs
         from falbridge.webhooks.wsgi import app
 
+        logs.configure(config.current().observability.log_format)
         return app
 
 
@@ -53,6 +55,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     if not cfg.broker.redis_url:  # the embedded default: start it if needed, keep it up
         broker.ensure_running(cfg.database.resolved_var_dir())
         broker.keep_alive(cfg.database.resolved_var_dir())
+    # Before gunicorn forks: its workers' metric files start from an empty directory.
+    metrics.setup("web", fresh=True)
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

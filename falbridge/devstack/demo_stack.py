@@ -48,6 +48,7 @@ def demo_stack(run_dir: Path, *, real_fal: bool) -> Iterator[LocalStack]:
             stack.use_redis(own.broker.redis_url)
         # else each child finds (or starts) the embedded Redis of the var dir they share
         stack.env.setdefault("FALBRIDGE_RECONCILE_INTERVAL_S", SWEEP_EVERY_S)
+        stack.env.setdefault("FALBRIDGE_LOG_FORMAT", "text")  # for people watching the demo
         # With real fal, PUBLIC_BASE_URL (a tunnel) must forward to a known local port.
         receiver_port = own.demo.receiver_port if real_fal else None
         if not real_fal:

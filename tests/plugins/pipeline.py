@@ -82,6 +82,8 @@ def pipeline_env(sandbox_server, redis_url):
     # Result files are stored only where a test asks for it (the `storage` fixture): the
     # other pipeline tests count a job's events, and a store run would add one.
     mp.setenv("FALBRIDGE_STORE_FILES", "none")
+    # The test worker serves its metrics as a deployed one does, on a port of its own.
+    mp.setenv("FALBRIDGE_WORKER_METRICS_PORT", str(free_port()))
     config.use(None)
     celery_module._configured = False
     fal_client.close_client()  # the next get_client() reads the sandbox's URL and key

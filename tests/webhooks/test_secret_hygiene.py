@@ -10,6 +10,7 @@ then searches everything it captured for any piece of either secret.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import inspect, select, text
 
+from falbridge.logs import JsonFormatter
 from falbridge.models.db import get_engine, transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import WebhookDelivery
@@ -49,9 +51,14 @@ LOGGERS = [
 
 
 class Everything(logging.Handler):
+    """Every record as text, and as the JSON line FALBRIDGE_LOG_FORMAT=json writes (its
+    fields are more than the message: the ids of significant events)."""
+
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.json_lines: list[str] = []
+        self.json = JsonFormatter()
         self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -59,6 +66,10 @@ class Everything(logging.Handler):
             self.lines.append(self.format(record))
         except Exception as exc:  # a record that can't be formatted is still searched
             self.lines.append(f"{record.name} {record.msg!r} {record.args!r} ({exc})")
+        try:
+            self.json_lines.append(self.json.format(record))
+        except Exception as exc:
+            self.json_lines.append(f"unformattable as JSON: {record.name} {record.__dict__!r} ({exc})")
 
 
 @pytest.fixture
@@ -230,6 +241,7 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
     captured = capfd.readouterr()
     places = {
         "logs": logs,
+        "json logs": "\n".join(all_logs.json_lines),
         "stdout": captured.out,
         "stderr": captured.err,
         "responses": "\n".join(seen),
@@ -248,6 +260,13 @@ def test_no_secret_in_logs_rows_or_responses(pipeline, all_logs, capfd, redis_ur
     } <= names, names
     assert "submit " in logs and "delivery " in logs and "SELECT" in logs
     assert str(jobs[0].id) in places["database"] and "hygiene" in places["responses"]
+    # The JSON lines carry the significant events with their ids, each line one object.
+    events = [json.loads(line) for line in all_logs.json_lines if line.startswith("{")]
+    assert len(events) == len(all_logs.json_lines)
+    transitions = [e for e in events if e.get("event") == "job.transition"]
+    assert {"job_id", "request_id", "from_status", "to_status"} <= set(transitions[0])
+    assert any(e["job_id"] == str(jobs[0].id) and e["to_status"] == "completed" for e in transitions)
+    assert {"delivery.stored", "delivery.rejected"} <= {e.get("event") for e in events}
     leaks = [
         (where, sentinel)
         for where, haystack in places.items()

@@ -22,6 +22,7 @@ from falbridge.webhooks.receive.verify import (
     VerifiedHeaders,
     verify,
 )
+from falbridge.worker import metrics, observe
 from falbridge.worker.celery_app import enqueue
 from falbridge.worker.tasks import process_delivery
 
@@ -62,9 +63,11 @@ def fal_webhook() -> ResponseReturnValue:
         return error_response(401, "invalid_signature", reason, headers={"Connection": "close"})
     body = read_body(current.config().receiver.max_body_bytes, "FALBRIDGE_MAX_WEBHOOK_BYTES")
     try:
-        verified = _verify(body)
+        with metrics.verification():
+            verified = _verify(body)
     except JwksUnavailable as exc:
         log.error("cannot verify webhooks: %s", exc)
+        observe.delivery_received("unavailable", None, _storable(headers.get(HEADER_REQUEST_ID)), None)
         return error_response(503, "jwks_unavailable", "cannot verify signatures right now; retry later")
     except VerificationError as exc:
         _store_rejected(headers.get(HEADER_REQUEST_ID), exc.code, exc.reason, headers, body)
@@ -76,6 +79,8 @@ def fal_webhook() -> ResponseReturnValue:
         return error_response(401, code, reason)
     with transaction() as s:
         stored = store_verified(s, request_id=verified.request_id, body=body, headers=headers)
+    outcome = "duplicate" if stored.duplicate else "stored"
+    observe.delivery_received(outcome, stored.delivery_id, verified.request_id, None)
     if not stored.processed:
         # Stored and committed: if Redis is down now, the sweeper applies it later.
         enqueue(process_delivery, stored.delivery_id)
@@ -118,7 +123,7 @@ def _store_rejected(
     request_id: str | None, code: str, reason: str, headers: dict[str, str | None], body: bytes | None
 ) -> None:
     with transaction() as s:
-        store_rejected(
+        delivery_id = store_rejected(
             s,
             request_id=request_id,
             code=code,
@@ -127,3 +132,4 @@ def _store_rejected(
             body=body,
             declared_length=request.content_length,
         )
+    observe.delivery_received("rejected", delivery_id, request_id, code)

@@ -42,6 +42,7 @@ from falbridge.models.jobs import get_job
 from falbridge.models.outbox import redrive_grace_s
 from falbridge.models.secrets import SecretUnreadable
 from falbridge.models.tables import JobEvent, utcnow
+from falbridge.worker import observe
 from falbridge.worker.download.safe_get import pinned
 from falbridge.worker.notify import hook, payload, schedule, sign
 from falbridge.worker.notify.address import AddressRefused, check
@@ -70,27 +71,35 @@ class Request:
     url: str
     body: bytes
     headers: dict[str, str]
+    job_id: str | None = None  # for the log line of its outcome
 
 
 def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
-    cfg = cfg or config.current()
+    """One attempt, counted and (delivered or exhausted) logged."""
+    done, claimed, job_id = _attempt(delivery_id, cfg or config.current())
+    if claimed is not None and done.outcome is not Outcome.NOT_DUE:
+        observe.outgoing_attempt(done.outcome.value, delivery_id, claimed.event_id, job_id)
+    return done
+
+
+def _attempt(delivery_id: int, cfg: Config) -> tuple[Delivered, Claim | None, str | None]:
     with transaction() as s:
         claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
     if claimed is None:
-        return Delivered(Outcome.NOT_DUE)
+        return Delivered(Outcome.NOT_DUE), None, None
     try:
         request = _prepare(claimed, cfg)
     except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
-        return _record(claimed, AttemptResult(None, 0, error=str(exc)), cfg.notify)
+        return _record(claimed, AttemptResult(None, 0, error=str(exc)), cfg.notify), claimed, None
     if isinstance(request, str):  # the subscription is gone or disabled
         with transaction() as s:
             deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=request)
-        return Delivered(Outcome.EXHAUSTED)
+        return Delivered(Outcome.EXHAUSTED), claimed, None
     if isinstance(request, HookCall):
         result = hook.send(request.task_name, request.queue, request.job_id, request.event_id)
     else:
         result = send(request, cfg.notify)
-    return _record(claimed, result, cfg.notify)
+    return _record(claimed, result, cfg.notify), claimed, request.job_id
 
 
 def lease_s(notify: NotifyConfig) -> float:
@@ -123,7 +132,7 @@ def _prepare(claimed: Claim, cfg: Config) -> Request | HookCall | str:
             return target
         url, secrets = target
         body = payload.body(event, job)
-    return Request(url, body, sign.headers(message_id, int(now.timestamp()), body, secrets))
+    return Request(url, body, sign.headers(message_id, int(now.timestamp()), body, secrets), str(job.id))
 
 
 def _target(

@@ -52,6 +52,8 @@ class StoreReport:
     missing: int = 0
     mismatches: list[str] = field(default_factory=list)  # paths whose re-download differed
     retry_reasons: list[str] = field(default_factory=list)
+    bytes: int = 0  # of the files this run stored
+    failures: int = 0  # downloads or writes that failed (retried, or recorded missing)
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,11 @@ def _store_one(job_id: uuid.UUID, f: FileToStore, attempt: int, final: bool, rep
     try:
         values = _download(backend, key, f.url)
     except Gone as exc:
+        report.failures += 1
         _record(job_id, {**base, "status": "missing", "reason": str(exc)}, report)
         return
     except Transient as exc:
+        report.failures += 1
         if not final:
             report.retry_reasons.append(f"{f.path}: {exc}")
             return
@@ -164,6 +168,8 @@ def _record(job_id: uuid.UUID, values: dict[str, Any], report: StoreReport) -> b
         done = record(s, job_id, values)
     if done.mine:
         report.stored += values["status"] == "stored"
+        if values["status"] == "stored":
+            report.bytes += values.get("size") or 0
         report.missing += values["status"] == "missing"
     return done.mine
 
