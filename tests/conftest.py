@@ -6,6 +6,7 @@ import tempfile
 import pytest
 
 from falbridge import config
+from falbridge.worker import metrics
 from tests.plugins.browser import *  # noqa: F403
 from tests.plugins.db import *  # noqa: F403
 from tests.plugins.fal import *  # noqa: F403
@@ -17,6 +18,11 @@ from tests.plugins.subscriber import *  # noqa: F403
 # The test process's metric files (set up once per process, by whatever counts first):
 # out of the working directory's var/.
 os.environ.setdefault("FALBRIDGE_METRICS_DIR", tempfile.mkdtemp(prefix="falbridge-metrics-"))
+# Under a role of its own: the `falbridge serve` and `falbridge worker` processes tests start
+# inherit that directory and, as in production, empty their role's files when they start,
+# which took this process's with them (its later counts went to unlinked files, so a
+# scrape in the full suite never saw them move).
+metrics.setup("test-process")
 
 
 @pytest.fixture(autouse=True)
