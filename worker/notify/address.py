@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -37,6 +38,12 @@ URL_SHAPE = (
     r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
 )
 _URL_SHAPE = re.compile(URL_SHAPE)
+# How long an API request naming a URL (a subscription, a job's notify_url) waits on DNS.
+# The system resolver has no timeout of its own to pass (glibc: 5 s a try, two tries), and
+# a host it cannot answer for in time is taken like one that does not resolve: each
+# connection checks again. A lookup still running ends in its pool thread.
+RESOLVE_WITHIN_S = 2.0
+_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback-url-dns")
 
 
 def well_formed(url: str) -> bool:
@@ -52,14 +59,17 @@ class Unresolved(AddressRefused):
     transient, or differ where the workers run); each connection checks again."""
 
 
-def refusal(url: str, allowed: Sequence[Network]) -> str | None:
+def refusal(
+    url: str, allowed: Sequence[Network], *, resolve_within_s: float = RESOLVE_WITHIN_S
+) -> str | None:
     """Why `url` can't be a subscriber's or a job's callback address, or None. A host
-    that does not resolve yet is taken: each connection checks again."""
+    that does not resolve yet, or not within `resolve_within_s`, is taken: each
+    connection checks again."""
     if not well_formed(url):
         return f"must be an http(s) URL with a host name or IPv4 address, at most {MAX_URL_LENGTH} characters"
     try:
-        check(url, allowed)
-    except Unresolved:
+        _lookups.submit(check, url, allowed).result(timeout=resolve_within_s)
+    except (Unresolved, TimeoutError):
         return None
     except AddressRefused as exc:
         return str(exc)

@@ -4,6 +4,7 @@ lists; its own rule, apart from downloads'."""
 from __future__ import annotations
 
 import ipaddress
+import threading
 
 import httpx
 import pytest
@@ -11,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from falbridge.config import Config, ConfigError
-from falbridge.worker.notify.address import MAX_URL_LENGTH, URL_SHAPE, AddressRefused, check, well_formed
+from falbridge.worker.notify import address
+from falbridge.worker.notify.address import (
+    MAX_URL_LENGTH,
+    URL_SHAPE,
+    AddressRefused,
+    check,
+    refusal,
+    well_formed,
+)
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -88,3 +97,25 @@ def test_every_url_of_the_shape_is_one_httpx_can_call(url):
     (schemathesis once found `HTTP://00.0.0.0` accepted by the shape and refused by httpx)."""
     if len(url) <= MAX_URL_LENGTH and well_formed(url):
         httpx.URL(url)
+
+
+def test_a_host_the_resolver_does_not_answer_for_in_time_is_taken_and_checked_at_connection():
+    # schemathesis found a submit held past its 10 s client timeout: a made-up host name
+    # and a resolver that waits out its own timeouts (no network). Here every lookup
+    # thread is held busy, so the lookup cannot finish in time: the name is taken at the
+    # API, while check() (what each connection runs) still refuses it.
+    assert refusal("http://localhost:8080/hook", []) is not None
+    release = threading.Event()
+    busy = [address._lookups.submit(release.wait) for _ in range(address._lookups._max_workers)]
+    try:
+        assert refusal("http://localhost:8080/hook", [], resolve_within_s=0.2) is None
+    finally:
+        release.set()
+        for held in busy:
+            held.result()
+    with pytest.raises(AddressRefused):
+        check("http://localhost:8080/hook", [])
+
+
+def test_a_literal_address_is_judged_without_waiting_on_dns():
+    assert "non-public" in (refusal("http://10.1.2.3/hook", [], resolve_within_s=1) or "")
