@@ -39,8 +39,9 @@ STORAGE_KNOBS = ("storage_auth_down", "upload_refused")
 # Knobs about a job's result, decided once per submit in their own stream (so adding them
 # shifted no draw of SUBMIT_KNOBS): `large_result` pads a successful result to 10 KB or
 # more (fal keeps those six minutes); `drop_large_callbacks` drops the callbacks of that
-# share of the large results.
-RESULT_KNOBS = ("large_result", "drop_large_callbacks")
+# share of the large results; `result_error` refuses every GET of the result for good
+# (`result_error_status`, an HTML page such as a gateway sends: nothing a model answered).
+RESULT_KNOBS = ("large_result", "drop_large_callbacks", "result_error")
 PROBABILITY_KNOBS = SUBMIT_KNOBS + ATTEMPT_KNOBS + STORAGE_KNOBS + RESULT_KNOBS
 # fal keeps a JSON result an hour after completion, six minutes once it is 10 KB or more
 # (docs/fal-protocol.md, "Result"); `retention_scale` shrinks both for tests.
@@ -76,6 +77,8 @@ class Faults:
     upload_refused_status: int = 403
     large_result: float = 0.0
     drop_large_callbacks: float = 0.0
+    result_error: float = 0.0
+    result_error_status: int = 403
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         known = {f.name for f in dataclasses.fields(self)}
@@ -97,7 +100,7 @@ def _check_fault_value(name: str, value: Any) -> Any:
         return _integer(name, value, low=0, high=100)
     if name == "submit_5xx_status":
         return _integer(name, value, low=500, high=599)
-    if name == "upload_refused_status":
+    if name in ("upload_refused_status", "result_error_status"):
         return _integer(name, value, low=400, high=599)
     return _number(name, value, low=0.0)
 

@@ -33,14 +33,18 @@ def decide_submit_faults(faults: Faults, seed: int | str, seq: int) -> SubmitFau
 
 
 def decide_result_faults(faults: Faults, seed: int | str, seq: int) -> tuple[str, ...]:
-    """`large_result`, and `drop_large_callbacks` only with it (a share of large results)."""
+    """`large_result`, `drop_large_callbacks` only with it (a share of large results), and
+    `result_error` on its own."""
     rng = random.Random(f"{seed}:{seq}:result")
     draws = {name: rng.random() for name in RESULT_KNOBS}
-    if draws["large_result"] >= faults.large_result:
-        return ()
-    if draws["drop_large_callbacks"] < faults.drop_large_callbacks:
-        return ("large_result", "drop_large_callbacks")
-    return ("large_result",)
+    applied: tuple[str, ...] = ()
+    if draws["large_result"] < faults.large_result:
+        applied = ("large_result",)
+        if draws["drop_large_callbacks"] < faults.drop_large_callbacks:
+            applied += ("drop_large_callbacks",)
+    if draws["result_error"] < faults.result_error:
+        applied += ("result_error",)
+    return applied
 
 
 def _decide_submit_knobs(faults: Faults, seed: int | str, seq: int) -> SubmitFaults:

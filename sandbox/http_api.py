@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import http
 import socket
 import urllib.parse
 from typing import Any
@@ -39,6 +40,10 @@ _INGRESS_ERROR_PAGE = (
     "<html><head><title>{code} Service Temporarily Unavailable</title></head><body>"
     "<center><h1>{code} Service Temporarily Unavailable</h1></center><hr><center>nginx</center>"
     "</body></html>"
+)
+_REFUSAL_PAGE = (
+    "<html><head><title>{code} {reason}</title></head><body>"
+    "<center><h1>{code} {reason}</h1></center><hr><center>nginx</center></body></html>"
 )
 
 
@@ -212,6 +217,8 @@ class SandboxApp:
                 )
             view = self.core.status_view(job, self._base_url(request), with_logs)
             return json_response(view, 200 if view["status"] == "COMPLETED" else 202, headers)
+        if job.has_fault("result_error"):
+            return _refused_result(job.faults.result_error_status)
         result = job.result
         if result is None:
             return detail("Request is still in progress", 400)
@@ -231,6 +238,16 @@ def _positive_float(text: str | None) -> float | bool | None:
     except ValueError:
         return False
     return value if value > 0 else False
+
+
+def _refused_result(status: int) -> Response:
+    """The `result_error` fault: HTML with no request id, so nothing a model answered."""
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:  # a code the standard library does not name
+        reason = "Error"
+    page = _REFUSAL_PAGE.format(code=status, reason=reason)
+    return Response(page, status=status, content_type="text/html")
 
 
 def _drop_connection(request: Request) -> None:

@@ -191,6 +191,45 @@ def test_drop_large_callbacks_spares_a_large_job_whose_model_failed(sandbox, cli
     assert sandbox.request(submitted["request_id"])["webhook_state"] == "delivered"
 
 
+def test_result_error_refuses_the_result_with_html_but_leaves_the_status_alone(sandbox, client, webhook_sink):
+    sandbox.set_faults(result_error=1.0, result_error_status=410)
+    submitted = submit(client, sandbox.url, ECHO, {"n": 1}, webhook=webhook_sink.url).json()
+    [hook] = webhook_sink.wait_for(1)
+    sandbox.set_faults(result_error=0.0, result_error_status=403)  # the job keeps its snapshot
+
+    assert hook.json()["payload"] == {"endpoint_id": ECHO, "echo": {"n": 1}}
+    refused = client.get(submitted["response_url"])
+    assert refused.status_code == 410 and refused.headers["content-type"].startswith("text/html")
+    assert "410 Gone" in refused.text and "x-fal-request-id" not in refused.headers
+    assert status_of(client, submitted)["status"] == "COMPLETED"
+    assert sandbox.request(submitted["request_id"])["faults"] == ["result_error"]
+
+
+def test_result_error_draws_leave_large_results_where_they_were(sandbox, client):
+    def large_ones(**faults):
+        sandbox.reset()
+        sandbox.set_faults(large_result=0.5, **faults)
+        submitted = [submit(client, sandbox.url, ECHO, {"n": n}).json() for n in range(12)]
+        sandbox.wait_idle()
+        return [sandbox.request(job["request_id"])["faults"] for job in submitted]
+
+    alone = large_ones()
+    with_refusals = large_ones(result_error=0.5)
+
+    assert [("large_result" in f) for f in alone] == [("large_result" in f) for f in with_refusals]
+    refused = [("result_error" in f) for f in with_refusals]
+    assert any(refused) and not all(refused)
+
+
+def test_result_error_status_is_a_4xx_or_5xx(sandbox):
+    admin = httpx.Client(base_url=sandbox.url, verify=False)
+    for wrong in (399, 600, "410", True):
+        answer = admin.put("/_sandbox/faults", json={"result_error_status": wrong})
+        assert answer.status_code == 400 and "result_error_status" in answer.json()["detail"]
+    assert admin.put("/_sandbox/faults", json={"result_error_status": 599}).status_code == 200
+    admin.close()
+
+
 def test_error_fails_the_job_with_a_runner_error(sandbox, client, webhook_sink):
     sandbox.set_faults(error=1.0)
     submitted = submit(client, sandbox.url, ECHO, {}, webhook=webhook_sink.url).json()
