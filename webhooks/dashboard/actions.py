@@ -29,8 +29,10 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
         raise not_found(job_id)
     if outcome is Cancellation.ALREADY_TERMINAL:
         flash(f"not cancelled: the job is already {job.status}", "warning")
+    elif outcome is Cancellation.CANCELLED:
+        flash("cancelled: the job had not reached fal", "success")
     else:
-        flash(f"cancel requested ({outcome.value}); the job is {job.status}", "success")
+        flash(f"cancel requested from fal, which decides; the job is {job.status} for now", "success")
     return _back_to(full_id)
 
 

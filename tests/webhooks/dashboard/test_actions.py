@@ -46,7 +46,7 @@ def test_cancel_a_pending_job_then_again(browser):
     assert 'data-testid="cancel-job"' in browser.get(f"/dashboard/jobs/{job_id}").text
 
     _, flash = act(browser, f"/dashboard/jobs/{job_id}/cancel", job_id)
-    assert flash == "cancel requested (cancelled); the job is cancelled"
+    assert flash == "cancelled: the job had not reached fal"
     assert status_of(job_id) == "cancelled"
 
     _, flash = act(browser, f"/dashboard/jobs/{job_id}/cancel", job_id)
