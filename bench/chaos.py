@@ -187,7 +187,9 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
         _converge(progress, max(progress.total, stats.done), options.timeout_s, log)
         ticker.stopped.set()
         _settle(stack, engine, log)
-        _settle_storing(engine, 120.0, log)
+        unstored = _settle_storing(engine, 120.0, log)
+        if unstored:
+            problems.append(f"{unstored} completed jobs have files neither stored nor recorded missing")
         ticker.phase = "delivering"
         _settle_deliveries(engine, options.notify_settle_s, log)
         elapsed = time.monotonic() - t0
@@ -288,7 +290,7 @@ def _settle(stack: ChaosStack, engine, log) -> None:
     log(f"chaos: {left} verified deliveries still unprocessed after settling")
 
 
-def _settle_storing(engine, timeout_s: float, log) -> None:
+def _settle_storing(engine, timeout_s: float, log) -> int:
     """Wait for falbridge to store (or record missing) every file of the completed jobs:
     the storing task runs after completion, with retries, and is judged for the large
     results whose callback was dropped."""
@@ -303,9 +305,10 @@ def _settle_storing(engine, timeout_s: float, log) -> None:
         left = sum(1 for job_id, n in files.items() if recorded.get(job_id, 0) < n)
         if not left:
             log("chaos: every result file stored or recorded missing")
-            return
+            return 0
         time.sleep(1.0)
     log(f"chaos: {left} completed jobs have files neither stored nor recorded missing after {timeout_s:.0f}s")
+    return left
 
 
 def _settle_deliveries(engine, timeout_s: float, log) -> None:

@@ -69,6 +69,9 @@ class Timings:
     # shared, with three deliver tasks per job) each sweep re-enqueued every waiting
     # delivery again: 8,120 deliver_event tasks for 1,212 deliveries, up to 22 copies.
     delivery_grace_s: float = 30.0
+    # Production's 600 s would leave a store task lost with a killed worker to a sweep
+    # after the run has stopped waiting; 30 s for the same reason as delivery_grace_s.
+    store_grace_s: float = 30.0
     silent_after_s: float = 15.0  # past delay + reorder, so most polls find a real drop
     poll_every_s: float = 10.0
     outcome_unknown_grace_s: float = 15.0  # time for the lost submit's own callback
@@ -86,6 +89,7 @@ class Timings:
             reconcile_interval_s=1.0,
             pending_grace_s=6.0,
             delivery_grace_s=4.0,
+            store_grace_s=4.0,
             silent_after_s=6.0,
             poll_every_s=4.0,
             outcome_unknown_grace_s=6.0,
@@ -103,6 +107,7 @@ class Timings:
             "FALBRIDGE_RECONCILE_INTERVAL_S": str(self.reconcile_interval_s),
             "FALBRIDGE_PENDING_GRACE_S": str(self.pending_grace_s),
             "FALBRIDGE_DELIVERY_GRACE_S": str(self.delivery_grace_s),
+            "FALBRIDGE_STORE_GRACE_S": str(self.store_grace_s),
             "FALBRIDGE_SILENT_AFTER_S": str(self.silent_after_s),
             "FALBRIDGE_POLL_EVERY_S": str(self.poll_every_s),
             "FALBRIDGE_OUTCOME_UNKNOWN_GRACE_S": str(self.outcome_unknown_grace_s),
