@@ -41,7 +41,9 @@ def _job_transitions(moves: Sequence[transitions.Transition]) -> None:
             to_status=move.to_status,
             source=move.source,
         )
-        if counted is None:
+        # A job's own record of a later step (its files stored: completed -> completed)
+        # is an event, not a transition: counted once, when the status changed.
+        if counted is None or move.from_status == move.to_status:
             continue
         endpoint = metrics.endpoint(move.endpoint_id)
         if move.to_status == JobStatus.SUBMITTED:

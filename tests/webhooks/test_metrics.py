@@ -164,3 +164,43 @@ def test_the_sweepers_actions_are_counted_by_kind(pipeline):
     assert value(after, "falbridge_sweeper_actions_total", **kind) == (
         value(before, "falbridge_sweeper_actions_total", **kind) + 1
     )
+
+
+def _counted() -> dict[tuple[str, tuple], float]:
+    from falbridge.worker import metrics
+
+    body, _ = metrics.exposition()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def test_a_job_whose_files_are_stored_is_counted_terminal_once(db_url):
+    # The files-stored event repeats the job's status (completed -> completed): the demo's
+    # scrape counted every EVF-SAM and Florence job completed twice.
+    from falbridge.models.db import transaction
+    from falbridge.models.jobs import create_job, lock_job, transition
+    from falbridge.models.states import EventSource, JobStatus
+    from falbridge.models.stored_files import files_stored
+
+    labels = {"endpoint": "fal-ai/evf-sam", "status": "completed"}
+    before = _counted()
+    with transaction() as s:
+        job, _ = create_job(s, "fal-ai/evf-sam", {"prompt": "cat"})
+    for status in (JobStatus.SUBMITTED, JobStatus.COMPLETED):
+        with transaction() as s:
+            assert transition(s, lock_job(s, job.id), status, EventSource.WEBHOOK)
+    with transaction() as s:
+        files_stored(s, lock_job(s, job.id))
+
+    after = _counted()
+    for name in ("falbridge_jobs_terminal_total", "falbridge_job_duration_seconds_count"):
+        assert value(after, name, **labels) - value(before, name, **labels) == 1
+    submitted = {"endpoint": "fal-ai/evf-sam"}
+    assert (
+        value(after, "falbridge_jobs_submitted_total", **submitted)
+        - value(before, "falbridge_jobs_submitted_total", **submitted)
+        == 1
+    )
