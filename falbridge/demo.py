@@ -110,7 +110,11 @@ def _serve_until_interrupted(console: Console, stack: LocalStack) -> None:
     """Keep the stack up for a person browsing the dashboard; Ctrl-C (SIGINT) or SIGTERM
     ends it, and demo_stack's teardown then reaps every child as after a plain run. A
     receiver that died is said, not waited on forever."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGINT too: a shell starts a background job with SIGINT ignored, and Python then
+    # leaves it ignored, so `kill -INT` of a demo started with `&` did nothing.
+    previous = {
+        sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         while stack.receiver is None or stack.receiver.alive():
             time.sleep(0.5)
@@ -118,7 +122,8 @@ def _serve_until_interrupted(console: Console, stack: LocalStack) -> None:
     except KeyboardInterrupt:
         console.print("stopping the demo")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _load(ids: Sequence[uuid.UUID]) -> list[Job]:
