@@ -11,8 +11,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from falbridge.models.db import transaction
-from falbridge.models.states import ALL_STATUSES
-from falbridge.models.tables import EventDelivery, Job, WebhookDelivery
+from falbridge.models.listing import JobFilters, status_counts
+from falbridge.models.tables import EventDelivery, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class DatabaseCollector(Collector):
 
 def _read() -> Iterator[GaugeMetricFamily]:
     with transaction() as s:
-        by_status = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+        by_status = status_counts(s, JobFilters())
         inbox = s.scalar(
             select(func.count())
             .select_from(WebhookDelivery)
@@ -51,8 +51,8 @@ def _read() -> Iterator[GaugeMetricFamily]:
             ).all()
         )
     jobs = GaugeMetricFamily("falbridge_jobs", "Jobs in the database by status", labels=["status"])
-    for status in ALL_STATUSES:  # every status, zero included: a series does not vanish
-        jobs.add_metric([status], by_status.get(status, 0))
+    for status, count in by_status.items():  # every status, zero included: a series does not vanish
+        jobs.add_metric([status], count)
     yield jobs
     yield GaugeMetricFamily(
         "falbridge_inbox_backlog", "Verified fal callbacks stored and not yet applied", value=inbox or 0
