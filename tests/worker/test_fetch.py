@@ -62,3 +62,15 @@ def test_a_final_refusal_of_the_result_other_than_404_ends_failed_result_unavail
     assert (final.status, final.error_type) == ("failed", "result_unavailable")
     assert final.error.startswith("result unavailable at fal") and f"HTTP {status}" in final.error
     assert final.result is None
+
+
+@pytest.mark.usefixtures("db_url")
+def test_a_finished_job_whose_result_is_not_pending_is_not_fetched_again():
+    with transaction() as s:
+        job, _ = create_job(s, "fal-ai/evf-sam", {"prompt": "cat"})
+        job.request_id, job.status, job.result_pending = "req-done", "completed", False
+        job_id = job.id
+    before = _stored(job_id)
+
+    assert fetch_result(job_id) is FetchOutcome.ALREADY_TERMINAL
+    assert _stored(job_id) == before

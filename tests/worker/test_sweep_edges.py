@@ -141,6 +141,21 @@ def test_a_file_counts_as_recorded_only_by_its_own_jobs_record_of_its_own_path()
     assert whole not in {target for _, target in _targets(now)}
 
 
+def test_neither_a_lower_nor_a_higher_job_id_stands_in_for_a_jobs_own():
+    """The matching holds whichever way the ids sort: a record of the path by a job with a
+    lower id does not cover a higher job's file, and an unrecorded file of a higher job does
+    not make a lower, whole job look unrecorded (uuid4 ids would leave the order to chance)."""
+    now = utcnow()
+    low, mid, high = sorted(uuid.UUID(_job(now - LONG_AGO, status="completed")) for _ in range(3))
+    with transaction() as s:
+        s.add_all(ResultFile(job_id=j, path="p.png", url="https://cdn.example/p.png") for j in (low, mid, high))
+        s.add_all(
+            StoredFile(job_id=j, path="p.png", fal_url="https://cdn.example/p.png", status="stored")
+            for j in (low, high)
+        )
+    assert _targets(now) == {(Work.STORE_FILES, str(mid))}
+
+
 def test_only_completed_jobs_have_their_files_redriven():
     """Statuses on both sides of "completed" in sort order, each with an unrecorded file."""
     now = utcnow()
