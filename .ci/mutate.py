@@ -15,7 +15,7 @@ Not counted, and said so in the report:
 
 Runs in copies of the checkout (var/mutation/tree-N, see mutation_trees.py), one per worker,
 taken at the start: the checkout is never mutated and may be edited meanwhile. Modules are
-spread over the workers (default: two per core, as many subsets mostly wait). Exit 1 when
+spread over the workers (default: four per core, as many subsets mostly wait). Exit 1 when
 a module is under its target.
 
     .venv/bin/python .ci/mutate.py                      # every module
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cosmic_ray.work_db as work_db
+import mutation_forkserver
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
 from mutation_equivalents import Listed, read, resolve
 from mutation_trees import make_tree, test_environment
@@ -131,12 +132,13 @@ def run_module(
     started = time.monotonic()
     session = SESSIONS / (module.replace("/", "_") + ".sqlite")
     session.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        mutation_forkserver.started(tree, source_path, test_environment(tree)) as client,
+    ):
         config = Path(scratch) / "cosmic-ray.toml"
         command = [
-            sys.executable,
-            "-m",
-            "pytest",
+            *client,
             "-x",
             "-q",
             "-p",
@@ -264,8 +266,11 @@ def run_spread(chosen: list[str], table: dict, listed: list[Listed], jobs: int) 
         print(f"done: {score.line()}", flush=True)
         return score
 
+    # The largest modules (the most mutants) first, so that none starts last and runs alone.
+    largest_first = sorted(chosen, key=lambda module: -(ROOT / module).stat().st_size)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, chosen))
+        scores = dict(zip(largest_first, pool.map(one, largest_first), strict=True))
+    return [scores[module] for module in chosen]
 
 
 def main() -> int:
@@ -273,10 +278,10 @@ def main() -> int:
     parser.add_argument(
         "modules", nargs="*", help="source paths (default: every module in .ci/mutation.toml)"
     )
-    # Two workers per core: many subsets spend much of their time waiting (a JWKS fetch
-    # timing out, a slow client, a Celery round trip), measured at under 20 % of a core.
+    # Four workers per core: many subsets spend much of their time waiting (a JWKS fetch
+    # timing out, a slow client, a Celery round trip), limits.py's at under 25 % of a core.
     parser.add_argument(
-        "--jobs", type=int, default=2 * (os.cpu_count() or 1), help="workers (default: 2 per core)"
+        "--jobs", type=int, default=4 * (os.cpu_count() or 1), help="workers (default: 4 per core)"
     )
     parser.add_argument(
         "--report", action="store_true", help="count the last run's sessions again, running nothing"

