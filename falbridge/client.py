@@ -39,6 +39,7 @@ from falbridge.errors import (
 )
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress, wait_until_finished, watch_until_finished
+from falbridge.worker.fal.job_options import options_given
 from falbridge.worker.fal.upload import Uploaded
 from falbridge.worker.input_files import prepare_input_files, upload_stream
 
@@ -49,6 +50,7 @@ _INVALID = frozenset(
         "invalid_request",
         "invalid_endpoint_id",
         "invalid_callback",
+        "invalid_options",
         "invalid_json",
         "json_too_deep",
     }
@@ -97,9 +99,15 @@ class Client(SubscriptionCalls):
         notify_url: str | None = None,
         on_complete: str | None = None,
         on_complete_queue: str | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        object_lifecycle: int | None = None,
+        store_io: bool | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Job:
         """`falbridge.submit` over HTTP: `Path`, `bytes` and open binary file values bigger
-        than `upload_threshold` are uploaded first (`upload_file`) and sent as URLs."""
+        than `upload_threshold` are uploaded first (`upload_file`) and sent as URLs; fal's
+        options as `falbridge.submit` takes them, checked by the API."""
         require_input_mapping(input)
         try:
             prepared = prepare_input_files(dict(input), self._upload, threshold=self.upload_threshold)[0]
@@ -115,6 +123,15 @@ class Client(SubscriptionCalls):
         body.update({name: value for name, value in optional.items() if value is not None})
         if metadata is not None:
             body["metadata"] = dict(metadata)
+        options = options_given(
+            priority=priority,
+            start_timeout=start_timeout,
+            object_lifecycle=object_lifecycle,
+            store_io=store_io,
+            tags=tags,
+        )
+        if options is not None:
+            body["options"] = options
         return Job.from_json(self._call("POST", "/api/jobs", json=body))
 
     def upload_file(self, file: Path | bytes | BinaryIO, name: str | None = None) -> Uploaded:

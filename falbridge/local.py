@@ -37,6 +37,7 @@ from falbridge.waiting import Progress, wait_until_finished, watch_until_finishe
 from falbridge.worker import accept, actions
 from falbridge.worker.cancel import Cancellation
 from falbridge.worker.fal import InputValidationError
+from falbridge.worker.fal.job_options import InvalidOptions, options_given
 from falbridge.worker.notify.job_callbacks import CallbackRefused, JobCallbacks
 from falbridge.worker.watch import watch
 
@@ -50,6 +51,11 @@ def submit(
     notify_url: str | None = None,
     on_complete: str | None = None,
     on_complete_queue: str | None = None,
+    priority: str | None = None,
+    start_timeout: float | None = None,
+    object_lifecycle: int | None = None,
+    store_io: bool | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Job:
     """Store a job and queue its submit to fal; returns it (status `pending`).
 
@@ -64,6 +70,13 @@ def submit(
     deployment's notify secret), and the Celery task named `on_complete` is sent
     `(job_id, event_id)` on `on_complete_queue` (Celery's default queue otherwise): each
     at least once, the event id the same on every retry.
+
+    fal's options for the job, sent as fal's headers on its submits (docs/api.md, "fal
+    options"): `priority` "normal" or "low", `start_timeout` seconds (> 1) it may wait at
+    fal before it starts, `object_lifecycle` seconds until fal deletes its output files,
+    `store_io` False for fal to keep no JSON payloads, `tags` up to 10 key=value labels
+    for fal's usage reports. Invalid ones: InvalidInput; the same `external_id` with other
+    options: ExternalIdConflict.
     """
     return submit_as(
         EventSource.API,
@@ -72,6 +85,13 @@ def submit(
         external_id=external_id,
         metadata=metadata,
         callbacks=JobCallbacks(notify_url, on_complete, on_complete_queue),
+        options=options_given(
+            priority=priority,
+            start_timeout=start_timeout,
+            object_lifecycle=object_lifecycle,
+            store_io=store_io,
+            tags=tags,
+        ),
     )
 
 
@@ -83,12 +103,19 @@ def submit_as(
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     callbacks: JobCallbacks | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Job:
     """`submit`, recording who asked (the CLI says `cli` in the job's history)."""
     require_input_mapping(input)
     try:
         job, _created = actions.submit(
-            endpoint_id, input, external_id=external_id, metadata=metadata, callbacks=callbacks, source=source
+            endpoint_id,
+            input,
+            external_id=external_id,
+            metadata=metadata,
+            callbacks=callbacks,
+            source=source,
+            options=options,
         )
     except accept.ExternalIdConflict as exc:
         raise ExternalIdConflict(str(exc), str(exc.job.id)) from None
@@ -96,6 +123,8 @@ def submit_as(
         raise UploadFailed(str(exc)) from None
     except CallbackRefused as exc:
         raise InvalidInput(str(exc), [{"field": exc.field, "message": exc.reason}]) from None
+    except InvalidOptions as exc:
+        raise InvalidInput(str(exc), exc.errors) from None
     except InputValidationError as exc:
         raise InvalidInput(str(exc), exc.errors, getattr(exc, "omitted", 0)) from None
     except ValueError as exc:  # the endpoint id, a local file

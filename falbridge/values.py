@@ -154,6 +154,9 @@ class Job(JobSummary):
     result: Any
     files: tuple[ResultFile, ...]
     events: tuple[JobEvent, ...]
+    # fal's options for this job (only those given; None for none) and its queue priority.
+    options: Mapping[str, Any] | None
+    priority: str
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:

@@ -32,6 +32,7 @@ def create_job(
     callbacks: dict[str, str | None] | None = None,
     source: EventSource = EventSource.API,
     input_files: list[dict[str, Any]] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Insert a pending job; with an external_id already taken, return that job instead.
 
@@ -42,7 +43,9 @@ def create_job(
     Either way the job comes back with `files` and `events` loaded, ready for `job_detail`.
     `input_files` (the input's files uploaded to fal storage: where, URL, sha256, size, and
     the key of falbridge's copy) are kept in the creation event's detail, and each digest
-    is referenced in `job_inputs` (falbridge.models.input_copies).
+    is referenced in `job_inputs` (falbridge.models.input_copies). `options`: fal's submit
+    options, checked already (falbridge.worker.fal.job_options); their priority is copied
+    to a column of its own, which claims order by.
     """
     values = {
         "id": uuid.uuid4(),
@@ -50,6 +53,8 @@ def create_job(
         "input": input,
         "external_id": external_id,
         "meta": metadata,
+        "options": options or None,
+        "priority": (options or {}).get("priority", "normal"),
         "status": JobStatus.PENDING.value,
         "updated_at": db_now(),
         "event_seq": 1,

@@ -69,6 +69,8 @@ def job_detail(job: Job) -> dict[str, Any]:
         "result": job.result,
         "files": files_dicts(job),
         "events": [event_dict(e) for e in job.events],
+        "options": job.options,
+        "priority": job.priority,
     }
 
 

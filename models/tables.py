@@ -84,6 +84,10 @@ class Job(Base):
     notify_url: Mapped[str | None] = mapped_column(Text)
     on_complete: Mapped[str | None] = mapped_column(String(255))
     on_complete_queue: Mapped[str | None] = mapped_column(String(255))
+    # fal's submit options for this job (worker.fal.job_options), sent as headers on every
+    # submit; priority also has a column of its own, so that claims can order by it.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    priority: Mapped[str] = mapped_column(String(8), default="normal", server_default=text("'normal'"))
 
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     gateway_request_id: Mapped[str | None] = mapped_column(String(128))

@@ -36,6 +36,7 @@ from falbridge.sandbox.web import (
 RUN_PREFIX = "/_run/"
 
 _FAL_HEADER_PREFIXES = ("x-fal-", "x-app-fal-")
+_START_TIMEOUT_HEADERS = ("X-Fal-Request-Timeout", "X-Fal-Request-Start-Timeout")
 _INGRESS_ERROR_PAGE = (
     "<html><head><title>{code} Service Temporarily Unavailable</title></head><body>"
     "<center><h1>{code} Service Temporarily Unavailable</h1></center><hr><center>nginx</center>"
@@ -159,11 +160,17 @@ class SandboxApp:
                 "value is not a valid enumeration member; permitted: 'normal', 'low'",
                 "type_error.enum",
             )
-        start_timeout = _positive_float(request.headers.get("X-Fal-Request-Timeout"))
-        if start_timeout is False:
-            return validation_error(
-                ["header", "x-fal-request-timeout"], "value must be a positive number", "value_error"
-            )
+        # fal-client up to 1.0 sends X-Fal-Request-Timeout, newer releases
+        # X-Fal-Request-Start-Timeout (fal-api.md 10): both set the start deadline.
+        start_timeout: float | bool | None = None
+        for name in _START_TIMEOUT_HEADERS:
+            start_timeout = _positive_float(request.headers.get(name))
+            if start_timeout is False:
+                return validation_error(
+                    ["header", name.lower()], "value must be a positive number", "value_error"
+                )
+            if start_timeout is not None:
+                break
         return SubmitRequest(
             endpoint=endpoint,
             payload=payload,

@@ -93,6 +93,7 @@ class Job:
             "headers_seen": dict(self.headers_seen),
             "query_seen": dict(self.query_seen),
             "priority": self.priority,
+            "start_timeout_s": self.start_timeout_s,
             "queue_status": self.queue_status,
             "outcome": self.outcome,
             "http_status": result.http_status if result else None,

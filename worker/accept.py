@@ -18,6 +18,7 @@ from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
 from falbridge.worker import followup
 from falbridge.worker.fal import FalError, validate_endpoint_id, validate_input
+from falbridge.worker.fal.job_options import checked_options
 from falbridge.worker.fal.upload import upload_to_fal
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.input_copies import keeping, uploaded_inputs
@@ -26,12 +27,12 @@ from falbridge.worker.notify.job_callbacks import JobCallbacks, checked
 
 
 class ExternalIdConflict(ValueError):
-    """The external_id already names a job with a different endpoint or input."""
+    """The external_id already names a job with a different endpoint, input or options."""
 
     def __init__(self, job: Job):
         super().__init__(
             f"external_id {job.external_id!r} already names job {job.id} "
-            "with a different endpoint_id or input"
+            "with a different endpoint_id, input or options"
         )
         self.job = job
 
@@ -59,12 +60,15 @@ def accept(
     metadata: Mapping[str, Any] | None = None,
     callbacks: JobCallbacks | None = None,
     source: EventSource = EventSource.API,
+    options: Mapping[str, Any] | None = None,
 ) -> Accepted:
     """Re-accepting an external_id returns the existing job and asks for nothing; a
-    different endpoint or input under the same key is ExternalIdConflict. Bad input
-    raises InputValidationError / ValueError (CallbackRefused for a callback) before
-    anything is stored; an input file fal storage would not take raises UploadFailed."""
+    different endpoint, input or options under the same key is ExternalIdConflict. Bad
+    input raises InputValidationError / ValueError (CallbackRefused for a callback,
+    InvalidOptions for fal options) before anything is stored; an input file fal storage
+    would not take raises UploadFailed."""
     endpoint_id = validate_endpoint_id(endpoint_id)
+    fal_options = checked_options(options)
     if callbacks is not None:
         callbacks = checked(callbacks, config.current().notify.networks())
     validate_input(endpoint_id, with_files_pending(dict(input)))  # before paying for uploads
@@ -88,11 +92,12 @@ def accept(
             callbacks=callbacks.columns() if callbacks is not None else None,
             source=source,
             input_files=recorded,
+            options=fal_options,
         )
     if not created:
         # The same file sent again was uploaded again, to a new URL: compare digests.
         same_input = with_digests(job.input, input_files_of(job)) == with_digests(payload, recorded)
-        if job.endpoint_id != endpoint_id or not same_input:
+        if job.endpoint_id != endpoint_id or not same_input or job.options != fal_options:
             raise ExternalIdConflict(job)
         return Accepted(job, False, ())
     return Accepted(job, True, (followup.submit(job.id),))

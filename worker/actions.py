@@ -27,11 +27,18 @@ def submit(
     metadata: Mapping[str, Any] | None = None,
     callbacks: JobCallbacks | None = None,
     source: EventSource = EventSource.API,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Validate, store as pending, enqueue the submit; returns (job, created), the job with
     its files and events loaded. If Redis is down the job waits, pending, for the sweeper."""
     accepted = accept(
-        endpoint_id, input, external_id=external_id, metadata=metadata, callbacks=callbacks, source=source
+        endpoint_id,
+        input,
+        external_id=external_id,
+        metadata=metadata,
+        callbacks=callbacks,
+        source=source,
+        options=options,
     )
     enqueue_follow_ups(accepted.follow_ups)
     return accepted.job, accepted.created

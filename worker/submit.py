@@ -34,6 +34,7 @@ from falbridge.worker.fal import (
     Submission,
     get_client,
 )
+from falbridge.worker.fal.job_options import submit_headers
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.webhook_url import webhook_url
 
@@ -65,6 +66,7 @@ class Claim:
     job_id: uuid.UUID
     endpoint_id: str
     input: dict[str, Any]
+    options: dict[str, Any] | None = None  # the job's fal options, sent as headers
 
 
 def claim(job_id: uuid.UUID | str, *, resubmit: bool = False) -> Claim | Submitted:
@@ -103,7 +105,7 @@ def _lease(job: Job, *, resubmission: bool) -> Claim | Submitted:
         job.resubmitted_at = now
     job.submit_lease_until = now + timedelta(seconds=config.current().submit.lease_s)
     job.submit_attempts += 1
-    return Claim(job.id, job.endpoint_id, dict(job.input))
+    return Claim(job.id, job.endpoint_id, dict(job.input), job.options)
 
 
 def release(job_id: uuid.UUID) -> None:
@@ -129,7 +131,10 @@ def submit(job_id: uuid.UUID | str, *, resubmit: bool = False) -> SubmitResult:
     try:
         with metrics.fal_submit(claimed.endpoint_id):
             submission = get_client().submit(
-                claimed.endpoint_id, claimed.input, webhook_url=webhook_url(claimed.job_id)
+                claimed.endpoint_id,
+                claimed.input,
+                webhook_url=webhook_url(claimed.job_id),
+                headers=submit_headers(claimed.options),
             )
     except RetryableError:
         release(claimed.job_id)

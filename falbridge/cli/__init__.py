@@ -21,7 +21,7 @@ from falbridge.cli.errors import CliGroup, Failure, InputError
 
 # name -> (module, attribute)
 LAZY_COMMANDS = {
-    "submit": ("falbridge.cli.jobs", "submit"),
+    "submit": ("falbridge.cli.submit", "submit"),
     "jobs": ("falbridge.cli.jobs", "jobs"),
     "cancel": ("falbridge.cli.jobs", "cancel"),
     "deliveries": ("falbridge.cli.deliveries", "deliveries"),

@@ -16,6 +16,7 @@ from falbridge.client import Client
 from falbridge.models.states import EventSource
 from falbridge.values import Job, JobPage, LiveStatus
 from falbridge.waiting import Progress
+from falbridge.worker.fal.job_options import options_given
 from falbridge.worker.notify.job_callbacks import JobCallbacks
 from falbridge.worker.storage.read import stored_chunks
 
@@ -31,6 +32,11 @@ class JobsApi(Protocol):
         notify_url: str | None = None,
         on_complete: str | None = None,
         on_complete_queue: str | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        object_lifecycle: int | None = None,
+        store_io: bool | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Job: ...
 
     def get(self, job_id: str) -> Job: ...
@@ -78,6 +84,11 @@ class _InProcess:
         notify_url: str | None = None,
         on_complete: str | None = None,
         on_complete_queue: str | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        object_lifecycle: int | None = None,
+        store_io: bool | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Job:
         return local.submit_as(
             EventSource.CLI,
@@ -86,6 +97,13 @@ class _InProcess:
             external_id=external_id,
             metadata=metadata,
             callbacks=JobCallbacks(notify_url, on_complete, on_complete_queue),
+            options=options_given(
+                priority=priority,
+                start_timeout=start_timeout,
+                object_lifecycle=object_lifecycle,
+                store_io=store_io,
+                tags=tags,
+            ),
         )
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import click
 import httpx
 
-from falbridge import strict_json
 from falbridge.cli.api import jobs_api
 from falbridge.cli.errors import CliGroup, Failure, InputError
 from falbridge.cli.render import ProgressPrinter, make_console, show_job_list, show_job_tables
@@ -51,127 +50,10 @@ def answered(cursor: str | None = None) -> Iterator[None]:
         raise Failure(f"cannot reach the falbridge API: {exc}") from None
 
 
-@click.command()
-@click.argument("endpoint_id")
-@click.option(
-    "--input",
-    "input_json",
-    metavar="JSON|@FILE",
-    help="The model input as a JSON object, or @file.json (@- for stdin).",
-)
-@click.option("--prompt", help="Sets input.prompt (fal-ai/evf-sam).")
-@click.option("--negative-prompt", help="Sets input.negative_prompt (fal-ai/evf-sam).")
-@click.option(
-    "--image",
-    metavar="PATH|URL",
-    help="Sets input.image_url; a local file is uploaded to fal storage (a small one is sent as a data URI).",
-)
-@click.option("--external-id", help="Your idempotency key: the same key returns the same job.")
-@click.option("--metadata", "metadata_json", metavar="JSON", help="A JSON object stored with the job.")
-@click.option(
-    "--notify-url",
-    metavar="URL",
-    help="POSTed the job's terminal event, signed with the notify secret (falbridge notify-secret show).",
-)
-@click.option(
-    "--on-complete", metavar="TASK", help="A Celery task name, sent (job_id, event_id) when the job ends."
-)
-@click.option(
-    "--on-complete-queue", metavar="QUEUE", help="The queue --on-complete goes to [default: celery]."
-)
-@click.option(
-    "--wait/--no-wait",
-    default=False,
-    help="Wait until the job finishes, showing fal's queue position and logs on stderr, then show it.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=300.0,
-    show_default=True,
-    help="Seconds --wait waits.",
-)
-@click.pass_context
-def submit(
-    ctx: click.Context,
-    endpoint_id: str,
-    input_json: str | None,
-    prompt: str | None,
-    negative_prompt: str | None,
-    image: str | None,
-    external_id: str | None,
-    metadata_json: str | None,
-    notify_url: str | None,
-    on_complete: str | None,
-    on_complete_queue: str | None,
-    wait: bool,
-    timeout: float,
-) -> None:
-    """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
-    payload = _json_object("--input", _read_at_file(input_json)) if input_json is not None else {}
-    shortcuts = {"prompt": prompt, "negative_prompt": negative_prompt, "image_url": image}
-    for key, value in shortcuts.items():
-        if value is not None:
-            if key in payload:
-                option = "--" + {"image_url": "image"}.get(key, key).replace("_", "-")
-                raise InputError(f"{option} conflicts with {key!r} in --input; give it once")
-            payload[key] = _image_url(value) if key == "image_url" else value
-    metadata = _json_object("--metadata", metadata_json) if metadata_json is not None else None
-    if external_id is not None and not 1 <= len(external_id) <= 255:
-        raise InputError("--external-id must be 1 to 255 characters long")
-    api = jobs_api(ctx)
-    with answered():
-        existing = external_id is not None and bool(api.list(external_id=external_id, limit=1).jobs)
-        job = api.submit(
-            endpoint_id,
-            payload,
-            external_id=external_id,
-            metadata=metadata,
-            notify_url=notify_url,
-            on_complete=on_complete,
-            on_complete_queue=on_complete_queue,
-        )
-        click.echo(f"{job.id} {job.status}" + (" (existing job for this external id)" if existing else ""))
-        if wait:
-            _show_finished(api.wait(job.id, timeout=timeout, on_progress=ProgressPrinter()))
-
-
-def _show_finished(job: Job) -> None:
+def show_finished(job: Job) -> None:
     show_job_tables(make_console(), job)
     if job.status != "completed":
         sys.exit(1)
-
-
-def _read_at_file(value: str) -> str:
-    if not value.startswith("@"):
-        return value
-    try:
-        return sys.stdin.read() if value == "@-" else Path(value[1:]).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"--input: cannot read {value[1:]}: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-
-
-def _json_object(option: str, text: str) -> dict[str, Any]:
-    try:
-        value = strict_json.loads(text, storable=True)
-    except strict_json.JSONRejected as exc:
-        raise InputError(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        kinds: dict[type, str] = {list: "an array", str: "a string"}
-        kind = kinds.get(type(value), "a " + type(value).__name__)
-        raise InputError(f"{option} must be a JSON object, not {kind}")
-    return value
-
-
-def _image_url(value: str) -> str | Path:
-    if value.lower().startswith(("http://", "https://", "data:")):
-        return value
-    path = Path(value)
-    if not path.is_file():
-        raise InputError(f"--image: no such file: {value}")
-    return path  # the Python API uploads it (or inlines it when small)
 
 
 @click.group(cls=CliGroup)
@@ -298,7 +180,7 @@ def wait_for_job(ctx: click.Context, job_id: str, timeout: float) -> None:
     """Wait until a job finishes, showing its progress as `submit --wait` does; exit 1 unless
     it completed."""
     with answered():
-        _show_finished(jobs_api(ctx).wait(job_id, timeout=timeout, on_progress=ProgressPrinter()))
+        show_finished(jobs_api(ctx).wait(job_id, timeout=timeout, on_progress=ProgressPrinter()))
 
 
 @jobs.command("download")

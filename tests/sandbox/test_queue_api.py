@@ -255,12 +255,16 @@ def test_max_queue_length_rejects_with_429_when_queue_is_full(sandbox, client):
     client.put(waiting.json()["cancel_url"])
 
 
-def test_request_timeout_header_fails_requests_that_never_started(sandbox, client):
+# fal-client 1.0 (installed for the tests) sends the first; newer releases the second.
+@pytest.mark.parametrize("header", ["X-Fal-Request-Timeout", "X-Fal-Request-Start-Timeout"])
+def test_request_timeout_header_fails_requests_that_never_started(sandbox, client, header):
     sandbox.set_config(concurrency=1, latency_s=0.3)
     running = submit(client, sandbox.url, ECHO, {}).json()
     wait_status(client, running, "IN_PROGRESS")
-    late = submit(client, sandbox.url, ECHO, {}, headers={"X-Fal-Request-Timeout": "0.05"}).json()
+    late = submit(client, sandbox.url, ECHO, {}, headers={header: "0.05"}).json()
     sandbox.wait_idle()
+
+    assert sandbox.request(late["request_id"])["start_timeout_s"] == 0.05
 
     result = client.get(late["response_url"])
     assert result.status_code == 504

@@ -49,6 +49,7 @@ def submit_job() -> ResponseReturnValue:
             external_id=fields["external_id"],
             metadata=fields["metadata"],
             callbacks=fields["callbacks"],
+            options=fields["options"],
         )
     except ExternalIdConflict as exc:
         raise ApiError(409, "external_id_conflict", str(exc), {"job_id": str(exc.job.id)}) from None

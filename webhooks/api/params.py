@@ -17,11 +17,12 @@ from falbridge.webhooks.errors import ApiError
 from falbridge.webhooks.limits import parse_json, read_body
 from falbridge.worker.fal import validate_endpoint_id
 from falbridge.worker.fal.inputs import KNOWN_ENDPOINTS, MAX_ERRORS_REPORTED, summarize_errors
+from falbridge.worker.fal.job_options import InvalidOptions, checked_options
 from falbridge.worker.notify.job_callbacks import JobCallbacks
 
 CALLBACK_FIELDS = ("notify_url", "on_complete", "on_complete_queue")
 
-SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata", *CALLBACK_FIELDS)
+SUBMIT_FIELDS = ("endpoint_id", "input", "external_id", "metadata", *CALLBACK_FIELDS, "options")
 
 
 def not_found(job_id: object) -> ApiError:
@@ -92,13 +93,22 @@ def submit_fields(body: dict[str, Any]) -> dict[str, Any]:
         validate_endpoint_id(endpoint_id)
     except ValueError as exc:
         raise ApiError(422, "invalid_endpoint_id", str(exc), [field_error("endpoint_id", str(exc))]) from None
+    try:
+        options = checked_options(body.get("options"))
+    except InvalidOptions as exc:
+        raise invalid_options(exc) from None
     return {
         "endpoint_id": endpoint_id,
         "input": _json_integers(endpoint_id, payload),
         "external_id": external_id,
         "metadata": metadata,
         "callbacks": JobCallbacks(**{name: body.get(name) for name in CALLBACK_FIELDS}),
+        "options": options,
     }
+
+
+def invalid_options(exc: InvalidOptions) -> ApiError:
+    return ApiError(422, "invalid_options", str(exc), exc.errors)
 
 
 def _json_integers(endpoint_id: str, payload: dict[str, Any]) -> dict[str, Any]:

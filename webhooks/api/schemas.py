@@ -8,6 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from falbridge.models.states import ALL_STATUSES, EventSource
+from falbridge.worker.fal.job_options import (
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
+    MAX_TAGS,
+    MAX_TAGS_BYTES,
+    MIN_START_TIMEOUT_S,
+    PRIORITIES,
+)
 
 MAX_EXTERNAL_ID = 255
 MAX_FILTER = 255  # endpoint_id and external_id are VARCHAR(255): nothing longer can match
@@ -69,6 +77,32 @@ JOB_SUMMARY = {
     "poll_attempts": INT,
     "webhook_count": INT,
 }
+# worker.fal.job_options: what fal is asked for a job, each sent as one of its headers.
+FAL_OPTIONS = object_schema(
+    {
+        "priority": {"type": ["string", "null"], "enum": [*PRIORITIES, None]},
+        "start_timeout": {
+            "type": ["number", "null"],
+            "exclusiveMinimum": MIN_START_TIMEOUT_S,
+            "description": "seconds the job may wait at fal before it starts (X-Fal-Request-Timeout)",
+        },
+        "object_lifecycle": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "seconds until fal deletes the output files (X-Fal-Object-Lifecycle-Preference)",
+        },
+        "store_io": {"type": ["boolean", "null"], "description": "false: fal keeps no JSON payloads"},
+        "tags": {
+            "type": ["object", "null"],
+            "maxProperties": MAX_TAGS,
+            "propertyNames": {"pattern": rf"^(?!fal\.)[a-z0-9._-]{{1,{MAX_TAG_KEY}}}$"},
+            "additionalProperties": {"type": "string", "pattern": rf"^[ -+\--~]{{0,{MAX_TAG_VALUE}}}$"},
+            "description": f"labels in fal's usage reports (X-Fal-Tags); keys and values at most "
+            f"{MAX_TAGS_BYTES} bytes together",
+        },
+    },
+    required=[],
+)
 JOB_DETAIL = {
     **JOB_SUMMARY,
     "input": ref("JsonObject"),
@@ -78,6 +112,8 @@ JOB_DETAIL = {
     "result": ANY,
     "files": {"type": "array", "items": ref("ResultFile")},
     "events": {"type": "array", "items": ref("JobEvent")},
+    "options": {"anyOf": [ref("FalOptions"), {"type": "null"}]},
+    "priority": {"type": "string", "enum": list(PRIORITIES)},
 }
 RESULT_FILE = {
     "id": INT,

@@ -49,6 +49,7 @@ def show_job(job_id: str) -> ResponseReturnValue:
         sent=job_delivery_log(job.id),
         input_json=_pretty(job.input),
         metadata_json=_pretty(job.meta),
+        options_json=_pretty(job.options),
         result_json=_pretty(job.result),
         error_detail_json=_pretty(job.error_detail),
     )

@@ -94,10 +94,12 @@ class QueueClient:
         *,
         webhook_url: str | None = None,
         options: SubmitOptions | None = None,
+        headers: Mapping[str, str] | None = None,
         validate: bool = True,
     ) -> Submission:
         """Queue one request. Raises ``OutcomeUnknownError`` if it may or may not exist.
 
+        ``headers``: more of fal's submit headers (a job's options, ``submit_headers``).
         ``validate=False`` skips the typed-input check (the body must still be an object).
         """
         validate_endpoint_id(endpoint_id)
@@ -107,7 +109,7 @@ class QueueClient:
         params = dict(options.query_params())
         if webhook_url is not None:
             params["fal_webhook"] = checked_webhook_url(webhook_url)
-        headers = {"Content-Type": "application/json", **options.headers()}
+        sent = {"Content-Type": "application/json", **(headers or {}), **options.headers()}
         response = self._send(
             "POST",
             f"{self.base_url}/{endpoint_id}",
@@ -115,7 +117,7 @@ class QueueClient:
             target=endpoint_id,
             content=body,
             params=params,
-            headers=headers,
+            headers=sent,
         )
         if not response.is_success:
             raise error_from_response(response, operation="submit", target=endpoint_id)

@@ -41,6 +41,7 @@ def make_job(
     created_at: datetime | None = None,
     request_id: str | None = None,
     input_files: list[dict[str, Any]] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> uuid.UUID:
     with transaction() as s:
         job, _ = create_job(
@@ -50,6 +51,7 @@ def make_job(
             external_id=external_id,
             metadata=metadata,
             input_files=input_files,
+            options=options,
         )
         if status is not None:
             job.status = status

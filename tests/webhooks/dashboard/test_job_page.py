@@ -172,6 +172,15 @@ def test_the_page_shows_timeline_result_files_and_sections(sandbox, browser):
     assert 'data-testid="cancel-job"' not in page  # finished: nothing to cancel
 
 
+def test_the_page_shows_the_jobs_fal_options(browser):
+    plain = browser.get(f"/dashboard/jobs/{make_job(EVF_SAM)}").text
+    assert 'data-testid="options-json"' not in plain
+    job_id = make_job(EVF_SAM, options={"priority": "low", "tags": {"team": "vision"}})
+    page = browser.get(f"/dashboard/jobs/{job_id}").text
+    shown = page[page.index('data-testid="options-json"') :]
+    assert "&#34;priority&#34;: &#34;low&#34;" in shown[:300] and "vision" in shown[:300]
+
+
 def test_fal_logs_are_read_from_fal_while_the_job_runs(sandbox, browser, monkeypatch):
     monkeypatch.setenv("FAL_QUEUE_URL", sandbox.url)
     monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
