@@ -186,6 +186,17 @@ class SweepConfig(_Section):
         return max(self.silent_after_s, self.poll_every_s) + self.interval_s
 
 
+# --- issue 17 part 2: batched callbacks (worker/apply/drain.py) ---
+class DrainConfig(_Section):
+    # Deliveries applied per transaction by the inbox drain, and transactions per drain
+    # task: under a steady stream a task hands over to a fresh one rather than run for ever.
+    batch: int = env("FALBRIDGE_DRAIN_BATCH", 100, ge=1, le=5000)
+    max_batches: int = env("FALBRIDGE_DRAIN_MAX_BATCHES", 50, ge=1)
+
+
+# --- end of issue 17 part 2 ---
+
+
 class FetchConfig(_Section):
     """Files falbridge downloads itself (result files), through the SSRF-safe fetcher."""
 
@@ -376,6 +387,7 @@ class Config(_Section):
     api: ApiConfig = ApiConfig()
     submit: SubmitConfig = SubmitConfig()
     sweep: SweepConfig = SweepConfig()
+    drain: DrainConfig = DrainConfig()
     fetch: FetchConfig = FetchConfig()
     upload: UploadConfig = UploadConfig()
     storage: StorageConfig = StorageConfig()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -77,6 +79,84 @@ def _insert_once(dialect: str) -> ReturningInsert[int]:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect;
     the values come as parameters."""
     return insert_unless_taken(dialect, _table, _table.c.dedupe_key).returning(_table.c.id)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A stored, verified delivery not yet applied, its row locked by the claiming
+    transaction (PostgreSQL; on SQLite that transaction holds the write lock)."""
+
+    id: int
+    body: bytes
+    headers: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What applying a claimed delivery recorded on its row."""
+
+    delivery_id: int
+    outcome: str
+    job_id: uuid.UUID | None = None
+    processing_error: str | None = None
+
+
+_CLAIMED_COLUMNS = (_table.c.id, _table.c.body, _table.c.headers)
+_UNAPPLIED = (_table.c.processed_at.is_(None), _table.c.verified.is_(True))
+
+
+def claim_one(session: Session, delivery_id: int) -> Claimed | None:
+    """The delivery, locked until the transaction ends; None unless verified and unapplied."""
+    row = session.execute(
+        select(*_CLAIMED_COLUMNS).where(_table.c.id == delivery_id, *_UNAPPLIED).with_for_update()
+    ).one_or_none()
+    return None if row is None else Claimed(row.id, row.body, row.headers or {})
+
+
+def claim_unapplied(session: Session, limit: int, passed_over: Collection[int] = ()) -> list[Claimed]:
+    """Up to `limit` unapplied verified deliveries, oldest first, locked until the
+    transaction ends. Rows another transaction holds are skipped (SKIP LOCKED: a concurrent
+    drainer is applying them); SQLite has no row locks, and its BEGIN IMMEDIATE makes
+    claimers take turns. `passed_over`: ids this drainer already failed to apply, left to
+    the sweeper so that one poisoned row cannot stall the drain."""
+    query = select(*_CLAIMED_COLUMNS).where(*_UNAPPLIED)
+    if passed_over:
+        query = query.where(_table.c.id.not_in(list(passed_over)))
+    rows = session.execute(query.order_by(_table.c.id).limit(limit).with_for_update(skip_locked=True))
+    return [Claimed(row.id, row.body, row.headers or {}) for row in rows]
+
+
+_RECORD_PROCESSED = (
+    update(_table)
+    .where(_table.c.id == bindparam("p_id"))
+    .values(
+        # Prefixed: a bound parameter may not take the name of a column it sets.
+        processed_at=bindparam("p_at"),
+        outcome=bindparam("p_outcome"),
+        job_id=bindparam("p_job"),
+        processing_error=bindparam("p_error"),
+    )
+)
+
+
+def record_processed(session: Session, processed: Sequence[Processed]) -> None:
+    """Mark claimed deliveries applied, all in one statement (executemany)."""
+    if not processed:
+        return
+    now = utcnow()
+    session.execute(
+        _RECORD_PROCESSED,
+        [
+            {
+                "p_id": p.delivery_id,
+                "p_at": now,
+                "p_outcome": p.outcome,
+                "p_job": p.job_id,
+                "p_error": p.processing_error,
+            }
+            for p in processed
+        ],
+    )
 
 
 def store_rejected(

@@ -19,7 +19,8 @@ from celery import Task
 
 from falbridge import config
 from falbridge.models import outbox
-from falbridge.worker import cancel, fetch, inline, observe, poll, purge, submit, sweep
+from falbridge.worker import cancel, drain_wakeup, fetch, inline, observe, poll, purge, submit, sweep
+from falbridge.worker.apply import drain
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
@@ -71,10 +72,33 @@ def resubmit_job(self: Task, job_id: str) -> str:
 
 @celery_app.task(name="falbridge.process_delivery")
 def process_delivery(delivery_id: int) -> str:
+    """One delivery: the sweeper's re-drive and messages queued before drain_inbox existed."""
     applied = apply_delivery(int(delivery_id))
     enqueue_follow_ups(applied.follow_ups)
     log.info("delivery %s: %s", delivery_id, applied.outcome)
     return applied.outcome.value
+
+
+@celery_app.task(name="falbridge.drain_inbox")
+def drain_inbox() -> dict[str, int]:
+    """Apply every stored delivery not yet applied, a batch per transaction."""
+    # Cleared before the first claim: a delivery committed from now on wakes another
+    # drain, and one committed before it is claimed by this one.
+    drain_wakeup.release_wake()
+    settings = config.current().drain
+    drained = drain.drain(settings.batch, settings.max_batches)
+    enqueue_follow_ups(drained.follow_ups)
+    if drained.more:
+        wake_drainer()
+    if drained.applied or drained.passed_over:
+        log.info("drain: %s in %d batch(es)", dict(drained.outcomes), drained.batches)
+    return dict(drained.outcomes)
+
+
+def wake_drainer() -> None:
+    """After a delivery's commit: publish a drain, unless one is published and waiting."""
+    if drain_wakeup.claim_wake() and not enqueue(drain_inbox):
+        drain_wakeup.release_wake()
 
 
 def _retrying(task: Task, step: Callable[[str], Any], job_id: str) -> str:

@@ -1,4 +1,4 @@
-"""POST /webhooks/fal: verify, store, enqueue after commit, answer in milliseconds."""
+"""POST /webhooks/fal: verify, store, wake the inbox drain after commit, answer in milliseconds."""
 
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ from falbridge.webhooks.receive.verify import (
     verify,
 )
 from falbridge.worker import metrics, observe
-from falbridge.worker.celery_app import enqueue
-from falbridge.worker.tasks import process_delivery
+from falbridge.worker.tasks import wake_drainer
 
 log = logging.getLogger(__name__)
 receiver = Blueprint("receiver", __name__)
@@ -82,8 +81,9 @@ def fal_webhook() -> ResponseReturnValue:
     outcome = "duplicate" if stored.duplicate else "stored"
     observe.delivery_received(outcome, stored.delivery_id, verified.request_id, None)
     if not stored.processed:
-        # Stored and committed: if Redis is down now, the sweeper applies it later.
-        enqueue(process_delivery, stored.delivery_id)
+        # Stored and committed: a drain applies it (with whatever else the inbox holds);
+        # if Redis is down now, the sweeper applies it later.
+        wake_drainer()
     return jsonify(received=True, delivery_id=stored.delivery_id, duplicate=stored.duplicate), 200
 
 

@@ -1,5 +1,7 @@
 """Apply one stored, verified delivery (a fal callback) to its job: the one path every
-delivery takes, whether a task, the sweeper or `falbridge reconcile` runs it."""
+delivery takes (apply_claimed), whether the drain (worker/apply/drain.py), a task, the
+sweeper or `falbridge reconcile` runs it. The delivery rows are read and marked with
+SQLAlchemy Core (models/inbox.py); the job goes through the ORM's state machine."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ import enum
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from falbridge.models.db import transaction
+from falbridge.models.inbox import Claimed, Processed, claim_one, record_processed
 from falbridge.models.jobs import lock_job, lock_job_by_request_id, parse_uuid
 from falbridge.models.states import EventSource
-from falbridge.models.tables import Job, WebhookDelivery, utcnow
+from falbridge.models.tables import Job
 from falbridge.worker import followup
 from falbridge.worker.apply.callback import Callback, CallbackFormatError, parse_callback
 from falbridge.worker.apply.outcome import complete, error_fields_from_body, fail
@@ -46,45 +48,43 @@ def apply_delivery(delivery_id: int) -> Applied:
     machine ignores a second terminal outcome.
     """
     with transaction() as s:
-        delivery = s.scalar(
-            select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update()
-        )
-        if delivery is None or delivery.processed_at is not None or not delivery.verified:
+        claimed = claim_one(s, delivery_id)
+        if claimed is None:
             return Applied(DeliveryOutcome.SKIPPED)
-        applied = _apply(s, delivery)
-        delivery.outcome = applied.outcome.value
-        delivery.processed_at = utcnow()
+        applied, processed = apply_claimed(s, claimed)
+        record_processed(s, [processed])
         return applied
 
 
-def _apply(s: Session, delivery: WebhookDelivery) -> Applied:
+def apply_claimed(s: Session, delivery: Claimed) -> tuple[Applied, Processed]:
+    """Apply a delivery its caller has claimed (and will mark processed, in the same
+    transaction, with what this returns)."""
     try:
         callback = parse_callback(delivery.body)
     except CallbackFormatError as exc:
-        delivery.processing_error = str(exc)
-        return Applied(DeliveryOutcome.UNPARSEABLE)
+        return _done(delivery, DeliveryOutcome.UNPARSEABLE, error=str(exc))
     # Found and locked in one statement, before writing anything that references it: the
-    # foreign-key check of delivery.job_id takes a share lock on the job row, and two
+    # foreign-key check of the delivery's job_id takes a share lock on the job row, and two
     # processes each holding that share lock while asking for FOR UPDATE deadlock (seen
     # on PostgreSQL).
     job = _find_job(s, delivery, callback)
     if job is None:
-        delivery.processing_error = _why_unknown(delivery)
-        return Applied(DeliveryOutcome.UNKNOWN_JOB)
-    delivery.job_id = job.id
+        return _done(delivery, DeliveryOutcome.UNKNOWN_JOB, error=_why_unknown(delivery))
     if job.request_id is None:
         job.request_id = callback.request_id
     elif job.request_id != callback.request_id:
         # Signed by fal, but for someone else's request: never let it touch this job.
-        delivery.processing_error = f"request id {callback.request_id} is not this job's"
-        return Applied(DeliveryOutcome.REQUEST_ID_MISMATCH)
+        error = f"request id {callback.request_id} is not this job's"
+        return _done(delivery, DeliveryOutcome.REQUEST_ID_MISMATCH, job.id, error)
     job.gateway_request_id = callback.gateway_request_id or job.gateway_request_id
     job.webhook_count += 1
     if job.job_status.is_terminal:
-        return Applied(DeliveryOutcome.DUPLICATE)
+        return _done(delivery, DeliveryOutcome.DUPLICATE, job.id)
     if callback.needs_fetch:
         job.result_pending = True
-        return Applied(DeliveryOutcome.RESULT_FETCH_NEEDED, (followup.fetch_result(job.id),))
+        return _done(
+            delivery, DeliveryOutcome.RESULT_FETCH_NEEDED, job.id, then=(followup.fetch_result(job.id),)
+        )
     detail = {"delivery_id": delivery.id}
     if callback.ok:
         complete(s, job, callback.payload, EventSource.WEBHOOK, detail)
@@ -99,28 +99,39 @@ def _apply(s: Session, delivery: WebhookDelivery) -> Applied:
             error_detail=error_detail,
             detail=detail,
         )
-    return Applied(DeliveryOutcome.APPLIED)
+    return _done(delivery, DeliveryOutcome.APPLIED, job.id)
 
 
-def _find_job(s: Session, delivery: WebhookDelivery, callback: Callback) -> Job | None:
+def _done(
+    delivery: Claimed,
+    outcome: DeliveryOutcome,
+    job_id: uuid.UUID | None = None,
+    error: str | None = None,
+    then: tuple[FollowUp, ...] = (),
+) -> tuple[Applied, Processed]:
+    return Applied(outcome, then), Processed(delivery.id, outcome.value, job_id, error)
+
+
+def _find_job(s: Session, delivery: Claimed, callback: Callback) -> Job | None:
     """The callback's job, locked for the rest of the transaction."""
     job = lock_job_by_request_id(s, callback.request_id)
     if job is not None:
         return job
     # Not bound yet: the callback beat the submit response, or the submit's outcome is
     # unknown. The job id in our URL says which job it is, if the URL's token proves we
-    # made that URL; the request-id check in _apply keeps a bound job safe.
+    # made that URL; the request-id check in apply_claimed keeps a bound job safe.
     claimed, token = _url_claim(delivery)
     return lock_job(s, claimed) if claimed is not None and proves(claimed, token) else None
 
 
-def _url_claim(delivery: WebhookDelivery) -> tuple[uuid.UUID | None, str | None]:
-    headers = delivery.headers or {}
-    token = headers.get("query_token")
-    return parse_uuid(str(headers.get("query_job_id") or "")), token if isinstance(token, str) else None
+def _url_claim(delivery: Claimed) -> tuple[uuid.UUID | None, str | None]:
+    token = delivery.headers.get("query_token")
+    return parse_uuid(str(delivery.headers.get("query_job_id") or "")), token if isinstance(
+        token, str
+    ) else None
 
 
-def _why_unknown(delivery: WebhookDelivery) -> str:
+def _why_unknown(delivery: Claimed) -> str:
     claimed, token = _url_claim(delivery)
     if claimed is None:
         return "no job has this request id, and the URL names none"

@@ -1,0 +1,177 @@
+"""Draining the inbox (worker/apply/drain.py), straight against the database: deliveries
+stored as the receiver stores them, drained in batches, read back."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from falbridge import config
+from falbridge.models.db import transaction
+from falbridge.models.inbox import store_rejected, store_verified
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import Job, JobEvent, WebhookDelivery
+from falbridge.worker.apply.drain import drain
+from falbridge.worker.followup import FollowUp, Work
+
+CTX = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture(autouse=True)
+def secret_key(db_url, monkeypatch):
+    monkeypatch.setenv("FALBRIDGE_SECRET_KEY", "drain-test-secret-key-" + "k" * 24)
+
+
+def _jobs(count: int, prefix: str = "req") -> list[uuid.UUID]:
+    with transaction() as s:
+        jobs = [create_job(s, "fal-ai/evf-sam", {"n": n})[0] for n in range(count)]
+        for n, job in enumerate(jobs):
+            job.status, job.request_id = "submitted", f"{prefix}-{n}"
+        s.flush()
+        return [job.id for job in jobs]
+
+
+def _callback(request_id: str, n: int = 0, **fields: object) -> bytes:
+    doc = {"request_id": request_id, "status": "OK", "payload": {"n": n}, **fields}
+    return json.dumps(doc).encode()
+
+
+def _store(*bodies: bytes) -> list[int]:
+    with transaction() as s:
+        return [
+            store_verified(s, request_id=json.loads(body)["request_id"], body=body, headers={}).delivery_id
+            for body in bodies
+        ]
+
+
+def _deliveries() -> dict[int, WebhookDelivery]:
+    with transaction() as s:
+        rows = s.scalars(select(WebhookDelivery)).all()
+        for row in rows:
+            s.expunge(row)
+        return {row.id: row for row in rows}
+
+
+def _completions(job_id: uuid.UUID) -> list[dict | None]:
+    with transaction() as s:
+        events = s.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.to_status == "completed")
+        ).all()
+        return [event.detail for event in events]
+
+
+def test_a_drain_applies_everything_stored_a_batch_per_transaction_oldest_first():
+    jobs = _jobs(5)
+    ids = _store(*(_callback(f"req-{n}", n) for n in range(5)))
+    drained = drain(batch_size=2, max_batches=10)
+    assert (drained.outcomes, drained.batches, drained.more) == ({"applied": 5}, 3, False)
+    rows = _deliveries()
+    assert all(rows[i].outcome == "applied" and rows[i].processed_at is not None for i in ids)
+    assert [rows[i].job_id for i in ids] == jobs
+    # Oldest first, and one commit per batch: the first two share their processed_at.
+    stamps = [rows[i].processed_at for i in ids]
+    assert stamps[0] == stamps[1] < stamps[2] == stamps[3] < stamps[4]
+    for n, job_id in enumerate(jobs):
+        assert _completions(job_id) == [{"delivery_id": ids[n]}]
+
+
+def test_draining_again_applies_nothing_twice():
+    [job_id] = _jobs(1)
+    _store(_callback("req-0"))
+    assert drain(batch_size=10, max_batches=10).outcomes == {"applied": 1}
+    again = drain(batch_size=10, max_batches=10)
+    assert (again.applied, again.batches) == (0, 1)
+    assert len(_completions(job_id)) == 1
+
+
+def test_rejected_deliveries_are_never_drained():
+    with transaction() as s:
+        store_rejected(s, request_id="req-x", code="bad_signature", reason="no", headers={}, body=b"{}")
+    assert drain(batch_size=10, max_batches=10).applied == 0
+
+
+def test_a_budget_of_batches_stops_the_drain_and_says_there_may_be_more():
+    _jobs(3)
+    _store(*(_callback(f"req-{n}", n) for n in range(3)))
+    first = drain(batch_size=1, max_batches=2)
+    assert (first.applied, first.more) == (2, True)
+    rest = drain(batch_size=1, max_batches=2)
+    assert (rest.applied, rest.more) == (1, False)
+
+
+def test_two_callbacks_for_one_job_in_one_batch_apply_once_and_count_twice():
+    [job_id] = _jobs(1)
+    first, second = _store(_callback("req-0", 1), _callback("req-0", 2))
+    assert drain(batch_size=10, max_batches=1).outcomes == {"applied": 1, "duplicate": 1}
+    assert _completions(job_id) == [{"delivery_id": first}]
+    with transaction() as s:
+        job = s.get(Job, job_id)
+        assert (job.webhook_count, job.result) == (2, {"n": 1})
+    assert _deliveries()[second].outcome == "duplicate"
+
+
+def test_a_callback_without_its_payload_asks_for_a_fetch_after_the_drain():
+    [job_id] = _jobs(1)
+    _store(_callback("req-0", payload=None, payload_error="too big"))
+    drained = drain(batch_size=10, max_batches=1)
+    assert drained.follow_ups == [FollowUp(Work.FETCH_RESULT, str(job_id))]
+
+
+def test_a_delivery_that_cannot_be_applied_is_passed_over_and_the_rest_applied(db_url):
+    """A signed callback whose payload holds a NUL character: PostgreSQL's JSONB refuses
+    it, so applying it raises every time (SQLite stores it). The batch it spoils is
+    applied one by one, and the drain moves on past it."""
+    jobs = _jobs(4)
+    poisoned = _callback("req-1", payload={"text": "a\u0000b"})
+    ids = _store(_callback("req-0"), poisoned, _callback("req-2"), _callback("req-3"))
+    drained = drain(batch_size=2, max_batches=10)
+    rows = _deliveries()
+    for n in (0, 2, 3):
+        assert rows[ids[n]].outcome == "applied" and len(_completions(jobs[n])) == 1
+    if db_url.startswith("postgresql"):
+        assert drained.passed_over == {ids[1]} and drained.outcomes == {"applied": 3}
+        assert rows[ids[1]].processed_at is None  # left to the sweeper
+    else:
+        assert drained.passed_over == set() and drained.outcomes == {"applied": 4}
+
+
+def _drain_in_process(barrier, results, db_url, batch_size):
+    import os
+
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["FALBRIDGE_SECRET_KEY"] = "drain-test-secret-key-" + "k" * 24
+    config.use(None)
+    barrier.wait()
+    drained = drain(batch_size=batch_size, max_batches=1000)
+    results.put(dict(drained.outcomes))
+
+
+def test_concurrent_drainers_apply_each_delivery_exactly_once(db_url):
+    """Four processes drain 240 deliveries at once: 200 jobs' callbacks, 40 of them sent
+    twice with other bodies (fal's retries of one request never differ, but a second
+    callback for a finished job must still count as a duplicate)."""
+    jobs = _jobs(200)
+    bodies = [_callback(f"req-{n}", n) for n in range(200)]
+    bodies += [_callback(f"req-{n}", 1000 + n) for n in range(0, 200, 5)]
+    _store(*bodies)
+    barrier = CTX.Barrier(4)
+    results = CTX.Queue()
+    procs = [CTX.Process(target=_drain_in_process, args=(barrier, results, db_url, 7)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    totals: dict[str, int] = {}
+    for _ in procs:
+        for outcome, count in results.get(timeout=5).items():
+            totals[outcome] = totals.get(outcome, 0) + count
+    assert totals == {"applied": 200, "duplicate": 40}
+    rows = _deliveries()
+    assert all(row.processed_at is not None for row in rows.values())
+    for job_id in jobs:
+        assert len(_completions(job_id)) == 1
