@@ -30,10 +30,12 @@ Enqueue = Callable[[float | None], bool]
 _enqueue: Enqueue | None = None
 
 
-def set_enqueuer(enqueue: Enqueue | None) -> None:
-    """How this process enqueues a drain (falbridge.worker.tasks; with a countdown or None)."""
+def set_enqueuer(enqueue: Enqueue | None) -> Enqueue | None:
+    """How this process enqueues a drain (falbridge.worker.tasks; with a countdown or
+    None); returns the one it replaces."""
     global _enqueue
-    _enqueue = enqueue
+    previous, _enqueue = _enqueue, enqueue
+    return previous
 
 
 def request_drain(countdown: float | None = None) -> bool:

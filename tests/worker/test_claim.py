@@ -142,3 +142,31 @@ def test_endpoint_caps_are_parsed_strictly(monkeypatch):
     with pytest.raises(ConfigError, match="FALBRIDGE_MAX_IN_FLIGHT_PER_ENDPOINT"):
         config.current()
     assert not FlowConfig().active()
+
+
+def test_under_flow_control_the_sweeper_asks_for_one_drain_and_reconcile_keeps_the_cap(monkeypatch):
+    from falbridge.config import SweepConfig
+    from falbridge.worker import inline
+    from falbridge.worker.followup import FollowUp, Work
+    from falbridge.worker.sweep import sweep
+
+    old = utcnow() - timedelta(hours=1)
+    ids = _jobs(3, touched_at=old)
+    monkeypatch.setenv("FALBRIDGE_MAX_IN_FLIGHT", "1")
+    found: list[FollowUp] = []
+    report = sweep(found.append, SweepConfig(pending_grace_s=60))
+    assert found == [FollowUp(Work.SUBMIT_PENDING, "")] and report.resubmitted_pending == 1
+    assert {_job(job_id).touched_at for job_id in ids} == {old}  # nothing marked: they wait in order
+    # `falbridge reconcile` runs the drain here and now: within the cap, oldest first.
+    # (No fal answers here: the claimed job is sent to an unreachable queue URL and waits
+    # for its retry time, which also frees its slot; the cap holds the others back.)
+    monkeypatch.setenv("FAL_QUEUE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("FAL_KEY", "test-key-id:test-key-secret")
+    from falbridge.worker.fal import client
+
+    client.close_client()
+    try:
+        sweep(inline.run, SweepConfig(pending_grace_s=60))
+    finally:
+        client.close_client()
+    assert [_job(job_id).submit_attempts for job_id in ids] == [1, 0, 0]
