@@ -59,10 +59,13 @@ bench: $(STAMP)
 		{ echo "bench: cannot run: wrk is missing and could not be installed (apt-get install wrk)"; exit 2; }
 	$(PY) bench/all.py
 
-# The chaos run (bench/chaos.py) on PostgreSQL: `make chaos`, or `make chaos N=10000`.
+# The chaos run (bench/chaos.py) on PostgreSQL: `make chaos`, or `make chaos N=10000`;
+# `make chaos FLOW=on` runs it with flow control on (FALBRIDGE_MAX_IN_FLIGHT=FLOW_CAP).
 N ?= 2000
+FLOW ?= off
+FLOW_CAP ?= 40
 chaos: $(STAMP)
-	$(PY) bench/chaos.py --jobs $(N) --database postgresql
+	$(PY) bench/chaos.py --jobs $(N) --database postgresql $(if $(filter on,$(FLOW)),--flow-cap $(FLOW_CAP))
 
 clean:
 	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache

@@ -44,7 +44,7 @@ from bench.chaos_config import (
 )
 from bench.chaos_events import EventReport, build_event_report
 from bench.chaos_load import ChaosMonkey, Progress, Submitter
-from bench.chaos_report import Report, build_report, summary_lines
+from bench.chaos_report import Report, build_report, fal_peak, flow_line, summary_lines
 from bench.chaos_stack import ROOT, ChaosStack, StackConfig
 from bench.chaos_subscriber import FaultySubscriber
 from falbridge.devstack.services import find_pg_bin
@@ -69,6 +69,7 @@ class ChaosOptions:
     notify_schedule_scale: float = NOTIFY_SCHEDULE_SCALE
     subscriber_away_s: float = SUBSCRIBER_AWAY_S
     notify_settle_s: float = 300.0  # for the outgoing deliveries, after the jobs converged
+    flow_cap: int = 0  # FALBRIDGE_MAX_IN_FLIGHT; 0: flow control off
 
 
 @dataclass
@@ -118,6 +119,7 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
             seed=options.seed,
             timings=options.timings,
             notify_schedule_scale=options.notify_schedule_scale,
+            flow_cap=options.flow_cap,
         )
     )
     subscriber = FaultySubscriber(seed=options.seed, slow_s=SUBSCRIBER_SLOW_S)
@@ -224,6 +226,11 @@ def _run_logged(options: ChaosOptions, run_dir: Path, stamp: str, log_file: Text
         run_dir=str(run_dir),
         events=events,
     )
+    if options.flow_cap:
+        lines.insert(-1, flow_line(truth, options.flow_cap, len(report.doubles)))
+        problems += (
+            [] if fal_peak(truth) <= options.flow_cap + len(report.doubles) else ["flow cap exceeded at fal"]
+        )
     if problems:
         lines.insert(-1, f"chaos: harness problems: {'; '.join(problems[:5])}")
     result = ChaosResult(
@@ -381,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--subscriber-away", type=float, default=SUBSCRIBER_AWAY_S, help="seconds of the subscriber's outage"
     )
+    parser.add_argument(
+        "--flow-cap",
+        type=int,
+        default=0,
+        help="run with flow control on: FALBRIDGE_MAX_IN_FLIGHT for the workers (0: off)",
+    )
     args = parser.parse_args(argv)
     timings = Timings()
     if args.silent_after is not None:
@@ -399,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir=args.run_dir,
         notify_schedule_scale=args.notify_scale,
         subscriber_away_s=args.subscriber_away,
+        flow_cap=args.flow_cap,
     )
     # SIGTERM (e.g. from CI) unwinds like Ctrl-C, so the finally blocks reap every child.
     signal.signal(signal.SIGTERM, _interrupt)

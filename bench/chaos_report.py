@@ -315,3 +315,30 @@ def summary_lines(
         *(event_lines(events) if events is not None else []),
         f"chaos: {'PASS' if ok else 'FAIL'}; logs and report.json in {run_dir}",
     ]
+
+
+def fal_peak(truth: dict[str, Any]) -> int:
+    """Most requests fal held at once (queued or running), from its own timestamps; one
+    never finished counts to the end."""
+    edges: list[tuple[float, int]] = []
+    for request in truth.get("requests", []):
+        edges.append((request["submitted_at"], 1))
+        if request.get("completed_at") is not None:
+            edges.append((request["completed_at"], -1))
+    peak = held = 0
+    for _, step in sorted(edges):  # at one instant an end (-1) sorts before a start
+        held += step
+        peak = max(peak, held)
+    return peak
+
+
+def flow_line(truth: dict[str, Any], cap: int, doubles: int) -> str:
+    """Flow control's check: falbridge counts a job in flight until its end is recorded,
+    after fal finished it, so fal holds at most the cap, plus one request for each double
+    submission (a resubmitted job whose first request also ran holds one slot here)."""
+    peak = fal_peak(truth)
+    verdict = "ok" if peak <= cap + doubles else "EXCEEDED"
+    return (
+        f"chaos: flow control: FALBRIDGE_MAX_IN_FLIGHT={cap} peak_at_fal={peak} "
+        f"(allowed {cap}+{doubles} doubles) {verdict}"
+    )

@@ -43,6 +43,7 @@ class StackConfig:
     timings: Timings = field(default_factory=Timings)
     faults: dict[str, Any] = field(default_factory=lambda: dict(FAULTS))
     notify_schedule_scale: float = NOTIFY_SCHEDULE_SCALE
+    flow_cap: int = 0  # FALBRIDGE_MAX_IN_FLIGHT for the workers; 0: flow control off
 
 
 class ChaosStack(LocalStack):
@@ -68,6 +69,7 @@ class ChaosStack(LocalStack):
                 "FALBRIDGE_API_AUTH": None,  # never a shell's "off"
                 "FALBRIDGE_SUBMIT_MAX_RETRIES": "8",  # production's, whatever this shell has
                 **notify_env(self.config.notify_schedule_scale),
+                "FALBRIDGE_MAX_IN_FLIGHT": str(self.config.flow_cap) if self.config.flow_cap else None,
             }
         )
         self.start_sandbox(

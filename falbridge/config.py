@@ -163,6 +163,64 @@ class SubmitConfig(_Section):
     lease_s: float = env("FALBRIDGE_SUBMIT_LEASE_S", 120.0, gt=0)
 
 
+# --- issue 17, flow: batched submit and flow control (worker.claim, worker.flow) ---
+
+
+class FlowConfig(_Section):
+    """How pending jobs go out to fal: in batches, sent concurrently, under optional caps on
+    the jobs in flight at fal and on the submit rate (docs/reliability.md, "Flow control")."""
+
+    batch: int = env("FALBRIDGE_SUBMIT_BATCH", 50, ge=1, le=1000)
+    # Submits one worker process has on the wire at once: at most the fal client's pool.
+    concurrency: int = env("FALBRIDGE_SUBMIT_CONCURRENCY", 8, ge=1, le=20)
+    # 0: no cap. Jobs in flight: submitted, in_progress, outcome_unknown, and pending jobs a
+    # worker has claimed (they may be at fal already).
+    max_in_flight: int = env("FALBRIDGE_MAX_IN_FLIGHT", 0, ge=0)
+    # `endpoint=cap,endpoint=cap`, e.g. `fal-ai/evf-sam=4,fal-ai/flux/dev=2`.
+    max_in_flight_per_endpoint: str = env("FALBRIDGE_MAX_IN_FLIGHT_PER_ENDPOINT", "")
+    # Jobs per second sent to fal by all workers together (a token bucket in the database);
+    # 0: no limit. The bucket holds `burst` tokens (0: one second's worth, at least 1).
+    rate_per_s: float = env("FALBRIDGE_SUBMIT_RATE", 0.0, ge=0)
+    burst: int = env("FALBRIDGE_SUBMIT_BURST", 0, ge=0)
+
+    @field_validator("max_in_flight_per_endpoint")
+    @classmethod
+    def _caps(cls, value: str) -> str:
+        parse_endpoint_caps(value)
+        return value
+
+    def endpoint_caps(self) -> dict[str, int]:
+        return parse_endpoint_caps(self.max_in_flight_per_endpoint)
+
+    def capped(self) -> bool:
+        """Whether claims must count the jobs in flight."""
+        return self.max_in_flight > 0 or bool(self.endpoint_caps())
+
+    def bucket_size(self) -> float:
+        return float(self.burst) if self.burst else max(1.0, self.rate_per_s)
+
+    def active(self) -> bool:
+        """Whether any flow control is on (claims are then serialised)."""
+        return self.capped() or self.rate_per_s > 0
+
+
+def parse_endpoint_caps(text: str) -> dict[str, int]:
+    """`fal-ai/evf-sam=4,fal-ai/flux/dev=2` -> {"fal-ai/evf-sam": 4, "fal-ai/flux/dev": 2}."""
+    caps: dict[str, int] = {}
+    for item in split_list(text):
+        endpoint, sep, number = item.rpartition("=")
+        endpoint = endpoint.strip()
+        if not sep or not endpoint or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(f"{item!r} is not endpoint=cap with a cap of 1 or more")
+        if endpoint in caps:
+            raise ValueError(f"{endpoint!r} is given twice")
+        caps[endpoint] = int(number)
+    return caps
+
+
+# --- end of issue 17, flow ---
+
+
 class SweepConfig(_Section):
     interval_s: float = env("FALBRIDGE_RECONCILE_INTERVAL_S", 30.0, gt=0)
     pending_grace_s: float = env("FALBRIDGE_PENDING_GRACE_S", 60.0, ge=0)
@@ -386,6 +444,7 @@ class Config(_Section):
     secret: SecretConfig = SecretConfig()
     api: ApiConfig = ApiConfig()
     submit: SubmitConfig = SubmitConfig()
+    flow: FlowConfig = FlowConfig()
     sweep: SweepConfig = SweepConfig()
     drain: DrainConfig = DrainConfig()
     fetch: FetchConfig = FetchConfig()

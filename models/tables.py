@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -115,6 +116,9 @@ class Job(Base):
     # Set while a worker has claimed the job and is talking to fal; an expired lease on a
     # pending job means a worker died mid-submit, so the outcome is unknown.
     submit_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A pending job whose submit fal refused for now (429, 503, unreachable) waits until
+    # then: no claim takes it earlier (worker.claim), whatever wakes the submitter.
+    submit_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The reconciler's bookkeeping: when it last asked fal about this job, and when it
     # resubmitted a job whose first submit outcome stayed unknown (at most once).
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -149,6 +153,8 @@ class Job(Base):
         Index("ix_jobs_endpoint_id_created_at_id", "endpoint_id", "created_at", "id"),
         # The sweeper scans non-terminal jobs by status and age.
         Index("ix_jobs_status_touched_at", "status", "touched_at"),
+        # Flow control counts the pending jobs a worker holds a lease on (worker.flow).
+        Index("ix_jobs_status_submit_lease_until", "status", "submit_lease_until"),
         # The changes feed walks (updated_at, id) oldest first.
         Index("ix_jobs_updated_at_id", "updated_at", "id"),
         # metadata[<key>]=<value> filters are containment (@>) on PostgreSQL.
@@ -163,6 +169,17 @@ class Job(Base):
     @property
     def job_status(self) -> JobStatus:
         return JobStatus(self.status)
+
+
+class SubmitTokens(Base):
+    """The submit rate limit's token bucket (FALBRIDGE_SUBMIT_RATE), shared by every worker:
+    one row, locked and refilled by the transaction that claims jobs (worker.flow)."""
+
+    __tablename__ = "submit_tokens"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ResultFile(Base):

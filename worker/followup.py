@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 class Work(enum.StrEnum):
     SUBMIT = "submit"
+    SUBMIT_PENDING = "submit_pending"  # a drain of the pending jobs (no target)
     RESUBMIT = "resubmit"  # the sweeper's once-only retry of an outcome_unknown submit
     APPLY_DELIVERY = "apply_delivery"
     FETCH_RESULT = "fetch_result"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from falbridge.worker import cancel, fetch, poll, submit, sweep
+from falbridge.worker import cancel, fetch, poll, submit, submit_batch, sweep
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.notify import deliver
@@ -24,6 +24,8 @@ def run(work: FollowUp) -> object:
 _STEPS: dict[Work, Callable[[str], object]] = {
     Work.SUBMIT: submit.submit,
     Work.RESUBMIT: lambda job_id: submit.submit(job_id, resubmit=True),
+    # Refused submits wait for their retry time and the next sweep, as no task retries here.
+    Work.SUBMIT_PENDING: lambda _: submit_batch.drain(),
     Work.APPLY_DELIVERY: lambda delivery_id: apply_delivery(int(delivery_id)),
     Work.FETCH_RESULT: fetch.fetch_result,
     Work.POLL: poll.poll,

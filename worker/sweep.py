@@ -3,6 +3,7 @@ through the cracks. It only finds work; each piece is an idempotent step, so two
 at once, or a sweep racing a webhook, cannot apply anything twice.
 
   1. pending jobs nobody is submitting (enqueue lost, worker killed)    -> submit
+     (with flow control on: one drain, which takes them in order, within the caps)
   2. verified deliveries never applied (Redis down at the receiver)     -> apply_delivery
   3. jobs whose callback said "fetch the result" (payload_error)        -> fetch_result
   4. submitted / in_progress jobs silent for too long (dropped webhook) -> poll
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # Which report counter each kind of work adds to.
 _COUNTERS = {
     Work.SUBMIT: "resubmitted_pending",
+    Work.SUBMIT_PENDING: "resubmitted_pending",
     Work.APPLY_DELIVERY: "redriven_deliveries",
     Work.FETCH_RESULT: "result_fetches",
     Work.POLL: "polled",
@@ -118,6 +120,9 @@ def find_work(
         resubmit = [job_id for job_id, resubmitted_at in unknown if resubmitted_at is None]
         if settings.outcome_unknown_policy != "resubmit":
             resubmit = []
+        # Under flow control the jobs wait their turn: one drain, no marks (worker.flow).
+        drain = config.current().flow.active() and bool(pending)
+        pending = [] if drain else pending
         if pending or fetches or resubmit or to_store:
             redriven = [*pending, *fetches, *resubmit, *to_store]
             s.execute(update(Job).where(Job.id.in_(redriven)).values(touched_at=now))
@@ -126,6 +131,7 @@ def find_work(
                 update(Job).where(Job.id.in_(silent)).values(last_polled_at=now, touched_at=Job.touched_at)
             )
     return [
+        *([FollowUp(Work.SUBMIT_PENDING, "")] if drain else []),
         *_each(Work.SUBMIT, pending),
         *_each(Work.APPLY_DELIVERY, deliveries),
         *_each(Work.FETCH_RESULT, fetches),

@@ -2,8 +2,14 @@
 sweep) and enqueues the follow-ups it returns. Each takes ids only and is safe to run
 twice (acks_late redelivers).
 
-Retry policy, per task: a submit retries RetryableError with backoff until
-FALBRIDGE_SUBMIT_MAX_RETRIES, then fails the job (fal provably never took it); fetch and
+Submits go in batches (falbridge.worker.submit_batch): `submit_job` sends one batch of
+the oldest pending jobs (its own among them, unless another worker took it), and asks
+for a drain (`submit_pending`, at most one queued: falbridge.worker.wake) when more may
+be waiting.
+
+Retry policy, per task: a refused submit waits with backoff (the job's submit_retry_at,
+and a `submit_job` enqueued for then) until FALBRIDGE_SUBMIT_MAX_RETRIES, then fails the
+job (fal provably never took it); the sweeper's resubmit retries itself likewise; fetch and
 cancel retry up to 10 times, then leave the job to the sweeper; a poll never retries (the
 next sweep polls again); applying a delivery needs no network and no retry.
 """
@@ -11,15 +17,15 @@ next sweep polls again); applying a delivery needs no network and no retry.
 from __future__ import annotations
 
 import logging
-import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from celery import Task
 
 from falbridge import config
-from falbridge.models import outbox
-from falbridge.worker import cancel, drain_wakeup, fetch, inline, observe, poll, purge, submit, sweep
+from falbridge.models import outbox, transitions
+from falbridge.worker import cancel, drain_wakeup, fetch, inline, observe, poll, purge, submit, sweep, wake
 from falbridge.worker.apply import drain
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
@@ -28,6 +34,7 @@ from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.notify import deliver
 from falbridge.worker.storage import dispatch as storage_dispatch
 from falbridge.worker.storage import store
+from falbridge.worker.submit_batch import BatchReport, submit_batch
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +45,63 @@ FETCH_AND_CANCEL_RETRIES = 10
 SWEEP_RUNS_INLINE = frozenset({Work.APPLY_DELIVERY, Work.FAIL_OUTCOME_UNKNOWN})
 
 
-def _backoff(retries: int, retry_after: float | None) -> float:
-    # fal's Retry-After wins; otherwise exponential with jitter, capped at a minute.
-    if retry_after is not None:
-        return min(retry_after, 300.0)
-    ceiling: float = min(60.0, 0.5 * 2**retries)
-    return ceiling * random.uniform(0.5, 1.5)
+_backoff = submit.retry_delay
+# A drain hands its worker back after this long (asking for the next drain if work
+# remains), so a backlog never keeps callbacks and fetches waiting behind it.
+DRAIN_BUDGET_S = 5.0
 
 
-def _submit(task: Task, job_id: str, *, resubmit: bool) -> str:
-    try:
-        result = submit.submit(job_id, resubmit=resubmit)
-    except RetryableError as exc:
-        if task.request.retries >= config.current().submit.max_retries:
-            result = submit.give_up(job_id, exc)
-        else:
-            raise task.retry(countdown=_backoff(task.request.retries, exc.retry_after), exc=exc) from None
-    enqueue_follow_ups(result.follow_ups)
-    log.info("submit %s: %s", job_id, result.outcome)
-    return result.outcome.value
+@celery_app.task(name="falbridge.submit_job")
+def submit_job(job_id: str) -> str:
+    """One batch of the oldest pending jobs: this job among them when nobody else took it
+    first (on an idle system, only this job)."""
+    report = _after_batch(submit_batch())
+    log.info("submit (for %s): %s", job_id, report.summary())
+    return report.summary()
 
 
-@celery_app.task(bind=True, name="falbridge.submit_job", max_retries=None)
-def submit_job(self: Task, job_id: str) -> str:
-    return _submit(self, job_id, resubmit=False)
+@celery_app.task(name="falbridge.submit_pending")
+def submit_pending() -> str:
+    """Batches until no claimable job is left, flow control holds the rest back, or the
+    drain's time is up."""
+    wake.drain_started()
+    started, batches, claimed = time.monotonic(), 0, 0
+    while True:
+        report = _after_batch(submit_batch(), ask_for_more=False)
+        batches, claimed = batches + 1, claimed + report.claimed
+        if not report.full or report.held:
+            break
+        if time.monotonic() - started > DRAIN_BUDGET_S:
+            wake.request_drain()
+            break
+    log.info("submit drain: %d jobs claimed in %d batches", claimed, batches)
+    return f"{claimed} claimed"
+
+
+def _after_batch(report: BatchReport, *, ask_for_more: bool = True) -> BatchReport:
+    enqueue_follow_ups(report.follow_ups)
+    for job_id, delay in report.retries:
+        enqueue(submit_job, job_id, countdown=delay)
+    if report.wait_s is not None:
+        wake.request_drain(countdown=report.wait_s)  # the rate limit's next token
+    elif ask_for_more and report.full and not report.held:
+        wake.request_drain()
+    return report
 
 
 @celery_app.task(bind=True, name="falbridge.resubmit_job", max_retries=None)
 def resubmit_job(self: Task, job_id: str) -> str:
     """The sweeper's 'resubmit once' policy for a job whose first submit is unknown."""
-    return _submit(self, job_id, resubmit=True)
+    try:
+        result = submit.submit(job_id, resubmit=True)
+    except RetryableError as exc:
+        if self.request.retries >= config.current().submit.max_retries:
+            result = submit.give_up(job_id, exc)
+        else:
+            raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after), exc=exc) from None
+    enqueue_follow_ups(result.follow_ups)
+    log.info("resubmit %s: %s", job_id, result.outcome)
+    return result.outcome.value
 
 
 @celery_app.task(name="falbridge.process_delivery")
@@ -168,6 +202,15 @@ def _dispatch_stores(job_ids: Sequence[str]) -> None:
 storage_dispatch.set_dispatcher(_dispatch_stores)
 
 
+def _after_transitions(moves: Sequence[transitions.Transition]) -> None:
+    observe.job_transitions(moves)  # the dispatcher it set for itself, kept
+    wake.after_transitions(moves)  # a slot freed: the submitter's wake-up
+
+
+transitions.committed.set_dispatcher(_after_transitions)
+wake.set_enqueuer(lambda countdown: enqueue(submit_pending, countdown=countdown))
+
+
 @celery_app.task(name="falbridge.reconcile")
 def reconcile() -> dict[str, Any]:
     """The sweeper, every FALBRIDGE_RECONCILE_INTERVAL_S (`falbridge beat`)."""
@@ -203,7 +246,9 @@ def sweep_now() -> sweep.SweepReport:
 
 
 def _enqueue_or_run(work: FollowUp) -> None:
-    if work.work in SWEEP_RUNS_INLINE:
+    if work.work is Work.SUBMIT_PENDING:
+        wake.request_drain()
+    elif work.work in SWEEP_RUNS_INLINE:
         inline.run(work)
     else:
         enqueue(_TASKS[work.work], work.target)
@@ -211,6 +256,7 @@ def _enqueue_or_run(work: FollowUp) -> None:
 
 _TASKS: dict[Work, Task] = {
     Work.SUBMIT: submit_job,
+    Work.SUBMIT_PENDING: submit_pending,
     Work.RESUBMIT: resubmit_job,
     Work.APPLY_DELIVERY: process_delivery,
     Work.FETCH_RESULT: fetch_result,
@@ -224,6 +270,9 @@ _TASKS: dict[Work, Task] = {
 def enqueue_follow_ups(follow_ups: Iterable[FollowUp]) -> None:
     """Enqueue each follow-up as its task (after the commit that called for it)."""
     for work in follow_ups:
+        if work.work is Work.SUBMIT_PENDING:
+            wake.request_drain()
+            continue
         by_number = work.work in (Work.APPLY_DELIVERY, Work.DELIVER)
         target: object = int(work.target) if by_number else work.target
         enqueue(_TASKS[work.work], target)
