@@ -148,7 +148,9 @@ def test_neither_a_lower_nor_a_higher_job_id_stands_in_for_a_jobs_own():
     now = utcnow()
     low, mid, high = sorted(uuid.UUID(_job(now - LONG_AGO, status="completed")) for _ in range(3))
     with transaction() as s:
-        s.add_all(ResultFile(job_id=j, path="p.png", url="https://cdn.example/p.png") for j in (low, mid, high))
+        s.add_all(
+            ResultFile(job_id=j, path="p.png", url="https://cdn.example/p.png") for j in (low, mid, high)
+        )
         s.add_all(
             StoredFile(job_id=j, path="p.png", fal_url="https://cdn.example/p.png", status="stored")
             for j in (low, high)
