@@ -31,8 +31,9 @@ from falbridge.worker.submit import Claim, Submitted
 
 
 def claim_order() -> tuple[ColumnElement[Any], ...]:
-    """The order pending jobs go out in: the one place it is decided (oldest first)."""
-    return (Job.created_at.asc(), Job.id.asc())
+    """The order pending jobs go out in: the one place it is decided. Normal priority
+    before low (fal's own queue order, kept while jobs wait under our caps), then oldest first."""
+    return ((Job.priority == "low").asc(), Job.created_at.asc(), Job.id.asc())
 
 
 @dataclass
@@ -78,7 +79,7 @@ def claim_batch(limit: int) -> Batch:
         batch.wait_s = tokens.wait_s
         if chosen:
             _lease(s, [job.id for job in chosen], now + timedelta(seconds=config.current().submit.lease_s))
-        batch.claims = [Claim(job.id, job.endpoint_id, dict(job.input)) for job in chosen]
+        batch.claims = [Claim(job.id, job.endpoint_id, dict(job.input), job.options) for job in chosen]
     return batch
 
 

@@ -45,6 +45,7 @@ from falbridge.worker.fal import (
     Submission,
     get_client,
 )
+from falbridge.worker.fal.job_options import submit_headers
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.submit import (
     Claim,
@@ -121,7 +122,12 @@ def _send_one(claim: Claim) -> Answer:
     """The one place a batched job's request to fal is built and sent."""
     try:
         with metrics.fal_submit(claim.endpoint_id):
-            return get_client().submit(claim.endpoint_id, claim.input, webhook_url=webhook_url(claim.job_id))
+            return get_client().submit(
+                claim.endpoint_id,
+                claim.input,
+                webhook_url=webhook_url(claim.job_id),
+                headers=submit_headers(claim.options),
+            )
     except (RetryableError, OutcomeUnknownError, FinalError, InputValidationError) as exc:
         return exc
     except Exception as exc:
