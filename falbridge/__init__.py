@@ -24,6 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pkgutil import extend_path
 from typing import TYPE_CHECKING, Any
 
+from falbridge.batch_values import BatchResult
 from falbridge.delivery_values import Delivery, DeliveryPage, DeliverySummary, Reapplied
 from falbridge.errors import (
     AmbiguousJobId,
@@ -45,6 +46,7 @@ from falbridge.values import Job, JobEvent, JobPage, JobSummary, LiveStatus, Log
 if TYPE_CHECKING:
     from falbridge.client import Client
     from falbridge.local import cancel, get, list, live, submit, wait
+    from falbridge.local_batch import submit_batch
     from falbridge.local_deliveries import get_delivery, list_deliveries, reapply_delivery
     from falbridge.local_subscriptions import (
         create_subscription,
@@ -83,6 +85,7 @@ _LAZY = {
     "list_deliveries": "falbridge.local_deliveries",
     "get_delivery": "falbridge.local_deliveries",
     "reapply_delivery": "falbridge.local_deliveries",
+    "submit_batch": "falbridge.local_batch",
     **dict.fromkeys(
         (
             "create_subscription",
@@ -110,6 +113,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AmbiguousJobId",
     "ApiError",
+    "BatchResult",
     "Client",
     "Delivery",
     "DeliveryNotFound",
@@ -150,6 +154,7 @@ __all__ = [
     "replay_subscription",
     "rotate_secret",
     "submit",
+    "submit_batch",
     "subscriptions",
     "update_subscription",
     "wait",

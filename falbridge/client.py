@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, NoReturn, Self
 
 import httpx
 
+from falbridge.client_batch import BatchCalls
 from falbridge.client_subscriptions import SubscriptionCalls
 from falbridge.config import UPLOAD_THRESHOLD
 from falbridge.delivery_values import Delivery, DeliveryPage, Reapplied
@@ -59,7 +60,7 @@ _INVALID = frozenset(
 )
 
 
-class Client(SubscriptionCalls):
+class Client(SubscriptionCalls, BatchCalls):
     def __init__(
         self,
         base_url: str,

@@ -8,6 +8,7 @@ from flask import Flask, request
 from falbridge import config
 from falbridge.config import Config
 from falbridge.webhooks.api.auth import NOT_CONFIGURED, OFF_WARNING, ApiAuth
+from falbridge.webhooks.api.batch import batch_api
 from falbridge.webhooks.api.deliveries import deliveries
 from falbridge.webhooks.api.files import files_api
 from falbridge.webhooks.api.jobs import api
@@ -51,6 +52,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.register_blueprint(receiver)
     app.register_blueprint(health)
     app.register_blueprint(api)
+    app.register_blueprint(batch_api)
     app.register_blueprint(deliveries)
     app.register_blueprint(uploads_api)
     app.register_blueprint(files_api)

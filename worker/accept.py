@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job, input_files_of
@@ -37,6 +39,10 @@ class ExternalIdConflict(ValueError):
         self.job = job
 
 
+class InvalidEndpointId(ValueError):
+    """The endpoint id is not one fal could have (worker.fal.endpoints says why)."""
+
+
 class UploadFailed(Exception):
     """An input file could not be uploaded to fal storage; nothing was stored."""
 
@@ -50,6 +56,26 @@ class Accepted:
     job: Job  # with its files and events loaded
     created: bool
     follow_ups: tuple[FollowUp, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job checked and its input files uploaded: ready to store."""
+
+    endpoint_id: str
+    payload: dict[str, Any]
+    external_id: str | None
+    metadata: dict[str, Any] | None
+    callbacks: dict[str, str | None] | None
+    options: dict[str, Any] | None
+    source: EventSource
+
+
+@dataclass(frozen=True)
+class Stored:
+    job: Job
+    created: bool
+    input_files: list[dict[str, Any]]  # the input's uploaded files, as recorded
 
 
 def accept(
@@ -67,37 +93,85 @@ def accept(
     input raises InputValidationError / ValueError (CallbackRefused for a callback,
     InvalidOptions for fal options) before anything is stored; an input file fal storage
     would not take raises UploadFailed."""
-    endpoint_id = validate_endpoint_id(endpoint_id)
+    prepared = prepare(
+        endpoint_id,
+        input,
+        external_id=external_id,
+        metadata=metadata,
+        callbacks=callbacks,
+        source=source,
+        options=options,
+    )
+    with transaction() as s:
+        stored = store(s, prepared)
+    return settle(prepared, stored)
+
+
+def prepare(
+    endpoint_id: str,
+    input: Mapping[str, Any],
+    *,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    callbacks: JobCallbacks | None = None,
+    source: EventSource = EventSource.API,
+    options: Mapping[str, Any] | None = None,
+) -> Prepared:
+    """Everything `accept` does before its transaction: the checks, then the uploads."""
+    try:
+        endpoint_id = validate_endpoint_id(endpoint_id)
+    except ValueError as exc:
+        raise InvalidEndpointId(str(exc)) from None
     fal_options = checked_options(options)
     if callbacks is not None:
         callbacks = checked(callbacks, config.current().notify.networks())
     validate_input(endpoint_id, with_files_pending(dict(input)))  # before paying for uploads
     try:
-        prepared = prepare_input_files(
+        uploaded = prepare_input_files(
             dict(input), keeping(upload_to_fal), threshold=config.current().upload.threshold_bytes
         )[0]
     except FalError as exc:
         raise UploadFailed(exc) from exc
-    payload = validate_input(endpoint_id, prepared)
-    with transaction() as s:
-        # Files uploaded just now and URLs from an earlier POST /api/files alike: each URL
-        # uploaded through falbridge is described as its upload was recorded.
-        recorded = [f.as_json() for f in uploaded_inputs(s, payload)]
-        job, created = create_job(
-            s,
-            endpoint_id,
-            payload,
-            external_id=external_id,
-            metadata=dict(metadata) if metadata is not None else None,
-            callbacks=callbacks.columns() if callbacks is not None else None,
-            source=source,
-            input_files=recorded,
-            options=fal_options,
-        )
-    if not created:
-        # The same file sent again was uploaded again, to a new URL: compare digests.
-        same_input = with_digests(job.input, input_files_of(job)) == with_digests(payload, recorded)
-        if job.endpoint_id != endpoint_id or not same_input or job.options != fal_options:
-            raise ExternalIdConflict(job)
-        return Accepted(job, False, ())
-    return Accepted(job, True, (followup.submit(job.id),))
+    return Prepared(
+        endpoint_id,
+        validate_input(endpoint_id, uploaded),
+        external_id,
+        dict(metadata) if metadata is not None else None,
+        callbacks.columns() if callbacks is not None else None,
+        fal_options,
+        source,
+    )
+
+
+def store(s: Session, prepared: Prepared) -> Stored:
+    """Insert the job in the caller's transaction (or find the one its external_id names)."""
+    # Files uploaded just now and URLs from an earlier POST /api/files alike: each URL
+    # uploaded through falbridge is described as its upload was recorded.
+    recorded = [f.as_json() for f in uploaded_inputs(s, prepared.payload)]
+    job, created = create_job(
+        s,
+        prepared.endpoint_id,
+        prepared.payload,
+        external_id=prepared.external_id,
+        metadata=prepared.metadata,
+        callbacks=prepared.callbacks,
+        source=prepared.source,
+        input_files=recorded,
+        options=prepared.options,
+    )
+    return Stored(job, created, recorded)
+
+
+def settle(prepared: Prepared, stored: Stored) -> Accepted:
+    """After the commit: a new job asks for its submit; one its external_id named already
+    must be the same job (ExternalIdConflict otherwise) and asks for nothing."""
+    job = stored.job
+    if stored.created:
+        return Accepted(job, True, (followup.submit(job.id),))
+    # The same file sent again was uploaded again, to a new URL: compare digests.
+    same_input = with_digests(job.input, input_files_of(job)) == with_digests(
+        prepared.payload, stored.input_files
+    )
+    if job.endpoint_id != prepared.endpoint_id or not same_input or job.options != prepared.options:
+        raise ExternalIdConflict(job)
+    return Accepted(job, False, ())

@@ -5,14 +5,15 @@ the step's follow-ups."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
 from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
-from falbridge.worker.accept import accept
+from falbridge.worker.accept import Accepted, accept
+from falbridge.worker.accept_batch import Refusal, SubmitItem, accept_batch
 from falbridge.worker.apply.reapply import Reapplied, reapply
 from falbridge.worker.cancel import Cancellation, request_cancel
 from falbridge.worker.notify.job_callbacks import JobCallbacks
@@ -42,6 +43,16 @@ def submit(
     )
     enqueue_follow_ups(accepted.follow_ups)
     return accepted.job, accepted.created
+
+
+def submit_batch(
+    items: Sequence[SubmitItem], *, source: EventSource = EventSource.API
+) -> list[Accepted | Refusal]:
+    """`submit` for many jobs: one result per item, in order (accept_batch), and the new
+    jobs' submits enqueued after the one commit that stored them."""
+    results = accept_batch(items, source=source)
+    enqueue_follow_ups(work for done in results if isinstance(done, Accepted) for work in done.follow_ups)
+    return results
 
 
 def cancel(job_id: uuid.UUID | str) -> tuple[Job | None, Cancellation]:

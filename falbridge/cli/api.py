@@ -4,6 +4,7 @@ Both give the commands the same calls and the same values."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -11,7 +12,8 @@ from typing import Any, Protocol
 
 import click
 
-from falbridge import config, local
+from falbridge import config, local, local_batch
+from falbridge.batch_values import BatchResult
 from falbridge.client import Client
 from falbridge.models.states import EventSource
 from falbridge.values import Job, JobPage, LiveStatus
@@ -38,6 +40,8 @@ class JobsApi(Protocol):
         store_io: bool | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Job: ...
+
+    def submit_batch(self, jobs: Iterable[Mapping[str, Any]]) -> builtins.list[BatchResult]: ...
 
     def get(self, job_id: str) -> Job: ...
 
@@ -105,6 +109,9 @@ class _InProcess:
                 tags=tags,
             ),
         )
+
+    def submit_batch(self, jobs: Iterable[Mapping[str, Any]]) -> builtins.list[BatchResult]:
+        return local_batch.submit_batch_as(EventSource.CLI, jobs)
 
 
 def jobs_api(ctx: click.Context) -> JobsApi:

@@ -1,5 +1,5 @@
-"""`falbridge submit`: one job from its options, in process or through the HTTP API, as
-the other job commands."""
+"""`falbridge submit`: one job from its options, or (`--batch`) every line of a JSONL file
+(falbridge.cli.batch); in process or through the HTTP API, as the other job commands."""
 
 from __future__ import annotations
 
@@ -10,15 +10,38 @@ from typing import Any
 import click
 
 from falbridge import strict_json
+from falbridge.cli import batch
 from falbridge.cli.api import jobs_api
 from falbridge.cli.errors import InputError
 from falbridge.cli.jobs import answered, show_finished
 from falbridge.cli.render import ProgressPrinter
+from falbridge.worker.accept_batch import MAX_BATCH
 from falbridge.worker.fal.job_options import MAX_TAGS, MIN_START_TIMEOUT_S, PRIORITIES
 
 
 @click.command()
-@click.argument("endpoint_id")
+@click.argument("endpoint_id", required=False)
+@click.option(
+    "--batch",
+    "batch_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="JOBS.JSONL",
+    help="Submit every line of this file, each a body of POST /api/jobs (no ENDPOINT_ID then).",
+)
+@click.option(
+    "--results",
+    "results_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="With --batch: where each line's job id or error goes [default: JOBS.JSONL.results.jsonl].",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, MAX_BATCH),
+    default=500,
+    show_default=True,
+    help="With --batch: lines sent per call.",
+)
 @click.option(
     "--input",
     "input_json",
@@ -87,7 +110,10 @@ from falbridge.worker.fal.job_options import MAX_TAGS, MIN_START_TIMEOUT_S, PRIO
 @click.pass_context
 def submit(
     ctx: click.Context,
-    endpoint_id: str,
+    endpoint_id: str | None,
+    batch_file: Path | None,
+    results_file: Path | None,
+    chunk_size: int,
     input_json: str | None,
     prompt: str | None,
     negative_prompt: str | None,
@@ -105,7 +131,21 @@ def submit(
     wait: bool,
     timeout: float,
 ) -> None:
-    """Store a job for ENDPOINT_ID and queue it for a worker to send to fal."""
+    """Store a job for ENDPOINT_ID and queue it for a worker to send to fal; with --batch,
+    every job of a JSONL file."""
+    if batch_file is not None:
+        flags = {param.name: param.opts[0] for param in ctx.command.params}
+        set_here = [name for name, value in ctx.params.items() if name in _PER_JOB and value not in _UNSET]
+        given = [flags[name] for name in set_here]
+        given += ["--wait"] * wait + ["ENDPOINT_ID"] * (endpoint_id is not None)
+        if given:
+            raise InputError(f"--batch takes every job from the file: drop {', '.join(sorted(given))}")
+        _submit_batch(ctx, batch_file, results_file, chunk_size)
+        return
+    if endpoint_id is None:
+        raise InputError("give ENDPOINT_ID, or --batch JOBS.JSONL")
+    if results_file is not None:
+        raise InputError("--results goes with --batch")
     payload = _json_object("--input", _read_at_file(input_json)) if input_json is not None else {}
     shortcuts = {"prompt": prompt, "negative_prompt": negative_prompt, "image_url": image}
     for key, value in shortcuts.items():
@@ -137,6 +177,23 @@ def submit(
         click.echo(f"{job.id} {job.status}" + (" (existing job for this external id)" if existing else ""))
         if wait:
             show_finished(api.wait(job.id, timeout=timeout, on_progress=ProgressPrinter()))
+
+
+_UNSET = (None, ())
+_PER_JOB = frozenset(
+    {"input_json", "prompt", "negative_prompt", "image", "external_id", "metadata_json"}
+    | {"notify_url", "on_complete", "on_complete_queue"}
+    | {"priority", "start_timeout", "object_lifecycle", "store_io", "tags"}
+)
+
+
+def _submit_batch(ctx: click.Context, path: Path, results_file: Path | None, chunk_size: int) -> None:
+    results_path = results_file or path.with_name(path.name + ".results.jsonl")
+    with answered():
+        tally = batch.submit_file(jobs_api(ctx), path, results_path, chunk_size)
+    batch.report(tally, results_path)
+    if tally.failed:
+        sys.exit(1)
 
 
 def _tags(given: tuple[str, ...]) -> dict[str, str] | None:

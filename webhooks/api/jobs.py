@@ -22,13 +22,12 @@ from falbridge.models.tables import Job
 from falbridge.webhooks import current
 from falbridge.webhooks.api.list_query import list_query
 from falbridge.webhooks.api.openapi import document
-from falbridge.webhooks.api.params import field_error, json_object, not_found, submit_fields
+from falbridge.webhooks.api.params import json_object, not_found, submit_fields
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker import actions
-from falbridge.worker.accept import ExternalIdConflict, UploadFailed
+from falbridge.worker.accept import UploadFailed
+from falbridge.worker.accept_batch import refusal
 from falbridge.worker.cancel import Cancellation
-from falbridge.worker.fal import InputValidationError
-from falbridge.worker.notify.job_callbacks import CallbackRefused
 from falbridge.worker.watch import watch
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -51,14 +50,9 @@ def submit_job() -> ResponseReturnValue:
             callbacks=fields["callbacks"],
             options=fields["options"],
         )
-    except ExternalIdConflict as exc:
-        raise ApiError(409, "external_id_conflict", str(exc), {"job_id": str(exc.job.id)}) from None
-    except CallbackRefused as exc:
-        raise ApiError(422, "invalid_callback", str(exc), [field_error(exc.field, exc.reason)]) from None
-    except InputValidationError as exc:
-        raise ApiError(422, "invalid_input", str(exc), exc.errors) from None
-    except UploadFailed as exc:
-        raise ApiError(502, "upload_failed", str(exc)) from None
+    except (ValueError, UploadFailed) as exc:
+        refused = refusal(exc)
+        raise ApiError(refused.status, refused.code, refused.message, refused.details) from None
     location = url_for("api.show_job", job_id=str(job.id))
     # submit() hands back the job with its files and events loaded: no second read.
     return jsonify(job_detail(job)), 202 if created else 200, {"Location": location}

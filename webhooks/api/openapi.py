@@ -11,6 +11,7 @@ from falbridge.config import ApiConfig, UploadConfig
 from falbridge.models.listing import MAX_PAGE
 from falbridge.models.metadata_filter import KEY_PATTERN, MAX_METADATA_FILTERS
 from falbridge.models.states import ALL_STATUSES
+from falbridge.webhooks.api.openapi_batch import batch_paths, batch_schemas
 from falbridge.webhooks.api.openapi_deliveries import delivery_paths, delivery_schemas
 from falbridge.webhooks.api.openapi_files import file_operation, input_operation
 from falbridge.webhooks.api.openapi_subscriptions import paths as subscription_paths
@@ -265,6 +266,7 @@ def _paths(uploads: UploadConfig) -> dict[str, Any]:
         **delivery_paths(_ok, _error, common),
         **subscription_paths(_error, common),
         **upload_paths(_ok, _error, common, uploads),
+        **batch_paths(_ok, _error, common),
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -334,6 +336,7 @@ def document(limits: ApiConfig, uploads: UploadConfig | None = None) -> dict[str
                 **delivery_schemas(),
                 **subscription_schemas(),
                 **upload_schemas(),
+                **batch_schemas(),
                 "Error": object_schema(
                     {"error": object_schema({"code": TEXT, "message": TEXT, "details": ANY})}
                 ),
