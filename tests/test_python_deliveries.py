@@ -31,7 +31,7 @@ def api(request, pipeline) -> Iterator[object]:
 def receiver_stores_only(monkeypatch):
     """The receiver stores and acknowledges fal's callbacks but enqueues nothing (as when
     Redis is down at that moment): each stays unprocessed until someone applies it."""
-    monkeypatch.setattr("falbridge.webhooks.receive.view.enqueue", lambda *args: False)
+    monkeypatch.setattr("falbridge.webhooks.receive.view.wake_drainer", lambda *args: False)
 
 
 def _as_the_api_shows_it(pipeline, path: str) -> dict:

@@ -369,7 +369,7 @@ def test_help_lists_every_command(cli):
 def test_usage_errors_are_one_line(cli):
     assert "No such command" in one_error_line(cli("jobz"), 2)
     assert "--pool" in one_error_line(cli("worker", "--pool", "gevent"), 2)
-    assert "Missing argument" in one_error_line(cli("submit"), 2)
+    assert "give ENDPOINT_ID, or --batch" in one_error_line(cli("submit"), 2)
 
 
 def test_worker_refuses_to_start_without_a_fal_key(cli, monkeypatch):

@@ -110,7 +110,7 @@ def test_a_wrong_request_is_one_error_line_and_exit_2(cli, args, said):
 def test_over_the_api_with_fal_calling_back(pipeline, monkeypatch):
     """A callback stored while nothing was enqueued (Redis away at that moment), found and
     applied through the HTTP API: `falbridge --api URL deliveries ...`."""
-    monkeypatch.setattr("falbridge.webhooks.receive.view.enqueue", lambda *args: False)
+    monkeypatch.setattr("falbridge.webhooks.receive.view.wake_drainer", lambda *args: False)
     monkeypatch.setenv("FALBRIDGE_API_TOKEN", TEST_API_TOKEN)
 
     def remote(*args: str):

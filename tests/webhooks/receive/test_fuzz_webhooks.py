@@ -159,7 +159,7 @@ def receiver(db_url, redis_url, sandbox, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
     enqueued = []
     # Storage is under test here, not processing: keep these deliveries out of Redis.
-    monkeypatch.setattr("falbridge.webhooks.receive.view.enqueue", lambda task, *args: enqueued.append(args))
+    monkeypatch.setattr("falbridge.webhooks.receive.view.wake_drainer", lambda: enqueued.append(()))
     app = create_app(config_with(FAL_JWKS_URL=sandbox.jwks_url, FALBRIDGE_MAX_WEBHOOK_BYTES="4096"))
     return app.test_client()
 
