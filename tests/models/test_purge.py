@@ -87,7 +87,12 @@ def test_a_batch_counts_the_bytes_of_the_stored_copies_it_releases(db_url):
         for path, size, key in (("a", None, "jobs/a"), ("b", 10, "jobs/b"), ("c", 5, None)):
             session.add(
                 StoredFile(
-                    job_id=job_id, path=path, fal_url=f"https://f/{path}", status="stored", size=size, storage_key=key
+                    job_id=job_id,
+                    path=path,
+                    fal_url=f"https://f/{path}",
+                    status="stored",
+                    size=size,
+                    storage_key=key,
                 )
             )
 
@@ -136,7 +141,8 @@ def test_the_dry_run_counts_uploads_and_copies_on_either_side_of_the_cutoff(db_u
     only) and `g` (named by an old job only). `c` was uploaded again after the cutoff, and
     `b`, `j`, named by an old job, were uploaded exactly at it: they stay."""
     with transaction() as session:
-        for digest, at in (*zip("aac", [BEFORE] * 3), ("b", CUTOFF), ("j", CUTOFF), *zip("cdef", [AFTER] * 4)):
+        uploads = [(d, BEFORE) for d in "aac"] + [(d, CUTOFF) for d in "bj"] + [(d, AFTER) for d in "cdef"]
+        for digest, at in uploads:
             _upload(session, digest, at)
         job_id = _job(session, 1)
         session.add_all(JobInput(job_id=job_id, sha256=digest * 64, size=1) for digest in "bjg")
