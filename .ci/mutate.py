@@ -36,15 +36,14 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cosmic_ray.work_db as work_db
 import mutation_forkserver
-from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
+from cosmic_ray.work_item import WorkerOutcome, WorkResult
 from mutation_equivalents import Listed, read, resolve
+from mutation_scores import Score, mutant_ids, tally
 from mutation_trees import make_tree, test_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,36 +51,6 @@ CONFIG = ROOT / ".ci" / "mutation.toml"
 EQUIVALENTS = ROOT / ".ci" / "equivalent-mutants.txt"
 SESSIONS = ROOT / "var" / "mutation"
 MAX_EQUIVALENT_SHARE = 0.05
-
-
-@dataclass
-class Score:
-    module: str
-    target: float
-    total: int = 0
-    annotations: int = 0
-    equivalent: int = 0
-    killed: int = 0
-    incompetent: int = 0
-    survivors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def counted(self) -> int:
-        return self.killed + len(self.survivors)
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.killed / self.counted if self.counted else 100.0
-
-    def line(self) -> str:
-        verdict = "ok" if self.percent >= self.target else f"UNDER {self.target:g}%"
-        return (
-            f"mutate: {self.module}: {self.percent:.1f}% killed ({self.killed}/{self.counted}); "
-            f"survived {len(self.survivors)}, equivalent {self.equivalent}, "
-            f"in annotations {self.annotations}, incompetent {self.incompetent}, "
-            f"{self.seconds:.0f}s  {verdict}"
-        )
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -95,26 +64,6 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
         for a in annotations:
             spans.append(((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)))
     return spans
-
-
-def mutant_id(module: str, line: int, col: int, operator: str, nth: int | None = None) -> str:
-    """`path:line:col operator`, and `#n` when the operator makes several mutants at that
-    spot (NumberReplacer: #0 the number plus one, #1 minus one)."""
-    return f"{module}:{line}:{col} {operator}" + ("" if nth is None else f"#{nth}")
-
-
-def _mutant_ids(module: str, items: list[WorkItem]) -> dict[str, str]:
-    """job id -> mutant_id for each work item of a session."""
-    spots: dict[tuple[int, int, str], list[WorkItem]] = {}
-    for item in items:
-        spec = item.mutations[0]
-        spots.setdefault((*spec.start_pos, spec.operator_name), []).append(item)
-    ids = {}
-    for (line, col, operator), here in spots.items():
-        here.sort(key=lambda item: item.mutations[0].occurrence)
-        for nth, item in enumerate(here):
-            ids[item.job_id] = mutant_id(module, line, col, operator, nth if len(here) > 1 else None)
-    return ids
 
 
 def selection(postgresql: list[str]) -> str:
@@ -164,7 +113,7 @@ def run_module(
             _cosmic_ray(tree, "exec", str(config), str(session))
         finally:
             source_path.write_bytes(original)
-    _tally(session, module, score)
+    tally(session, module, score)
     score.seconds = time.monotonic() - started
     return score
 
@@ -183,7 +132,7 @@ def _mark_not_counted(session: Path, module: str, source: str, listed: list[List
     spans = annotation_spans(source)
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
         items = list(db.pending_work_items)
-        ids = _mutant_ids(module, items)
+        ids = mutant_ids(module, items)
         equivalent = resolve(ROOT, EQUIVALENTS, listed, module, source, set(ids.values()))
         for item in items:
             line, col = item.mutations[0].start_pos
@@ -197,42 +146,6 @@ def _mark_not_counted(session: Path, module: str, source: str, listed: list[List
                 )
 
 
-def _tally(session: Path, module: str, score: Score, equivalent: Collection[str] = ()) -> None:
-    """Count a session's results; `equivalent`: listed mutants that ran anyway (a report
-    made again after the list was corrected) count as equivalent, not as survivors."""
-    with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
-        completed = list(db.completed_work_items)
-        ids = _mutant_ids(module, [item for item, _ in completed])
-        for item, result in completed:
-            score.total += 1
-            if result.worker_outcome == WorkerOutcome.SKIPPED:
-                score.annotations += result.output == "annotation"
-                score.equivalent += result.output == "equivalent"
-                continue
-            if ids[item.job_id] in equivalent:
-                score.equivalent += 1
-                continue
-            # cosmic-ray could not make or apply the mutant, or the run broke; a test run
-            # that timed out comes back KILLED (output "timeout"): the tests noticed.
-            if (
-                result.test_outcome == TestOutcome.INCOMPETENT
-                or result.worker_outcome == WorkerOutcome.NO_TEST
-            ):
-                score.incompetent += 1
-            elif result.test_outcome == TestOutcome.SURVIVED:
-                changed = next(
-                    (
-                        ln[1:].strip()
-                        for ln in (result.diff or "").splitlines()
-                        if ln.startswith("+") and not ln.startswith("+++")
-                    ),
-                    "",
-                )
-                score.survivors.append(f"{ids[item.job_id]}  ->  {changed}")
-            else:  # killed, or the tests hung (a timeout is noticed, too)
-                score.killed += 1
-
-
 def report_again(module: str, target: float, listed: list[Listed]) -> Score:
     """The score of the module's last session, with the equivalents list as it is now."""
     score = Score(module, target)
@@ -240,10 +153,10 @@ def report_again(module: str, target: float, listed: list[Listed]) -> Score:
     if not session.exists():
         raise SystemExit(f"mutate: no session for {module} in {SESSIONS.relative_to(ROOT)}/")
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
-        ids = _mutant_ids(module, [item for item, _ in db.completed_work_items])
+        ids = mutant_ids(module, [item for item, _ in db.completed_work_items])
     copy = SESSIONS / "tree-0" / module  # the source the session mutated, as copied then
     source = (copy if copy.exists() else ROOT / module).read_text()
-    _tally(session, module, score, resolve(ROOT, EQUIVALENTS, listed, module, source, set(ids.values())))
+    tally(session, module, score, resolve(ROOT, EQUIVALENTS, listed, module, source, set(ids.values())))
     return score
 
 

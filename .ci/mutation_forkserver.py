@@ -74,7 +74,6 @@ def serve(path: str, module: str) -> None:
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in OWN)
     if leaked:
         raise SystemExit(f"mutation fork server: preloading imported {', '.join(leaked)}")
-    sys.dont_write_bytecode = True  # as cosmic-ray's own test runs: a mutant is never cached
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
@@ -161,6 +160,8 @@ def started(tree: Path, module: Path, env: dict[str, str]) -> Iterator[list[str]
         server = subprocess.Popen(
             [sys.executable, __file__, "serve", path, str(module)],
             cwd=tree,
+            # As cosmic-ray's own test runs: a mutant is never cached, by the children or
+            # by any process their tests start.
             env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
             stdout=subprocess.PIPE,
             text=True,

@@ -48,7 +48,13 @@ def _loaded(page: Dashboard, css: str) -> Any:
 
 
 def _row_ids(page: Dashboard) -> list[str]:
-    return [row.get_attribute("data-job-id") for row in page.find_all('tr[data-testid="job-row"]')]
+    """Read in one script call, so the rows come from one document: found one by one, a row
+    of the page a submitted filter form is leaving goes stale between finding and reading."""
+    rows: list[str] = page.script(
+        "return Array.from(document.querySelectorAll('tr[data-testid=\"job-row\"]'),"
+        " row => row.getAttribute('data-job-id'));"
+    )
+    return rows
 
 
 def _filter(page: Dashboard, **values: str) -> None:
@@ -288,10 +294,16 @@ def test_logging_in_with_an_api_token(dashboard):
     assert not dashboard.find_all('form[data-testid="job-filters"]'), "the job list shown without login"
 
     dashboard.log_in("not-the-token-at-all-0123456789")
+    refused: list[str] = []  # the 401 of the wrong token, and nothing else
+
+    def answered() -> bool:  # the form's POST has its answer: the console has the 401
+        refused.extend(dashboard.console_errors())
+        return any("401" in error for error in refused)
+
+    dashboard.wait(answered, "the wrong token's 401")
+    assert len(refused) == 1 and "/dashboard/login" in refused[0], refused
     assert dashboard.find_all('input[type="password"][name="token"]'), "a wrong token left the login form"
     assert not dashboard.find_all('form[data-testid="job-filters"]')
-    refused = dashboard.console_errors()  # the 401 of the wrong token, and nothing else
-    assert len(refused) == 1 and "/dashboard/login" in refused[0] and "401" in refused[0], refused
 
     dashboard.log_in()
     dashboard.wait(lambda: dashboard.find_all('form[data-testid="job-filters"]'), "the job list after login")
