@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from falbridge.models.serialize import job_detail
@@ -29,8 +29,12 @@ from falbridge.worker.accept_batch import MAX_BATCH, SubmitItem
 batch_api = Blueprint("batch_api", __name__, url_prefix="/api/jobs")
 
 
-@batch_api.post("/batch")
+# /api/jobs/batch also matches GET /api/jobs/<job_id>: Flask's own OPTIONS answer would
+# advertise that GET here, so this route answers OPTIONS itself.
+@batch_api.route("/batch", methods=["POST", "OPTIONS"], provide_automatic_options=False)
 def submit_batch() -> ResponseReturnValue:
+    if request.method == "OPTIONS":
+        return "", 200, {"Allow": "OPTIONS, POST"}
     jobs = _jobs(json_object())
     results: list[dict[str, Any]] = [{} for _ in jobs]
     items, places = [], []

@@ -174,7 +174,11 @@ _LIST_PARAMETERS = [
         "description": "metadata[<key>]=<value>: jobs whose metadata holds this value under this "
         'key; the value is the JSON scalar it spells (7, true, null, "7"), else the text itself',
     },
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "page size"),
+    _query(
+        "limit",
+        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, {"const": ""}], "default": 50},
+        "page size",
+    ),
     _query(
         "cursor",
         {"type": "string", "maxLength": MAX_CURSOR, "pattern": NO_NUL},

@@ -83,7 +83,11 @@ _LIST_PARAMETERS = [
         "false: only those waiting to be applied",
     ),
     _query("outcome", {"type": "string", "enum": ["", *OUTCOMES]}, "only deliveries with this outcome"),
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "page size"),
+    _query(
+        "limit",
+        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, {"const": ""}], "default": 50},
+        "page size",
+    ),
     _query(
         "cursor",
         {"type": "string", "maxLength": MAX_CURSOR, "pattern": NO_NUL},

@@ -58,6 +58,14 @@ class JobOptions(BaseModel):
     store_io: bool | None = None
     tags: dict[str, str] | None = None
 
+    @field_validator("object_lifecycle", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        # JSON has one number type: 3600.0 is the integer 3600 to JSON Schema (and to us).
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @field_validator("tags")
     @classmethod
     def _fal_tag_rules(cls, tags: dict[str, str] | None) -> dict[str, str] | None:

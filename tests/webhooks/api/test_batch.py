@@ -86,6 +86,13 @@ def test_a_batch_needs_the_token(client):
     assert r.status_code == 401
 
 
+def test_options_names_only_the_methods_of_the_batch_route(client):
+    # Its path also matches GET /api/jobs/<job_id>; that GET is not the batch route's.
+    r = client.options("/api/jobs/batch")
+    assert r.status_code == 200
+    assert {m.strip() for m in r.headers["Allow"].split(",")} == {"OPTIONS", "POST"}
+
+
 def test_every_job_of_a_batch_reaches_fal_and_completes(pipeline):
     jobs = [{"endpoint_id": SOME, "input": {"n": n}} for n in range(12)]
     r = httpx.post(f"{pipeline.receiver_url}/api/jobs/batch", json={"jobs": jobs}, headers=API_HEADERS)

@@ -23,6 +23,18 @@ ALL = {
 }
 
 
+@pytest.mark.parametrize("given", [3600, 3600.0])
+def test_a_whole_number_written_with_a_point_is_that_integer(given):
+    # JSON Schema counts 3600.0 as an integer; a client that serialises floats may send it.
+    assert checked_options({"object_lifecycle": given}) == {"object_lifecycle": 3600}
+
+
+@pytest.mark.parametrize("given", [3600.5, True, "3600"])
+def test_object_lifecycle_is_a_whole_number_and_nothing_else(given):
+    with pytest.raises(InvalidOptions, match="options.object_lifecycle"):
+        checked_options({"object_lifecycle": given})
+
+
 def test_every_option_becomes_its_fal_header():
     assert submit_headers(checked_options(ALL)) == {
         "X-Fal-Queue-Priority": "low",
