@@ -31,7 +31,7 @@ def test_a_whole_number_written_with_a_point_is_that_integer(given):
 
 @pytest.mark.parametrize("given", [3600.5, True, "3600"])
 def test_object_lifecycle_is_a_whole_number_and_nothing_else(given):
-    with pytest.raises(InvalidOptions, match="options.object_lifecycle"):
+    with pytest.raises(InvalidOptions, match=r"options\.object_lifecycle"):
         checked_options({"object_lifecycle": given})
 
 
