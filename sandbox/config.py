@@ -40,8 +40,10 @@ STORAGE_KNOBS = ("storage_auth_down", "upload_refused")
 # shifted no draw of SUBMIT_KNOBS): `large_result` pads a successful result to 10 KB or
 # more (fal keeps those six minutes); `drop_large_callbacks` drops the callbacks of that
 # share of the large results; `result_error` refuses every GET of the result for good
-# (`result_error_status`, an HTML page such as a gateway sends: nothing a model answered).
-RESULT_KNOBS = ("large_result", "drop_large_callbacks", "result_error")
+# (`result_error_status`, an HTML page such as a gateway sends: nothing a model answered);
+# `unstorable_result` puts a NUL character in a successful result's text (a model may
+# answer any string; PostgreSQL stores no NUL).
+RESULT_KNOBS = ("large_result", "drop_large_callbacks", "result_error", "unstorable_result")
 PROBABILITY_KNOBS = SUBMIT_KNOBS + ATTEMPT_KNOBS + STORAGE_KNOBS + RESULT_KNOBS
 # fal keeps a JSON result an hour after completion, six minutes once it is 10 KB or more
 # (docs/fal-protocol.md, "Result"); `retention_scale` shrinks both for tests.
@@ -79,6 +81,7 @@ class Faults:
     drop_large_callbacks: float = 0.0
     result_error: float = 0.0
     result_error_status: int = 403
+    unstorable_result: float = 0.0
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         known = {f.name for f in dataclasses.fields(self)}

@@ -93,6 +93,13 @@ def enlarged(outcome: ModelOutcome, min_bytes: int) -> ModelOutcome:
     return ModelOutcome(outcome.http_status, {**outcome.body, "sandbox_padding": "x" * min_bytes})
 
 
+def with_nul(outcome: ModelOutcome) -> ModelOutcome:
+    """The `unstorable_result` fault: a successful output whose text holds a NUL character."""
+    if not outcome.ok or not isinstance(outcome.body, dict):
+        return outcome
+    return ModelOutcome(outcome.http_status, {**outcome.body, "caption": "a cat\u0000"})
+
+
 def _invalid(errors: list[dict[str, Any]]) -> ModelOutcome:
     return ModelOutcome(422, {"detail": errors})
 

@@ -33,8 +33,8 @@ def decide_submit_faults(faults: Faults, seed: int | str, seq: int) -> SubmitFau
 
 
 def decide_result_faults(faults: Faults, seed: int | str, seq: int) -> tuple[str, ...]:
-    """`large_result`, `drop_large_callbacks` only with it (a share of large results), and
-    `result_error` on its own."""
+    """`large_result`, `drop_large_callbacks` only with it (a share of large results),
+    `result_error` and `unstorable_result` on their own."""
     rng = random.Random(f"{seed}:{seq}:result")
     draws = {name: rng.random() for name in RESULT_KNOBS}
     applied: tuple[str, ...] = ()
@@ -44,6 +44,8 @@ def decide_result_faults(faults: Faults, seed: int | str, seq: int) -> tuple[str
             applied += ("drop_large_callbacks",)
     if draws["result_error"] < faults.result_error:
         applied += ("result_error",)
+    if draws["unstorable_result"] < faults.unstorable_result:
+        applied += ("unstorable_result",)
     return applied
 
 

@@ -184,6 +184,8 @@ class Lifecycle:
         except Exception:
             _log.exception("sandbox model %s crashed", job.endpoint_id)
             return fake_models.request_error(500, "Internal error in the sandbox model", "internal_error")
+        if job.has_fault("unstorable_result"):
+            outcome = fake_models.with_nul(outcome)
         if job.has_fault("large_result"):
             return fake_models.enlarged(outcome, LARGE_RESULT_BYTES)
         return outcome

@@ -71,6 +71,12 @@ def fetch_result(job_id: uuid.UUID | str, source: EventSource = EventSource.POLL
         message = "fal returned a result that is not strict JSON (NaN, Infinity or nesting too deep)"
         fail_job(job_uuid, source, error=message, error_type="invalid_result")
         return FetchOutcome.INVALID_RESULT
+    try:
+        strict_json.check_tree(output, storable=True)
+    except strict_json.JSONRejected as exc:
+        message = f"fal's result {exc} (at {strict_json.field_name(exc.path)})"
+        fail_job(job_uuid, source, error=message, error_type="invalid_result")
+        return FetchOutcome.INVALID_RESULT
     with transaction() as s:
         job = lock_job(s, job_uuid)
         if job is not None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, inspect, select
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
-from falbridge.models.tables import Job, JobEvent
+from falbridge.models.tables import Job, JobEvent, WebhookDelivery
 from falbridge.worker.actions import submit
 from falbridge.worker.fetch import FetchOutcome, fetch_result
 from tests.webhooks.test_pipeline import _cat_uri
@@ -62,6 +62,22 @@ def test_a_final_refusal_of_the_result_other_than_404_ends_failed_result_unavail
     assert (final.status, final.error_type) == ("failed", "result_unavailable")
     assert final.error.startswith("result unavailable at fal") and f"HTTP {status}" in final.error
     assert final.result is None
+
+
+def test_a_result_holding_a_nul_ends_failed_invalid_result_not_retried_for_ever(pipeline):
+    # fal signs and sends it; PostgreSQL stores no NUL. The callback is applied as one whose
+    # payload fal could not send (the result is fetched), and the fetch refuses it for good.
+    pipeline.sandbox.set_faults(unstorable_result=1.0)
+    job, _ = submit("fal-ai/evf-sam", {"prompt": "cat", "image_url": _cat_uri()})
+
+    [final] = pipeline.wait_terminal(job.id)
+
+    assert (final.status, final.error_type) == ("failed", "invalid_result")
+    assert final.error == "fal's result contains a NUL character, which cannot be stored (at caption)"
+    assert final.result is None
+    with transaction() as s:
+        [delivery] = s.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job.id)).all()
+        assert (delivery.outcome, delivery.processing_error) == ("result_fetch_needed", None)
 
 
 @pytest.mark.usefixtures("db_url")

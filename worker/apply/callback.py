@@ -43,13 +43,33 @@ def parse_callback(body: bytes) -> Callback:
     if status not in ("OK", "ERROR"):
         raise CallbackFormatError(f"unknown callback status {status!r}")
     gateway = doc.get("gateway_request_id")
-    payload_error = doc.get("payload_error")
+    payload, payload_error = _storable_payload(doc.get("payload"), doc.get("payload_error"))
     error = doc.get("error")
     return Callback(
         request_id=request_id,
-        gateway_request_id=gateway if isinstance(gateway, str) else None,
+        gateway_request_id=gateway if isinstance(gateway, str) and _storable(gateway) else None,
         ok=status == "OK",
-        payload=doc.get("payload"),
-        payload_error=str(payload_error) if payload_error is not None else None,
-        error=str(error) if error is not None else None,
+        payload=payload,
+        payload_error=payload_error,
+        error=strict_json.UNSTORABLE.sub("\ufffd", str(error)) if error is not None else None,
     )
+
+
+def _storable(text: str) -> bool:
+    return strict_json.UNSTORABLE.search(text) is None
+
+
+def _storable_payload(payload: Any, payload_error: Any) -> tuple[Any, str | None]:
+    """A payload the database cannot store (a NUL, a lone surrogate) is treated as one fal
+    could not send: the job's result is fetched instead, and the fetch refuses it for good,
+    rather than every attempt to apply this callback failing at the database."""
+    try:
+        strict_json.check_tree(payload, storable=True)
+    except strict_json.JSONRejected as exc:
+        return None, f"payload not kept: {exc}{_where(exc.path)}"
+    message = str(payload_error) if payload_error is not None else None
+    return payload, strict_json.UNSTORABLE.sub("\ufffd", message) if message is not None else None
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return f" (at payload.{strict_json.field_name(path)})" if path else ""

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from falbridge.worker.apply.callback import CallbackFormatError, parse_callback
@@ -94,3 +96,27 @@ def test_callback_shapes_fal_sends(body, ok, needs_fetch):
 def test_malformed_callbacks_are_rejected(body):
     with pytest.raises(CallbackFormatError):
         parse_callback(body)
+
+
+def test_text_the_database_cannot_store_is_never_kept_from_a_callback():
+    body = {
+        "request_id": "req-1",
+        "gateway_request_id": "gw\u0000",
+        "status": "OK",
+        "error": "bad\ud800",
+        "payload": {"images": [{"url": "u", "caption": "a cat\u0000"}]},
+    }
+    callback = parse_callback(json.dumps(body).encode())
+    # The payload as if fal could not send it: the result is fetched, and the fetch decides.
+    assert callback.payload is None and callback.needs_fetch
+    assert callback.payload_error == (
+        "payload not kept: contains a NUL character, which cannot be stored (at payload.images[0].caption)"
+    )
+    assert callback.gateway_request_id is None
+    assert callback.error == "bad\ufffd"
+
+
+def test_a_storable_payload_and_payload_error_are_kept_as_sent():
+    body = {"request_id": "r", "status": "OK", "payload": {"x": "\u00e9\ud83d\ude00"}, "payload_error": "e"}
+    callback = parse_callback(json.dumps(body).encode())
+    assert (callback.payload, callback.payload_error) == ({"x": "\u00e9\U0001f600"}, "e")

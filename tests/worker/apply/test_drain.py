@@ -8,7 +8,7 @@ import multiprocessing
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from falbridge import config
 from falbridge.models.db import transaction
@@ -121,22 +121,69 @@ def test_a_callback_without_its_payload_asks_for_a_fetch_after_the_drain():
     assert drained.follow_ups == [FollowUp(Work.FETCH_RESULT, str(job_id))]
 
 
-def test_a_delivery_that_cannot_be_applied_is_passed_over_and_the_rest_applied(db_url):
-    """A signed callback whose payload holds a NUL character: PostgreSQL's JSONB refuses
-    it, so applying it raises every time (SQLite stores it). The batch it spoils is
-    applied one by one, and the drain moves on past it."""
+@pytest.fixture
+def refuse_updates_of_job(db_url):
+    """A trigger that makes the database refuse any change to one job's row: a row that
+    cannot be written, whatever the reason in production (a constraint, a lock timeout).
+    Dropped after the test: the database outlives it."""
+    yield lambda request_id: _create_refusal(request_id, db_url)
+    with transaction() as s:
+        s.execute(
+            text(
+                "DROP TRIGGER IF EXISTS refuse_job" + (" ON jobs" if db_url.startswith("postgresql") else "")
+            )
+        )
+        if db_url.startswith("postgresql"):
+            s.execute(text("DROP FUNCTION IF EXISTS refuse_job()"))
+
+
+def _create_refusal(request_id: str, db_url: str) -> None:
+    with transaction() as s:
+        if db_url.startswith("postgresql"):
+            s.execute(
+                text(
+                    "CREATE FUNCTION refuse_job() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                )
+            )
+            s.execute(
+                text(
+                    "CREATE TRIGGER refuse_job BEFORE UPDATE ON jobs FOR EACH ROW "
+                    f"WHEN (OLD.request_id = '{request_id}') EXECUTE FUNCTION refuse_job()"
+                )
+            )
+        else:
+            s.execute(
+                text(
+                    "CREATE TRIGGER refuse_job BEFORE UPDATE ON jobs "
+                    f"WHEN OLD.request_id = '{request_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+
+
+def test_a_delivery_that_cannot_be_applied_is_passed_over_and_the_rest_applied(refuse_updates_of_job):
+    """Applying one delivery raises every time: the batch it spoils is applied one by one,
+    and the drain moves on past it, leaving it to the sweeper."""
     jobs = _jobs(4)
-    poisoned = _callback("req-1", payload={"text": "a\u0000b"})
-    ids = _store(_callback("req-0"), poisoned, _callback("req-2"), _callback("req-3"))
+    ids = _store(_callback("req-0"), _callback("req-1"), _callback("req-2"), _callback("req-3"))
+    refuse_updates_of_job("req-1")
     drained = drain(batch_size=2, max_batches=10)
     rows = _deliveries()
     for n in (0, 2, 3):
         assert rows[ids[n]].outcome == "applied" and len(_completions(jobs[n])) == 1
-    if db_url.startswith("postgresql"):
-        assert drained.passed_over == {ids[1]} and drained.outcomes == {"applied": 3}
-        assert rows[ids[1]].processed_at is None  # left to the sweeper
-    else:
-        assert drained.passed_over == set() and drained.outcomes == {"applied": 4}
+    assert drained.passed_over == {ids[1]} and drained.outcomes == {"applied": 3}
+    assert rows[ids[1]].processed_at is None  # left to the sweeper
+    assert _completions(jobs[1]) == []
+
+
+def test_a_callback_holding_a_nul_is_applied_as_one_whose_result_must_be_fetched(db_url):
+    """PostgreSQL stores no NUL: the payload is not kept, the result is fetched instead."""
+    [job_id] = _jobs(1)
+    [delivery_id] = _store(_callback("req-0", payload={"text": "a\u0000b"}))
+    drained = drain(batch_size=10, max_batches=1)
+    assert drained.passed_over == set() and drained.outcomes == {"result_fetch_needed": 1}
+    assert drained.follow_ups == [FollowUp(Work.FETCH_RESULT, str(job_id))]
+    assert _deliveries()[delivery_id].processed_at is not None
 
 
 def _drain_in_process(barrier, results, db_url, batch_size):
