@@ -77,8 +77,8 @@ def test_a_refused_url_is_gone_but_a_host_without_an_address_may_come_back():
     assert isinstance(unresolved, Transient) and str(unresolved) == "no address for cdn.example"
 
 
-def test_the_attempt_and_the_last_attempt_are_named_never_positional():
-    with pytest.raises(TypeError):
+def test_the_attempt_and_the_last_attempt_are_named_never_positional(db_url):
+    with pytest.raises(TypeError):  # a bare 2 or True could be taken for either
         store_files(uuid.uuid4(), 2)  # type: ignore[misc]
 
 
