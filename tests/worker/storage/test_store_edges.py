@@ -103,10 +103,10 @@ def _recorded_by_another_run(sha256: str | None) -> uuid.UUID:
 @pytest.mark.parametrize(
     "kept, ours, mismatch",
     [
-        (KEPT, "".join(["b"] * 64), False),  # the same bytes (an equal, not the same, string)
-        (KEPT, "a" * 64, True),  # other bytes, sorting before the kept ones
-        (KEPT, "c" * 64, True),  # and after
-        (None, "a" * 64, False),  # the other run recorded it missing: nothing to compare
+        pytest.param(KEPT, "".join(["b"] * 64), False, id="same"),  # equal, not the same string
+        pytest.param(KEPT, "a" * 64, True, id="other-sorting-before"),
+        pytest.param(KEPT, "c" * 64, True, id="other-sorting-after"),
+        pytest.param(None, "a" * 64, False, id="kept-missing"),  # nothing to compare with
     ],
 )
 def test_the_loser_of_a_race_deletes_its_copy_and_reports_other_bytes(
