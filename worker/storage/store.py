@@ -29,7 +29,6 @@ import httpx
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job, parse_uuid
-from falbridge.models.states import JobStatus
 from falbridge.models.stored_files import record, recorded, unrecorded
 from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, Unresolvable, fetch_stream
 from falbridge.worker.storage import backend as backends
@@ -83,8 +82,7 @@ class Meter:
         for chunk in chunks:
             self.digest.update(chunk)
             self.size += len(chunk)
-            if len(self.head) < HEAD_BYTES:
-                self.head += chunk[: HEAD_BYTES - len(self.head)]
+            self.head += chunk[: HEAD_BYTES - len(self.head)]  # nothing once the head is whole
             yield chunk
 
 
@@ -94,7 +92,9 @@ def store_files(job_id: uuid.UUID | str, *, attempt: int = 1, final: bool = Fals
     job_uuid = parse_uuid(job_id)
     with transaction() as s:
         job = get_job(s, job_uuid) if job_uuid else None
-        if job_uuid is None or job is None or job.status != JobStatus.COMPLETED.value:
+        # No status check: only a completion writes result files, and a job never leaves
+        # completed, so any other job has no file below.
+        if job_uuid is None or job is None:
             return StoreReport(StoreOutcome.NOTHING_TO_STORE)
         if not config.current().storage.stores(job.endpoint_id):
             return StoreReport(StoreOutcome.NOT_CONFIGURED)
@@ -117,16 +117,20 @@ def _store_one(job_id: uuid.UUID, f: FileToStore, attempt: int, final: bool, rep
         values = _download(backend, key, f.url)
     except Gone as exc:
         report.failures += 1
-        _record(job_id, {**base, "status": "missing", "reason": str(exc)}, report)
+        report.missing += _record(job_id, {**base, "status": "missing", "reason": str(exc)})
         return
     except Transient as exc:
         report.failures += 1
         if not final:
             report.retry_reasons.append(f"{f.path}: {exc}")
             return
-        _record(job_id, {**base, "status": "missing", "reason": f"{exc} (after {attempt} attempts)"}, report)
+        reason = f"{exc} (after {attempt} attempts)"
+        report.missing += _record(job_id, {**base, "status": "missing", "reason": reason})
         return
-    if not _record(job_id, {**base, **values, "status": "stored", "storage_key": key}, report):
+    if _record(job_id, {**base, **values, "status": "stored", "storage_key": key}):
+        report.stored += 1
+        report.bytes += values["size"]
+    else:
         _lost_race(backend, key, job_id, f.path, values["sha256"], report)
 
 
@@ -138,20 +142,8 @@ def _download(backend: backends.Backend, key: str, url: str) -> dict[str, Any]:
         with fetch_stream(url, policy) as fetched:
             backend.put(key, meter.through(fetched.chunks()))
             served = media_type(fetched.content_type)
-    except Unresolvable as exc:
-        raise Transient(str(exc)) from None
-    except FetchRefused as exc:
-        raise Gone(f"not fetched: {exc}") from None
-    except httpx.HTTPStatusError as exc:
-        code = exc.response.status_code
-        answer = f"fal's CDN answered HTTP {code} {exc.response.reason_phrase}".strip()
-        if code in (408, 425, 429) or code >= 500:
-            raise Transient(answer) from None
-        raise Gone(answer) from None
-    except httpx.HTTPError as exc:
-        raise Transient(f"download failed: {type(exc).__name__}: {str(exc)[:200]}") from None
-    except backends.StorageUnavailable as exc:
-        raise Transient(f"storage backend unavailable: {str(exc)[:300]}") from None
+    except (FetchRefused, httpx.HTTPError, backends.StorageUnavailable) as exc:
+        raise download_failure(exc) from None
     sniffed = sniff(bytes(meter.head))
     return {
         "sha256": meter.digest.hexdigest(),
@@ -163,15 +155,26 @@ def _download(backend: backends.Backend, key: str, url: str) -> dict[str, Any]:
     }
 
 
-def _record(job_id: uuid.UUID, values: dict[str, Any], report: StoreReport) -> bool:
+def download_failure(exc: FetchRefused | httpx.HTTPError | backends.StorageUnavailable) -> Transient | Gone:
+    """Whether a failed download may pass, with the reason recorded if it does not."""
+    if isinstance(exc, Unresolvable):  # DNS may answer later
+        return Transient(str(exc))
+    if isinstance(exc, FetchRefused):
+        return Gone(f"not fetched: {exc}")
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        answer = f"fal's CDN answered HTTP {code} {exc.response.reason_phrase}".strip()
+        # a timeout, "too early", a rate limit or the CDN's own failure: worth another try
+        return Transient(answer) if code in (408, 425, 429) or code >= 500 else Gone(answer)
+    if isinstance(exc, httpx.HTTPError):
+        return Transient(f"download failed: {type(exc).__name__}: {str(exc)[:200]}")
+    return Transient(f"storage backend unavailable: {str(exc)[:300]}")
+
+
+def _record(job_id: uuid.UUID, values: dict[str, Any]) -> bool:
+    """Whether this call recorded the file (else another run had)."""
     with transaction() as s:
-        done = record(s, job_id, values)
-    if done.mine:
-        report.stored += values["status"] == "stored"
-        if values["status"] == "stored":
-            report.bytes += values.get("size") or 0
-        report.missing += values["status"] == "missing"
-    return done.mine
+        return record(s, job_id, values).mine
 
 
 def _lost_race(

@@ -4,6 +4,7 @@ they are given, and what the sniffer says the bytes are."""
 from __future__ import annotations
 
 import io
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,17 @@ def test_keys_built_from_hostile_names_stay_under_the_jobs_prefix(tmp_path, path
     assert not last.startswith(".") and len(last) <= 2 * backends.MAX_NAME + 10
     root = LocalBackend(tmp_path / "files")
     assert root.path(key).is_relative_to(root.root)
+
+
+def test_a_key_names_the_job_the_path_a_fresh_token_and_the_file():
+    """docs/storage.md: names of at most 120 characters, a token of 8 hex digits, and
+    inputs under the first two hex digits of their sha256."""
+    job_id = uuid.uuid4()
+    key = backends.object_key(job_id, "images[0]", "cat.png")
+    assert re.fullmatch(rf"jobs/{job_id}/images_0-[0-9a-f]{{8}}-cat\.png", key), key
+    assert backends.safe_name("x" * 200) == "x" * 120 and backends.safe_name("y" * 120) == "y" * 120
+    digest = "ab" + "c" * 62
+    assert backends.input_key(digest) == f"inputs/ab/{digest}"
 
 
 def test_the_directory_backend_refuses_keys_that_leave_its_root(tmp_path):

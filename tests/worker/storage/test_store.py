@@ -34,8 +34,10 @@ def test_a_completed_jobs_file_is_stored_with_what_it_is(sandbox, storage):
     report = store_files(job_id)
 
     assert (report.outcome, report.stored, report.missing) == (StoreOutcome.DONE, 1, 0)
+    assert (report.bytes, report.failures) == (len(data), 0)
     [row] = records(job_id)
     assert (row.status, row.sha256, row.size) == ("stored", hashlib.sha256(data).hexdigest(), len(data))
+    assert row.attempts == 1  # the first attempt, unless the task says otherwise
     assert (row.served_type, row.sniffed_type, row.width, row.height) == ("image/png", "image/png", 5, 4)
     assert row.storage_key.startswith(f"jobs/{job_id}/image-") and row.storage_key.endswith("-mask.png")
     with backends.configured().open(row.storage_key) as reader:
@@ -59,7 +61,8 @@ def test_a_file_fal_no_longer_has_is_recorded_missing_and_the_job_stays_complete
 
     report = store_files(job_id)
 
-    assert (report.outcome, report.missing) == (StoreOutcome.DONE, 2)
+    assert (report.outcome, report.missing, report.stored) == (StoreOutcome.DONE, 2, 0)
+    assert (report.failures, report.bytes) == (2, 0)
     assert {row.status for row in records(job_id)} == {"missing"}
     assert "HTTP 404" in records(job_id)[0].reason
     [event] = files_stored_events(job_id)
@@ -91,11 +94,12 @@ def test_a_backend_that_is_down_is_retried_then_the_file_recorded_missing(
 
     first = store_files(job_id, attempt=1)
     assert first.outcome is StoreOutcome.RETRY and "storage backend unavailable" in first.retry_reasons[0]
+    assert (first.failures, first.missing, first.stored) == (1, 0, 0)
     assert count_records(job_id) == 0 and files_stored_events(job_id) == []
 
     last = store_files(job_id, attempt=3, final=True)
 
-    assert (last.outcome, last.missing) == (StoreOutcome.DONE, 1)
+    assert (last.outcome, last.missing, last.stored, last.failures) == (StoreOutcome.DONE, 1, 0, 1)
     [row] = records(job_id)
     assert (row.status, row.attempts) == ("missing", 3)
     assert row.reason.startswith("storage backend unavailable") and row.reason.endswith("(after 3 attempts)")
