@@ -37,6 +37,7 @@ STATUS_CHANGED = "job.status_changed"
 FILES_STORED = "job.files_stored"
 TERMINAL_TYPES = tuple(sorted(f"job.{status.value}" for status in TERMINAL))
 EVENT_TYPES = (STATUS_CHANGED, *TERMINAL_TYPES, FILES_STORED)
+_SUBSCRIPTIONS = "falbridge.outbox.subscriptions"  # session.info key of the per-transaction read
 
 Dispatcher = Callable[[Sequence[int]], None]
 
@@ -62,23 +63,45 @@ def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
     terminal event one per callback of the job's own (its notify_url, its on_complete
     task); dispatched after the commit."""
     type_ = type_of(event)
-    # FOR KEY SHARE (PostgreSQL): a subscription being deleted is waited for and then not
-    # seen, rather than deleted under the delivery about to reference it (which would fail
-    # the transition's whole transaction). Shared with every other transition, and with
-    # updates that change no key (a subscription's health).
-    subscriptions = session.execute(
-        select(Subscription.id, Subscription.events)
-        .where(Subscription.enabled.is_(True))
-        .with_for_update(read=True, key_share=True)
-    ).all()
     now = utcnow()
-    added = [new_delivery(event, row.id, now) for row in subscriptions if wants(row.events or [], type_)]
+    added = [
+        new_delivery(event, sub_id, now) for sub_id, events in _subscriptions(session) if wants(events, type_)
+    ]
     if type_ in TERMINAL_TYPES:
         added += [new_delivery(event, None, now, target) for target in job_targets(job)]
     if added:
         session.add_all(added)
         _new_deliveries.add(session, added)
     return added
+
+
+def _subscriptions(session: Session) -> list[tuple[Any, list[str]]]:
+    """The enabled subscriptions (id, events), read once per transaction: a batch of
+    transitions (a submit batch, a drain of the inbox) fans out to the same set, and the
+    lock taken on them lasts until the transaction ends anyway.
+
+    FOR KEY SHARE (PostgreSQL): a subscription being deleted is waited for and then not
+    seen, rather than deleted under the delivery about to reference it (which would fail
+    the transition's whole transaction). Shared with every other transition, and with
+    updates that change no key (a subscription's health). Core, not the ORM: this runs on
+    every transition, and the ORM's row handling was most of its cost."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_SUBSCRIPTIONS)
+    if cached is not None and cached[0] is transaction:
+        known: list[tuple[Any, list[str]]] = cached[1]
+        return known
+    rows = (
+        session.connection()
+        .execute(
+            select(Subscription.id, Subscription.events)
+            .where(Subscription.enabled.is_(True))
+            .with_for_update(read=True, key_share=True)
+        )
+        .all()
+    )
+    subscriptions = [(row.id, list(row.events or [])) for row in rows]
+    session.info[_SUBSCRIPTIONS] = (transaction, subscriptions)
+    return subscriptions
 
 
 def job_targets(job: Job) -> list[str]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from falbridge import config
@@ -90,10 +91,34 @@ def submit_batch(limit: int | None = None) -> BatchReport:
     report = BatchReport(dict(batch.settled), claimed=len(batch.claims), held=batch.held, wait_s=batch.wait_s)
     report.full = len(batch.claims) + len(batch.settled) >= limit
     if batch.claims:
-        answers = send(batch.claims)
-        with transaction() as s:
-            _record(s, answers, report)
+        _record_answers(send(batch.claims), report)
     return report
+
+
+# PostgreSQL's deadlock and serialization failures: the transaction was rolled back whole,
+# and running it again is what PostgreSQL asks for.
+_RETRY_SQLSTATES = ("40P01", "40001")
+RECORD_ATTEMPTS = 3
+
+
+def _record_answers(answers: list[tuple[Claim, Answer]], report: BatchReport) -> None:
+    """Record in one transaction, run again if PostgreSQL chose it as a deadlock's victim:
+    the recorder locks its jobs in id order, but a drain applying callbacks locks them in
+    its deliveries' order, and fal's callbacks can come before the submit answers are
+    recorded. Recording is idempotent, so a second run records the same."""
+    kept = len(report.follow_ups), len(report.retries)
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            with transaction() as s:
+                _record(s, answers, report)
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _RETRY_SQLSTATES or attempt == RECORD_ATTEMPTS:
+                raise
+            log.warning(
+                "recording a batch of %d: %s; again (attempt %d)", len(answers), exc.orig, attempt + 1
+            )
+            del report.follow_ups[kept[0] :], report.retries[kept[1] :]
 
 
 @dataclass(frozen=True)

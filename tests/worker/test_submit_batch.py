@@ -41,7 +41,9 @@ def test_a_batch_is_sent_and_recorded_once_and_every_job_completes(pipeline):
     ids = [_pending(EVF, {"prompt": f"cat {i}", "image_url": _cat_uri()}) for i in range(12)]
     report = submit_batch(50)
     assert report.claimed == 12 and not report.full and not report.held
-    assert report.outcomes == dict.fromkeys(ids, Submitted.SUBMITTED)
+    # A callback may come, and be applied, before the batch's answers are recorded.
+    assert set(report.outcomes) == set(ids)
+    assert set(report.outcomes.values()) <= {Submitted.SUBMITTED, Submitted.FINISHED_FIRST}
     jobs = pipeline.wait_terminal(*ids)
     truth = pipeline.sandbox.ground_truth()["requests"]
     assert len(truth) == 12  # each job reached fal exactly once
@@ -50,7 +52,10 @@ def test_a_batch_is_sent_and_recorded_once_and_every_job_completes(pipeline):
         [request] = [r for r in truth if r["request_id"] == job.request_id]
         assert str(job.id) in request["webhook_url"] and request["input"]["prompt"] == job.input["prompt"]
         assert (job.status, job.submit_attempts) == ("completed", 1)
-        assert [e.to_status for e in job.events][:2] == ["pending", "submitted"]
+        statuses = [e.to_status for e in job.events]
+        assert statuses[0] == "pending" and statuses.count("completed") == 1
+        if report.outcomes[job.id] is Submitted.SUBMITTED:
+            assert statuses[1] == "submitted"
 
 
 def test_each_answer_in_a_batch_follows_the_single_job_rules(pipeline):
