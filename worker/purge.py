@@ -142,10 +142,8 @@ def _delete_objects(backend: backends.Backend | None, keys: list[str], report: P
     store = backend or backends.configured()
     for key in keys:
         try:
-            store.delete(key)
-        except backends.StoredObjectMissing:
-            pass  # already gone: what we wanted
-        except (backends.StorageUnavailable, OSError) as exc:
+            store.delete(key)  # a key already gone is no error: what we wanted
+        except OSError as exc:  # StorageUnavailable is one
             report.files_left += 1
             log.warning("purge: stored object %s not deleted (left as an orphan): %s", key, exc)
             continue
@@ -166,7 +164,7 @@ def _release_copies(backend: backends.Backend | None, digests: set[str], report:
                 if not unreferenced(session, digest):
                     continue
                 store.delete(backends.input_key(digest))
-        except (backends.StorageUnavailable, OSError) as exc:
+        except OSError as exc:  # StorageUnavailable is one
             report.files_left += 1
             log.warning("purge: input copy %s not deleted (left as an orphan): %s", digest, exc)
             continue

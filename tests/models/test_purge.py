@@ -81,6 +81,18 @@ def test_a_batch_takes_the_old_jobs_after_its_cursor_even_at_one_time(db_url):
     assert (rest.rows, rest.after, rest.bytes) == ({}, None, 0)
 
 
+def test_a_batch_continues_after_its_last_job(db_url):
+    """The cursor is the last job taken, its time and its id, not the first one's."""
+    with transaction() as session:
+        _job(session, 2, updated_at=BEFORE - timedelta(hours=2))
+        _job(session, 1, updated_at=BEFORE - timedelta(hours=1))
+
+    with transaction() as session:
+        batch = purge_batch(session, CUTOFF, None, 10, compact=False)
+
+    assert (batch.rows["jobs"], batch.after) == (2, (BEFORE - timedelta(hours=1), _id(1)))
+
+
 def test_a_batch_counts_the_bytes_of_the_stored_copies_it_releases(db_url):
     with transaction() as session:
         job_id = _job(session, 1)

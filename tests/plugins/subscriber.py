@@ -1,6 +1,7 @@
 """A subscriber to outgoing webhooks: a real HTTP server on loopback, in a thread, that
 records every request and answers from a script (status, headers, body, a hang until
-released, a dropped connection, a slow or never-ending answer), the default being 200."""
+released, a dropped connection, a slow or never-ending answer, bytes that are no HTTP),
+the default being 200."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Answer:
     pause_s: float = 0.0
     parts: int = 1
     stall: bool = False  # promise more body than it sends, then hold the connection until released
+    raw: bytes | None = None  # sent as it is instead of an answer (a subscriber that speaks no HTTP)
 
 
 # What a stalled answer promises beyond its body, and never sends.
@@ -108,6 +110,10 @@ class Subscriber(Recorder):
                 answer = subscriber._take(self)
                 if answer.hang:
                     subscriber._release.wait()
+                if answer.raw is not None:
+                    self.close_connection = True
+                    self.wfile.write(answer.raw)
+                    return
                 if answer.drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

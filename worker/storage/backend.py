@@ -33,7 +33,7 @@ class StoredObjectMissing(LookupError):
 
 class Backend(Protocol):
     """Where stored files live. Every method raises StorageUnavailable for failures that may
-    pass, StoredObjectMissing for a key that is not there."""
+    pass, StoredObjectMissing for a key that is not there (to delete, none: it is done)."""
 
     @property
     def url(self) -> str: ...

@@ -12,6 +12,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job, lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import EventDelivery, Subscription
+from falbridge.worker import metrics
 from tests.plugins.sandbox import ReceivedRequest
 
 
@@ -55,3 +56,24 @@ def verified(request: ReceivedRequest, *secrets: str) -> dict[str, Any]:
     for secret in secrets:
         Webhook(secret).verify(request.body, request.headers)
     return json.loads(request.body)
+
+
+def attempts_counted() -> dict[str, float]:
+    """falbridge_outgoing_delivery_attempts_total by result, as this process counted them."""
+    counted = metrics.get()
+    assert counted is not None
+    return {
+        sample.labels["result"]: sample.value
+        for family in counted.outgoing_attempts.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def counted_since(before: dict[str, float]) -> dict[str, float]:
+    """The attempts counted since `before`, by result (results not counted left out)."""
+    return {
+        result: n - before.get(result, 0.0)
+        for result, n in attempts_counted().items()
+        if n != before.get(result)
+    }

@@ -16,7 +16,9 @@ from falbridge.worker.notify.schedule import MAX_ATTEMPTS
 from tests.plugins.subscriber import Answer
 from tests.plugins.waiting import poll_until
 from tests.worker.notify.helpers import (
+    attempts_counted,
     complete,
+    counted_since,
     deliveries,
     move,
     new_job,
@@ -213,6 +215,7 @@ def test_a_secret_no_configured_key_decrypts_is_a_failed_attempt_not_a_crash(not
 
 def test_a_subscription_deleted_mid_attempt_leaves_nothing_behind(notifying):
     made = manage.create(notifying.url, ["job.completed"])
+    before = attempts_counted()
     notifying.answer(Answer(hang=True))
     job = new_job()
     complete(job.id)
@@ -224,3 +227,4 @@ def test_a_subscription_deleted_mid_attempt_leaves_nothing_behind(notifying):
         notifying.release()
         assert sending.result(timeout=10).outcome is Outcome.NOT_DUE
     assert deliveries() == [] and manage.delivery_log() == []
+    assert counted_since(before) == {}  # an attempt nobody records is not counted either

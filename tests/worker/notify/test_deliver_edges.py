@@ -1,8 +1,8 @@
 """One attempt at its edges, against the real subscriber, on every database: how much of
 the answer is read and kept (the first KiB, however the subscriber sends it), the latency
 recorded, a redirect's target in the error, a minute as the line between a countdown and
-the sweeper, the lease, why a delivery ends when there is nobody to send it to, and the
-environment's proxy settings left alone."""
+the sweeper, the lease, why a delivery ends when there is nobody to send it to, the
+environment's proxy settings left alone, an error's length, and what is counted."""
 
 from __future__ import annotations
 
@@ -17,10 +17,19 @@ from sqlalchemy.pool import NullPool
 
 from falbridge.models.states import JobStatus
 from falbridge.models.tables import Job, utcnow
+from falbridge.worker.notify import deliver as delivering
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import Delivered, Outcome, deliver
 from tests.plugins.subscriber import Answer
-from tests.worker.notify.helpers import complete, deliveries, move, new_job, one_delivery
+from tests.worker.notify.helpers import (
+    attempts_counted,
+    complete,
+    counted_since,
+    deliveries,
+    move,
+    new_job,
+    one_delivery,
+)
 
 KIB = 1024  # what an attempt keeps of the answer (docs/webhooks-out.md: "the first KiB")
 
@@ -75,6 +84,36 @@ def test_the_latency_recorded_is_the_attempts_own(notifying):
     assert deliver(delivery_id).outcome is Outcome.DELIVERED
     total_ms = (time.perf_counter() - started) * 1000
     assert 200 <= _one_attempt()["latency_ms"] <= total_ms
+
+
+def test_an_error_is_kept_to_its_first_1000_characters(notifying):
+    """A subscriber that answers no HTTP: httpx's error quotes what it sent, 1,500 bytes."""
+    notifying.answer(Answer(raw=b"HTTP/1.1 2x0 " + b"y" * 1500 + b"\r\n\r\n"))
+    assert deliver(_subscribed_job(notifying)).outcome is Outcome.RETRYING
+    error = one_delivery().last_error
+    assert (error[:41], len(error)) == ("RemoteProtocolError: illegal status line:", 1000)
+
+
+def test_each_attempt_is_counted_by_its_outcome_and_one_not_due_is_not(notifying):
+    manage.create(notifying.url, ["job.status_changed"])
+    job = new_job()
+    move(job.id, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS)
+    failing, delivered, gone = (d.id for d in deliveries())
+    notifying.answer(500, 200, 410)
+    before = attempts_counted()
+    outcomes = [deliver(failing), deliver(delivered), deliver(gone), deliver(delivered)]
+    assert [done.outcome for done in outcomes] == [
+        Outcome.RETRYING,
+        Outcome.DELIVERED,
+        Outcome.EXHAUSTED,
+        Outcome.NOT_DUE,  # delivered already: nothing sent, nothing counted
+    ]
+    assert counted_since(before) == {"retrying": 1.0, "delivered": 1.0, "exhausted": 1.0}
+
+
+def test_the_ca_bundle_is_loaded_once_per_process():
+    """Loading it is about half an attempt's CPU: every attempt shares one TLS context."""
+    assert delivering._tls() is delivering._tls()
 
 
 def test_a_redirects_target_is_named_up_to_200_characters(notifying):
