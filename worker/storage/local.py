@@ -14,6 +14,7 @@ from typing import BinaryIO
 from falbridge.worker.storage.backend import StorageUnavailable, StoredObjectMissing
 
 INCOMING = ".incoming"
+MOVE_RETRIES = 9  # each needs a delete emptying the directory in the instant before the rename
 
 
 class LocalBackend:
@@ -28,7 +29,7 @@ class LocalBackend:
         """The file of `key`; a key that would leave the root is refused (keys are built
         safe, this is the second line)."""
         target = (self.root / key).resolve()
-        if not target.is_relative_to(self.root) or target == self.root:
+        if self.root not in target.parents:  # outside, or the root itself
             raise ValueError(f"storage key {key[:80]!r} leaves the storage root")
         return target
 
@@ -46,8 +47,8 @@ class LocalBackend:
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {self.url}: {exc.strerror or exc}") from None
         finally:
-            with contextlib.suppress(OSError):  # gone already, or the root is unusable
-                incoming.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone already (moved), or the root is unusable
+                incoming.unlink()
         return size
 
     def open(self, key: str) -> BinaryIO:
@@ -70,7 +71,7 @@ class LocalBackend:
         """Remove the directories a delete left empty (`jobs/<id>/`, `inputs/<2 hex>/`), up
         to the root. rmdir only removes an empty directory, so a writer's file is never
         lost; a writer that re-creates one meanwhile is `put`'s concern."""
-        while directory != self.root and directory.is_relative_to(self.root):
+        while self.root in directory.parents:
             try:
                 directory.rmdir()
             except OSError:  # not empty, already gone, or not ours to remove: stop here
@@ -84,14 +85,14 @@ class LocalBackend:
         return None
 
 
-def _move_into_place(incoming: Path, target: Path, attempts: int = 10) -> None:
+def _move_into_place(incoming: Path, target: Path) -> None:
     """Rename the finished file to its key; a concurrent delete may remove the (empty)
-    directory between our mkdir and the rename, so make it again and retry."""
-    for attempt in range(attempts):
-        try:
+    directory between our mkdir and the rename, so make it again and retry, a bounded
+    number of times: the last try's failure is the one reported."""
+    for _ in range(MOVE_RETRIES):
+        with contextlib.suppress(FileNotFoundError):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(incoming, target)
             return
-        except FileNotFoundError:
-            if attempt == attempts - 1 or not incoming.exists():
-                raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(incoming, target)

@@ -56,7 +56,7 @@ def media_type(header: str | None) -> str | None:
     lowercased; None for anything that is not plainly `type/subtype`."""
     if not header:
         return None
-    value = header.split(";", 1)[0].strip().lower()
+    value = header.partition(";")[0].strip().lower()
     return value if _MEDIA_TYPE.fullmatch(value) else None
 
 

@@ -1,5 +1,5 @@
-"""The storage backends on their own (a directory; moto's S3 server over HTTP), the keys
-they are given, and what the sniffer says the bytes are."""
+"""The storage backends on their own (a directory; moto's S3 server over HTTP) and the keys
+they are given (what the sniffer says the bytes are: test_sniff.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.local import LocalBackend
-from falbridge.worker.storage.sniff import media_type, served_inline, sniff
 from tests.plugins.storage import MotoServer, use_s3
 from tests.worker.storage.helpers import png
 
@@ -172,29 +171,3 @@ def test_puts_racing_deletes_in_one_directory_all_land(tmp_path):
 def test_the_storage_url_decides_the_backend(tmp_path):
     assert isinstance(backends.open_backend(f"file://{tmp_path}"), LocalBackend)
     assert backends.open_backend(f"file://{tmp_path}").url == f"file://{tmp_path.resolve()}"
-
-
-def test_what_the_bytes_are():
-    found = sniff(png(9, 4))
-    assert (found.content_type, found.width, found.height) == ("image/png", 9, 4)
-    assert sniff(b"<html><script>x</script>").content_type == "text/plain"
-    assert sniff(b"\x00\x01binary").content_type == "application/octet-stream"
-    assert sniff(b"").content_type == "application/octet-stream"
-    assert sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ").content_type == "image/webp"
-    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ").content_type == "audio/wav"
-    assert sniff(b"\x00\x00\x00\x18ftypisom").content_type == "video/mp4"
-    assert sniff(b"%PDF-1.7").content_type == "application/pdf"
-    assert sniff(b"\xff\xd8\xff\xe0 not really a jpeg").width is None  # its header unreadable
-    assert sniff("é".encode() * 10 + "é".encode()[:1]).content_type == "text/plain"  # cut at the end
-
-
-def test_only_raster_images_are_served_inline():
-    assert served_inline("image/png") and served_inline("image/webp")
-    for kind in ("image/svg+xml", "text/html", "text/plain", "application/pdf", "image/tiff"):
-        assert not served_inline(kind)
-
-
-def test_a_content_type_header_is_reduced_to_its_media_type():
-    assert media_type("Image/PNG; charset=binary") == "image/png"
-    assert media_type("text/html\r\nSet-Cookie: a=b") is None
-    assert media_type("") is None and media_type(None) is None and media_type("png") is None
