@@ -49,8 +49,9 @@ def test_wait_shows_the_queue_then_fals_logs_then_the_outcome(api, pipeline):
     """Like fal's subscribe with logs: the queue position while queued, each log line once
     while running; what the watch learnt (running) is in the job's history."""
     pipeline.sandbox.set_config(concurrency=1, latency_s=1.0)
-    for n in range(2):  # ahead of it in fal's one-job-at-a-time queue
-        api.submit(SOME, {"n": n})
+    ahead = [api.submit(SOME, {"n": n}) for n in range(2)]  # in fal's one-job-at-a-time queue
+    for earlier in ahead:  # at fal before it is sent: a batch's jobs go out concurrently
+        pipeline.wait_status(earlier.id, "submitted", "in_progress")
     job = api.submit(SOME, {"n": 2})
     seen: list[falbridge.LiveStatus] = []
     done = api.wait(job.id, timeout=30, on_progress=seen.append)
