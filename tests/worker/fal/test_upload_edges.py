@@ -34,8 +34,8 @@ class ScriptedStorage:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, bytes]] = []
         self.answers: dict[str, tuple[int, Any, dict[str, str]]] = {}
-        self.stall = threading.Event()  # set: answer at once; clear: hold answers until set
-        self.stall.set()
+        self.hold_s = 0.0  # how long each answer is held (a stalled storage)
+        self._closing = threading.Event()
         self.token_body: dict[str, Any] = {}
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -52,7 +52,7 @@ class ScriptedStorage:
         return [path for m, path, _ in self.requests if method in (None, m)]
 
     def close(self) -> None:
-        self.stall.set()
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -86,7 +86,8 @@ class ScriptedStorage:
                     return
                 path = self.path.split("?", 1)[0]
                 storage.requests.append((self.command, path, body))
-                storage.stall.wait(10)
+                if storage.hold_s:
+                    storage._closing.wait(storage.hold_s)
                 status, payload, headers = storage._answer(self.command, path)
                 data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
@@ -194,7 +195,7 @@ def test_an_upload_is_a_value(scripted):
 
 
 def test_a_given_timeout_is_used(scripted):
-    scripted.stall.clear()  # held until the test ends: only a timeout ends the wait
+    scripted.hold_s = 1.0  # five times the timeout given, far under the default one
     with client_of(scripted, timeout=httpx.Timeout(0.2)) as client, pytest.raises(RetryableError):
         upload(client, b"x")
 
