@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -64,6 +64,7 @@ class StorageClient:
         multipart_bytes: int = 100 * 1024 * 1024,
         part_bytes: int = 10 * 1024 * 1024,
         timeout: httpx.Timeout | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.rest_url = checked_base_url(rest_url)
         self.cdn_url = checked_base_url(cdn_url)
@@ -77,6 +78,7 @@ class StorageClient:
         )
         self._lock = threading.Lock()
         self._token: _CdnToken | None = None
+        self._clock = clock  # the token's age (tests set it)
 
     def __repr__(self) -> str:
         return f"StorageClient(rest_url={self.rest_url!r}, cdn_url={self.cdn_url!r})"
@@ -143,7 +145,7 @@ class StorageClient:
 
     def _token_now(self) -> _CdnToken:
         with self._lock:
-            if self._token is None or datetime.now(UTC) >= self._token.expires_at - _TOKEN_MARGIN:
+            if self._token is None or self._clock() >= self._token.expires_at - _TOKEN_MARGIN:
                 self._token = self._fetch_token()
             return self._token
 

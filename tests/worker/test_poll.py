@@ -1,0 +1,97 @@
+"""One status poll of a job whose callback is overdue (falbridge.worker.poll), straight
+against the database and the sandbox: what is not polled, and what each status makes of
+the job polled and of the others."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job
+from falbridge.models.tables import Job
+from falbridge.worker.fal import close_client
+from falbridge.worker.poll import PollOutcome, poll
+from tests.plugins.sandbox import TEST_FAL_KEY, SandboxHandle
+from tests.plugins.waiting import poll_until
+
+MODEL = "fal-ai/evf-sam"
+
+
+@pytest.fixture
+def fal_queue(db_url, sandbox, monkeypatch) -> Iterator[SandboxHandle]:
+    """poll() with this test's database and the sandbox as fal's queue."""
+    monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
+    monkeypatch.setenv("FAL_QUEUE_URL", sandbox.url)
+    close_client()
+    yield sandbox
+    close_client()
+    sandbox.wait_idle(timeout=15)  # the next test's sandbox starts with no job still running
+
+
+def _job(status: str = "submitted", answer: dict[str, Any] | None = None) -> uuid.UUID:
+    """A job as the submit step leaves it, addressed by fal's `answer` to its submit."""
+    with transaction() as s:
+        job, _ = create_job(s, MODEL, {"prompt": "cat"})
+        job.status = status
+        if answer is not None:
+            job.request_id = answer["request_id"]
+            job.status_url, job.response_url = answer["status_url"], answer["response_url"]
+            job.cancel_url = answer["cancel_url"]
+        return job.id
+
+
+def _submitted(sandbox: SandboxHandle) -> dict[str, Any]:
+    with sandbox.client() as http:
+        answer = http.post(f"{sandbox.url}/{MODEL}", json={"prompt": "cat"})
+    answer.raise_for_status()
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _fal_status(sandbox: SandboxHandle, job_id: uuid.UUID) -> str:
+    with transaction() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status_url is not None
+        url = job.status_url
+    with sandbox.client() as http:
+        status: str = http.get(url).json()["status"]
+    return status
+
+
+def _row(job_id: uuid.UUID) -> tuple[str, int]:
+    with transaction() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job.status, job.poll_attempts
+
+
+def test_what_cannot_be_polled_is_left_alone(fal_queue):
+    never_accepted = _job()
+    finished = _job("completed", _submitted(fal_queue))
+    assert poll("not-a-job-id") is PollOutcome.NOTHING_TO_POLL
+    assert poll(uuid.uuid4()) is PollOutcome.NOTHING_TO_POLL
+    assert poll(never_accepted) is PollOutcome.NOTHING_TO_POLL
+    assert poll(finished) is PollOutcome.NOTHING_TO_POLL
+    assert (_row(never_accepted), _row(finished)) == (("submitted", 0), ("completed", 0))
+
+
+@pytest.mark.parametrize(
+    ("setting", "outcome", "status"),
+    [
+        ({"queue_latency_s": 5.0}, PollOutcome.IN_QUEUE, "submitted"),
+        ({"latency_s": 5.0}, PollOutcome.IN_PROGRESS, "in_progress"),
+    ],
+    ids=["in-queue", "in-progress"],
+)
+def test_a_poll_records_what_fal_says_on_the_job_polled_only(fal_queue, setting, outcome, status):
+    fal_queue.set_config(**setting)
+    polled, other = sorted([_job("submitted", _submitted(fal_queue)) for _ in range(2)])
+    # Started at once (no queue latency), but by the sandbox's worker thread: waited for.
+    poll_until(lambda: _fal_status(fal_queue, polled), lambda said: said == outcome.name)
+    assert poll(polled) is outcome
+    assert _row(polled) == (status, 1)
+    assert _row(other) == ("submitted", 0)  # sorted after the one polled: `>=` would take it
