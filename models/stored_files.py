@@ -63,9 +63,10 @@ def record(session: Session, job_id: uuid.UUID, values: dict[str, Any]) -> Recor
 
 
 def _outstanding(session: Session, job_id: uuid.UUID) -> int:
-    total = session.scalar(select(func.count()).select_from(ResultFile).where(ResultFile.job_id == job_id))
-    done = session.scalar(select(func.count()).select_from(StoredFile).where(StoredFile.job_id == job_id))
-    return int(total or 0) - int(done or 0)
+    # COUNT(*) always answers one row: no None to default.
+    total = session.execute(select(func.count()).select_from(ResultFile).where(ResultFile.job_id == job_id))
+    done = session.execute(select(func.count()).select_from(StoredFile).where(StoredFile.job_id == job_id))
+    return total.scalar_one() - done.scalar_one()
 
 
 def files_stored(session: Session, job: Job) -> None:

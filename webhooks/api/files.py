@@ -64,15 +64,16 @@ def input_copy(job_id: str, sha256: str) -> ResponseReturnValue:
     digest this job's input recorded: never any other object of the store."""
     full_id = resolved_job_id(job_id)
     with transaction() as s:
-        job = get_job(s, full_id, full=True)
-        recorded = [f for f in input_files_of(job) if f.get("sha256") == sha256] if job else []
-    if not recorded or not isinstance(recorded[0].get("size"), int):
+        job = get_job(s, full_id)  # its events load lazily, here: the files are not needed
+        # The first record of the digest (the same bytes may be named at several places).
+        recorded = next((f for f in input_files_of(job) if f.get("sha256") == sha256), None) if job else None
+    if recorded is None or not isinstance(recorded.get("size"), int):
         raise ApiError(404, "not_found", f"job {full_id} has no input file {sha256[:64]!r}")
-    content_type = str(recorded[0].get("content_type") or OCTET_STREAM)
-    location = "_".join(str(part) for part in recorded[0].get("location") or ["input"])
+    content_type = str(recorded.get("content_type") or OCTET_STREAM)
+    location = "_".join(str(part) for part in recorded.get("location") or ["input"])
     name = download_name(None, location)
     disposition = content_disposition(name, inline=served_inline(content_type))
-    return _served(input_key(sha256), recorded[0]["size"], sha256, content_type, disposition, location)
+    return _served(input_key(sha256), recorded["size"], sha256, content_type, disposition, location)
 
 
 def _served(
