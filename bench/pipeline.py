@@ -51,6 +51,7 @@ from bench.common import (
     BenchStack,
     Profiler,
     QuietWatch,
+    cpu_delta,
     finish_line,
     log,
     main_wrapper,
@@ -68,6 +69,7 @@ from bench.pipeline_units import (
     per_unit,
     start_subscriber,
     storage_env,
+    unaccounted,
 )
 from falbridge.models.db import get_engine
 from falbridge.worker.celery_app import celery_app
@@ -140,17 +142,18 @@ def run(
                 f"pipeline: API took all {posted.sent} in {posted.seconds:.1f}s ({posted.rate:.0f}/s, "
                 f"p99 {posted.p99_ms:.0f}ms); waiting for every job, file and event"
             )
-            stats, timeline = _wait_done(stack, "bench-main-%", jobs, events, timeout_s=900)
+            # Storing files and delivering events took ~0.25 s a job on a loaded machine.
+            stats, timeline = _wait_done(stack, "bench-main-%", jobs, events, timeout_s=max(900.0, jobs / 4))
         finally:
             profiler.stop()
         cpu1 = stack.cpu()
 
         units = per_unit(cpu0, cpu1, stats, jobs)
-        log(f"pipeline: CPU ms per job, by process: {_per_job(cpu0, cpu1, jobs)}")
+        log(f"pipeline: CPU ms per job, by process: {cpu_delta(cpu0, cpu1, jobs)}")
         elapsed = stats["elapsed_s"] or 0.0
         rate = stats["terminal"] / elapsed if elapsed else 0.0
         ratio = rate / noop_rate if noop_rate else 0.0
-        problems = _problems(posted, stats, jobs, events)
+        problems = unaccounted(posted, stats, jobs, events)
         missed = units.missed()
         ok = not problems and not missed
         details = {
@@ -166,7 +169,7 @@ def run(
             "database": stats,
             "subscription": {"events": list(events), "made_by": made["made_by"]},
             "cpu_ms_per_unit": units.__dict__,
-            "cpu_ms_per_job": _per_job(cpu0, cpu1, jobs),
+            "cpu_ms_per_job": cpu_delta(cpu0, cpu1, jobs),
             "targets_missed": missed,
             "timeline": timeline,
             "problems": problems,
@@ -186,28 +189,6 @@ def run(
         return finish_line(line, quiet, watch), ok
     finally:
         stack.stop()
-
-
-def _per_job(before: dict[str, float], after: dict[str, float], jobs: int) -> dict[str, float]:
-    """Every process's CPU milliseconds per job, for the log and the JSON."""
-    return {name: round((after[name] - before.get(name, 0.0)) * 1000 / jobs, 2) for name in after}
-
-
-def _problems(posted, stats: dict, jobs: int, events: tuple[str, ...]) -> list[str]:
-    problems = []
-    if posted.sent != jobs or posted.non_2xx:
-        problems.append(
-            f"API answered {posted.sent}/{jobs} ({posted.non_2xx} non-2xx, errors {posted.errors})"
-        )
-    if stats["completed"] != jobs:
-        problems.append(f"{stats['completed']}/{jobs} completed")
-    if stats["files_stored"] != stats["result_files"] or stats["result_files"] < stats["completed"]:
-        problems.append(
-            f"{stats['files_stored']} files stored of {stats['result_files']} (a file per job expected)"
-        )
-    if not all_done(stats, jobs, events):
-        problems.append(f"{stats['events_delivered']}/{stats['events']} events delivered when the wait ended")
-    return problems
 
 
 def _drain_noops(stack: BenchStack, count: int) -> tuple[float, float]:

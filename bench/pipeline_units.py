@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from bench.chaos_load import PNG_URI
 from bench.chaos_subscriber import subscribe
-from bench.common import API_TOKEN, BenchStack, free_port, wait_http
+from bench.common import API_TOKEN, BenchStack, WrkResult, free_port, wait_http
 from falbridge.devstack.processes import ProcessGroup
 from falbridge.models.db import get_engine
 
@@ -116,6 +116,25 @@ def all_done(c: dict[str, Any], jobs: int, events: tuple[str, ...]) -> bool:
         and c["events"] >= expected
         and c["events_delivered"] >= c["events"]
     )
+
+
+def unaccounted(posted: WrkResult, stats: dict[str, Any], jobs: int, events: tuple[str, ...]) -> list[str]:
+    """What the run did not do: a job not taken or not completed, a file not stored, an
+    event not delivered (none expected: the sandbox and the subscriber have no faults)."""
+    problems = []
+    if posted.sent != jobs or posted.non_2xx:
+        problems.append(
+            f"API answered {posted.sent}/{jobs} ({posted.non_2xx} non-2xx, errors {posted.errors})"
+        )
+    if stats["completed"] != jobs:
+        problems.append(f"{stats['completed']}/{jobs} completed")
+    if stats["files_stored"] != stats["result_files"] or stats["result_files"] < stats["completed"]:
+        problems.append(
+            f"{stats['files_stored']} files stored of {stats['result_files']} (a file per job expected)"
+        )
+    if not all_done(stats, jobs, events):
+        problems.append(f"{stats['events_delivered']}/{stats['events']} events delivered when the wait ended")
+    return problems
 
 
 @dataclass

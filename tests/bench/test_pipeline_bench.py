@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.pipeline_units import EVENTS, TARGETS_MS, PerUnit, all_done, per_unit
+from bench.common import WrkResult
+from bench.pipeline_units import EVENTS, TARGETS_MS, PerUnit, all_done, per_unit, unaccounted
 from falbridge.devstack.services import find_pg_bin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,39 @@ def test_cpu_is_counted_per_unit_and_every_missed_target_is_named():
     worse = PerUnit(**{**units.__dict__, "falbridge_per_job": 7.01, "postgres_per_job": 2.5})
     assert worse.missed() == ["falbridge_per_job=7.01>7ms", "postgres_per_job=2.50>2ms"]
     assert set(TARGETS_MS) == {"falbridge_per_job", "receiver_per_callback", "postgres_per_job"}
+
+
+def test_a_job_file_or_event_left_undone_is_a_problem_named():
+    posted = WrkResult(
+        sent=10,
+        non_2xx=0,
+        seconds=1.0,
+        p50_ms=1,
+        p90_ms=1,
+        p99_ms=1,
+        errors={},
+        generator_cpu_s=0,
+        complete=True,
+    )
+    assert unaccounted(posted, _counts(), 10, EVENTS) == []
+    assert unaccounted(posted, _counts(files_stored=9), 10, EVENTS) == [
+        "9 files stored of 10 (a file per job expected)"
+    ]
+    assert unaccounted(posted, _counts(events_delivered=19), 10, EVENTS) == [
+        "19/20 events delivered when the wait ended"
+    ]
+    short = WrkResult(**{**posted.__dict__, "sent": 9, "non_2xx": 1})
+    assert unaccounted(
+        short,
+        _counts(
+            completed=9, result_files=9, files_recorded=9, files_stored=9, events=19, events_delivered=19
+        ),
+        10,
+        EVENTS,
+    ) == [
+        "API answered 9/10 (1 non-2xx, errors {})",
+        "9/10 completed",
+    ]
 
 
 @pytest.mark.slow
