@@ -26,7 +26,9 @@ from bench.common import Unavailable, require_tools, wait_quiet  # noqa: E402
 # own defaults are the issue's full sizes, but at this machine's ~40 jobs/s the pipeline's
 # 20,000 jobs alone take 9 minutes and memory's 100,000 deliveries about 15, so make bench
 # runs 6,000 jobs and 10,000 deliveries (README, "Performance", has the full-size commands
-# and their figures).
+# and their figures). Since issue 17 the pipeline also stores every result file and
+# delivers two events a job: ~100 ms of CPU a job for all processes in its 300-job runs
+# (loaded machine), against ~42 before, so its 6,000 jobs take longer.
 BENCHMARKS = {
     "ingest": ["--deliveries", "10000"],
     "pipeline": ["--jobs", "6000"],
