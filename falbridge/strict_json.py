@@ -125,6 +125,16 @@ def compact_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
+def is_storable(text: str) -> bool:
+    """True if the database can hold `text` (no NUL, no lone surrogate)."""
+    return UNSTORABLE.search(text) is None
+
+
+def storable(text: str) -> str:
+    """`text` with each character the database cannot hold replaced by U+FFFD."""
+    return UNSTORABLE.sub("\ufffd", text)
+
+
 def field_name(path: tuple[str | int, ...]) -> str:
     """`a.b[2].c`, cut short: a field path for a message, not a dump of the document."""
     out = ""
@@ -132,7 +142,7 @@ def field_name(path: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            name = UNSTORABLE.sub("\ufffd", part[:64])  # the message itself must be storable
+            name = storable(part[:64])  # the message itself must be storable
             out += f".{name}" if out else name
     return out or "(body)"
 

@@ -47,16 +47,12 @@ def parse_callback(body: bytes) -> Callback:
     error = doc.get("error")
     return Callback(
         request_id=request_id,
-        gateway_request_id=gateway if isinstance(gateway, str) and _storable(gateway) else None,
+        gateway_request_id=gateway if isinstance(gateway, str) and strict_json.is_storable(gateway) else None,
         ok=status == "OK",
         payload=payload,
         payload_error=payload_error,
-        error=strict_json.UNSTORABLE.sub("\ufffd", str(error)) if error is not None else None,
+        error=strict_json.storable(str(error)) if error is not None else None,
     )
-
-
-def _storable(text: str) -> bool:
-    return strict_json.UNSTORABLE.search(text) is None
 
 
 def _storable_payload(payload: Any, payload_error: Any) -> tuple[Any, str | None]:
@@ -67,8 +63,7 @@ def _storable_payload(payload: Any, payload_error: Any) -> tuple[Any, str | None
         strict_json.check_tree(payload, storable=True)
     except strict_json.JSONRejected as exc:
         return None, f"payload not kept: {exc}{_where(exc.path)}"
-    message = str(payload_error) if payload_error is not None else None
-    return payload, strict_json.UNSTORABLE.sub("\ufffd", message) if message is not None else None
+    return payload, strict_json.storable(str(payload_error)) if payload_error is not None else None
 
 
 def _where(path: tuple[str | int, ...]) -> str:
