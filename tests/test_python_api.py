@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from types import MappingProxyType
 
 import httpx
@@ -20,16 +19,6 @@ from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 from tests.webhooks.test_pipeline import _cat_uri
 
 SOME = "fal-ai/some/model"
-
-
-@pytest.fixture(params=["in process", "over HTTP"])
-def api(request, pipeline) -> Iterator[object]:
-    """falbridge itself, or a falbridge.Client of the live app: the same five calls."""
-    if request.param == "in process":
-        yield falbridge
-    else:
-        with falbridge.Client(pipeline.receiver_url, TEST_API_TOKEN) as client:
-            yield client
 
 
 def _as_the_api_shows_it(pipeline, job_id: str) -> dict:

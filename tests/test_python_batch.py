@@ -3,7 +3,6 @@ results out, one per job in order; a refused job stores nothing and stops nothin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ import falbridge
 from tests.plugins.pipeline import TEST_API_TOKEN
 
 SOME = "fal-ai/some/model"
-
-
-@pytest.fixture(params=["in process", "over HTTP"])
-def api(request, pipeline) -> Iterator[object]:
-    if request.param == "in process":
-        yield falbridge
-    else:
-        with falbridge.Client(pipeline.receiver_url, TEST_API_TOKEN) as client:
-            yield client
 
 
 def test_results_come_in_order_with_the_jobs_or_their_errors(api, pipeline, tmp_path):

@@ -6,25 +6,15 @@ same values (equal to the HTTP API's JSON), the same exceptions."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 import falbridge
-from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
+from tests.plugins.pipeline import API_HEADERS
 from tests.plugins.waiting import poll_until
 
 SOME = "fal-ai/some/model"
-
-
-@pytest.fixture(params=["in process", "over HTTP"])
-def api(request, pipeline) -> Iterator[object]:
-    if request.param == "in process":
-        yield falbridge
-    else:
-        with falbridge.Client(pipeline.receiver_url, TEST_API_TOKEN) as client:
-            yield client
 
 
 @pytest.fixture

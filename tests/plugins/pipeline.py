@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from werkzeug.serving import make_server
 
+import falbridge
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
@@ -159,6 +161,17 @@ def pipeline(db_url, sandbox, receiver_server, celery_worker):
     # Let in-flight deliveries and tasks finish before the next test empties the tables.
     sandbox.wait_idle(timeout=15)
     _consuming(celery_worker, False)
+
+
+@pytest.fixture(params=["in process", "over HTTP"])
+def api(request, pipeline) -> Iterator[object]:
+    """falbridge itself, or a falbridge.Client of the live app: the same calls either way
+    (the Python API's tests run each against both)."""
+    if request.param == "in process":
+        yield falbridge
+    else:
+        with falbridge.Client(pipeline.receiver_url, TEST_API_TOKEN) as client:
+            yield client
 
 
 def _consuming(app, on: bool) -> None:
