@@ -4,6 +4,7 @@ this process), the real receiver over HTTP, all pointed at the sandbox as fal.""
 from __future__ import annotations
 
 import tempfile
+import time
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.fal import client as fal_client
 from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.db import free_port
-from tests.plugins.waiting import poll_until
+from tests.plugins.waiting import POLL_INTERVAL_S, poll_until
 
 # Recognisable on purpose: tests/webhooks/test_secret_hygiene.py searches every log line,
 # database row and API response of a pipeline run for these and expects none.
@@ -153,6 +154,9 @@ def pipeline(db_url, sandbox, receiver_server, celery_worker):
     # published meanwhile (an API test's submit) are dropped, not run against this test's
     # tables, and a worker never changes a job under a test that did not ask for one.
     celery_worker.control.purge()
+    # A task the worker had already taken from the queue survives the purge: an earlier
+    # test's inbox drain run late would apply a delivery this test means to leave stored.
+    _wait_worker_idle(celery_worker)
     # A drain task purged with the rest leaves its wake-up flag behind, which would hold
     # back this test's first wake-up until it expires.
     drain_wakeup.release_wake()
@@ -172,6 +176,19 @@ def api(request, pipeline) -> Iterator[object]:
     else:
         with falbridge.Client(pipeline.receiver_url, TEST_API_TOKEN) as client:
             yield client
+
+
+def _wait_worker_idle(app, timeout: float = 30.0) -> None:
+    """Until the one test worker runs and holds no task (tasks scheduled for later, such
+    as an event's retry, are not waited for); after `timeout`, go on as before."""
+
+    def busy() -> bool:
+        inspect = app.control.inspect(timeout=5, limit=1)
+        return any(tasks for answer in (inspect.active(), inspect.reserved()) for tasks in (answer or {}).values())
+
+    deadline = time.monotonic() + timeout
+    while busy() and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
 
 
 def _consuming(app, on: bool) -> None:
