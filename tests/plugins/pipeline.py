@@ -4,8 +4,8 @@ this process), the real receiver over HTTP, all pointed at the sandbox as fal.""
 from __future__ import annotations
 
 import tempfile
-import time
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +184,9 @@ def _wait_worker_idle(app, timeout: float = 30.0) -> None:
 
     def busy() -> bool:
         inspect = app.control.inspect(timeout=5, limit=1)
-        return any(tasks for answer in (inspect.active(), inspect.reserved()) for tasks in (answer or {}).values())
+        return any(
+            tasks for answer in (inspect.active(), inspect.reserved()) for tasks in (answer or {}).values()
+        )
 
     deadline = time.monotonic() + timeout
     while busy() and time.monotonic() < deadline:
