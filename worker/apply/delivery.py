@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 
 from falbridge.models.db import transaction
 from falbridge.models.inbox import Claimed, Processed, claim_one, record_processed
-from falbridge.models.jobs import lock_job, lock_job_by_request_id, parse_uuid
-from falbridge.models.states import EventSource
-from falbridge.models.tables import Job
+from falbridge.models.jobs import lock_job, lock_job_by_request_id, parse_uuid, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import Job, utcnow
 from falbridge.worker import followup
 from falbridge.worker.apply.callback import Callback, CallbackFormatError, parse_callback
 from falbridge.worker.apply.outcome import complete, error_fields_from_body, fail
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.webhook_url import proves
+
+_UNSENT = (JobStatus.PENDING.value, JobStatus.OUTCOME_UNKNOWN.value)
 
 
 class DeliveryOutcome(enum.StrEnum):
@@ -82,6 +84,7 @@ def apply_claimed(s: Session, delivery: Claimed) -> tuple[Applied, Processed]:
         return _done(delivery, DeliveryOutcome.DUPLICATE, job.id)
     if callback.needs_fetch:
         job.result_pending = True
+        _taken_by_fal(s, job, delivery)
         return _done(
             delivery, DeliveryOutcome.RESULT_FETCH_NEEDED, job.id, then=(followup.fetch_result(job.id),)
         )
@@ -100,6 +103,25 @@ def apply_claimed(s: Session, delivery: Claimed) -> tuple[Applied, Processed]:
             detail=detail,
         )
     return _done(delivery, DeliveryOutcome.APPLIED, job.id)
+
+
+def _taken_by_fal(s: Session, job: Job, delivery: Claimed) -> None:
+    """A job still pending or outcome_unknown (the submit's answer never recorded: its
+    worker died) that fal calls back for was provably taken: submitted, lease dropped.
+    Left pending, an expired lease would make it outcome_unknown and the sweeper would
+    resubmit and then fail it while its result waits at fal (seen in bench/chaos.py)."""
+    if job.status in _UNSENT:
+        detail = {"delivery_id": delivery.id, "request_id": job.request_id, "reason": "fal called back"}
+        submitted_at = job.submitted_at or utcnow()
+        transition(
+            s,
+            job,
+            JobStatus.SUBMITTED,
+            EventSource.WEBHOOK,
+            detail,
+            submit_lease_until=None,
+            submitted_at=submitted_at,
+        )
 
 
 def _done(
