@@ -79,14 +79,14 @@ def _enqueue(engine: Engine, request_id: str, body: bytes, _n: int) -> None:
 
 
 def _wake(drain_every: int) -> Callable[[Engine, str, bytes, int], None]:
-    from falbridge.worker import drain_wakeup
+    from falbridge.worker import inbox_wakeup
     from falbridge.worker.tasks import wake_drainer
 
     def step(engine: Engine, request_id: str, body: bytes, n: int) -> None:
         _store(engine, request_id, body)
         wake_drainer()
         if n % drain_every == drain_every - 1:
-            drain_wakeup.release_wake()  # a drain started
+            inbox_wakeup.release_wake()  # a drain started
 
     return step
 

@@ -4,7 +4,7 @@ twice (acks_late redelivers).
 
 Submits go in batches (falbridge.worker.submit_batch): `submit_job` sends one batch of
 the oldest pending jobs (its own among them, unless another worker took it), and asks
-for a drain (`submit_pending`, at most one queued: falbridge.worker.wake) when more may
+for a drain (`submit_pending`, at most one queued: falbridge.worker.submit_wakeup) when more may
 be waiting.
 
 Retry policy, per task: a refused submit waits with backoff (the job's submit_retry_at,
@@ -25,7 +25,18 @@ from celery import Task
 
 from falbridge import config
 from falbridge.models import outbox, transitions
-from falbridge.worker import cancel, drain_wakeup, fetch, inline, observe, poll, purge, submit, sweep, wake
+from falbridge.worker import (
+    cancel,
+    fetch,
+    inbox_wakeup,
+    inline,
+    observe,
+    poll,
+    purge,
+    submit,
+    submit_wakeup,
+    sweep,
+)
 from falbridge.worker.apply import drain
 from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
@@ -64,7 +75,7 @@ def submit_job(job_id: str) -> str:
 def submit_pending() -> str:
     """Batches until no claimable job is left, flow control holds the rest back, or the
     drain's time is up."""
-    wake.drain_started()
+    submit_wakeup.drain_started()
     started, batches, claimed = time.monotonic(), 0, 0
     while True:
         report = _after_batch(submit_batch(), ask_for_more=False)
@@ -72,7 +83,7 @@ def submit_pending() -> str:
         if not report.full or report.held:
             break
         if time.monotonic() - started > DRAIN_BUDGET_S:
-            wake.request_drain()
+            submit_wakeup.request_drain()
             break
     log.info("submit drain: %d jobs claimed in %d batches", claimed, batches)
     return f"{claimed} claimed"
@@ -83,9 +94,9 @@ def _after_batch(report: BatchReport, *, ask_for_more: bool = True) -> BatchRepo
     for job_id, delay in report.retries:
         enqueue(submit_job, job_id, countdown=delay)
     if report.wait_s is not None:
-        wake.request_drain(countdown=report.wait_s)  # the rate limit's next token
+        submit_wakeup.request_drain(countdown=report.wait_s)  # the rate limit's next token
     elif ask_for_more and report.full and not report.held:
-        wake.request_drain()
+        submit_wakeup.request_drain()
     return report
 
 
@@ -118,7 +129,7 @@ def drain_inbox() -> dict[str, int]:
     """Apply every stored delivery not yet applied, a batch per transaction."""
     # Cleared before the first claim: a delivery committed from now on wakes another
     # drain, and one committed before it is claimed by this one.
-    drain_wakeup.release_wake()
+    inbox_wakeup.release_wake()
     settings = config.current().drain
     drained = drain.drain(settings.batch, settings.max_batches)
     enqueue_follow_ups(drained.follow_ups)
@@ -131,8 +142,8 @@ def drain_inbox() -> dict[str, int]:
 
 def wake_drainer() -> None:
     """After a delivery's commit: publish a drain, unless one is published and waiting."""
-    if drain_wakeup.claim_wake() and not enqueue(drain_inbox):
-        drain_wakeup.release_wake()
+    if inbox_wakeup.claim_wake() and not enqueue(drain_inbox):
+        inbox_wakeup.release_wake()
 
 
 def _retrying(task: Task, step: Callable[[str], Any], job_id: str) -> str:
@@ -204,11 +215,11 @@ storage_dispatch.set_dispatcher(_dispatch_stores)
 
 def _after_transitions(moves: Sequence[transitions.Transition]) -> None:
     observe.job_transitions(moves)  # the dispatcher it set for itself, kept
-    wake.after_transitions(moves)  # a slot freed: the submitter's wake-up
+    submit_wakeup.after_transitions(moves)  # a slot freed: the submitter's wake-up
 
 
 transitions.committed.set_dispatcher(_after_transitions)
-wake.set_enqueuer(lambda countdown: enqueue(submit_pending, countdown=countdown))
+submit_wakeup.set_enqueuer(lambda countdown: enqueue(submit_pending, countdown=countdown))
 
 
 @celery_app.task(name="falbridge.reconcile")
@@ -247,7 +258,7 @@ def sweep_now() -> sweep.SweepReport:
 
 def _enqueue_or_run(work: FollowUp) -> None:
     if work.work is Work.SUBMIT_PENDING:
-        wake.request_drain()
+        submit_wakeup.request_drain()
     elif work.work in SWEEP_RUNS_INLINE:
         inline.run(work)
     else:
@@ -271,7 +282,7 @@ def enqueue_follow_ups(follow_ups: Iterable[FollowUp]) -> None:
     """Enqueue each follow-up as its task (after the commit that called for it)."""
     for work in follow_ups:
         if work.work is Work.SUBMIT_PENDING:
-            wake.request_drain()
+            submit_wakeup.request_drain()
             continue
         by_number = work.work in (Work.APPLY_DELIVERY, Work.DELIVER)
         target: object = int(work.target) if by_number else work.target

@@ -20,7 +20,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
 from falbridge.webhooks.app import create_app
 from falbridge.worker import celery_app as celery_module
-from falbridge.worker import drain_wakeup
+from falbridge.worker import inbox_wakeup
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.fal import client as fal_client
 from falbridge.worker.fal.upload import close_storage_client
@@ -159,7 +159,7 @@ def pipeline(db_url, sandbox, receiver_server, celery_worker):
     _wait_worker_idle(celery_worker)
     # A drain task purged with the rest leaves its wake-up flag behind, which would hold
     # back this test's first wake-up until it expires.
-    drain_wakeup.release_wake()
+    inbox_wakeup.release_wake()
     _consuming(celery_worker, True)
     yield Pipeline(sandbox=sandbox, receiver_url=receiver_server.url)
     # Let in-flight deliveries and tasks finish before the next test empties the tables.

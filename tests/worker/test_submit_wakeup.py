@@ -1,4 +1,4 @@
-"""Waking the submitter (worker/wake.py): many asks while a drain waits make one drain,
+"""Waking the submitter (worker/submit_wakeup.py): many asks while a drain waits make one drain,
 an ask after the drain started makes the next, and only an ended job wakes it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from falbridge.models.transitions import Transition
-from falbridge.worker import wake
+from falbridge.worker import submit_wakeup
 
 ASKERS = 16
 
@@ -23,11 +23,11 @@ def drains(pipeline_env):
         enqueued.append(countdown)
         return True
 
-    previous = wake.set_enqueuer(record)
-    wake.drain_started()  # no flag left by an earlier test
+    previous = submit_wakeup.set_enqueuer(record)
+    submit_wakeup.drain_started()  # no flag left by an earlier test
     yield enqueued
-    wake.drain_started()
-    wake.set_enqueuer(previous)
+    submit_wakeup.drain_started()
+    submit_wakeup.set_enqueuer(previous)
 
 
 def test_many_asks_at_once_enqueue_one_drain_and_a_started_drain_lets_the_next_through(drains):
@@ -36,7 +36,7 @@ def test_many_asks_at_once_enqueue_one_drain_and_a_started_drain_lets_the_next_t
 
     def ask() -> None:
         start.wait()
-        answers.append(wake.request_drain())
+        answers.append(submit_wakeup.request_drain())
 
     threads = [threading.Thread(target=ask) for _ in range(ASKERS)]
     for thread in threads:
@@ -45,8 +45,8 @@ def test_many_asks_at_once_enqueue_one_drain_and_a_started_drain_lets_the_next_t
         thread.join(30)
     assert sorted(answers) == [False] * (ASKERS - 1) + [True]
     assert drains == [None]
-    wake.drain_started()
-    assert wake.request_drain(countdown=0.5) is True and wake.request_drain() is False
+    submit_wakeup.drain_started()
+    assert submit_wakeup.request_drain(countdown=0.5) is True and submit_wakeup.request_drain() is False
     assert drains == [None, 0.5]
 
 
@@ -56,10 +56,10 @@ def _move(old: str, new: str) -> Transition:
 
 
 def test_only_an_ended_job_wakes_the_submitter_and_only_under_a_cap(drains, monkeypatch):
-    wake.after_transitions([_move("submitted", "completed")])
+    submit_wakeup.after_transitions([_move("submitted", "completed")])
     assert drains == []  # no cap: nothing ever waits for a slot
     monkeypatch.setenv("FALBRIDGE_MAX_IN_FLIGHT", "3")
-    wake.after_transitions([_move("pending", "submitted"), _move("submitted", "in_progress")])
+    submit_wakeup.after_transitions([_move("pending", "submitted"), _move("submitted", "in_progress")])
     assert drains == []
-    wake.after_transitions([_move("in_progress", "failed")])
+    submit_wakeup.after_transitions([_move("in_progress", "failed")])
     assert drains == [None]

@@ -1,4 +1,4 @@
-"""Waking the inbox drain (worker/drain_wakeup.py, worker/tasks.py): one published drain
+"""Waking the inbox drain (worker/inbox_wakeup.py, worker/tasks.py): one published drain
 for a stream of deliveries, and a delivery whose drain was lost still applied."""
 
 from __future__ import annotations
@@ -9,36 +9,37 @@ from sqlalchemy import select
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job, WebhookDelivery
-from falbridge.worker import drain_wakeup, inline
+from falbridge.worker import inbox_wakeup, inline
 from falbridge.worker.fal import QueueClient
 from falbridge.worker.submit import record_submission
 from falbridge.worker.sweep import sweep
+from falbridge.worker.wake_flag import redis_py_url
 from tests.plugins.pipeline import TEST_FAL_KEY
 from tests.plugins.waiting import poll_until
 from tests.worker.test_sweep import NOW
 
 
 def test_the_flag_lets_one_wake_up_through_until_a_drain_starts(pipeline_env):
-    drain_wakeup.release_wake()
-    assert drain_wakeup.claim_wake() is True
-    assert [drain_wakeup.claim_wake() for _ in range(5)] == [False] * 5
-    drain_wakeup.release_wake()  # a drain started
-    assert drain_wakeup.claim_wake() is True
-    drain_wakeup.release_wake()
+    inbox_wakeup.release_wake()
+    assert inbox_wakeup.claim_wake() is True
+    assert [inbox_wakeup.claim_wake() for _ in range(5)] == [False] * 5
+    inbox_wakeup.release_wake()  # a drain started
+    assert inbox_wakeup.claim_wake() is True
+    inbox_wakeup.release_wake()
 
 
 def test_a_lost_drain_holds_back_wake_ups_only_until_its_flag_expires(pipeline_env):
-    drain_wakeup.release_wake()
-    assert drain_wakeup.claim_wake() is True  # published, then lost: nobody clears it
-    poll_until(drain_wakeup.claim_wake, bool, timeout=drain_wakeup.WAKE_TTL_S + 3)
-    drain_wakeup.release_wake()
+    inbox_wakeup.release_wake()
+    assert inbox_wakeup.claim_wake() is True  # published, then lost: nobody clears it
+    poll_until(inbox_wakeup.claim_wake, bool, timeout=inbox_wakeup.WAKE_TTL_S + 3)
+    inbox_wakeup.release_wake()
 
 
 def test_a_delivery_whose_drain_was_lost_is_applied_by_the_sweeper(pipeline, db_url):
     """A drain published and then lost, its flag still set: the receiver stores the
     callback, answers 200 and publishes nothing; the sweeper applies it."""
-    flag = redis.Redis.from_url(drain_wakeup._redis_py_url(str(pipeline_broker_url())))
-    flag.set(drain_wakeup.FLAG, b"1", px=60_000)
+    flag = redis.Redis.from_url(redis_py_url(str(pipeline_broker_url())))
+    flag.set(inbox_wakeup.FLAG.key, b"1", px=60_000)
     try:
         with transaction() as s:
             job, _ = create_job(s, "fal-ai/some/model", {"n": 4})
@@ -60,7 +61,7 @@ def test_a_delivery_whose_drain_was_lost_is_applied_by_the_sweeper(pipeline, db_
         with transaction() as s:
             assert s.get(Job, job_id).status == "completed"
     finally:
-        flag.delete(drain_wakeup.FLAG)
+        flag.delete(inbox_wakeup.FLAG.key)
         flag.close()
 
 

@@ -1,13 +1,10 @@
 """Waking the submitter: asking for a drain of the pending jobs (the `submit_pending`
-task), at most one waiting in the queue at a time.
+task), at most one waiting in the queue at a time (worker/wake_flag.py).
 
 Asked for when a batch came back full (more may be waiting), when the rate limit's next
 token is due, and, while caps are set, after a transition that takes a job out of flight
-commits (a slot is free). Many asks while one drain waits make no more drains: a flag in
-Redis (the broker, shared by every process that enqueues) is set by the ask that
-enqueues, and cleared by the drain when it starts, so an ask made during a drain queues
-the next one and none is lost. The flag expires by itself, so a drain lost with the
-broker blocks nothing for long; and the sweeper asks too, as the backstop.
+commits (a slot is free). The flag lives a minute past a drain's countdown, longer than a
+drain waits in a busy queue; and the sweeper asks too, as the backstop.
 """
 
 from __future__ import annotations
@@ -18,13 +15,12 @@ from collections.abc import Callable, Sequence
 from falbridge import config
 from falbridge.models.states import TERMINAL
 from falbridge.models.transitions import Transition
-from falbridge.worker.celery_app import ensure_broker
+from falbridge.worker.wake_flag import WakeFlag
 
 log = logging.getLogger(__name__)
 
-FLAG = "falbridge:submit_pending:queued"
 # Longer than a drain waits in a busy queue, short enough not to matter when one is lost.
-FLAG_TTL_S = 60.0
+FLAG = WakeFlag("falbridge:submit_pending:queued", 60.0)
 
 Enqueue = Callable[[float | None], bool]
 _enqueue: Enqueue | None = None
@@ -44,10 +40,8 @@ def request_drain(countdown: float | None = None) -> bool:
     if enqueue is None:
         return False
     try:
-        with ensure_broker().pool.acquire(block=True) as conn:
-            ttl_ms = int((FLAG_TTL_S + (countdown or 0.0)) * 1000)
-            if not conn.default_channel.client.set(FLAG, "1", nx=True, px=ttl_ms):
-                return False
+        if not FLAG.claim(longer_by_s=countdown or 0.0):
+            return False
     except Exception as exc:  # the broker is down: so is the enqueue; the sweeper asks later
         log.warning("could not ask for a submit drain: %s", exc)
         return False
@@ -57,8 +51,7 @@ def request_drain(countdown: float | None = None) -> bool:
 def drain_started() -> None:
     """Clear the flag: an ask from now on queues the next drain."""
     try:
-        with ensure_broker().pool.acquire(block=True) as conn:
-            conn.default_channel.client.delete(FLAG)
+        FLAG.release()
     except Exception as exc:
         log.warning("could not clear the submit drain flag: %s", exc)
 
