@@ -5,6 +5,7 @@ delete removes the directories it leaves empty, so purged jobs leave no `jobs/<i
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterable
@@ -90,11 +91,11 @@ class LocalBackend:
 def _move_into_place(incoming: Path, target: Path) -> None:
     """Rename the finished file to its key; a concurrent delete may remove the (empty)
     directory between our mkdir and the rename, so make it again and retry, a bounded
-    number of times: the last try's failure is the one reported."""
+    number of times."""
     for _ in range(MOVE_RETRIES):
         with contextlib.suppress(FileNotFoundError):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(incoming, target)
             return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(incoming, target)
+    reason = f"its directory was removed {MOVE_RETRIES} times before the rename"
+    raise FileNotFoundError(errno.ENOENT, reason, str(target))

@@ -48,3 +48,19 @@ def test_a_directory_where_a_file_should_be_is_unavailable_not_missing(tmp_path)
         root.delete("jobs/x")
     assert str(deleted.value) == f"cannot delete in {root.url}: Is a directory"
     assert root.exists("jobs/x/a")
+
+
+def test_a_root_that_is_a_file_refuses_writes_with_the_filesystems_reason(tmp_path):
+    """The reason is the filesystem's own words, without the path (the URL names the root)."""
+    (tmp_path / "files").write_bytes(b"not a directory")
+    root = LocalBackend(tmp_path / "files")
+    with pytest.raises(StorageUnavailable) as raised:
+        root.put("jobs/x/a", [b"a"])
+    assert str(raised.value) == f"cannot write {root.url}: Not a directory"
+
+
+def test_a_put_makes_every_missing_directory_of_its_key_and_reuses_existing_ones(tmp_path):
+    root = LocalBackend(tmp_path / "files")
+    root.put("jobs/x/deep/er/a", [b"a"])  # nothing under the root yet
+    root.put("jobs/x/deep/er/b", [b"b"])  # the same directory, now there
+    assert sorted(p.name for p in root.path("jobs/x/deep/er/a").parent.iterdir()) == ["a", "b"]
