@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, check_url, fetch_bytes
+from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, check_url, default_tls, fetch_bytes
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
 STRICT = FetchPolicy(allow_private=False)
@@ -334,3 +334,11 @@ def test_download_result_files_reports_each_failure_and_tries_every_file(tmp_pat
     (tmp_path / "blocked").write_text("a file where the directory would go")
     unwritable = download_result_files(job, tmp_path / "blocked", LOOPBACK_OK)
     assert [r.saved for r in unwritable] == [None] * 3 and "Not a directory" in unwritable[0].error
+
+
+def test_downloads_share_one_trust_store_per_process_and_it_verifies():
+    """Built once (loading the CA bundle is most of a small download's CPU), and still the
+    strict default: certificates and host names checked."""
+    context = default_tls()
+    assert default_tls() is context
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
