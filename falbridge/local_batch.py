@@ -11,8 +11,8 @@ from falbridge.batch_values import BatchResult
 from falbridge.models.serialize import job_detail
 from falbridge.models.states import EventSource
 from falbridge.worker import actions
-from falbridge.worker.accept import Accepted
-from falbridge.worker.accept_batch import MAX_BATCH, Refusal, SubmitItem
+from falbridge.worker.accept import Accepted, SubmitItem
+from falbridge.worker.accept_batch import MAX_BATCH, Refusal
 from falbridge.worker.notify.job_callbacks import JobCallbacks
 
 CALLBACKS = ("notify_url", "on_complete", "on_complete_queue")

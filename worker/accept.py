@@ -59,6 +59,18 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class SubmitItem:
+    """One job as a user submits it (POST /api/jobs, one batch item, `falbridge submit`)."""
+
+    endpoint_id: str
+    input: Mapping[str, Any]
+    external_id: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    callbacks: JobCallbacks | None = None
+    options: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A job checked and its input files uploaded: ready to store."""
 
@@ -78,65 +90,40 @@ class Stored:
     input_files: list[dict[str, Any]]  # the input's uploaded files, as recorded
 
 
-def accept(
-    endpoint_id: str,
-    input: Mapping[str, Any],
-    *,
-    external_id: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    callbacks: JobCallbacks | None = None,
-    source: EventSource = EventSource.API,
-    options: Mapping[str, Any] | None = None,
-) -> Accepted:
+def accept(item: SubmitItem, *, source: EventSource = EventSource.API) -> Accepted:
     """Re-accepting an external_id returns the existing job and asks for nothing; a
     different endpoint, input or options under the same key is ExternalIdConflict. Bad
     input raises InputValidationError / ValueError (CallbackRefused for a callback,
     InvalidOptions for fal options) before anything is stored; an input file fal storage
     would not take raises UploadFailed."""
-    prepared = prepare(
-        endpoint_id,
-        input,
-        external_id=external_id,
-        metadata=metadata,
-        callbacks=callbacks,
-        source=source,
-        options=options,
-    )
+    prepared = prepare(item, source=source)
     with transaction() as s:
         stored = store(s, prepared)
     return settle(prepared, stored)
 
 
-def prepare(
-    endpoint_id: str,
-    input: Mapping[str, Any],
-    *,
-    external_id: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    callbacks: JobCallbacks | None = None,
-    source: EventSource = EventSource.API,
-    options: Mapping[str, Any] | None = None,
-) -> Prepared:
+def prepare(item: SubmitItem, *, source: EventSource = EventSource.API) -> Prepared:
     """Everything `accept` does before its transaction: the checks, then the uploads."""
     try:
-        endpoint_id = validate_endpoint_id(endpoint_id)
+        endpoint_id = validate_endpoint_id(item.endpoint_id)
     except ValueError as exc:
         raise InvalidEndpointId(str(exc)) from None
-    fal_options = checked_options(options)
+    fal_options = checked_options(item.options)
+    callbacks = item.callbacks
     if callbacks is not None:
         callbacks = checked(callbacks, config.current().notify.networks())
-    validate_input(endpoint_id, with_files_pending(dict(input)))  # before paying for uploads
+    validate_input(endpoint_id, with_files_pending(dict(item.input)))  # before paying for uploads
     try:
         uploaded = prepare_input_files(
-            dict(input), keeping(upload_to_fal), threshold=config.current().upload.threshold_bytes
+            dict(item.input), keeping(upload_to_fal), threshold=config.current().upload.threshold_bytes
         )[0]
     except FalError as exc:
         raise UploadFailed(exc) from exc
     return Prepared(
         endpoint_id,
         validate_input(endpoint_id, uploaded),
-        external_id,
-        dict(metadata) if metadata is not None else None,
+        item.external_id,
+        dict(item.metadata) if item.metadata is not None else None,
         callbacks.columns() if callbacks is not None else None,
         fal_options,
         source,

@@ -8,7 +8,7 @@ code, message, details), so that a batch and single submits cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from falbridge.worker.accept import (
     InvalidEndpointId,
     Prepared,
     Stored,
+    SubmitItem,
     UploadFailed,
     prepare,
     settle,
@@ -27,21 +28,9 @@ from falbridge.worker.accept import (
 )
 from falbridge.worker.fal import InputValidationError
 from falbridge.worker.fal.job_options import InvalidOptions
-from falbridge.worker.notify.job_callbacks import CallbackRefused, JobCallbacks
+from falbridge.worker.notify.job_callbacks import CallbackRefused
 
 MAX_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class SubmitItem:
-    """One job of a batch, as `accept` takes it."""
-
-    endpoint_id: str
-    input: Mapping[str, Any]
-    external_id: str | None = None
-    metadata: Mapping[str, Any] | None = None
-    callbacks: JobCallbacks | None = None
-    options: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,15 +87,7 @@ def accept_batch(
 
 def _prepared(item: SubmitItem, source: EventSource) -> Prepared | Refusal:
     try:
-        return prepare(
-            item.endpoint_id,
-            item.input,
-            external_id=item.external_id,
-            metadata=item.metadata,
-            callbacks=item.callbacks,
-            source=source,
-            options=item.options,
-        )
+        return prepare(item, source=source)
     except (ValueError, UploadFailed) as exc:
         return refusal(exc)
 

@@ -12,8 +12,8 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
 from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
-from falbridge.worker.accept import Accepted, accept
-from falbridge.worker.accept_batch import Refusal, SubmitItem, accept_batch
+from falbridge.worker.accept import Accepted, SubmitItem, accept
+from falbridge.worker.accept_batch import Refusal, accept_batch
 from falbridge.worker.apply.reapply import Reapplied, reapply
 from falbridge.worker.cancel import Cancellation, request_cancel
 from falbridge.worker.notify.job_callbacks import JobCallbacks
@@ -32,15 +32,8 @@ def submit(
 ) -> tuple[Job, bool]:
     """Validate, store as pending, enqueue the submit; returns (job, created), the job with
     its files and events loaded. If Redis is down the job waits, pending, for the sweeper."""
-    accepted = accept(
-        endpoint_id,
-        input,
-        external_id=external_id,
-        metadata=metadata,
-        callbacks=callbacks,
-        source=source,
-        options=options,
-    )
+    item = SubmitItem(endpoint_id, input, external_id, metadata, callbacks, options)
+    accepted = accept(item, source=source)
     enqueue_follow_ups(accepted.follow_ups)
     return accepted.job, accepted.created
 

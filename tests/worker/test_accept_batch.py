@@ -11,8 +11,8 @@ from sqlalchemy import event, func, select
 
 from falbridge.models.db import get_engine, transaction
 from falbridge.models.tables import Job
-from falbridge.worker.accept import Accepted
-from falbridge.worker.accept_batch import MAX_BATCH, Refusal, SubmitItem, accept_batch
+from falbridge.worker.accept import Accepted, SubmitItem
+from falbridge.worker.accept_batch import MAX_BATCH, Refusal, accept_batch
 from falbridge.worker.notify.job_callbacks import JobCallbacks
 
 SOME = "fal-ai/some/model"

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from falbridge.models.db import transaction
 from falbridge.models.jobs import input_files_of
 from falbridge.models.tables import Job, JobInput
-from falbridge.worker.accept import ExternalIdConflict, UploadFailed, accept
+from falbridge.worker.accept import Accepted, ExternalIdConflict, SubmitItem, UploadFailed, accept
 from falbridge.worker.fal import InputValidationError
 from falbridge.worker.fal.upload import StorageClient, close_storage_client
 from falbridge.worker.input_files import (
@@ -27,6 +27,10 @@ from tests.plugins.sandbox import TEST_FAL_KEY
 from tests.sandbox.helpers import EVF_SAM, png_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+
+
+def _accept(endpoint_id: str, input: dict, **fields) -> Accepted:
+    return accept(SubmitItem(endpoint_id, input, **fields))
 
 
 def test_bytes_and_paths_become_data_uris_strings_stay(tmp_path):
@@ -112,7 +116,7 @@ def big_png(path: Path, size: int = 50_000) -> Path:
 
 def test_accepted_job_keeps_the_url_and_digest_not_the_bytes(fal_storage, tmp_path):
     image = big_png(tmp_path / "photo.png")
-    accepted = accept(EVF_SAM, {"prompt": "cat", "image_url": image})
+    accepted = _accept(EVF_SAM, {"prompt": "cat", "image_url": image})
     job = accepted.job
     url = job.input["image_url"]
     assert url.startswith(f"{fal_storage.url}/files/") and len(json.dumps(job.input)) < 300
@@ -134,10 +138,10 @@ def test_falbridge_keeps_its_own_copy_of_an_uploaded_input_once(fal_storage, sto
     image = big_png(tmp_path / "photo.png")
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     backend = open_backend(storage.url)
-    first = accept(EVF_SAM, {"prompt": "cat", "image_url": image})
+    first = _accept(EVF_SAM, {"prompt": "cat", "image_url": image})
     with backend.open(input_key(digest)) as kept:
         assert kept.read() == image.read_bytes()
-    second = accept(EVF_SAM, {"prompt": "dog", "image_url": image})  # the same file, another job
+    second = _accept(EVF_SAM, {"prompt": "dog", "image_url": image})  # the same file, another job
     assert second.job.id != first.job.id
     with backend.open(input_key(digest)) as kept:
         assert hashlib.sha256(kept.read()).hexdigest() == digest
@@ -148,7 +152,7 @@ def test_a_storage_backend_down_costs_the_copy_not_the_job(fal_storage, monkeypa
     blocked.write_bytes(b"")  # a file where the storage directory should be: nothing can be written
     monkeypatch.setenv("FALBRIDGE_STORAGE_URL", f"file://{blocked}")
     image = big_png(tmp_path / "photo.png")
-    accepted = accept(EVF_SAM, {"prompt": "cat", "image_url": image})
+    accepted = _accept(EVF_SAM, {"prompt": "cat", "image_url": image})
     assert httpx.get(accepted.job.input["image_url"]).content == image.read_bytes()
     [record] = input_files_of(accepted.job)
     assert "storage_key" not in record and record["size"] == 50_000  # the digest, no copy
@@ -156,41 +160,41 @@ def test_a_storage_backend_down_costs_the_copy_not_the_job(fal_storage, monkeypa
 
 def test_the_same_file_under_one_external_id_is_the_same_job(fal_storage, tmp_path):
     image = big_png(tmp_path / "a.png")
-    first = accept(EVF_SAM, {"prompt": "cat", "image_url": image}, external_id="e-1")
-    again = accept(EVF_SAM, {"prompt": "cat", "image_url": image}, external_id="e-1")
+    first = _accept(EVF_SAM, {"prompt": "cat", "image_url": image}, external_id="e-1")
+    again = _accept(EVF_SAM, {"prompt": "cat", "image_url": image}, external_id="e-1")
     assert (again.created, again.job.id) == (False, first.job.id)
     other = big_png(tmp_path / "b.png", 60_000)
     with pytest.raises(ExternalIdConflict):
-        accept(EVF_SAM, {"prompt": "cat", "image_url": other}, external_id="e-1")
+        _accept(EVF_SAM, {"prompt": "cat", "image_url": other}, external_id="e-1")
 
 
 def test_a_failed_upload_stores_no_job(fal_storage, tmp_path):
     fal_storage.set_faults(storage_auth_down=1.0)
     with pytest.raises(UploadFailed, match="503"):
-        accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png")})
+        _accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png")})
     fal_storage.set_faults(storage_auth_down=0.0, upload_refused=1.0)
     with pytest.raises(UploadFailed, match="refused"):
-        accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png")})
+        _accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png")})
     with transaction() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
 def test_data_uri_inputs_stay_as_they_are(fal_storage):
     uri = "data:image/png;base64," + base64.b64encode(png_bytes(4, 4)).decode()
-    job = accept(EVF_SAM, {"prompt": "cat", "image_url": uri}).job
+    job = _accept(EVF_SAM, {"prompt": "cat", "image_url": uri}).job
     assert job.input["image_url"] == uri and input_files_of(job) == []
 
 
 def test_an_input_the_endpoint_refuses_costs_no_upload(fal_storage, tmp_path):
     fal_storage.set_faults(storage_auth_down=1.0)  # an upload attempt would raise UploadFailed
     with pytest.raises(InputValidationError, match="blur_mask"):
-        accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png"), "blur_mask": 4})
+        _accept(EVF_SAM, {"prompt": "cat", "image_url": big_png(tmp_path / "a.png"), "blur_mask": 4})
 
 
 def test_a_url_uploaded_earlier_is_described_as_a_file_handed_over(fal_storage, tmp_path):
     image = big_png(tmp_path / "photo.png")
-    handed = input_files_of(accept(EVF_SAM, {"prompt": "cat", "image_url": image}).job)[0]
-    named = accept(EVF_SAM, {"prompt": "dog", "image_url": handed["url"]}).job  # the URL, later
+    handed = input_files_of(_accept(EVF_SAM, {"prompt": "cat", "image_url": image}).job)[0]
+    named = _accept(EVF_SAM, {"prompt": "dog", "image_url": handed["url"]}).job  # the URL, later
     assert input_files_of(named) == [handed]
-    foreign = accept(EVF_SAM, {"prompt": "dog", "image_url": "https://example.com/cat.png"}).job
+    foreign = _accept(EVF_SAM, {"prompt": "dog", "image_url": "https://example.com/cat.png"}).job
     assert input_files_of(foreign) == []  # nobody uploaded it through falbridge: as given

@@ -23,8 +23,8 @@ from falbridge.webhooks.api.params import (
 )
 from falbridge.webhooks.errors import ApiError
 from falbridge.worker import actions
-from falbridge.worker.accept import Accepted
-from falbridge.worker.accept_batch import MAX_BATCH, SubmitItem
+from falbridge.worker.accept import Accepted, SubmitItem
+from falbridge.worker.accept_batch import MAX_BATCH
 
 batch_api = Blueprint("batch_api", __name__, url_prefix="/api/jobs")
 
