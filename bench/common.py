@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from falbridge.cli.serve import serve  # noqa: E402
 from falbridge.devstack.processes import ProcessGroup, cpu_seconds  # noqa: E402
-from falbridge.devstack.services import find_pg_bin, free_port  # noqa: E402, F401
+from falbridge.devstack.services import find_pg_bin, free_port  # noqa: E402
 from falbridge.devstack.stack import SANDBOX_USER_ID, LocalStack, python_module, wait_http, wait_worker  # noqa: E402
 from falbridge.models.db import get_engine  # noqa: E402
 from falbridge.sandbox.server import SandboxConfig, SandboxServer  # noqa: E402
@@ -204,6 +204,15 @@ class BenchStack(LocalStack):
         proc = self.spawn("bare", argv)
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         return proc
+
+    def start_api(self) -> tuple[ProcessGroup, str]:
+        """A second `falbridge serve` for the jobs API, as a deployment may run one apart
+        from the webhook receiver: the receiver's CPU is then its callbacks' alone."""
+        port = free_port()
+        api = self.spawn("api", python_module("falbridge", "serve", "--port", str(port)))
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", api)
+        return api, url
 
     def start_noop_worker(self, concurrency: int, pool: str) -> ProcessGroup:
         """Celery with falbridge's own app plus one task that does nothing

@@ -3,8 +3,8 @@
 says was done, and CPU per unit against the issue's targets.
 
 Counted per unit, not per wall second, so that the sandbox standing in for fal (which
-shares the two cores) does not blur falbridge's own cost: falbridge's processes (receiver
-and workers) per job, the receiver per verified callback, PostgreSQL per job; the
+shares the two cores) does not blur falbridge's own cost: falbridge's processes (receiver,
+API and workers) per job, the receiver per verified callback, PostgreSQL per job; the
 sandbox, the subscriber and Redis are printed apart and count toward no target.
 """
 
@@ -146,6 +146,7 @@ class PerUnit:
     postgres_per_job: float
     worker_per_job: float
     receiver_per_job: float
+    api_per_job: float
     sandbox_per_job: float
     subscriber_per_event: float
     redis_per_job: float
@@ -161,7 +162,7 @@ class PerUnit:
     def summary(self) -> str:
         return (
             f"cpu_ms: falbridge/job={self.falbridge_per_job:.1f} (<=7; worker {self.worker_per_job:.1f}"
-            f" + receiver {self.receiver_per_job:.1f}) "
+            f" + receiver {self.receiver_per_job:.1f} + api {self.api_per_job:.1f}) "
             f"receiver/callback={self.receiver_per_callback:.1f} (<=2) "
             f"postgres/job={self.postgres_per_job:.1f} (<=2) apart: sandbox/job={self.sandbox_per_job:.1f} "
             f"subscriber/event={self.subscriber_per_event:.1f} redis/job={self.redis_per_job:.1f}"
@@ -178,11 +179,12 @@ def per_unit(before: dict[str, float], after: dict[str, float], c: dict[str, Any
 
     workers = [name for name in after if name.startswith("worker")]
     return PerUnit(
-        falbridge_per_job=ms(["receiver", *workers], jobs),
+        falbridge_per_job=ms(["receiver", "api", *workers], jobs),
         receiver_per_callback=ms(["receiver"], c["callbacks_verified"]),
         postgres_per_job=ms(["postgres"], jobs),
         worker_per_job=ms(workers, jobs),
         receiver_per_job=ms(["receiver"], jobs),
+        api_per_job=ms(["api"], jobs),
         sandbox_per_job=ms(["sandbox"], jobs),
         subscriber_per_event=ms(["subscriber"], c["events_delivered"]),
         redis_per_job=ms(["redis"], jobs),
