@@ -17,6 +17,7 @@ from falbridge.models.tables import Job, JobEvent, ResultFile, WebhookDelivery
 from falbridge.worker.apply.delivery import Applied, DeliveryOutcome, apply_delivery
 from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.webhook_url import webhook_url
+from tests.plugins.rows import row
 
 IMAGE = {"url": "https://cdn.example/mask.png", "content_type": "image/png", "file_size": 7}
 DONE = {"request_id": "req-1", "status": "OK", "payload": {"image": IMAGE}}
@@ -50,20 +51,6 @@ def _claiming(job_id: uuid.UUID, token: str | None = None) -> dict[str, object]:
     return {"query_job_id": str(job_id), "query_token": token}
 
 
-def _job_row(job_id: uuid.UUID) -> Job:
-    with transaction() as s:
-        job = s.get(Job, job_id)
-        s.expunge(job)
-        return job
-
-
-def _delivery_row(delivery_id: int) -> WebhookDelivery:
-    with transaction() as s:
-        delivery = s.get(WebhookDelivery, delivery_id)
-        s.expunge(delivery)
-        return delivery
-
-
 def _history(job_id: uuid.UUID) -> list[tuple[str | None, str, str, dict | None]]:
     with transaction() as s:
         events = s.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
@@ -74,11 +61,11 @@ def test_applying_the_same_delivery_twice_is_a_no_op_the_second_time():
     job_id = _job()
     delivery_id = _deliver(DONE)
     assert apply_delivery(delivery_id) == Applied(DeliveryOutcome.APPLIED)
-    first = _delivery_row(delivery_id)
+    first = row(WebhookDelivery, delivery_id)
     assert apply_delivery(delivery_id) == Applied(DeliveryOutcome.SKIPPED)
-    again = _delivery_row(delivery_id)
+    again = row(WebhookDelivery, delivery_id)
     assert (again.outcome, again.processed_at) == ("applied", first.processed_at)
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert job.status == "completed" and job.webhook_count == 1
     assert [e[1] for e in _history(job_id)] == ["pending", "completed"]
 
@@ -86,10 +73,10 @@ def test_applying_the_same_delivery_twice_is_a_no_op_the_second_time():
 def test_a_callback_without_gateway_request_id_keeps_the_one_recorded_at_submit():
     kept = _job(gateway_request_id="gw-from-submit")
     apply_delivery(_deliver(DONE))
-    assert _job_row(kept).gateway_request_id == "gw-from-submit"
+    assert row(Job, kept).gateway_request_id == "gw-from-submit"
     replaced = _job(request_id="req-2", gateway_request_id="gw-from-submit")
     apply_delivery(_deliver({**DONE, "request_id": "req-2", "gateway_request_id": "gw-from-callback"}))
-    assert _job_row(replaced).gateway_request_id == "gw-from-callback"
+    assert row(Job, replaced).gateway_request_id == "gw-from-callback"
 
 
 def test_a_payload_error_callback_leaves_the_job_waiting_for_its_result():
@@ -101,9 +88,9 @@ def test_a_payload_error_callback_leaves_the_job_waiting_for_its_result():
     assert applied == Applied(
         DeliveryOutcome.RESULT_FETCH_NEEDED, (FollowUp(Work.FETCH_RESULT, str(job_id)),)
     )
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.result_pending, job.result, job.webhook_count) == ("submitted", True, None, 1)
-    delivery = _delivery_row(delivery_id)
+    delivery = row(WebhookDelivery, delivery_id)
     assert delivery.outcome == "result_fetch_needed" and delivery.processed_at is not None
     assert delivery.job_id == job_id
 
@@ -112,13 +99,13 @@ def test_a_completion_stores_the_result_and_its_files_with_the_delivery_in_the_h
     job_id = _job(result_pending=True)
     delivery_id = _deliver(DONE)
     apply_delivery(delivery_id)
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.result, job.result_pending) == ("completed", DONE["payload"], False)
     assert _history(job_id)[-1] == ("submitted", "completed", "webhook", {"delivery_id": delivery_id})
     with transaction() as s:
         [stored] = s.scalars(select(ResultFile).where(ResultFile.job_id == job_id))
         assert (stored.path, stored.url, stored.file_size) == ("image", IMAGE["url"], 7)
-    delivery = _delivery_row(delivery_id)
+    delivery = row(WebhookDelivery, delivery_id)
     assert (delivery.outcome, delivery.job_id, delivery.processing_error) == ("applied", job_id, None)
 
 
@@ -134,7 +121,7 @@ def test_an_error_callback_fails_the_job_with_fals_detail():
         }
     )
     assert apply_delivery(delivery_id).outcome is DeliveryOutcome.APPLIED
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error, job.error_type, job.error_detail) == (
         "failed",
         "Invalid status code: 422",
@@ -147,7 +134,7 @@ def test_an_error_callback_fails_the_job_with_fals_detail():
 def test_an_error_callback_without_a_message_still_says_fal_reported_it():
     job_id = _job()
     apply_delivery(_deliver({"request_id": "req-1", "status": "ERROR", "payload": None}))
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error, job.error_type) == ("failed", "fal reported an error", None)
 
 
@@ -156,9 +143,9 @@ def test_a_callback_for_a_finished_job_is_counted_but_changes_nothing():
     apply_delivery(_deliver(DONE))
     late = _deliver({"request_id": "req-1", "status": "ERROR", "error": "late", "payload": None})
     assert apply_delivery(late) == Applied(DeliveryOutcome.DUPLICATE)
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error, job.webhook_count) == ("completed", None, 2)
-    assert _delivery_row(late).outcome == "duplicate"
+    assert row(WebhookDelivery, late).outcome == "duplicate"
 
 
 def test_deliveries_that_are_not_there_or_not_verified_are_skipped():
@@ -166,21 +153,21 @@ def test_deliveries_that_are_not_there_or_not_verified_are_skipped():
     stored = _deliver(DONE)
     for missing in (stored - 1, stored + 1):  # one id either side of a stored delivery
         assert apply_delivery(missing) == Applied(DeliveryOutcome.SKIPPED)
-    assert _delivery_row(stored).processed_at is None and _job_row(job_id).status == "submitted"
+    assert row(WebhookDelivery, stored).processed_at is None and row(Job, job_id).status == "submitted"
     with transaction() as s:
         rejected = store_rejected(
             s, request_id="req-1", code="bad_signature", reason="signature", headers={}, body=b"{}"
         )
         s.get(WebhookDelivery, rejected).processed_at = None  # even if it were never marked
     assert apply_delivery(rejected) == Applied(DeliveryOutcome.SKIPPED)
-    assert _delivery_row(rejected).outcome == "rejected"
-    assert _job_row(job_id).webhook_count == 0
+    assert row(WebhookDelivery, rejected).outcome == "rejected"
+    assert row(Job, job_id).webhook_count == 0
 
 
 def test_an_unparseable_body_is_recorded_as_such():
     delivery_id = _deliver(b"not json")
     assert apply_delivery(delivery_id) == Applied(DeliveryOutcome.UNPARSEABLE)
-    delivery = _delivery_row(delivery_id)
+    delivery = row(WebhookDelivery, delivery_id)
     assert delivery.outcome == "unparseable" and delivery.processed_at is not None
     assert "not strict JSON" in delivery.processing_error
 
@@ -189,9 +176,9 @@ def test_a_callback_that_beats_the_submit_response_binds_by_our_url():
     job_id = _job(status="pending", request_id=None)
     delivery_id = _deliver(DONE, **_claiming(job_id))
     assert apply_delivery(delivery_id).outcome is DeliveryOutcome.APPLIED
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.request_id, job.webhook_count) == ("completed", "req-1", 1)
-    assert _delivery_row(delivery_id).job_id == job_id
+    assert row(WebhookDelivery, delivery_id).job_id == job_id
 
 
 @pytest.mark.parametrize(
@@ -218,10 +205,10 @@ def test_a_callback_no_job_answers_to_is_unknown_and_says_why(claim, why):
     }[claim]
     delivery_id = _deliver({**DONE, "request_id": "req-foreign"}, **headers)
     assert apply_delivery(delivery_id) == Applied(DeliveryOutcome.UNKNOWN_JOB)
-    delivery = _delivery_row(delivery_id)
+    delivery = row(WebhookDelivery, delivery_id)
     assert why in delivery.processing_error and delivery.job_id is None
     assert (delivery.outcome, delivery.processed_at is not None) == ("unknown_job", True)
-    job = _job_row(victim)
+    job = row(Job, victim)
     assert (job.status, job.request_id, job.webhook_count) == ("pending", None, 0)
 
 
@@ -231,11 +218,11 @@ def test_a_callback_for_another_request_never_touches_a_bound_job(mine, theirs):
     callback = {**DONE, "request_id": theirs, "gateway_request_id": "gw-other"}
     delivery_id = _deliver(callback, **_claiming(job_id))
     assert apply_delivery(delivery_id) == Applied(DeliveryOutcome.REQUEST_ID_MISMATCH)
-    job = _job_row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.request_id, job.gateway_request_id, job.webhook_count) == (
         "submitted",
         mine,
         "gw-mine",
         0,
     )
-    assert _delivery_row(delivery_id).processing_error == f"request id {theirs} is not this job's"
+    assert row(WebhookDelivery, delivery_id).processing_error == f"request id {theirs} is not this job's"

@@ -25,6 +25,7 @@ from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.submit import Submitted, claim, record_submission
 from falbridge.worker.sweep import sweep
 from falbridge.worker.webhook_url import webhook_url
+from tests.plugins.rows import row
 
 NO_GRACE = SweepConfig(
     pending_grace_s=0, delivery_grace_s=0, silent_after_s=3600, poll_every_s=3600, outcome_unknown_grace_s=0
@@ -59,13 +60,6 @@ def _fal_calls_back(job_id: uuid.UUID) -> int:
         return stored.delivery_id
 
 
-def _row(job_id: uuid.UUID) -> Job:
-    with transaction() as s:
-        job = s.get(Job, job_id)
-        s.expunge(job)
-        return job
-
-
 def _sweep_finds() -> set[tuple[Work, str]]:
     found: list[FollowUp] = []
     sweep(found.append, NO_GRACE)
@@ -77,7 +71,7 @@ def test_the_callback_makes_the_job_submitted_and_its_result_is_fetched_not_resu
     job_id = _sent_by_a_worker_that_died(status)
     applied = apply_delivery(_fal_calls_back(job_id))
     assert applied.outcome is DeliveryOutcome.RESULT_FETCH_NEEDED
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.request_id, job.result_pending) == ("submitted", "req-1", True)
     assert job.submit_lease_until is None and job.submitted_at is not None
     with transaction() as s:
@@ -96,7 +90,7 @@ def test_the_callback_makes_the_job_submitted_and_its_result_is_fetched_not_resu
         Work.FAIL_OUTCOME_UNKNOWN,
         Work.SUBMIT,
     }
-    assert _row(job_id).status == "submitted"
+    assert row(Job, job_id).status == "submitted"
 
 
 def test_a_late_submit_answer_after_the_callback_keeps_the_job_submitted():
@@ -110,7 +104,7 @@ def test_a_late_submit_answer_after_the_callback_keeps_the_job_submitted():
         cancel_url="http://fal.test/c",
     )
     assert record_submission(job_id, answer).outcome is Submitted.FINISHED_FIRST
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.request_id, job.result_pending, job.response_url) == (
         "submitted",
         "req-1",

@@ -19,6 +19,7 @@ from falbridge.worker.apply.outcome import (
     fail,
     fail_job,
 )
+from tests.plugins.rows import row
 
 OUTPUT = {
     "images": [
@@ -39,13 +40,6 @@ def _job(status: str = "submitted", **fields) -> uuid.UUID:
         return job.id
 
 
-def _row(job_id: uuid.UUID) -> Job:
-    with transaction() as s:
-        job = s.get(Job, job_id)
-        s.expunge(job)
-        return job
-
-
 def _last_event(job_id: uuid.UUID) -> tuple[str | None, str, str, dict | None]:
     with transaction() as s:
         e = s.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc())).first()
@@ -63,7 +57,7 @@ def test_complete_stores_the_result_its_files_and_clears_result_pending():
     job_id = _job(result_pending=True)
     with transaction() as s:
         assert complete(s, lock_job(s, job_id), OUTPUT, EventSource.POLL, {"why": "test"}) is True
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.result, job.result_pending) == ("completed", OUTPUT, False)
     assert job.completed_at is not None
     assert _files(job_id) == ["images[0]", "images[1]"]
@@ -83,7 +77,7 @@ def test_a_second_outcome_for_a_finished_job_changes_nothing():
             is False
         )
         assert fail(s, job, EventSource.POLL, error="late") is False
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.result, job.error) == ("completed", OUTPUT, None)
     assert _files(job_id) == ["images[0]", "images[1]"]
 
@@ -101,7 +95,7 @@ def test_fail_records_the_error_and_clears_result_pending():
             detail={"delivery_id": 3},
         )
         assert failed is True
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error_type, job.error_detail, job.result_pending) == (
         "failed",
         "runner_server_error",
@@ -122,7 +116,7 @@ def test_a_client_cancelled_error_ends_the_job_cancelled_at_fal_keeping_fals_wor
             error="Invalid status code: 499",
             error_type="client_cancelled",
         )
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error, job.error_type, job.error_detail) == (
         "cancelled",
         "cancelled at fal",
@@ -140,13 +134,13 @@ def test_a_client_cancelled_error_ends_the_job_cancelled_at_fal_keeping_fals_wor
             error_type="client_cancelled",
             error_detail=[1],
         )
-    assert (_row(detailed).error, _row(detailed).error_detail) == ("cancelled at fal", [1])
+    assert (row(Job, detailed).error, row(Job, detailed).error_detail) == ("cancelled at fal", [1])
 
 
 def test_fail_job_fails_in_its_own_transaction_and_says_when_it_could_not():
     job_id = _job()
     assert fail_job(job_id, EventSource.POLL, error="gone", error_type="result_unavailable", error_detail=[1])
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error, job.error_type, job.error_detail) == (
         "failed",
         "gone",
@@ -164,7 +158,7 @@ def test_cancel_unsubmitted_cancels_a_pending_job_here_and_now():
     job_id = _job(status="pending")
     with transaction() as s:
         assert cancel_unsubmitted(s, lock_job(s, job_id)) is True
-    job = _row(job_id)
+    job = row(Job, job_id)
     assert (job.status, job.error, job.error_type) == (
         "cancelled",
         "cancelled before it was submitted",
@@ -217,4 +211,4 @@ def test_the_error_fields_are_passed_by_name():
         fail(s, lock_job(s, job_id), EventSource.POLL, "an error")
     with pytest.raises(TypeError):
         fail_job(job_id, EventSource.POLL, "an error")
-    assert _row(job_id).status == "submitted"
+    assert row(Job, job_id).status == "submitted"
