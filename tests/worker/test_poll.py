@@ -4,6 +4,7 @@ the job polled and of the others."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.tables import Job
-from falbridge.worker.fal import close_client
+from falbridge.worker.fal import FinalError, close_client
 from falbridge.worker.poll import PollOutcome, poll
 from tests.plugins.sandbox import TEST_FAL_KEY, SandboxHandle
 from tests.plugins.waiting import poll_until
@@ -95,3 +96,41 @@ def test_a_poll_records_what_fal_says_on_the_job_polled_only(fal_queue, setting,
     assert poll(polled) is outcome
     assert _row(polled) == (status, 1)
     assert _row(other) == ("submitted", 0)  # sorted after the one polled: `>=` would take it
+
+
+@pytest.fixture
+def scripted_fal(db_url, webhook_sink, monkeypatch) -> Iterator[Any]:
+    """fal as a scripted HTTP server: a status body or an error code no sandbox knob gives."""
+    monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
+    monkeypatch.setenv("FAL_QUEUE_URL", webhook_sink.base_url)
+    close_client()
+    yield webhook_sink
+    close_client()
+
+
+def _job_at(fal: Any, status_path: str) -> uuid.UUID:
+    base = fal.base_url
+    urls = {"status_url": base + status_path, "response_url": base + "/result", "cancel_url": base + "/cancel"}
+    return _job("submitted", {"request_id": "req-scripted", **urls})
+
+
+# One sorting before each status poll() knows and one after: no comparison but `==` passes.
+@pytest.mark.parametrize("said", ["CANCELLED", "PAUSED"])
+def test_a_status_fal_added_since_is_unknown_and_changes_nothing(scripted_fal, said):
+    body = json.dumps({"status": said}).encode()
+    scripted_fal.serve_file("/status?logs=0", body, "application/json")
+    job = _job_at(scripted_fal, "/status")
+    assert poll(job) is PollOutcome.UNKNOWN_STATUS
+    assert _row(job) == ("submitted", 1)
+
+
+@pytest.mark.parametrize("code", [403, 410])
+def test_a_final_error_other_than_404_is_raised_not_taken_for_a_forgotten_job(scripted_fal, code):
+    """Only a 404 means fal forgot the request (its result gone); any other refusal is
+    raised, the job left as it was."""
+    scripted_fal.respond_with(code)
+    job = _job_at(scripted_fal, "/refused")
+    with pytest.raises(FinalError) as raised:
+        poll(job)
+    assert raised.value.status_code == code
+    assert _row(job) == ("submitted", 1)
