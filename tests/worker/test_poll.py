@@ -108,10 +108,12 @@ def scripted_fal(db_url, webhook_sink, monkeypatch) -> Iterator[Any]:
     close_client()
 
 
+_PATHS = {"response_url": "/result", "cancel_url": "/cancel"}
+
+
 def _job_at(fal: Any, status_path: str) -> uuid.UUID:
-    base = fal.base_url
-    urls = {"status_url": base + status_path, "response_url": base + "/result", "cancel_url": base + "/cancel"}
-    return _job("submitted", {"request_id": "req-scripted", **urls})
+    urls = {name: fal.base_url + path for name, path in _PATHS.items()}
+    return _job("submitted", {"request_id": "req-scripted", **urls, "status_url": fal.base_url + status_path})
 
 
 # One sorting before each status poll() knows and one after: no comparison but `==` passes.
