@@ -364,8 +364,12 @@ def run_wrk(
 # -- signed callbacks ----------------------------------------------------------
 
 
-def callback_body(request_id: str, index: int) -> bytes:
-    """A realistic fal completion callback for fal-ai/evf-sam: one File object."""
+FAL_FILES = "https://v3.fal.media/files/bench"
+
+
+def callback_body(request_id: str, index: int, file_base: str = FAL_FILES) -> bytes:
+    """A realistic fal completion callback for fal-ai/evf-sam: one File object, under
+    `file_base` (a local server's URL when the bench stores result files)."""
     return json.dumps(
         {
             "request_id": request_id,
@@ -373,7 +377,7 @@ def callback_body(request_id: str, index: int) -> bytes:
             "status": "OK",
             "payload": {
                 "image": {
-                    "url": f"https://v3.fal.media/files/bench/{request_id}/mask.png",
+                    "url": f"{file_base}/{request_id}/mask.png",
                     "content_type": "image/png",
                     "file_name": "mask.png",
                     "file_size": 20_000 + index % 5000,
@@ -386,12 +390,14 @@ def callback_body(request_id: str, index: int) -> bytes:
     ).encode()
 
 
-def signed_callbacks(key, user_id: str, jobs: list[tuple[str, str]], start_index: int = 0):
+def signed_callbacks(
+    key, user_id: str, jobs: list[tuple[str, str]], start_index: int = 0, file_base: str = FAL_FILES
+):
     """(method, path, headers, body) for one callback per (job id, request id), signed now."""
 
     timestamp = str(int(time.time()))
     for offset, (job_id, request_id) in enumerate(jobs):
-        body = callback_body(request_id, start_index + offset)
+        body = callback_body(request_id, start_index + offset, file_base)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "fal-webhook/bench",

@@ -6,11 +6,14 @@ The receiver (`falbridge serve`) and a worker (`falbridge worker`, prefork) run 
 PostgreSQL and redis-server. 100,000 jobs are created (submitted, with request ids) and
 one completion callback per job is signed, in batches of 20,000 just before wrk replays
 each batch to the receiver (a signature older than 300 s is refused), while the worker
-applies them (each job completed with its result file). RSS is the sum over each
+applies them (each job completed with its result file, and the file, a PNG mask served
+from this process as fal's CDN would, stored in a directory of the run: without it, every
+file's download failed for want of the internet, and thousands of store tasks waiting for
+their retry sat in the worker's memory). RSS is the sum over each
 process group (gunicorn master + workers; Celery main process + pool children), read
 from /proc: "before" after a warm-up of 2,000 deliveries (imports, pools, caches filled),
-"after" once all 100,000 are stored and applied. The database must hold every delivery
-once, every one processed, every job completed.
+"after" once all 100,000 are stored and applied and their files stored. The database
+must hold every delivery once, every one processed, every job completed, every file stored.
 
 Prints one line:
     memory: receiver … -> … MiB (+x%) worker … -> … MiB (+y%) deliveries=N target<10% PASS|FAIL
@@ -19,11 +22,15 @@ Prints one line:
 from __future__ import annotations
 
 import argparse
+import http.server
+import io
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
+from PIL import Image
 from sqlalchemy import text
 
 if __package__ in (None, ""):
@@ -45,6 +52,7 @@ from bench.common import (
     wait_quiet,
     write_requests,
 )
+from bench.pipeline_units import storage_env
 from falbridge.models.db import get_engine
 
 TARGET_GROWTH = 0.10
@@ -63,18 +71,23 @@ def run(
     watch = QuietWatch()
     run_dir = run_dir_for("memory")
     stack = BenchStack(run_dir)
-    jwks = None
+    jwks = masks = None
     try:
         stack.start_services()
-        jwks = JwksHost()
+        jwks, masks = JwksHost(), MaskHost()
         stack.set_env({"FAL_JWKS_URL": jwks.jwks_url, "FAL_WEBHOOK_USER_ID": jwks.user_id})
+        # Every job's mask stored, fetched from this process over loopback, as fal's CDN
+        # would serve it: the storing step's memory is measured too.
+        stack.set_env({**storage_env(run_dir), "FALBRIDGE_FETCH_ALLOW_PRIVATE": "1"})
         receiver = stack.start_receiver()
         worker = stack.start_worker(concurrency=concurrency)
         url = stack.receiver_url
 
         jobs = insert_submitted_jobs(stack.database_url, warmup + deliveries, "bench-mem")
         warm_file, main_file = run_dir / "warmup.req", run_dir / "deliveries.req"
-        write_requests(warm_file, signed_callbacks(jwks.key, jwks.user_id, jobs[:warmup]))
+        write_requests(
+            warm_file, signed_callbacks(jwks.key, jwks.user_id, jobs[:warmup], file_base=masks.url)
+        )
         run_wrk(url, warm_file, connections=connections)
         _wait_processed(stack, warmup, timeout_s=120)
         time.sleep(1)
@@ -93,7 +106,9 @@ def run(
                 # Each batch signed just before it is sent: the receiver refuses a signature
                 # more than 300 s old, and 100,000 take longer than that here.
                 chunk = jobs[warmup + start : warmup + start + batch]
-                write_requests(main_file, signed_callbacks(jwks.key, jwks.user_id, chunk, warmup + start))
+                write_requests(
+                    main_file, signed_callbacks(jwks.key, jwks.user_id, chunk, warmup + start, masks.url)
+                )
                 batches.append(run_wrk(url, main_file, connections=connections, cap_s=900))
             sent = _combined(batches)
             log(
@@ -119,14 +134,17 @@ def run(
                 f"receiver answered {sent.sent}/{deliveries} ({sent.non_2xx} non-2xx, errors {sent.errors})"
             )
         total = warmup + deliveries
-        if (counts["verified"], counts["processed"], counts["completed"], counts["redeliveries"]) != (
-            total,
-            total,
-            total,
-            0,
-        ):
+        wanted = {
+            "verified": total,
+            "processed": total,
+            "completed": total,
+            "redeliveries": 0,
+            "stored": total,
+        }
+        if {name: counts[name] for name in wanted} != wanted:
             problems.append(
-                f"database: {counts}, expected {total} deliveries stored once, processed, jobs completed"
+                f"database: {counts}, expected {total} deliveries stored once, processed, jobs completed,"
+                " their masks stored"
             )
         ok = max(growth.values()) < TARGET_GROWTH and not problems
         details = {
@@ -157,9 +175,38 @@ def run(
         )
         return finish_line(line, quiet, watch), ok
     finally:
-        if jwks is not None:
-            jwks.stop()
+        for host in (jwks, masks):
+            if host is not None:
+                host.stop()
         stack.stop()
+
+
+class MaskHost:
+    """fal's CDN for the pre-built callbacks: the same PNG mask at every path, on loopback."""
+
+    def __init__(self) -> None:
+        image = io.BytesIO()
+        Image.new("L", (1024, 768), 0).save(image, "PNG")
+        mask = image.getvalue()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(mask)))
+                self.end_headers()
+                self.wfile.write(mask)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _combined(batches: list[WrkResult]) -> WrkResult:
@@ -194,7 +241,8 @@ def _counts(stack: BenchStack) -> dict:
                 " (SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NOT NULL) AS processed,"
                 " (SELECT coalesce(sum(redeliveries), 0) FROM webhook_deliveries) AS redeliveries,"
                 " (SELECT count(*) FROM jobs WHERE status = 'completed') AS completed,"
-                " (SELECT count(*) FROM result_files) AS result_files"
+                " (SELECT count(*) FROM result_files) AS result_files,"
+                " (SELECT count(*) FROM stored_files WHERE status = 'stored') AS stored"
             )
         ).one()
     return dict(row._mapping)
@@ -204,7 +252,8 @@ def _wait_processed(stack: BenchStack, expected: int, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         counts = _counts(stack)
-        if counts["processed"] >= expected or time.monotonic() > deadline:
+        done = counts["processed"] >= expected and counts["stored"] >= expected
+        if done or time.monotonic() > deadline:
             return counts
         time.sleep(0.5)
 
