@@ -8,10 +8,12 @@ libraries once and forks a child per run; the child imports falbridge and the te
 from the tree (the server never imports them, and checks it did not), so the mutant on disk
 is what the tests see. The command cosmic-ray runs is this file's small client:
 
-    python .ci/mutation_forkserver.py serve SOCKET MODULE     # started by mutate.py
+    python .ci/mutation_forkserver.py serve SOCKET MODULE [TIMES]   # started by mutate.py
     python .ci/mutation_forkserver.py run SOCKET -- <pytest arguments>
 
-The client's exit status is pytest's. A client killed by cosmic-ray's timeout closes its
+The client's exit status is pytest's. TIMES, when given, gets a line per run: its wall
+seconds and pytest's exit status (the first run of a session is cosmic-ray's baseline), which
+is where a session's time went. A client killed by cosmic-ray's timeout closes its
 connection, and the server then kills the child's whole process group (the child leads a
 session of its own, so the processes its tests started go with it).
 """
@@ -30,6 +32,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +68,7 @@ OWN = ("falbridge", "tests")
 _LENGTH = struct.Struct("!I")
 
 
-def serve(path: str, module: str) -> None:
+def serve(path: str, module: str, times: str | None = None) -> None:
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -84,10 +87,14 @@ def serve(path: str, module: str) -> None:
         for pyc in stale:  # written by a test's subprocess for an earlier mutant, maybe
             pyc.unlink(missing_ok=True)
         with conn:
+            started = time.monotonic()
             try:
-                _one_run(conn)
+                status = _one_run(conn)
             except ConnectionError:
                 continue
+        if times:
+            with open(times, "a") as record:
+                record.write(f"{time.monotonic() - started:.2f} {status}\n")
 
 
 def _bytecode_of(module: Path) -> list[Path]:
@@ -101,7 +108,7 @@ def _bytecode_of(module: Path) -> list[Path]:
     return [Path(importlib.util.cache_from_source(str(source))) for source in sources]
 
 
-def _one_run(conn: socket.socket) -> None:
+def _one_run(conn: socket.socket) -> int:
     argv = _receive(conn).decode().split("\0")
     with tempfile.TemporaryFile(prefix="mutant-", suffix=".out") as output:
         child = os.fork()
@@ -111,6 +118,7 @@ def _one_run(conn: socket.socket) -> None:
         output.seek(0)
         with contextlib.suppress(OSError):  # the client is gone (timed out): nobody to tell
             conn.sendall(_LENGTH.pack(status) + output.read())
+    return status
 
 
 def _child(argv: list[str], output: int) -> int:
@@ -152,13 +160,13 @@ def _kill_group(leader: int) -> None:
 
 
 @contextlib.contextmanager
-def started(tree: Path, module: Path, env: dict[str, str]) -> Iterator[list[str]]:
+def started(tree: Path, module: Path, env: dict[str, str], times: Path | None = None) -> Iterator[list[str]]:
     """A server for one module's session in `tree`; yields the client's command line, to
-    which the pytest arguments are appended."""
+    which the pytest arguments are appended. `times`: where each run's seconds and status go."""
     with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
         path = str(Path(scratch) / "pytest.sock")
         server = subprocess.Popen(
-            [sys.executable, __file__, "serve", path, str(module)],
+            [sys.executable, __file__, "serve", path, str(module), *([str(times)] if times else [])],
             cwd=tree,
             # As cosmic-ray's own test runs: a mutant is never cached, by the children or
             # by any process their tests start.
@@ -206,6 +214,6 @@ def _exactly(conn: socket.socket, size: int) -> bytes:
 if __name__ == "__main__":
     command, path, *rest = sys.argv[1:]
     if command == "serve":
-        serve(path, rest[0])
+        serve(path, *rest)
     else:
         sys.exit(run(path, rest[1:] if rest[:1] == ["--"] else rest))
