@@ -12,10 +12,11 @@ is what the tests see. The command cosmic-ray runs is this file's small client:
     python .ci/mutation_forkserver.py run SOCKET -- <pytest arguments>
 
 The client's exit status is pytest's. TIMES, when given, gets a line per run: its wall
-seconds and pytest's exit status (the first run of a session is cosmic-ray's baseline), which
-is where a session's time went. A client killed by cosmic-ray's timeout closes its
-connection, and the server then kills the child's whole process group (the child leads a
-session of its own, so the processes its tests started go with it).
+seconds, pytest's exit status and the CPU seconds of the child and the processes it waited
+for (the first run of a session is cosmic-ray's baseline): where a session's time went.
+A client killed by cosmic-ray's timeout closes its connection, and the server then kills
+the child's whole process group (the child leads a session of its own, so the processes
+its tests started go with it).
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ def serve(path: str, module: str, times: str | None = None) -> None:
         with conn:
             started = time.monotonic()
             try:
-                status = _one_run(conn)
+                status, cpu = _one_run(conn)
             except ConnectionError:
                 continue
         if times:
             with open(times, "a") as record:
-                record.write(f"{time.monotonic() - started:.2f} {status}\n")
+                record.write(f"{time.monotonic() - started:.2f} {status} {cpu:.2f}\n")
 
 
 def _bytecode_of(module: Path, tree: Path) -> list[Path]:
@@ -111,17 +112,18 @@ def _bytecode_of(module: Path, tree: Path) -> list[Path]:
     return [Path(importlib.util.cache_from_source(str(source))) for source in sources]
 
 
-def _one_run(conn: socket.socket) -> int:
+def _one_run(conn: socket.socket) -> tuple[int, float]:
+    """pytest's exit status, and the CPU seconds the child and what it waited for used."""
     argv = _receive(conn).decode().split("\0")
     with tempfile.TemporaryFile(prefix="mutant-", suffix=".out") as output:
         child = os.fork()
         if child == 0:
             os._exit(_child(argv, output.fileno()))
-        status = _wait_or_kill(child, conn)
+        status, cpu = _wait_or_kill(child, conn)
         output.seek(0)
         with contextlib.suppress(OSError):  # the client is gone (timed out): nobody to tell
             conn.sendall(_LENGTH.pack(status) + output.read())
-    return status
+    return status, cpu
 
 
 def _child(argv: list[str], output: int) -> int:
@@ -146,19 +148,19 @@ def _child(argv: list[str], output: int) -> int:
     return code
 
 
-def _wait_or_kill(child: int, conn: socket.socket) -> int:
-    """The child's exit status; if the client goes first (cosmic-ray's timeout), the
-    child's process group is killed and the status is that of the killed child."""
+def _wait_or_kill(child: int, conn: socket.socket) -> tuple[int, float]:
+    """The child's exit status and CPU seconds; if the client goes first (cosmic-ray's
+    timeout), the child's process group is killed and the status is that of the killed child."""
     pidfd = os.pidfd_open(child)
     try:
         ready, _, _ = select.select([pidfd, conn], [], [])
         if pidfd not in ready and not conn.recv(1, socket.MSG_PEEK):
             _kill_group(child)
-        _, status = os.waitpid(child, 0)
+        _, status, usage = os.wait4(child, 0)
     finally:
         os.close(pidfd)
     _kill_group(child)  # whatever the tests left running
-    return os.waitstatus_to_exitcode(status) & 0xFF
+    return os.waitstatus_to_exitcode(status) & 0xFF, usage.ru_utime + usage.ru_stime
 
 
 def _kill_group(leader: int) -> None:

@@ -22,16 +22,18 @@ class Cost:
     baseline: float = 0.0
     killed: list[float] = field(default_factory=list)
     survived: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # of the mutants' runs
 
     @classmethod
     def read(cls, module: str, to_run: int, times: Path) -> Cost:
         cost = cls(module, to_run)
         runs = [line.split() for line in times.read_text().splitlines()] if times.exists() else []
-        for n, (seconds, status) in enumerate(runs):
+        for n, (seconds, status, cpu) in enumerate(runs):
             if n == 0:
                 cost.baseline = float(seconds)
             else:  # pytest's 0 is a survivor; any failure, or a run killed on timeout, a kill
                 (cost.survived if status == "0" else cost.killed).append(float(seconds))
+                cost.cpu += float(cpu)
         return cost
 
     def line(self) -> str:
@@ -42,7 +44,8 @@ class Cost:
                 f"at most {self.to_run * self.baseline:.0f}s"
             )
         return (
-            f"cost: {self.module}: {ran} mutants in {sum(self.killed) + sum(self.survived):.0f}s, "
+            f"cost: {self.module}: {ran} mutants in {sum(self.killed) + sum(self.survived):.0f}s "
+            f"({self.cpu:.0f}s CPU), "
             f"baseline {self.baseline:.1f}s; killed {len(self.killed)} at {_mean(self.killed)} each, "
             f"survived {len(self.survived)} at {_mean(self.survived)}"
         )

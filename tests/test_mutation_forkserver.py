@@ -49,7 +49,7 @@ def test_each_run_sees_the_module_as_it_is_now_on_disk(tree: Path):
     assert "1 passed" in first.stdout and "1 failed" in second.stdout
 
 
-def test_each_run_is_recorded_with_its_seconds_and_exit_status(tree: Path):
+def test_each_run_is_recorded_with_its_seconds_exit_status_and_cpu(tree: Path):
     times = tree / "times"
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     with mutation_forkserver.started(tree, tree / "subject.py", env, times) as client:
@@ -58,8 +58,8 @@ def test_each_run_is_recorded_with_its_seconds_and_exit_status(tree: Path):
         _run(client, tree, "test_subject.py")
 
     runs = [line.split() for line in times.read_text().splitlines()]
-    assert [status for _, status in runs] == ["0", "1"]
-    assert all(0 < float(seconds) < 60 for seconds, _ in runs)
+    assert [status for _, status, _ in runs] == ["0", "1"]
+    assert all(0 < float(seconds) < 60 and 0 < float(cpu) < 60 for seconds, _, cpu in runs)
 
 
 def test_a_client_killed_mid_run_ends_the_tests_and_what_they_started(tree: Path):
