@@ -21,6 +21,7 @@ a module is under its target.
     .venv/bin/python .ci/mutate.py                      # every module
     .venv/bin/python .ci/mutate.py models/states.py     # one (or several)
     .venv/bin/python .ci/mutate.py --jobs 1             # one worker
+    .venv/bin/python .ci/mutate.py --estimate           # mutant counts and baselines only
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import cosmic_ray.work_db as work_db
 import mutation_forkserver
 from cosmic_ray.work_item import WorkerOutcome, WorkResult
 from mutation_equivalents import Listed, read, resolve
-from mutation_scores import Score, mutant_ids, tally
+from mutation_scores import Cost, Score, mutant_ids, tally
 from mutation_trees import make_tree, test_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,17 +74,27 @@ def selection(postgresql: list[str]) -> str:
 
 
 def run_module(
-    module: str, tests: list[str], target: float, listed: list[Listed], tree: Path, postgresql: list[str]
+    module: str,
+    tests: list[str],
+    target: float,
+    listed: list[Listed],
+    tree: Path,
+    postgresql: list[str],
+    estimate: bool = False,
 ) -> Score:
+    """The module's session; with `estimate`, only the mutants counted and the baseline run."""
     score = Score(module, target)
     source_path = tree / module
     original = source_path.read_bytes()
     started = time.monotonic()
-    session = SESSIONS / (module.replace("/", "_") + ".sqlite")
+    # An estimate leaves the last run's sessions for --report.
+    session = SESSIONS / (module.replace("/", "_") + (".estimate" if estimate else "") + ".sqlite")
     session.unlink(missing_ok=True)
+    times = session.with_suffix(".times")
+    times.unlink(missing_ok=True)
     with (
         tempfile.TemporaryDirectory() as scratch,
-        mutation_forkserver.started(tree, source_path, test_environment(tree)) as client,
+        mutation_forkserver.started(tree, source_path, test_environment(tree), times) as client,
     ):
         config = Path(scratch) / "cosmic-ray.toml"
         command = [
@@ -108,12 +119,15 @@ def run_module(
         )
         try:
             _cosmic_ray(tree, "init", str(config), str(session))
-            _mark_not_counted(session, module, original.decode(), listed)
+            to_run = _mark_not_counted(session, module, original.decode(), listed)
             _cosmic_ray(tree, "baseline", str(config))
-            _cosmic_ray(tree, "exec", str(config), str(session))
+            if not estimate:
+                _cosmic_ray(tree, "exec", str(config), str(session))
         finally:
             source_path.write_bytes(original)
-    tally(session, module, score)
+    score.cost = Cost.read(module, to_run, times)
+    if not estimate:
+        tally(session, module, score)
     score.seconds = time.monotonic() - started
     return score
 
@@ -128,8 +142,11 @@ def _cosmic_ray(tree: Path, *args: str) -> None:
         raise SystemExit(f"mutate: cosmic-ray {args[0]} failed (exit {done.returncode})")
 
 
-def _mark_not_counted(session: Path, module: str, source: str, listed: list[Listed]) -> None:
+def _mark_not_counted(session: Path, module: str, source: str, listed: list[Listed]) -> int:
+    """Sets aside the mutants in annotations and the listed equivalents; returns how many
+    are left to run."""
     spans = annotation_spans(source)
+    to_run = 0
     with work_db.use_db(str(session), work_db.WorkDB.Mode.open) as db:
         items = list(db.pending_work_items)
         ids = mutant_ids(module, items)
@@ -144,6 +161,9 @@ def _mark_not_counted(session: Path, module: str, source: str, listed: list[List
                 db.set_result(
                     item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="equivalent")
                 )
+            else:
+                to_run += 1
+    return to_run
 
 
 def report_again(module: str, target: float, listed: list[Listed]) -> Score:
@@ -160,7 +180,9 @@ def report_again(module: str, target: float, listed: list[Listed]) -> Score:
     return score
 
 
-def run_spread(chosen: list[str], table: dict, listed: list[Listed], jobs: int) -> list[Score]:
+def run_spread(
+    chosen: list[str], table: dict, listed: list[Listed], jobs: int, estimate: bool = False
+) -> list[Score]:
     """Each module whole in one worker's tree; a worker takes the next module when it is free."""
     trees: queue.Queue[Path] = queue.Queue()
     for n in range(jobs):
@@ -173,10 +195,15 @@ def run_spread(chosen: list[str], table: dict, listed: list[Listed], jobs: int) 
         try:
             entry = table[module]
             target = float(entry.get("target", 90))
-            score = run_module(module, entry["tests"], target, listed, tree, entry.get("postgresql", []))
+            score = run_module(
+                module, entry["tests"], target, listed, tree, entry.get("postgresql", []), estimate
+            )
         finally:
             trees.put(tree)
-        print(f"done: {score.line()}", flush=True)
+        if not estimate:
+            print(f"done: {score.line()}", flush=True)
+        if score.cost:
+            print(score.cost.line(), flush=True)
         return score
 
     # The largest modules (the most mutants) first, so that none starts last and runs alone.
@@ -184,6 +211,17 @@ def run_spread(chosen: list[str], table: dict, listed: list[Listed], jobs: int) 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         scores = dict(zip(largest_first, pool.map(one, largest_first), strict=True))
     return [scores[module] for module in chosen]
+
+
+def _print_estimate(scores: list[Score]) -> int:
+    """Each module's upper bound (every mutant as slow as the unmutated run: a killed one,
+    stopped by -x at its first failure, usually costs much less)."""
+    costs = sorted((s.cost for s in scores if s.cost), key=lambda c: -c.to_run * c.baseline)
+    for cost in costs:
+        print(cost.line())
+    total = sum(c.to_run * c.baseline for c in costs)
+    print(f"mutate: at most {total / 60:.0f} min of test runs in all, one after another")
+    return 0
 
 
 def main() -> int:
@@ -199,6 +237,11 @@ def main() -> int:
     parser.add_argument(
         "--report", action="store_true", help="count the last run's sessions again, running nothing"
     )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="count each module's mutants and time its baseline run, running no mutant",
+    )
     args = parser.parse_args()
     table = tomllib.loads(CONFIG.read_text())["module"]
     chosen = args.modules or list(table)
@@ -212,12 +255,17 @@ def main() -> int:
     if args.report:
         scores = [report_again(m, float(table[m].get("target", 90)), listed) for m in chosen]
     else:
-        scores = run_spread(chosen, table, listed, max(1, min(args.jobs, len(chosen))))
+        jobs = max(1, min(args.jobs, len(chosen)))
+        scores = run_spread(chosen, table, listed, jobs, args.estimate)
+        if args.estimate:
+            return _print_estimate(scores)
     for score in scores:
         for survivor in score.survivors:
             print(f"  survived: {survivor}")
     for score in scores:
         print(score.line())
+        if score.cost and score.cost.killed + score.cost.survived:
+            print(score.cost.line())
         if score.equivalent > MAX_EQUIVALENT_SHARE * max(score.total - score.annotations, 1):
             print(f"mutate: {score.module}: more than 5% of its mutants are listed as equivalent")
     used = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -8,18 +8,22 @@ libraries once and forks a child per run; the child imports falbridge and the te
 from the tree (the server never imports them, and checks it did not), so the mutant on disk
 is what the tests see. The command cosmic-ray runs is this file's small client:
 
-    python .ci/mutation_forkserver.py serve SOCKET MODULE     # started by mutate.py
+    python .ci/mutation_forkserver.py serve SOCKET MODULE [TIMES]   # started by mutate.py
     python .ci/mutation_forkserver.py run SOCKET -- <pytest arguments>
 
-The client's exit status is pytest's. A client killed by cosmic-ray's timeout closes its
-connection, and the server then kills the child's whole process group (the child leads a
-session of its own, so the processes its tests started go with it).
+The client's exit status is pytest's. TIMES, when given, gets a line per run: its wall
+seconds, pytest's exit status and the CPU seconds of the child and the processes it waited
+for (the first run of a session is cosmic-ray's baseline): where a session's time went.
+A client killed by cosmic-ray's timeout closes its connection, and the server then kills
+the child's whole process group (the child leads a session of its own, so the processes
+its tests started go with it).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import importlib.util
 import os
@@ -30,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +70,7 @@ OWN = ("falbridge", "tests")
 _LENGTH = struct.Struct("!I")
 
 
-def serve(path: str, module: str) -> None:
+def serve(path: str, module: str, times: str | None = None) -> None:
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -74,43 +79,51 @@ def serve(path: str, module: str) -> None:
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in OWN)
     if leaked:
         raise SystemExit(f"mutation fork server: preloading imported {', '.join(leaked)}")
+    # What the libraries allocated stays out of every child's garbage collections: pytest's
+    # collections at the end of a session walked it all, about 0.3 s of CPU per mutant.
+    gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
-    stale = _bytecode_of(Path(module))
+    stale = _bytecode_of(Path(module), Path.cwd())  # the server runs in the worker tree
     print("ready", flush=True)
     while True:  # one run at a time: a worker tree runs its mutants one after another
         conn, _ = listener.accept()
-        for pyc in stale:  # written by a test's subprocess for an earlier mutant, maybe
+        for pyc in stale:  # written for the mutant before, by the child or its subprocesses
             pyc.unlink(missing_ok=True)
         with conn:
+            started = time.monotonic()
             try:
-                _one_run(conn)
+                status, cpu = _one_run(conn)
             except ConnectionError:
                 continue
+        if times:
+            with open(times, "a") as record:
+                record.write(f"{time.monotonic() - started:.2f} {status} {cpu:.2f}\n")
 
 
-def _bytecode_of(module: Path) -> list[Path]:
+def _bytecode_of(module: Path, tree: Path) -> list[Path]:
     """Where Python caches the mutated module's bytecode: beside it, and beside each link
     to it in the tree's link tree (the path falbridge imports it by). A mutant written in
     the same second as the one before it, with the same size, would pass the cache's
     check (mtime in whole seconds, size) and run the old mutant's code."""
-    tree = Path.cwd()  # the server runs in the worker tree
     links = (link for link in (tree / ".linktree").rglob(module.name) if link.resolve() == module)
     sources = [module, *links]
     return [Path(importlib.util.cache_from_source(str(source))) for source in sources]
 
 
-def _one_run(conn: socket.socket) -> None:
+def _one_run(conn: socket.socket) -> tuple[int, float]:
+    """pytest's exit status, and the CPU seconds the child and what it waited for used."""
     argv = _receive(conn).decode().split("\0")
     with tempfile.TemporaryFile(prefix="mutant-", suffix=".out") as output:
         child = os.fork()
         if child == 0:
             os._exit(_child(argv, output.fileno()))
-        status = _wait_or_kill(child, conn)
+        status, cpu = _wait_or_kill(child, conn)
         output.seek(0)
         with contextlib.suppress(OSError):  # the client is gone (timed out): nobody to tell
             conn.sendall(_LENGTH.pack(status) + output.read())
+    return status, cpu
 
 
 def _child(argv: list[str], output: int) -> int:
@@ -119,6 +132,10 @@ def _child(argv: list[str], output: int) -> int:
     os.dup2(output, 2)
     sys.argv = ["pytest", *argv]
     sys.path[0] = os.getcwd()  # as `python -m pytest` would have it
+    # The child caches the bytecode of what it compiles (the tests, falbridge): the next
+    # child reads it instead of compiling it again. The mutated module's is removed before
+    # each run (see _bytecode_of); the processes the tests start still write none.
+    sys.dont_write_bytecode = False
     import pytest
 
     try:
@@ -131,19 +148,19 @@ def _child(argv: list[str], output: int) -> int:
     return code
 
 
-def _wait_or_kill(child: int, conn: socket.socket) -> int:
-    """The child's exit status; if the client goes first (cosmic-ray's timeout), the
-    child's process group is killed and the status is that of the killed child."""
+def _wait_or_kill(child: int, conn: socket.socket) -> tuple[int, float]:
+    """The child's exit status and CPU seconds; if the client goes first (cosmic-ray's
+    timeout), the child's process group is killed and the status is that of the killed child."""
     pidfd = os.pidfd_open(child)
     try:
         ready, _, _ = select.select([pidfd, conn], [], [])
         if pidfd not in ready and not conn.recv(1, socket.MSG_PEEK):
             _kill_group(child)
-        _, status = os.waitpid(child, 0)
+        _, status, usage = os.wait4(child, 0)
     finally:
         os.close(pidfd)
     _kill_group(child)  # whatever the tests left running
-    return os.waitstatus_to_exitcode(status) & 0xFF
+    return os.waitstatus_to_exitcode(status) & 0xFF, usage.ru_utime + usage.ru_stime
 
 
 def _kill_group(leader: int) -> None:
@@ -152,16 +169,15 @@ def _kill_group(leader: int) -> None:
 
 
 @contextlib.contextmanager
-def started(tree: Path, module: Path, env: dict[str, str]) -> Iterator[list[str]]:
+def started(tree: Path, module: Path, env: dict[str, str], times: Path | None = None) -> Iterator[list[str]]:
     """A server for one module's session in `tree`; yields the client's command line, to
-    which the pytest arguments are appended."""
+    which the pytest arguments are appended. `times`: where each run's seconds and status go."""
     with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
         path = str(Path(scratch) / "pytest.sock")
         server = subprocess.Popen(
-            [sys.executable, __file__, "serve", path, str(module)],
+            [sys.executable, __file__, "serve", path, str(module), *([str(times)] if times else [])],
             cwd=tree,
-            # As cosmic-ray's own test runs: a mutant is never cached, by the children or
-            # by any process their tests start.
+            # The processes the tests start write no bytecode (the children do, see _child).
             env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
             stdout=subprocess.PIPE,
             text=True,
@@ -173,6 +189,10 @@ def started(tree: Path, module: Path, env: dict[str, str]) -> Iterator[list[str]
         finally:
             server.kill()
             server.wait()
+            # The last mutant's, which the restored source could pass for in the next
+            # module's session in this tree (written in the same second, of the same size).
+            for pyc in _bytecode_of(module, tree):
+                pyc.unlink(missing_ok=True)
 
 
 def run(path: str, argv: list[str]) -> int:
@@ -206,6 +226,6 @@ def _exactly(conn: socket.socket, size: int) -> bytes:
 if __name__ == "__main__":
     command, path, *rest = sys.argv[1:]
     if command == "serve":
-        serve(path, rest[0])
+        serve(path, *rest)
     else:
         sys.exit(run(path, rest[1:] if rest[:1] == ["--"] else rest))

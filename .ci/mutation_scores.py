@@ -6,9 +6,53 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 
 import cosmic_ray.work_db as work_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem
+
+
+@dataclass
+class Cost:
+    """Where a module's session spent its time, from the fork server's record of each run
+    (seconds and pytest's exit status; the first run is cosmic-ray's unmutated baseline)."""
+
+    module: str
+    to_run: int = 0  # mutants left to run once annotations and listed equivalents are set aside
+    baseline: float = 0.0
+    killed: list[float] = field(default_factory=list)
+    survived: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # of the mutants' runs
+
+    @classmethod
+    def read(cls, module: str, to_run: int, times: Path) -> Cost:
+        cost = cls(module, to_run)
+        runs = [line.split() for line in times.read_text().splitlines()] if times.exists() else []
+        for n, (seconds, status, cpu) in enumerate(runs):
+            if n == 0:
+                cost.baseline = float(seconds)
+            else:  # pytest's 0 is a survivor; any failure, or a run killed on timeout, a kill
+                (cost.survived if status == "0" else cost.killed).append(float(seconds))
+                cost.cpu += float(cpu)
+        return cost
+
+    def line(self) -> str:
+        ran = len(self.killed) + len(self.survived)
+        if not ran:
+            return (
+                f"cost: {self.module}: {self.to_run} mutants to run, baseline {self.baseline:.1f}s, "
+                f"at most {self.to_run * self.baseline:.0f}s"
+            )
+        return (
+            f"cost: {self.module}: {ran} mutants in {sum(self.killed) + sum(self.survived):.0f}s "
+            f"({self.cpu:.0f}s CPU), "
+            f"baseline {self.baseline:.1f}s; killed {len(self.killed)} at {_mean(self.killed)} each, "
+            f"survived {len(self.survived)} at {_mean(self.survived)}"
+        )
+
+
+def _mean(runs: list[float]) -> str:
+    return f"{fmean(runs):.1f}s" if runs else "-"
 
 
 @dataclass
@@ -22,6 +66,7 @@ class Score:
     incompetent: int = 0
     survivors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cost: Cost | None = None
 
     @property
     def counted(self) -> int:

@@ -38,15 +38,37 @@ def _run(client: list[str], tree: Path, *args: str) -> subprocess.CompletedProce
 
 def test_each_run_sees_the_module_as_it_is_now_on_disk(tree: Path):
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    with mutation_forkserver.started(tree, tree / "subject.py", env) as client:
+    subject = tree / "subject.py"
+    with mutation_forkserver.started(tree, subject, env) as client:
         first = _run(client, tree, "test_subject.py")
-        (tree / "subject.py").write_text("VALUE = 2\n")  # same size, same second: a mutant
+        _rewrite_keeping_mtime(subject, "VALUE = 2\n")  # same size, same second: a mutant
         second = _run(client, tree, "test_subject.py")
-        (tree / "subject.py").write_text("VALUE = 1\n")
+        _rewrite_keeping_mtime(subject, "VALUE = 1\n")
         third = _run(client, tree, "test_subject.py")
 
     assert (first.returncode, second.returncode, third.returncode) == (0, 1, 0), second.stdout
     assert "1 passed" in first.stdout and "1 failed" in second.stdout
+
+
+def _rewrite_keeping_mtime(path: Path, text: str) -> None:
+    """As a mutant written within the second of the run before: the bytecode cache the
+    children write cannot tell it from the source it was compiled from."""
+    before = path.stat()
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_each_run_is_recorded_with_its_seconds_exit_status_and_cpu(tree: Path):
+    times = tree / "times"
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    with mutation_forkserver.started(tree, tree / "subject.py", env, times) as client:
+        _run(client, tree, "test_subject.py")
+        (tree / "subject.py").write_text("VALUE = 2\n")
+        _run(client, tree, "test_subject.py")
+
+    runs = [line.split() for line in times.read_text().splitlines()]
+    assert [status for _, status, _ in runs] == ["0", "1"]
+    assert all(0 < float(seconds) < 60 and 0 < float(cpu) < 60 for seconds, _, cpu in runs)
 
 
 def test_a_client_killed_mid_run_ends_the_tests_and_what_they_started(tree: Path):
