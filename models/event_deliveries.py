@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from falbridge.models.db import insert_unless_taken
@@ -82,12 +82,16 @@ def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
     return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id, row.target)
 
 
-def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> bool:
-    """False when the delivery is gone (its subscription was deleted mid-attempt)."""
-    if session.get(EventDelivery, claimed.delivery_id) is None:
-        return False
-    session.add(
-        DeliveryAttempt(
+def exists(session: Session, delivery_id: int) -> bool:
+    """False once the delivery is gone (its subscription was deleted mid-attempt)."""
+    found = session.execute(select(EventDelivery.id).where(EventDelivery.id == delivery_id)).first()
+    return found is not None
+
+
+def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:
+    """The attempt's row, of a delivery known to exist (Core: one per attempt)."""
+    session.execute(
+        insert(DeliveryAttempt).values(
             delivery_id=claimed.delivery_id,
             at=at,
             status_code=result.status_code,
@@ -96,7 +100,6 @@ def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: 
             error=result.error,
         )
     )
-    return True
 
 
 def settle(session: Session, claimed: Claim, **values: object) -> bool:

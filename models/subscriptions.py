@@ -12,8 +12,9 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session
 
 from falbridge.config import Config
@@ -132,7 +133,24 @@ def rotate(session: Session, cfg: Config, subscription: Subscription) -> str:
     return secret
 
 
-def signing_secrets(cfg: Config, subscription: Subscription, now: datetime) -> list[str]:
+_SIGNING: tuple[Any, ...] = (
+    Subscription.id,
+    Subscription.url,
+    Subscription.enabled,
+    Subscription.disabled_reason,
+    Subscription.secret_encrypted,
+    Subscription.previous_secret_encrypted,
+    Subscription.previous_secret_expires_at,
+)
+
+
+def signing_view(session: Session, subscription_id: uuid.UUID) -> Row[Any] | None:
+    """What a delivery attempt reads of its subscription (Core: once per attempt): where
+    to send, whether to, and the secrets to sign with, still encrypted."""
+    return session.execute(select(*_SIGNING).where(Subscription.id == subscription_id)).first()
+
+
+def signing_secrets(cfg: Config, subscription: Subscription | Row[Any], now: datetime) -> list[str]:
     """The secrets that sign now: the current one, and the previous one in its overlap."""
     return secrets.signing(
         cfg,
