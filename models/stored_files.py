@@ -9,24 +9,30 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Row, ScalarSelect, func, select, update
+from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert
 
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
-from falbridge.models.jobs import add_event, lock_job
+from falbridge.models.jobs import add_event
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, ResultFile, StoredFile, utcnow
 
 
-def unrecorded(session: Session, job_id: uuid.UUID) -> list[ResultFile]:
-    """The job's result files with no stored-file record yet, in result order."""
+def endpoint_of(session: Session, job_id: uuid.UUID) -> str | None:
+    """The job's endpoint (whether its files are stored depends on it); None: no such job."""
+    return session.scalar(select(Job.endpoint_id).where(Job.id == job_id))
+
+
+def unrecorded(session: Session, job_id: uuid.UUID) -> list[Row[Any]]:
+    """The job's result files (job_id, path, url, file_name) with no stored-file record
+    yet, in result order."""
     recorded = select(StoredFile.path).where(StoredFile.job_id == job_id)
     return list(
-        session.scalars(
-            select(ResultFile)
+        session.execute(
+            select(ResultFile.job_id, ResultFile.path, ResultFile.url, ResultFile.file_name)
             .where(ResultFile.job_id == job_id, ResultFile.path.not_in(recorded))
             .order_by(ResultFile.id)
         )
@@ -49,36 +55,76 @@ class Recorded:
 def record(session: Session, job_id: uuid.UUID, values: dict[str, Any]) -> Recorded:
     """Record one file's outcome (StoredFile's columns but the id), unless it is recorded
     already; with the last of the job's files, the files_stored event."""
-    job = lock_job(session, job_id)  # one recorder at a time per job: one event
+    job = _lock_for_record(session, job_id)  # one recorder at a time per job: one event
     if job is None:
         return Recorded(False, False)
     row = {"stored_at": utcnow(), **values, "job_id": job_id}
     inserted = session.execute(_insert_once(session.get_bind().dialect.name).values(row)).first()
     if inserted is None:
         return Recorded(False, False)
-    if _outstanding(session, job_id):
+    tally = _tally(session, job_id)
+    if tally.files > tally.stored + tally.missing:
         return Recorded(True, False)
-    files_stored(session, job)
+    _files_stored(session, job, tally)
     return Recorded(True, True)
 
 
-def _outstanding(session: Session, job_id: uuid.UUID) -> int:
-    # COUNT(*) always answers one row: no None to default.
-    total = session.execute(select(func.count()).select_from(ResultFile).where(ResultFile.job_id == job_id))
-    done = session.execute(select(func.count()).select_from(StoredFile).where(StoredFile.job_id == job_id))
-    return total.scalar_one() - done.scalar_one()
+def _lock_for_record(session: Session, job_id: uuid.UUID) -> Job | None:
+    """`lock_job` reading only what the files_stored event needs: not the job's input and
+    result (JSON, possibly large), which recording a file never looks at."""
+    return session.scalar(
+        select(Job)
+        .options(load_only(*_EVENT_NEEDS))
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# The job's columns add_event and the outbox's fan-out read (its transition's record,
+# its own callbacks), and those files_stored stamps.
+_EVENT_NEEDS = (
+    Job.status,
+    Job.endpoint_id,
+    Job.request_id,
+    Job.created_at,
+    Job.notify_url,
+    Job.on_complete,
+    Job.updated_at,
+    Job.event_seq,
+)
+
+
+@dataclass(frozen=True)
+class Tally:
+    files: int
+    stored: int
+    missing: int
+
+
+def _tally(session: Session, job_id: uuid.UUID) -> Tally:
+    """(files, stored, missing): the job's result files and their outcomes, one statement."""
+
+    def counted(*where: ColumnElement[bool]) -> ScalarSelect[int]:
+        return select(func.count()).where(*where).scalar_subquery()
+
+    files, stored, missing = session.execute(
+        select(
+            counted(ResultFile.job_id == job_id).label("files"),
+            counted(StoredFile.job_id == job_id, StoredFile.status == "stored").label("stored"),
+            counted(StoredFile.job_id == job_id, StoredFile.status == "missing").label("missing"),
+        )
+    ).one()
+    return Tally(files, stored, missing)
 
 
 def files_stored(session: Session, job: Job) -> None:
     """The job's `job.files_stored` event (status unchanged), counting its outcomes; the
     job's updated_at moves, as its files changed (the changes feed)."""
-    counts = dict(
-        session.execute(
-            select(StoredFile.status, func.count())
-            .where(StoredFile.job_id == job.id)
-            .group_by(StoredFile.status)
-        ).all()
-    )
+    _files_stored(session, job, _tally(session, job.id))
+
+
+def _files_stored(session: Session, job: Job, tally: Tally) -> None:
     stamped = session.execute(
         update(Job)
         .where(Job.id == job.id)
@@ -89,7 +135,7 @@ def files_stored(session: Session, job: Job) -> None:
     set_committed_value(job, "updated_at", stamped.updated_at)
     set_committed_value(job, "event_seq", stamped.event_seq)
     status = JobStatus(job.status)
-    detail = {"stored": int(counts.get("stored", 0)), "missing": int(counts.get("missing", 0))}
+    detail = {"stored": tally.stored, "missing": tally.missing}
     add_event(session, job, stamped.event_seq, status, status, EventSource.STORE, detail)
 
 
