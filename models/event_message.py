@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, bindparam, inspect, select
+from sqlalchemy.orm import Mapper, Session
 
 from falbridge.models.tables import Job, JobEvent, ResultFile, StoredFile
 
@@ -22,22 +22,41 @@ from falbridge.models.tables import Job, JobEvent, ResultFile, StoredFile
 _LEFT_OUT = frozenset(
     {"input", "touched_at", "submit_lease_until", "submit_retry_at", "compacted_at", "event_seq"}
 )
-_JOB = tuple(getattr(Job, a.key) for a in inspect(Job).column_attrs if a.key not in _LEFT_OUT)
-# Labelled apart from the job's columns of the same names (id, event_seq).
-_EVENT: tuple[Any, ...] = (
-    JobEvent.id.label("ev_id"),
-    JobEvent.seq.label("ev_seq"),
-    JobEvent.at.label("ev_at"),
-    JobEvent.source.label("ev_source"),
-    JobEvent.from_status.label("ev_from_status"),
-    JobEvent.to_status.label("ev_to_status"),
-    JobEvent.detail.label("ev_detail"),
+
+
+def _columns(mapper: Mapper[Any], keys: frozenset[str] | None = None, prefix: str = "") -> list[Any]:
+    """The table's columns labelled by attribute name (`meta`, not `metadata`): Core
+    columns, so that executing a statement skips the ORM's compile step."""
+    return [a.columns[0].label(prefix + a.key) for a in mapper.column_attrs if keys is None or a.key in keys]
+
+
+_JOB = inspect(Job)
+_JOB_COLUMNS = [c for c in _columns(_JOB) if c.name not in _LEFT_OUT]
+_EVENT_KEYS = frozenset({"id", "seq", "at", "source", "from_status", "to_status", "detail"})
+_events, _files, _stored = JobEvent.__table__.c, ResultFile.__table__.c, StoredFile.__table__.c
+
+# Built once, executed with parameters: constructing a statement (and its cache key) cost
+# several times its execution.
+_EVENT_OF_JOB = (
+    select(*_JOB_COLUMNS, *_columns(inspect(JobEvent), _EVENT_KEYS, prefix="ev_"))
+    .join_from(JobEvent.__table__, Job.__table__, _events.job_id == Job.__table__.c.id)
+    .where(_events.id == bindparam("event_id"))
 )
-_HISTORY = (JobEvent.at, JobEvent.source, JobEvent.from_status, JobEvent.to_status, JobEvent.detail)
-_FILE = tuple(getattr(ResultFile, a.key) for a in inspect(ResultFile).column_attrs)
-_STORED = tuple(
-    getattr(StoredFile, key)
-    for key in ("path", "status", "width", "height", "reason", "sha256", "size", "sniffed_type", "stored_at")
+_FILES = (
+    select(*_columns(inspect(ResultFile))).where(_files.job_id == bindparam("job_id")).order_by(_files.id)
+)
+_STORED = select(
+    *_columns(
+        inspect(StoredFile),
+        frozenset(
+            {"path", "status", "width", "height", "reason", "sha256", "size", "sniffed_type", "stored_at"}
+        ),
+    )
+).where(_stored.job_id == bindparam("job_id"))
+_HISTORY = (
+    select(*_columns(inspect(JobEvent), _EVENT_KEYS - {"id", "seq"}))
+    .where(_events.job_id == bindparam("job_id"), _events.seq <= bindparam("seq"))
+    .order_by(_events.id)
 )
 
 
@@ -71,11 +90,7 @@ class JobParts:
 
 def event_of_job(session: Session, event_id: int) -> EventOfJob | None:
     """None: the event, or its job, is gone."""
-    row = session.execute(
-        select(*_JOB, *_EVENT)
-        .join_from(JobEvent, Job, JobEvent.job_id == Job.id)
-        .where(JobEvent.id == event_id)
-    ).first()
+    row = session.execute(_EVENT_OF_JOB, {"event_id": event_id}).first()
     if row is None:
         return None
     event = EventView(
@@ -85,12 +100,9 @@ def event_of_job(session: Session, event_id: int) -> EventOfJob | None:
 
 
 def parts_up_to(session: Session, job_id: uuid.UUID, seq: int) -> JobParts:
-    files = session.execute(select(*_FILE).where(ResultFile.job_id == job_id).order_by(ResultFile.id)).all()
+    files = session.execute(_FILES, {"job_id": job_id}).all()
     stored: dict[str, Row[Any]] = {}
     if files:  # nothing to join a copy to otherwise
-        rows = session.execute(select(*_STORED).where(StoredFile.job_id == job_id)).all()
-        stored = {row.path: row for row in rows}
-    events = session.execute(
-        select(*_HISTORY).where(JobEvent.job_id == job_id, JobEvent.seq <= seq).order_by(JobEvent.id)
-    ).all()
+        stored = {row.path: row for row in session.execute(_STORED, {"job_id": job_id})}
+    events = session.execute(_HISTORY, {"job_id": job_id, "seq": seq}).all()
     return JobParts([(f, stored.get(f.path)) for f in files], list(events))

@@ -7,9 +7,9 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, ScalarSelect, func, select, update
+from sqlalchemy import ColumnElement, Row, ScalarSelect, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert
@@ -23,20 +23,29 @@ from falbridge.models.tables import Job, ResultFile, StoredFile, utcnow
 
 def endpoint_of(session: Session, job_id: uuid.UUID) -> str | None:
     """The job's endpoint (whether its files are stored depends on it); None: no such job."""
-    return session.scalar(select(Job.endpoint_id).where(Job.id == job_id))
+    return session.scalar(_ENDPOINT_OF, {"job_id": job_id})
 
 
 def unrecorded(session: Session, job_id: uuid.UUID) -> list[Row[Any]]:
     """The job's result files (job_id, path, url, file_name) with no stored-file record
     yet, in result order."""
-    recorded = select(StoredFile.path).where(StoredFile.job_id == job_id)
-    return list(
-        session.execute(
-            select(ResultFile.job_id, ResultFile.path, ResultFile.url, ResultFile.file_name)
-            .where(ResultFile.job_id == job_id, ResultFile.path.not_in(recorded))
-            .order_by(ResultFile.id)
-        )
+    return list(session.execute(_UNRECORDED, {"job_id": job_id}))
+
+
+# Built once, executed with parameters: read on every run of the storing task.
+_stored_table = cast(Table, StoredFile.__table__)
+_stored, _files = _stored_table.c, cast(Table, ResultFile.__table__).c
+_ENDPOINT_OF = select(cast(Table, Job.__table__).c.endpoint_id).where(
+    cast(Table, Job.__table__).c.id == bindparam("job_id")
+)
+_UNRECORDED = (
+    select(_files.job_id, _files.path, _files.url, _files.file_name)
+    .where(
+        _files.job_id == bindparam("job_id"),
+        _files.path.not_in(select(_stored.path).where(_stored.job_id == bindparam("job_id"))),
     )
+    .order_by(_files.id)
+)
 
 
 def recorded(session: Session, job_id: uuid.UUID, path: str) -> StoredFile | None:
@@ -59,7 +68,7 @@ def record(session: Session, job_id: uuid.UUID, values: dict[str, Any]) -> Recor
     if job is None:
         return Recorded(False, False)
     row = {"stored_at": utcnow(), **values, "job_id": job_id}
-    inserted = session.execute(_insert_once(session.get_bind().dialect.name).values(row)).first()
+    inserted = session.execute(_insert_once(session.get_bind().dialect.name), row).first()
     if inserted is None:
         return Recorded(False, False)
     tally = _tally(session, job_id)
@@ -104,18 +113,19 @@ class Tally:
 
 def _tally(session: Session, job_id: uuid.UUID) -> Tally:
     """(files, stored, missing): the job's result files and their outcomes, one statement."""
-
-    def counted(*where: ColumnElement[bool]) -> ScalarSelect[int]:
-        return select(func.count()).where(*where).scalar_subquery()
-
-    files, stored, missing = session.execute(
-        select(
-            counted(ResultFile.job_id == job_id).label("files"),
-            counted(StoredFile.job_id == job_id, StoredFile.status == "stored").label("stored"),
-            counted(StoredFile.job_id == job_id, StoredFile.status == "missing").label("missing"),
-        )
-    ).one()
+    files, stored, missing = session.execute(_TALLY, {"job_id": job_id}).one()
     return Tally(files, stored, missing)
+
+
+def _counted(*where: ColumnElement[bool]) -> ScalarSelect[int]:
+    return select(func.count()).where(*where).scalar_subquery()
+
+
+_TALLY = select(
+    _counted(_files.job_id == bindparam("job_id")).label("files"),
+    _counted(_stored.job_id == bindparam("job_id"), _stored.status == "stored").label("stored"),
+    _counted(_stored.job_id == bindparam("job_id"), _stored.status == "missing").label("missing"),
+)
 
 
 def files_stored(session: Session, job: Job) -> None:
@@ -141,9 +151,8 @@ def _files_stored(session: Session, job: Job, tally: Tally) -> None:
 
 @functools.cache
 def _insert_once(dialect: str) -> ReturningInsert[Any]:
-    return insert_unless_taken(
-        dialect, StoredFile, StoredFile.__table__.c.job_id, StoredFile.__table__.c.path
-    ).returning(StoredFile.id)
+    # Core, on the table: executed with the row as parameters, not rebuilt per row.
+    return insert_unless_taken(dialect, _stored_table, _stored.job_id, _stored.path).returning(_stored.id)
 
 
 def stored_for(
