@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, ScalarSelect, Table, bindparam, func, select, update
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -35,9 +35,9 @@ def unrecorded(session: Session, job_id: uuid.UUID) -> list[Row[Any]]:
 # Built once, executed with parameters: read on every run of the storing task.
 _stored_table = cast(Table, StoredFile.__table__)
 _stored, _files = _stored_table.c, cast(Table, ResultFile.__table__).c
-_ENDPOINT_OF = select(cast(Table, Job.__table__).c.endpoint_id).where(
-    cast(Table, Job.__table__).c.id == bindparam("job_id")
-)
+_jobs_table = cast(Table, Job.__table__)
+_jobs = _jobs_table.c
+_ENDPOINT_OF = select(_jobs.endpoint_id).where(_jobs.id == bindparam("job_id"))
 _UNRECORDED = (
     select(_files.job_id, _files.path, _files.url, _files.file_name)
     .where(
@@ -79,28 +79,41 @@ def record(session: Session, job_id: uuid.UUID, values: dict[str, Any]) -> Recor
 
 
 def _lock_for_record(session: Session, job_id: uuid.UUID) -> Job | None:
-    """`lock_job` reading only what the files_stored event needs: not the job's input and
-    result (JSON, possibly large), which recording a file never looks at."""
-    return session.scalar(
-        select(Job)
-        .options(load_only(*_EVENT_NEEDS))
-        .where(Job.id == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    """`lock_job` reading only what the files_stored event needs (not the job's input and
+    result: JSON, possibly large), with a prebuilt Core statement. The Job it returns is
+    transient, never added to the session: add_event and the outbox's fan-out read its
+    fields, nothing writes it (the event's stamp is its own UPDATE)."""
+    row = session.execute(_LOCK_FOR_RECORD, {"job_id": job_id}).first()
+    return None if row is None else Job(**row._asdict())
 
 
 # The job's columns add_event and the outbox's fan-out read (its transition's record,
-# its own callbacks), and those files_stored stamps.
-_EVENT_NEEDS = (
-    Job.status,
-    Job.endpoint_id,
-    Job.request_id,
-    Job.created_at,
-    Job.notify_url,
-    Job.on_complete,
-    Job.updated_at,
-    Job.event_seq,
+# its own callbacks), and those files_stored stamps; by attribute name.
+_LOCK_FOR_RECORD = (
+    select(
+        *(
+            getattr(_jobs, key).label(key)
+            for key in (
+                "id",
+                "status",
+                "endpoint_id",
+                "request_id",
+                "created_at",
+                "notify_url",
+                "on_complete",
+                "updated_at",
+                "event_seq",
+            )
+        )
+    )
+    .where(_jobs.id == bindparam("job_id"))
+    .with_for_update()
+)
+_STAMP = (
+    update(_jobs_table)
+    .where(_jobs.id == bindparam("job_id"))
+    .values(updated_at=db_now(), event_seq=_jobs.event_seq + 1)
+    .returning(_jobs.updated_at, _jobs.event_seq)
 )
 
 
@@ -135,13 +148,7 @@ def files_stored(session: Session, job: Job) -> None:
 
 
 def _files_stored(session: Session, job: Job, tally: Tally) -> None:
-    stamped = session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(updated_at=db_now(), event_seq=Job.event_seq + 1)
-        .returning(Job.updated_at, Job.event_seq)
-        .execution_options(synchronize_session=False)
-    ).one()
+    stamped = session.execute(_STAMP, {"job_id": job.id}).one()
     set_committed_value(job, "updated_at", stamped.updated_at)
     set_committed_value(job, "event_seq", stamped.event_seq)
     status = JobStatus(job.status)

@@ -25,6 +25,7 @@ egress filtering at the network edge is the complete answer.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -148,6 +149,14 @@ class Fetched:
             yield chunk
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # Loading the CA bundle cost more CPU than storing a small file: once per process,
+    # not per download (as for outgoing webhooks, falbridge.worker.notify.deliver).
+    # trust_env=False, as the client's: SSL_CERT_FILE/SSL_CERT_DIR are not read.
+    return httpx.create_ssl_context(trust_env=False)
+
+
 @contextmanager
 def fetch_stream(url: str, policy: FetchPolicy | None = None) -> Iterator[Fetched]:
     """GET a URL under the policy, its body left to stream: nothing is held in memory but
@@ -155,7 +164,7 @@ def fetch_stream(url: str, policy: FetchPolicy | None = None) -> Iterator[Fetche
     policy = policy or FetchPolicy.configured()
     with httpx.Client(
         timeout=policy.timeout,
-        verify=policy.verify,
+        verify=_tls() if policy.verify is True else policy.verify,
         follow_redirects=False,
         trust_env=False,
         limits=httpx.Limits(max_keepalive_connections=0),

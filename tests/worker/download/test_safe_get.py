@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from falbridge.worker.download import safe_get
 from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, check_url, fetch_bytes
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
@@ -334,3 +335,10 @@ def test_download_result_files_reports_each_failure_and_tries_every_file(tmp_pat
     (tmp_path / "blocked").write_text("a file where the directory would go")
     unwritable = download_result_files(job, tmp_path / "blocked", LOOPBACK_OK)
     assert [r.saved for r in unwritable] == [None] * 3 and "Not a directory" in unwritable[0].error
+
+
+def test_the_ca_bundle_is_loaded_once_per_process():
+    """Loading it cost more CPU than storing a small file: every download shares one TLS
+    context (the tests' own CA, given in the policy, is used as given)."""
+    assert safe_get._tls() is safe_get._tls()
+    assert safe_get._tls().verify_mode is ssl.CERT_REQUIRED and safe_get._tls().check_hostname
