@@ -11,13 +11,16 @@ records its attempt, but leaves the delivery's state to the newer claim.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.outbox import redrive_grace_s
@@ -50,69 +53,86 @@ class AttemptResult:
         return self.queued or (self.status_code is not None and 200 <= self.status_code < 300)
 
 
+_table = cast(Table, EventDelivery.__table__)
+_deliveries = _table.c
+# Built once, executed with parameters (one claim and one settle per attempt): Core
+# columns, so no ORM compile step either.
+_CLAIM = (
+    update(_table)
+    .where(
+        _deliveries.id == bindparam("delivery_id"),
+        or_(
+            and_(_deliveries.status == "pending", _deliveries.next_attempt_at <= bindparam("due_by")),
+            and_(_deliveries.status == "in_flight", _deliveries.lease_until < bindparam("now")),
+        ),
+    )
+    .values(status="in_flight", lease_until=bindparam("new_lease"), attempts=_deliveries.attempts + 1)
+    .returning(_deliveries.attempts, _deliveries.event_id, _deliveries.subscription_id, _deliveries.target)
+)
+
+
 def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
     now = utcnow()
     row = session.execute(
-        update(EventDelivery)
-        .where(
-            EventDelivery.id == delivery_id,
-            or_(
-                and_(
-                    EventDelivery.status == "pending",
-                    EventDelivery.next_attempt_at <= now + timedelta(seconds=CLAIM_EARLY_S),
-                ),
-                and_(EventDelivery.status == "in_flight", EventDelivery.lease_until < now),
-            ),
-        )
-        .values(
-            status="in_flight",
-            lease_until=now + timedelta(seconds=lease_s),
-            attempts=EventDelivery.attempts + 1,
-        )
-        .returning(
-            EventDelivery.attempts,
-            EventDelivery.event_id,
-            EventDelivery.subscription_id,
-            EventDelivery.target,
-        )
-        .execution_options(synchronize_session=False)
+        _CLAIM,
+        {
+            "delivery_id": delivery_id,
+            "due_by": now + timedelta(seconds=CLAIM_EARLY_S),
+            "now": now,
+            "new_lease": now + timedelta(seconds=lease_s),
+        },
     ).one_or_none()
     if row is None:
         return None
     return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id, row.target)
 
 
-def record_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> bool:
-    """False when the delivery is gone (its subscription was deleted mid-attempt)."""
-    if session.get(EventDelivery, claimed.delivery_id) is None:
-        return False
-    session.add(
-        DeliveryAttempt(
-            delivery_id=claimed.delivery_id,
-            at=at,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-            response_head=result.response_head,
-            error=result.error,
-        )
+def exists(session: Session, delivery_id: int) -> bool:
+    """False once the delivery is gone (its subscription was deleted mid-attempt)."""
+    found = session.execute(select(EventDelivery.id).where(EventDelivery.id == delivery_id)).first()
+    return found is not None
+
+
+def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:
+    """The attempt's row, of a delivery known to exist."""
+    session.execute(
+        _ADD_ATTEMPT,
+        {
+            "delivery_id": claimed.delivery_id,
+            "at": at,
+            "status_code": result.status_code,
+            "latency_ms": result.latency_ms,
+            "response_head": result.response_head,
+            "error": result.error,
+        },
     )
-    return True
+
+
+_ADD_ATTEMPT = insert(cast(Table, DeliveryAttempt.__table__))
 
 
 def settle(session: Session, claimed: Claim, **values: object) -> bool:
     """Set the delivery's outcome, if this claim is still the delivery's latest."""
+    params = {f"new_{key}": value for key, value in values.items()}
     settled = session.execute(
-        update(EventDelivery)
-        .where(
-            EventDelivery.id == claimed.delivery_id,
-            EventDelivery.status == "in_flight",
-            EventDelivery.attempts == claimed.attempt,
-        )
-        .values(lease_until=None, **values)
-        .returning(EventDelivery.id)
-        .execution_options(synchronize_session=False)
+        _settle(frozenset(values)), {"delivery_id": claimed.delivery_id, "attempt": claimed.attempt, **params}
     ).one_or_none()
     return settled is not None
+
+
+@functools.cache
+def _settle(keys: frozenset[str]) -> ReturningUpdate[tuple[int]]:
+    """The settling UPDATE setting these columns: one statement per outcome's shape."""
+    return (
+        update(_table)
+        .where(
+            _deliveries.id == bindparam("delivery_id"),
+            _deliveries.status == "in_flight",
+            _deliveries.attempts == bindparam("attempt"),
+        )
+        .values(lease_until=None, **{key: bindparam(f"new_{key}") for key in sorted(keys)})
+        .returning(_deliveries.id)
+    )
 
 
 # However long a delivery has waited, the sweeper hands it to the broker again at least

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.models.after_commit import AfterCommit
+from falbridge.models.event_message import EventView
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
 from falbridge.models.tables import EventDelivery, Job, JobEvent, Subscription, utcnow
 
@@ -47,7 +48,7 @@ def event_type(to_status: str) -> str:
     return f"job.{status.value}" if status.is_terminal else STATUS_CHANGED
 
 
-def type_of(event: JobEvent) -> str:
+def type_of(event: JobEvent | EventView) -> str:
     """The event's type as subscribers see it."""
     return FILES_STORED if event.source == EventSource.STORE.value else event_type(event.to_status)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from falbridge.models.event_message import EventView
 from falbridge.models.tables import (
     DeliveryAttempt,
     EventDelivery,
@@ -63,12 +64,22 @@ def job_detail(job: Job) -> dict[str, Any]:
     return {
         **job_summary(job),
         "input": job.input,
+        **job_outputs(job, files_dicts(job), [event_dict(e) for e in job.events]),
+    }
+
+
+def job_outputs(
+    job: Job | Row[Any], files: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What `job_detail` shows after the summary and the input: fal's URLs, the result,
+    the files and events given, the options (an outgoing message shares it)."""
+    return {
         "status_url": job.status_url,
         "response_url": job.response_url,
         "cancel_url": job.cancel_url,
         "result": job.result,
-        "files": files_dicts(job),
-        "events": [event_dict(e) for e in job.events],
+        "files": files,
+        "events": events,
         "options": job.options,
         "priority": job.priority,
     }
@@ -84,7 +95,7 @@ def download_path(job_id: uuid.UUID, file_id: int) -> str:
     return f"/api/jobs/{job_id}/files/{file_id}"
 
 
-def file_dict(f: ResultFile, stored: StoredFile | None = None) -> dict[str, Any]:
+def file_dict(f: ResultFile | Row[Any], stored: StoredFile | Row[Any] | None = None) -> dict[str, Any]:
     """A result file as fal described it, and falbridge's copy: `status` stored, missing
     (with `missing_reason`), or null while it is not stored (yet, or not at all)."""
     kept = stored is not None and stored.status == "stored"
@@ -108,7 +119,7 @@ def file_dict(f: ResultFile, stored: StoredFile | None = None) -> dict[str, Any]
     }
 
 
-def event_dict(e: JobEvent) -> dict[str, Any]:
+def event_dict(e: JobEvent | Row[Any] | EventView) -> dict[str, Any]:
     return {
         "at": iso(e.at),
         "source": e.source,

@@ -12,8 +12,9 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from falbridge.config import Config
@@ -132,7 +133,32 @@ def rotate(session: Session, cfg: Config, subscription: Subscription) -> str:
     return secret
 
 
-def signing_secrets(cfg: Config, subscription: Subscription, now: datetime) -> list[str]:
+_table = cast(Table, Subscription.__table__)
+_subscriptions = _table.c
+# Built once, executed with parameters: read on every delivery attempt.
+_SIGNING_VIEW: Select[Any] = select(
+    _subscriptions.id,
+    _subscriptions.url,
+    _subscriptions.enabled,
+    _subscriptions.disabled_reason,
+    _subscriptions.secret_encrypted,
+    _subscriptions.previous_secret_encrypted,
+    _subscriptions.previous_secret_expires_at,
+).where(_subscriptions.id == bindparam("subscription_id"))
+_NOTE_SUCCESS = (
+    update(_table)
+    .where(_subscriptions.id == bindparam("subscription_id"), _subscriptions.failing_since.is_not(None))
+    .values(failing_since=None)
+)
+
+
+def signing_view(session: Session, subscription_id: uuid.UUID) -> Row[Any] | None:
+    """What a delivery attempt reads of its subscription (Core: once per attempt): where
+    to send, whether to, and the secrets to sign with, still encrypted."""
+    return session.execute(_SIGNING_VIEW, {"subscription_id": subscription_id}).first()
+
+
+def signing_secrets(cfg: Config, subscription: Subscription | Row[Any], now: datetime) -> list[str]:
     """The secrets that sign now: the current one, and the previous one in its overlap."""
     return secrets.signing(
         cfg,
@@ -145,11 +171,7 @@ def signing_secrets(cfg: Config, subscription: Subscription, now: datetime) -> l
 
 
 def note_success(session: Session, subscription_id: uuid.UUID) -> None:
-    session.execute(
-        update(Subscription)
-        .where(Subscription.id == subscription_id, Subscription.failing_since.is_not(None))
-        .values(failing_since=None)
-    )
+    session.execute(_NOTE_SUCCESS, {"subscription_id": subscription_id})
 
 
 def note_failure(session: Session, subscription_id: uuid.UUID, now: datetime, disable_after_s: float) -> None:

@@ -152,8 +152,9 @@ class Fetched:
 @functools.cache
 def default_tls() -> ssl.SSLContext:
     """The system's trust store as one context per process: building it (the CA bundle
-    loaded) costs about 20 ms of CPU, more than the rest of a small file's download."""
-    return httpx.create_ssl_context()
+    loaded) costs about 20 ms of CPU, more than the rest of a small file's download.
+    trust_env=False, as the clients using it: SSL_CERT_FILE/SSL_CERT_DIR are not read."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 @contextmanager

@@ -1,11 +1,13 @@
 """Deliver one event to one subscription: claim, send once, record.
 
 1. claim the delivery (a conditional UPDATE to in_flight with a lease; whoever loses does
-   nothing), committed before anything is sent;
+   nothing) and read what its message needs (Core, falbridge.models.event_message), in
+   one transaction committed before anything is sent;
 2. with no transaction open, POST the signed body to the subscriber: the URL's address
    checked again and connected to as checked, no redirect followed (a 3xx is a failure),
    FALBRIDGE_NOTIFY_TIMEOUT_S per attempt, the answer's first KiB kept;
-3. record the attempt and the outcome in one transaction: any 2xx delivers; 410 Gone
+3. record the attempt and the outcome in one transaction (the outcome's UPDATE, the
+   attempt's INSERT, the subscription's health): any 2xx delivers; 410 Gone
    disables the subscription; anything else schedules the next attempt
    (falbridge.worker.notify.schedule, Retry-After honoured on 429/503) or, after the
    last, leaves the delivery exhausted (a dead letter, replayable). A run of failures
@@ -23,8 +25,6 @@ under the same webhook-id, for the subscriber to deduplicate.
 from __future__ import annotations
 
 import enum
-import functools
-import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,16 +34,15 @@ from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.config import Config, NotifyConfig
-from falbridge.models import deployment_secrets, subscriptions
+from falbridge.models import deployment_secrets, event_message, subscriptions
 from falbridge.models import event_deliveries as deliveries
 from falbridge.models.db import transaction
 from falbridge.models.event_deliveries import AttemptResult, Claim
-from falbridge.models.jobs import get_job
 from falbridge.models.outbox import redrive_grace_s
 from falbridge.models.secrets import SecretUnreadable
-from falbridge.models.tables import JobEvent, utcnow
+from falbridge.models.tables import utcnow
 from falbridge.worker import observe
-from falbridge.worker.download.safe_get import pinned
+from falbridge.worker.download.safe_get import default_tls, pinned
 from falbridge.worker.notify import hook, payload, schedule, sign
 from falbridge.worker.notify.address import AddressRefused, check
 
@@ -83,14 +82,18 @@ def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
 
 
 def _attempt(delivery_id: int, cfg: Config) -> tuple[Delivered, Claim | None, str | None]:
+    # The claim and the reading of its message share a transaction, committed before
+    # anything is sent.
     with transaction() as s:
         claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
-    if claimed is None:
-        return Delivered(Outcome.NOT_DUE), None, None
-    try:
-        request = _prepare(claimed, cfg)
-    except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
-        return _record(claimed, AttemptResult(None, 0, error=str(exc)), cfg.notify), claimed, None
+        if claimed is None:
+            return Delivered(Outcome.NOT_DUE), None, None
+        try:
+            request: Request | HookCall | str | SecretUnreadable = _prepare(s, claimed, cfg)
+        except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
+            request = exc
+    if isinstance(request, SecretUnreadable):
+        return _record(claimed, AttemptResult(None, 0, error=str(request)), cfg.notify), claimed, None
     if isinstance(request, str):  # the subscription is gone or disabled
         with transaction() as s:
             deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=request)
@@ -115,23 +118,22 @@ class HookCall:
     event_id: str
 
 
-def _prepare(claimed: Claim, cfg: Config) -> Request | HookCall | str:
+def _prepare(s: Session, claimed: Claim, cfg: Config) -> Request | HookCall | str:
     now = utcnow()
-    with transaction() as s:
-        event = s.get(JobEvent, claimed.event_id)
-        job = get_job(s, event.job_id, full=True) if event is not None else None
-        if event is None or job is None:
-            return "event deleted"
-        message_id = payload.message_id(claimed.event_id)
-        if claimed.target == "on_complete":
-            if not job.on_complete:
-                return "the job has no on_complete task"
-            return HookCall(job.on_complete, job.on_complete_queue, str(job.id), message_id)
-        target = _target(s, cfg, claimed, job.notify_url, now)
-        if isinstance(target, str):
-            return target
-        url, secrets = target
-        body = payload.body(event, job)
+    found = event_message.event_of_job(s, claimed.event_id)
+    if found is None:
+        return "event deleted"
+    job = found.job
+    message_id = payload.message_id(claimed.event_id)
+    if claimed.target == "on_complete":
+        if not job.on_complete:
+            return "the job has no on_complete task"
+        return HookCall(job.on_complete, job.on_complete_queue, str(job.id), message_id)
+    target = _target(s, cfg, claimed, job.notify_url, now)
+    if isinstance(target, str):
+        return target
+    url, secrets = target
+    body = payload.body(s, found)
     return Request(url, body, sign.headers(message_id, int(now.timestamp()), body, secrets), str(job.id))
 
 
@@ -143,7 +145,7 @@ def _target(
         if not notify_url:
             return "the job has no notify_url"
         return notify_url, deployment_secrets.signing_secrets(s, cfg, deployment_secrets.NOTIFY, now)
-    subscription = subscriptions.get(s, claimed.subscription_id)
+    subscription = subscriptions.signing_view(s, claimed.subscription_id)
     if subscription is None:
         return "subscription deleted"
     if not subscription.enabled:
@@ -178,14 +180,8 @@ def _client(notify: NotifyConfig) -> httpx.Client:
         follow_redirects=False,
         trust_env=False,
         limits=httpx.Limits(max_keepalive_connections=0),
-        verify=_tls(),
+        verify=default_tls(),  # the CA bundle loaded once per process, not per POST
     )
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    # Loading the CA bundle is about half an attempt's CPU: once per process, not per POST.
-    return httpx.create_ssl_context()
 
 
 def _head(response: httpx.Response) -> str:
@@ -213,30 +209,49 @@ def _ms(started: float) -> int:
 
 def _record(claimed: Claim, result: AttemptResult, notify: NotifyConfig) -> Delivered:
     now = utcnow()
+    done, values = _outcome(claimed, result, notify, now)
+    subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
     with transaction() as s:
-        if not deliveries.record_attempt(s, claimed, result, now):
-            return Delivered(Outcome.NOT_DUE)  # deleted with its subscription meanwhile
-        last = {"last_status_code": result.status_code, "last_error": result.error}
-        subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
+        # Settled first: its UPDATE locks the delivery, so a deletion waits for the
+        # attempt's row. Not settled: overtaken by a newer claim (the attempt is still
+        # recorded, the state is the newer claim's), or deleted with its subscription.
+        if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
+            return Delivered(Outcome.NOT_DUE)
+        deliveries.add_attempt(s, claimed, result, now)
+        if subscription_id is None:
+            return done
         if result.succeeded:
-            deliveries.settle(s, claimed, status="delivered", delivered_at=now, next_attempt_at=None, **last)
-            if subscription_id is not None:
-                subscriptions.note_success(s, subscription_id)
-            return Delivered(Outcome.DELIVERED)
-        if result.status_code == 410:
-            if subscription_id is not None:
-                reason = f"the subscriber answered 410 Gone at {now.isoformat()}"
-                subscriptions.disable(s, subscription_id, reason)
-            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, **last)
-            return Delivered(Outcome.EXHAUSTED)
-        if subscription_id is not None:
+            subscriptions.note_success(s, subscription_id)
+        elif result.status_code == 410:
+            subscriptions.disable(
+                s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}"
+            )
+        else:
             subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
-        wait = schedule.next_wait(claimed.attempt, notify.schedule_scale, result.retry_after_s)
-        if wait is None:
-            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, **last)
-            return Delivered(Outcome.EXHAUSTED)
-        deliveries.settle(s, claimed, **_retry_values(now, wait), **last)
-    return Delivered(Outcome.RETRYING, wait if wait <= SHORT_WAIT_S else None)
+    return done
+
+
+def _outcome(
+    claimed: Claim, result: AttemptResult, notify: NotifyConfig, now: datetime
+) -> tuple[Delivered, dict[str, object]]:
+    """What the attempt makes of the delivery, and the delivery's columns saying so."""
+    last = {"last_status_code": result.status_code, "last_error": result.error}
+    if result.succeeded:
+        return Delivered(Outcome.DELIVERED), {
+            "status": "delivered",
+            "delivered_at": now,
+            "next_attempt_at": None,
+            **last,
+        }
+    wait = (
+        None
+        if result.status_code == 410
+        else schedule.next_wait(claimed.attempt, notify.schedule_scale, result.retry_after_s)
+    )
+    if wait is None:
+        return Delivered(Outcome.EXHAUSTED), {"status": "exhausted", "next_attempt_at": None, **last}
+    soon = wait if wait <= SHORT_WAIT_S else None
+    return Delivered(Outcome.RETRYING, soon), {**_retry_values(now, wait), **last}
 
 
 def _retry_values(now: datetime, wait: float) -> dict[str, object]:

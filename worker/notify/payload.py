@@ -4,6 +4,9 @@
 `input` (inputs can be megabytes), with the event's `sequence` (per job, rising: a
 subscriber orders a job's events by it) and `event`, the transition this event is. A
 terminal event's job never changes again, so its body is the same on every attempt.
+
+Read with Core (falbridge.models.event_message), never the ORM job: one message per
+delivery attempt.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from falbridge.models.event_message import EventOfJob, parts_up_to
 from falbridge.models.outbox import type_of
-from falbridge.models.serialize import event_dict, iso, job_detail
-from falbridge.models.tables import Job, JobEvent
+from falbridge.models.serialize import event_dict, file_dict, iso, job_outputs, job_summary
 
 
 def message_id(event_id: int) -> str:
@@ -21,10 +26,14 @@ def message_id(event_id: int) -> str:
     return f"evt_{event_id}"
 
 
-def body(event: JobEvent, job: Job) -> bytes:
-    """`job` with its files and events loaded."""
-    data: dict[str, Any] = {key: value for key, value in job_detail(job).items() if key != "input"}
-    data["events"] = [event_dict(e) for e in job.events if e.seq <= event.seq]
+def body(session: Session, found: EventOfJob) -> bytes:
+    event, job = found.event, found.job
+    parts = parts_up_to(session, job.id, event.seq)
+    files = [file_dict(f, stored) for f, stored in parts.files]
+    data: dict[str, Any] = {
+        **job_summary(job),
+        **job_outputs(job, files, [event_dict(e) for e in parts.events]),
+    }
     data["sequence"] = event.seq
     data["event"] = {"id": message_id(event.id), **event_dict(event)}
     envelope = {"type": type_of(event), "timestamp": iso(event.at), "data": data}

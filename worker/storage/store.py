@@ -28,8 +28,8 @@ import httpx
 
 from falbridge import config
 from falbridge.models.db import transaction
-from falbridge.models.jobs import get_job, parse_uuid
-from falbridge.models.stored_files import record, recorded, unrecorded
+from falbridge.models.jobs import parse_uuid
+from falbridge.models.stored_files import endpoint_of, record, recorded, unrecorded
 from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, Unresolvable, fetch_stream
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.sniff import HEAD_BYTES, media_type, sniff
@@ -91,12 +91,12 @@ def store_files(job_id: uuid.UUID | str, *, attempt: int = 1, final: bool = Fals
     so a file that fails now is recorded missing whatever the reason."""
     job_uuid = parse_uuid(job_id)
     with transaction() as s:
-        job = get_job(s, job_uuid) if job_uuid else None
+        endpoint_id = endpoint_of(s, job_uuid) if job_uuid else None
         # No status check: only a completion writes result files, and a job never leaves
         # completed, so any other job has no file below.
-        if job_uuid is None or job is None:
+        if job_uuid is None or endpoint_id is None:
             return StoreReport(StoreOutcome.NOTHING_TO_STORE)
-        if not config.current().storage.stores(job.endpoint_id):
+        if not config.current().storage.stores(endpoint_id):
             return StoreReport(StoreOutcome.NOT_CONFIGURED)
         files = [FileToStore(f.path, f.url, f.file_name) for f in unrecorded(s, job_uuid)]
     if not files:

@@ -17,7 +17,6 @@ from sqlalchemy.pool import NullPool
 
 from falbridge.models.states import JobStatus
 from falbridge.models.tables import Job, utcnow
-from falbridge.worker.notify import deliver as delivering
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import Delivered, Outcome, deliver
 from tests.plugins.subscriber import Answer
@@ -109,11 +108,6 @@ def test_each_attempt_is_counted_by_its_outcome_and_one_not_due_is_not(notifying
         Outcome.NOT_DUE,  # delivered already: nothing sent, nothing counted
     ]
     assert counted_since(before) == {"retrying": 1.0, "delivered": 1.0, "exhausted": 1.0}
-
-
-def test_the_ca_bundle_is_loaded_once_per_process():
-    """Loading it is about half an attempt's CPU: every attempt shares one TLS context."""
-    assert delivering._tls() is delivering._tls()
 
 
 def test_a_redirects_target_is_named_up_to_200_characters(notifying):

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from falbridge.config import SweepConfig
 from falbridge.models import event_deliveries as outgoing
 from falbridge.models.db import transaction
 from falbridge.models.jobs import lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
-from falbridge.models.tables import JobEvent, utcnow
+from falbridge.models.tables import EventDelivery, JobEvent, utcnow
 from falbridge.worker import inline
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import Outcome, deliver
 from falbridge.worker.sweep import sweep
+from tests.plugins.subscriber import Answer
 from tests.plugins.waiting import poll_until
 from tests.worker.notify.helpers import complete, deliveries, new_job, one_delivery, verified
 
@@ -192,12 +194,6 @@ def test_the_longer_a_delivery_waits_in_a_deep_queue_the_less_often_it_is_redriv
     """A broker backlog minutes deep must not be fed a copy of every waiting delivery at
     each sweep: a re-drive waits as long as the delivery has been overdue (grace at least,
     an hour at most)."""
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from falbridge.models.tables import EventDelivery
-
     monkeypatch.setenv("FALBRIDGE_DELIVERY_GRACE_S", "30")
     manage.create(notifying.url, ["job.status_changed"])
     job = new_job()
@@ -219,3 +215,35 @@ def test_the_longer_a_delivery_waits_in_a_deep_queue_the_less_often_it_is_redriv
     marks = {d.id: (d.redrive_after - now).total_seconds() for d in deliveries()}
     assert marks[late] == pytest.approx(600, abs=2)
     assert marks[ancient] == pytest.approx(outgoing.MAX_REDRIVE_GAP_S, abs=2)
+
+
+def test_a_worker_overtaken_after_its_lease_records_its_attempt_and_leaves_the_state(notifying):
+    """Worker A's attempt hangs past its lease; worker B claims the delivery again and
+    delivers it; then A's answer arrives. Both attempts are in the log, the delivery is
+    B's (delivered, two attempts), and A's late record changes none of that."""
+    manage.create(notifying.url, ["job.completed"])
+    notifying.answer(Answer(hang=True))  # A's request; B's, the next, gets 200
+    job = new_job()
+    complete(job.id)
+    delivery_id = one_delivery().id
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(deliver, delivery_id)
+        notifying.wait_for(1)  # A has claimed, and its attempt is on the wire
+        _expire_the_lease(delivery_id)
+        assert deliver(delivery_id).outcome is Outcome.DELIVERED  # B, while A still waits
+        notifying.release()
+        assert first.result(timeout=10).outcome is Outcome.DELIVERED
+    ended = one_delivery()
+    assert (ended.status, ended.attempts, ended.lease_until) == ("delivered", 2, None)
+    [logged] = manage.delivery_log()
+    assert [a["status_code"] for a in logged["attempt_log"]] == [200, 200]
+
+
+def _expire_the_lease(delivery_id: int) -> None:
+    """What the lease's running out looks like to the next claim (no wait for 30 s)."""
+    with transaction() as s:
+        s.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id == delivery_id)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
