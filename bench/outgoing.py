@@ -61,8 +61,7 @@ from bench.common import (
     wait_quiet,
 )
 from falbridge.models.db import get_engine, transaction
-from falbridge.models.jobs import get_job
-from falbridge.models.tables import JobEvent
+from falbridge.models.event_message import event_of_job
 from falbridge.worker.celery_app import celery_app
 from falbridge.worker.notify import payload, sign
 
@@ -232,10 +231,10 @@ def _requests(engine, delivery_ids: list[int], secret: str) -> list[tuple[bytes,
         ).all()
         now = int(time.time())
         for row in rows:
-            event = s.get(JobEvent, row.event_id)
-            job = get_job(s, event.job_id, full=True)
-            body = payload.body(event, job)
-            out.append((body, sign.headers(payload.message_id(event.id), now, body, [secret])))
+            found = event_of_job(s, row.event_id)
+            assert found is not None, f"event {row.event_id} is gone"
+            body = payload.body(s, found)
+            out.append((body, sign.headers(payload.message_id(row.event_id), now, body, [secret])))
     return out
 
 
