@@ -22,14 +22,19 @@ from tests.plugins.waiting import poll_until
 MODEL = "fal-ai/evf-sam"
 
 
+def _fal_at(fal: Any, url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """fal's queue at `url` for this test, the client made anew on each side of it."""
+    monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
+    monkeypatch.setenv("FAL_QUEUE_URL", url)
+    close_client()
+    yield fal
+    close_client()
+
+
 @pytest.fixture
 def fal_queue(db_url, sandbox, monkeypatch) -> Iterator[SandboxHandle]:
     """poll() with this test's database and the sandbox as fal's queue."""
-    monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
-    monkeypatch.setenv("FAL_QUEUE_URL", sandbox.url)
-    close_client()
-    yield sandbox
-    close_client()
+    yield from _fal_at(sandbox, sandbox.url, monkeypatch)
     sandbox.wait_idle(timeout=15)  # the next test's sandbox starts with no job still running
 
 
@@ -101,11 +106,7 @@ def test_a_poll_records_what_fal_says_on_the_job_polled_only(fal_queue, setting,
 @pytest.fixture
 def scripted_fal(db_url, webhook_sink, monkeypatch) -> Iterator[Any]:
     """fal as a scripted HTTP server: a status body or an error code no sandbox knob gives."""
-    monkeypatch.setenv("FAL_KEY", TEST_FAL_KEY)
-    monkeypatch.setenv("FAL_QUEUE_URL", webhook_sink.base_url)
-    close_client()
-    yield webhook_sink
-    close_client()
+    yield from _fal_at(webhook_sink, webhook_sink.base_url, monkeypatch)
 
 
 _PATHS = {"response_url": "/result", "cancel_url": "/cancel"}

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from falbridge import config
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.local import LocalBackend
 from tests.plugins.storage import MotoServer, use_s3
@@ -171,3 +172,14 @@ def test_puts_racing_deletes_in_one_directory_all_land(tmp_path):
 def test_the_storage_url_decides_the_backend(tmp_path):
     assert isinstance(backends.open_backend(f"file://{tmp_path}"), LocalBackend)
     assert backends.open_backend(f"file://{tmp_path}").url == f"file://{tmp_path.resolve()}"
+
+
+def test_the_configured_backend_is_one_per_process_and_url(tmp_path, monkeypatch):
+    """Built once: for S3, a client and its connection pool per process, not per file."""
+    monkeypatch.setenv("FALBRIDGE_STORAGE_URL", f"file://{tmp_path / 'files'}")
+    config.use(None)
+    try:
+        assert backends.configured() is backends.configured()
+    finally:
+        monkeypatch.undo()
+        config.use(None)
