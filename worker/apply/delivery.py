@@ -22,8 +22,6 @@ from falbridge.worker.apply.outcome import complete, error_fields_from_body, fai
 from falbridge.worker.followup import FollowUp
 from falbridge.worker.webhook_url import proves
 
-_UNSENT = (JobStatus.PENDING.value, JobStatus.OUTCOME_UNKNOWN.value)
-
 
 class DeliveryOutcome(enum.StrEnum):
     """What applying a delivery did; stored in webhook_deliveries.outcome."""
@@ -109,19 +107,19 @@ def _taken_by_fal(s: Session, job: Job, delivery: Claimed) -> None:
     """A job still pending or outcome_unknown (the submit's answer never recorded: its
     worker died) that fal calls back for was provably taken: submitted, lease dropped.
     Left pending, an expired lease would make it outcome_unknown and the sweeper would
-    resubmit and then fail it while its result waits at fal (seen in bench/chaos.py)."""
-    if job.status in _UNSENT:
-        detail = {"delivery_id": delivery.id, "request_id": job.request_id, "reason": "fal called back"}
-        submitted_at = job.submitted_at or utcnow()
-        transition(
-            s,
-            job,
-            JobStatus.SUBMITTED,
-            EventSource.WEBHOOK,
-            detail,
-            submit_lease_until=None,
-            submitted_at=submitted_at,
-        )
+    resubmit and then fail it while its result waits at fal (seen in bench/chaos.py).
+    The state machine leaves a job already submitted or further as it is."""
+    detail = {"delivery_id": delivery.id, "request_id": job.request_id, "reason": "fal called back"}
+    submitted_at = job.submitted_at or utcnow()
+    transition(
+        s,
+        job,
+        JobStatus.SUBMITTED,
+        EventSource.WEBHOOK,
+        detail,
+        submit_lease_until=None,
+        submitted_at=submitted_at,
+    )
 
 
 def _done(
