@@ -27,6 +27,33 @@ def _in_flight() -> dict[str, int]:
         return flow.in_flight(s)
 
 
+def _flying_and_waiting() -> tuple[dict[str, int], dict[str, int]]:
+    """Jobs in flight and jobs waiting to be claimed, by endpoint, from one statement (one
+    snapshot on PostgreSQL, so the two agree)."""
+    flying = flow.in_flight_filter()
+    waiting = (Job.status == "pending") & Job.submit_lease_until.is_(None)
+    with transaction() as s:
+        rows = s.execute(
+            select(Job.endpoint_id, flying, func.count())
+            .where(flying | waiting)
+            .group_by(Job.endpoint_id, flying)
+        ).all()
+    counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    for endpoint, in_flight, count in rows:
+        counts[0 if in_flight else 1][endpoint] = int(count)
+    return counts
+
+
+def _room(flying: dict[str, int], waiting: dict[str, int]) -> int:
+    """How many more jobs the caps let claimers take right now."""
+    per_endpoint = {ENDPOINTS[0]: PER_ENDPOINT}
+    claimable = sum(
+        min(count, per_endpoint.get(endpoint, CAP) - flying.get(endpoint, 0))
+        for endpoint, count in waiting.items()
+    )
+    return max(0, min(CAP - sum(flying.values()), claimable))
+
+
 def test_concurrent_claimers_never_exceed_the_caps(monkeypatch):
     monkeypatch.setenv("FALBRIDGE_MAX_IN_FLIGHT", str(CAP))
     monkeypatch.setenv("FALBRIDGE_MAX_IN_FLIGHT_PER_ENDPOINT", f"{ENDPOINTS[0]}={PER_ENDPOINT}")
@@ -47,9 +74,17 @@ def test_concurrent_claimers_never_exceed_the_caps(monkeypatch):
             seen.append(_in_flight())  # right after this claim committed
 
     def finisher() -> None:
-        # fal finishing jobs: some of what is in flight leaves it, so slots free up.
+        # fal finishing jobs: once the claimers have taken all the caps allow, some of what
+        # is in flight leaves it, so slots free up (waiting for the caps to be reached makes
+        # reaching them certain, not a matter of thread timing).
         start.wait()
-        while len(set(claimed)) < JOBS or _in_flight():
+        while True:
+            flying, waiting = _flying_and_waiting()
+            if not flying and not waiting:
+                break
+            if _room(flying, waiting):
+                continue  # the claimers fill it
+            seen.append(flying)
             with transaction() as s:
                 leased = s.scalars(select(Job.id).where(flow.in_flight_filter()).limit(2)).all()
                 s.execute(
