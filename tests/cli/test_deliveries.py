@@ -118,8 +118,12 @@ def test_over_the_api_with_fal_calling_back(pipeline, monkeypatch):
         assert TEST_API_TOKEN not in result.output
         return result
 
+    # fal calls back a while after taking the job; by then the worker is stopped, so no
+    # drain, whoever asked for it, can apply the callback before the API is asked to.
+    pipeline.sandbox.set_faults(delay=1.0, delay_s=2.0)
     job = falbridge.submit("fal-ai/some/model", {"n": 1})
     request_id = pipeline.wait_status(job.id, "submitted").request_id
+    pipeline.pause_worker()
     pipeline.sandbox.wait_idle(timeout=15)
     [waiting] = json.loads(remote("list", "--unprocessed", "--json").stdout)["deliveries"]
     assert waiting["request_id"] == request_id

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -110,7 +111,9 @@ def celery_worker(pipeline_env):
     app = ensure_broker()
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15
-    ):
+    ) as worker:
+        # Asked by name: any other worker left on this broker must not answer for it.
+        app.conf.falbridge_test_worker = worker.hostname
         _consuming(app, False)  # until a pipeline test asks for it
         yield app
 
@@ -119,6 +122,12 @@ def celery_worker(pipeline_env):
 class Pipeline:
     sandbox: object
     receiver_url: str
+    worker: Any = None
+
+    def pause_worker(self) -> None:
+        """From now on the test worker takes no task, and none it took is still running."""
+        _consuming(self.worker, False)
+        _wait_worker_idle(self.worker)
 
     def wait_status(self, job_id, *statuses: str, timeout: float = 20.0):
         """Poll the database until the job is in one of `statuses`; returns it."""
@@ -161,7 +170,7 @@ def pipeline(db_url, sandbox, receiver_server, celery_worker):
     # back this test's first wake-up until it expires.
     inbox_wakeup.release_wake()
     _consuming(celery_worker, True)
-    yield Pipeline(sandbox=sandbox, receiver_url=receiver_server.url)
+    yield Pipeline(sandbox=sandbox, receiver_url=receiver_server.url, worker=celery_worker)
     # Let in-flight deliveries and tasks finish before the next test empties the tables.
     sandbox.wait_idle(timeout=15)
     _consuming(celery_worker, False)
@@ -183,9 +192,11 @@ def _wait_worker_idle(app, timeout: float = 30.0) -> None:
     as an event's retry, are not waited for); after `timeout`, go on as before."""
 
     def busy() -> bool:
-        inspect = app.control.inspect(timeout=5, limit=1)
-        return any(
-            tasks for answer in (inspect.active(), inspect.reserved()) for tasks in (answer or {}).values()
+        inspect = app.control.inspect(destination=[app.conf.falbridge_test_worker], timeout=5)
+        answers = (inspect.active(), inspect.reserved())
+        # No answer in time says nothing about what the worker runs: asked again.
+        return any(answer is None for answer in answers) or any(
+            tasks for answer in answers for tasks in (answer or {}).values()
         )
 
     with contextlib.suppress(AssertionError):  # still busy after `timeout`: go on as before
@@ -200,6 +211,6 @@ def _consuming(app, on: bool) -> None:
     # (seen on a loaded machine: no answer in 60 s), and asking twice changes nothing.
     # Each wait longer than the last: a slow answer to an earlier ask is not counted.
     for wait_s in (5, 10, 20, 30):
-        if switch(queue, reply=True, timeout=wait_s, limit=1):
+        if switch(queue, destination=[app.conf.falbridge_test_worker], reply=True, timeout=wait_s, limit=1):
             return
     raise AssertionError(f"the test worker did not answer {switch.__name__}({queue!r})")
