@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from falbridge.worker import (
     observe,
     poll,
     purge,
+    side_by_side,
     submit,
     submit_wakeup,
     sweep,
@@ -175,39 +177,78 @@ def deliver_event(delivery_id: int) -> str:
     """One attempt of an outgoing webhook; a retry due soon comes back here with a
     countdown, a later one waits in the database for the sweeper."""
     done = deliver.deliver(int(delivery_id))
-    if done.retry_in_s is not None:
-        enqueue(deliver_event, int(delivery_id), countdown=done.retry_in_s)
+    _retry_soon(int(delivery_id), done)
     return done.outcome.value
 
 
+@celery_app.task(name="falbridge.deliver_events")
+def deliver_events(delivery_ids: list[int]) -> dict[str, int]:
+    """The first attempt of each delivery one commit made, side by side
+    (falbridge.worker.side_by_side); each retry goes on by itself as deliver_event."""
+    outcomes: Counter[str] = Counter()
+    for delivery_id, done in side_by_side.run_each([int(i) for i in delivery_ids], deliver.deliver):
+        outcomes[done.outcome.value if done is not None else "error"] += 1
+        if done is not None:
+            _retry_soon(delivery_id, done)
+    return dict(outcomes)
+
+
+def _retry_soon(delivery_id: int, done: deliver.Delivered) -> None:
+    if done.retry_in_s is not None:
+        enqueue(deliver_event, delivery_id, countdown=done.retry_in_s)
+
+
 def _dispatch_deliveries(delivery_ids: Sequence[int]) -> None:
-    """The outbox's dispatcher in every process that enqueues: each new delivery, after
-    the commit that made it (falbridge.models.outbox)."""
-    for delivery_id in delivery_ids:
-        enqueue(deliver_event, delivery_id)
+    """The outbox's dispatcher in every process that enqueues: the new deliveries of a
+    commit, after it (falbridge.models.outbox), as one task (or a few, when many)."""
+    for chunk in side_by_side.chunks(delivery_ids):
+        enqueue(deliver_events, chunk)
 
 
 outbox.set_dispatcher(_dispatch_deliveries)
 
 
 @celery_app.task(bind=True, name="falbridge.store_files", max_retries=None)
-def store_files(self: Task, job_id: str) -> str:
+def store_files(self: Task, job_id: str, attempts_before: int = 0) -> str:
     """A completed job's result files into the storage backend; a failure that may pass
-    retries with backoff, FALBRIDGE_STORE_RETRIES times, then the file is recorded missing."""
-    retries = self.request.retries
+    retries with backoff, FALBRIDGE_STORE_RETRIES times, then the file is recorded missing.
+    `attempts_before`: the runs already made elsewhere (store_jobs_files' first one)."""
+    retries = self.request.retries + attempts_before
+    report = _store(job_id, retries)
+    if report.outcome is store.StoreOutcome.RETRY:
+        raise self.retry(countdown=_backoff(retries, None))
+    return report.outcome.value
+
+
+@celery_app.task(name="falbridge.store_jobs_files")
+def store_jobs_files(job_ids: list[str]) -> dict[str, int]:
+    """The first run of store_files for each job one commit completed, side by side
+    (falbridge.worker.side_by_side); a job whose files need another run goes on by itself
+    as store_files."""
+    outcomes: Counter[str] = Counter()
+    for job_id, report in side_by_side.run_each(list(job_ids), lambda job_id: _store(job_id, 0)):
+        outcomes[report.outcome.value if report is not None else "error"] += 1
+        if report is not None and report.outcome is store.StoreOutcome.RETRY:
+            enqueue(store_files, job_id, 1, countdown=_backoff(0, None))
+    return dict(outcomes)
+
+
+def _store(job_id: str, retries: int) -> store.StoreReport:
+    """One run, counted and logged; retries: the runs made before it."""
     report = store.store_files(job_id, attempt=retries + 1, final=retries >= config.current().storage.retries)
     if report.outcome is store.StoreOutcome.RETRY:
         observe.files_stored(report, final=False)
         log.info("store %s: retrying: %s", job_id, "; ".join(report.retry_reasons)[:500])
-        raise self.retry(countdown=_backoff(retries, None))
-    log.info("store %s: %s (%d stored, %d missing)", job_id, report.outcome, report.stored, report.missing)
-    observe.files_stored(report, final=True)
-    return report.outcome.value
+    else:
+        stored, missing = report.stored, report.missing
+        log.info("store %s: %s (%d stored, %d missing)", job_id, report.outcome, stored, missing)
+        observe.files_stored(report, final=True)
+    return report
 
 
 def _dispatch_stores(job_ids: Sequence[str]) -> None:
-    for job_id in job_ids:
-        enqueue(store_files, job_id)
+    for chunk in side_by_side.chunks(job_ids):
+        enqueue(store_jobs_files, chunk)
 
 
 storage_dispatch.set_dispatcher(_dispatch_stores)
