@@ -138,11 +138,10 @@ def transition(
         return False
     # The job's own unflushed changes (e.g. a webhook count) ride in the same UPDATE
     # instead of a flush of their own just before it: one write of the row, not two.
-    pending = {
-        attr.key: getattr(job, attr.key)
-        for attr in inspect(job).mapper.column_attrs
-        if inspect(job).attrs[attr.key].history.has_changes()
-    }
+    # Read from the keys the ORM marked as set since the last flush, not by asking each
+    # column's history (a quarter of a millisecond a transition, bench/ profile).
+    state = inspect(job)
+    pending = {key: getattr(job, key) for key in state.committed_state if key in _COLUMN_KEYS}
     values = dict(pending, **fields, status=new.value)
     if new.is_terminal and "completed_at" not in values:
         values["completed_at"] = utcnow()
@@ -166,6 +165,9 @@ def transition(
         set_committed_value(job, name, value)
     add_event(session, job, stamped.event_seq, current, new, source, detail)
     return True
+
+
+_COLUMN_KEYS = frozenset(attr.key for attr in inspect(Job).column_attrs)
 
 
 def add_event(
