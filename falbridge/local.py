@@ -25,7 +25,7 @@ from falbridge.errors import (
     UploadFailed,
     require_input_mapping,
 )
-from falbridge.models.db import transaction
+from falbridge.models.db import snapshot, transaction
 from falbridge.models.feed import jobs_page
 from falbridge.models.jobs import AmbiguousPrefix, get_job, resolve_job_id
 from falbridge.models.listing import CursorError, JobFilters
@@ -135,7 +135,7 @@ def submit_as(
 def get(job_id: str) -> Job:
     """The job, whole: its input, result, files and history. `job_id` may be a prefix of 8
     or more hex digits no other job id shares. JobNotFound, AmbiguousJobId."""
-    with transaction() as s:
+    with snapshot() as s:
         job = get_job(s, _resolved(s, job_id), full=True)
         if job is None:
             raise JobNotFound(str(job_id))

@@ -77,6 +77,18 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def snapshot(engine: Engine | None = None) -> Iterator[Session]:
+    """A transaction whose reads all see one moment: a job read with its files, stored
+    files and events (several statements) never shows a file stored without the event
+    written in the same commit. PostgreSQL's default takes a new snapshot per statement,
+    so this one asks for REPEATABLE READ; SQLite's transactions are one snapshot already."""
+    with transaction(engine) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
+
+
 def insert_unless_taken(dialect: str, target: Table | type[Any], *key_columns: ColumnElement[Any]) -> Insert:
     """`INSERT ... ON CONFLICT (key_columns) DO NOTHING` into `target` (a table or a mapped
     class): the unique index decides, so racing inserters leave one row, and the loser's

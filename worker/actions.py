@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from falbridge.models.db import transaction
+from falbridge.models.db import snapshot, transaction
 from falbridge.models.jobs import get_job
 from falbridge.models.states import EventSource
 from falbridge.models.tables import Job
@@ -55,7 +55,7 @@ def cancel(job_id: uuid.UUID | str) -> tuple[Job | None, Cancellation]:
 
 
 def get(job_id: uuid.UUID | str, *, full: bool = False) -> Job | None:
-    with transaction() as s:
+    with snapshot() if full else transaction() as s:
         return get_job(s, job_id, full=full)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 from sqlalchemy import func, select
 
-from falbridge.models.db import transaction
+from falbridge.models.db import snapshot, transaction
 from falbridge.models.jobs import create_job, get_job, lock_job
 from falbridge.models.serialize import job_detail
 from falbridge.models.states import EventSource
@@ -59,7 +59,7 @@ def count_records(job_id: uuid.UUID) -> int:
 
 
 def detail(job_id: uuid.UUID) -> dict[str, Any]:
-    with transaction() as s:
+    with snapshot() as s:
         job = get_job(s, job_id, full=True)
         assert job is not None
         return job_detail(job)
