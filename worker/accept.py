@@ -150,11 +150,13 @@ def store(s: Session, prepared: Prepared) -> Stored:
 
 
 def settle(prepared: Prepared, stored: Stored) -> Accepted:
-    """After the commit: a new job asks for its submit; one its external_id named already
-    must be the same job (ExternalIdConflict otherwise) and asks for nothing."""
+    """After the commit: a new job asks for a drain of the pending jobs (at most one waits
+    in the broker however many jobs arrive: falbridge.worker.submit_wakeup); one its
+    external_id named already must be the same job (ExternalIdConflict otherwise) and asks
+    for nothing."""
     job = stored.job
     if stored.created:
-        return Accepted(job, True, (followup.submit(job.id),))
+        return Accepted(job, True, (followup.submit_pending(),))
     # The same file sent again was uploaded again, to a new URL: compare digests.
     same_input = with_digests(job.input, input_files_of(job)) == with_digests(
         prepared.payload, stored.input_files

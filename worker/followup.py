@@ -36,6 +36,11 @@ def submit(job_id: object) -> FollowUp:
     return FollowUp(Work.SUBMIT, str(job_id))
 
 
+def submit_pending() -> FollowUp:
+    """A drain of the pending jobs, oldest (and most urgent) first, in batches."""
+    return FollowUp(Work.SUBMIT_PENDING, "")
+
+
 def fetch_result(job_id: object) -> FollowUp:
     return FollowUp(Work.FETCH_RESULT, str(job_id))
 

@@ -33,7 +33,7 @@ from falbridge.models.inbox import prune_rejected
 from falbridge.models.jobs import lock_job, parse_uuid
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
 from falbridge.models.tables import Job, ResultFile, StoredFile, WebhookDelivery, utcnow
-from falbridge.worker import observe
+from falbridge.worker import followup, observe
 from falbridge.worker.apply.outcome import fail
 from falbridge.worker.followup import FollowUp, Work
 
@@ -131,7 +131,7 @@ def find_work(
                 update(Job).where(Job.id.in_(silent)).values(last_polled_at=now, touched_at=Job.touched_at)
             )
     return [
-        *([FollowUp(Work.SUBMIT_PENDING, "")] if drain else []),
+        *([followup.submit_pending()] if drain else []),
         *_each(Work.SUBMIT, pending),
         *_each(Work.APPLY_DELIVERY, deliveries),
         *_each(Work.FETCH_RESULT, fetches),

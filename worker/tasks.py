@@ -2,10 +2,10 @@
 sweep) and enqueues the follow-ups it returns. Each takes ids only and is safe to run
 twice (acks_late redelivers).
 
-Submits go in batches (falbridge.worker.submit_batch): `submit_job` sends one batch of
-the oldest pending jobs (its own among them, unless another worker took it), and asks
-for a drain (`submit_pending`, at most one queued: falbridge.worker.submit_wakeup) when more may
-be waiting.
+Submits go in batches (falbridge.worker.submit_batch): a new job asks for a drain
+(`submit_pending`, at most one queued: falbridge.worker.submit_wakeup); `submit_job` sends
+one batch of the oldest pending jobs (its own among them, unless another worker took it),
+for a retry at its time and the sweeper, and asks for a drain when more may be waiting.
 
 Retry policy, per task: a refused submit waits with backoff (the job's submit_retry_at,
 and a `submit_job` enqueued for then) until FALBRIDGE_SUBMIT_MAX_RETRIES, then fails the
