@@ -7,8 +7,10 @@ nothing is sent and the sweeper finds the work undone.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Generic, TypeVar
 
 from sqlalchemy import event as sa_event
@@ -27,6 +29,7 @@ class AfterCommit(Generic[Item, Handed]):
         self._hand = hand
         self._dispatcher: Callable[[Sequence[Handed]], None] | None = None
         self._lock = threading.Lock()
+        self._held: ContextVar[list[Handed] | None] = ContextVar(f"{key}.held", default=None)
         sa_event.listen(Session, "after_commit", self._dispatch)
         sa_event.listen(Session, "after_rollback", self._forget)
 
@@ -42,11 +45,33 @@ class AfterCommit(Generic[Item, Handed]):
             previous, self._dispatcher = self._dispatcher, dispatcher
         return previous
 
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """The items of every commit made inside (in this context, and in threads run in
+        copies of it) go to the dispatcher in one call at the end, not one per commit: the
+        store runs of a batch of jobs, each committing its job's files_stored event, hand
+        their deliveries over as one task. On an exception inside, still handed over."""
+        held: list[Handed] = []
+        token = self._held.set(held)
+        try:
+            yield
+        finally:
+            self._held.reset(token)
+            dispatcher = self._dispatcher
+            if held and dispatcher is not None:
+                dispatcher(held)
+
     def _dispatch(self, session: Session) -> None:
         items: list[Item] = session.info.pop(self._key, [])
         dispatcher = self._dispatcher
-        if items and dispatcher is not None:
-            dispatcher([self._hand(item) for item in items])
+        if not items or dispatcher is None:
+            return
+        handed = [self._hand(item) for item in items]
+        held = self._held.get()
+        if held is not None:
+            held.extend(handed)  # list.extend is atomic: threads may share this list
+        else:
+            dispatcher(handed)
 
     def _forget(self, session: Session) -> None:
         session.info.pop(self._key, None)

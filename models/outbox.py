@@ -22,6 +22,7 @@ subscriptions that list it get it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,6 +139,11 @@ def redrive_grace_s() -> float:
 def dispatch_after_commit(session: Session, delivery_ids: Iterable[int]) -> None:
     """Hand these deliveries (written in `session`) to the dispatcher once it commits."""
     _new_deliveries.add(session, delivery_ids)
+
+
+def dispatch_together() -> AbstractContextManager[None]:
+    """The deliveries of every commit inside go to the dispatcher at its end, together."""
+    return _new_deliveries.together()
 
 
 def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:

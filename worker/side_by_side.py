@@ -10,6 +10,7 @@ few threads: a slow subscriber or download holds up its own thread, not the batc
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,5 +47,9 @@ def run_each(
 
     if len(items) <= 1 or parallel <= 1:
         return [(item, guarded(item)) for item in items]
+    # Each step in a copy of the caller's context: what the caller set for its steps
+    # (falbridge.models.after_commit's holding of dispatches) holds in the threads too.
+    contexts = [contextvars.copy_context() for _ in items]
     with ThreadPoolExecutor(min(parallel, len(items)), thread_name_prefix="falbridge-batch") as pool:
-        return list(zip(items, pool.map(guarded, items), strict=True))
+        results = pool.map(lambda pair: pair[0].run(guarded, pair[1]), zip(contexts, items, strict=True))
+        return list(zip(items, results, strict=True))

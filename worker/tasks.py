@@ -226,7 +226,9 @@ def store_jobs_files(job_ids: list[str]) -> dict[str, int]:
     (falbridge.worker.side_by_side); a job whose files need another run goes on by itself
     as store_files."""
     outcomes: Counter[str] = Counter()
-    for job_id, report in side_by_side.run_each(list(job_ids), lambda job_id: _store(job_id, 0)):
+    with outbox.dispatch_together():  # each job's files_stored event: one task for all
+        stored = side_by_side.run_each(list(job_ids), lambda job_id: _store(job_id, 0))
+    for job_id, report in stored:
         outcomes[report.outcome.value if report is not None else "error"] += 1
         if report is not None and report.outcome is store.StoreOutcome.RETRY:
             enqueue(store_files, job_id, 1, countdown=_backoff(0, None))
