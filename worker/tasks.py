@@ -44,7 +44,7 @@ from falbridge.worker.apply.delivery import apply_delivery
 from falbridge.worker.celery_app import celery_app, enqueue
 from falbridge.worker.fal import RetryableError
 from falbridge.worker.followup import FollowUp, Work
-from falbridge.worker.notify import deliver
+from falbridge.worker.notify import deliver, deliver_batch
 from falbridge.worker.storage import dispatch as storage_dispatch
 from falbridge.worker.storage import store
 from falbridge.worker.submit_batch import BatchReport, submit_batch
@@ -183,10 +183,10 @@ def deliver_event(delivery_id: int) -> str:
 
 @celery_app.task(name="falbridge.deliver_events")
 def deliver_events(delivery_ids: list[int]) -> dict[str, int]:
-    """The first attempt of each delivery one commit made, side by side
-    (falbridge.worker.side_by_side); each retry goes on by itself as deliver_event."""
+    """The first attempt of each delivery one commit made, in waves sent side by side
+    (falbridge.worker.notify.deliver_batch); each retry goes on by itself as deliver_event."""
     outcomes: Counter[str] = Counter()
-    for delivery_id, done in side_by_side.run_each([int(i) for i in delivery_ids], deliver.deliver):
+    for delivery_id, done in deliver_batch.deliver_all([int(i) for i in delivery_ids]):
         outcomes[done.outcome.value if done is not None else "error"] += 1
         if done is not None:
             _retry_soon(delivery_id, done)

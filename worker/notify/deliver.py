@@ -85,24 +85,45 @@ def _attempt(delivery_id: int, cfg: Config) -> tuple[Delivered, Claim | None, st
     # The claim and the reading of its message share a transaction, committed before
     # anything is sent.
     with transaction() as s:
-        claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
-        if claimed is None:
-            return Delivered(Outcome.NOT_DUE), None, None
-        try:
-            request: Request | HookCall | str | SecretUnreadable = _prepare(s, claimed, cfg)
-        except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
-            request = exc
+        claimed = claim_and_prepare(s, delivery_id, cfg)
+    if claimed is None:
+        return Delivered(Outcome.NOT_DUE), None, None
+    sent = send_prepared(claimed, cfg)
+    with transaction() as s:
+        return record_in(s, sent, cfg.notify), claimed[0], sent.job_id
+
+
+def claim_and_prepare(s: Session, delivery_id: int, cfg: Config) -> tuple[Claim, Prepared] | None:
+    """The delivery claimed (None: not due, or another worker has it) and what to send."""
+    claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
+    if claimed is None:
+        return None
+    try:
+        return claimed, _prepare(s, claimed, cfg)
+    except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
+        return claimed, exc
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A claimed delivery's attempt, made (result) or not to be made (`gone`: why)."""
+
+    claimed: Claim
+    result: AttemptResult | None
+    gone: str | None = None
+    job_id: str | None = None
+
+
+def send_prepared(prepared: tuple[Claim, Prepared], cfg: Config) -> Sent:
+    """The attempt, with no transaction open."""
+    claimed, request = prepared
     if isinstance(request, SecretUnreadable):
-        return _record(claimed, AttemptResult(None, 0, error=str(request)), cfg.notify), claimed, None
+        return Sent(claimed, AttemptResult(None, 0, error=str(request)))
     if isinstance(request, str):  # the subscription is gone or disabled
-        with transaction() as s:
-            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=request)
-        return Delivered(Outcome.EXHAUSTED), claimed, None
+        return Sent(claimed, None, gone=request)
     if isinstance(request, HookCall):
-        result = hook.send(request.task_name, request.queue, request.job_id, request.event_id)
-    else:
-        result = send(request, cfg.notify)
-    return _record(claimed, result, cfg.notify), claimed, request.job_id
+        return Sent(claimed, hook.send(request.task_name, request.queue, request.job_id, request.event_id))
+    return Sent(claimed, send(request, cfg.notify), job_id=request.job_id)
 
 
 def lease_s(notify: NotifyConfig) -> float:
@@ -116,6 +137,11 @@ class HookCall:
     queue: str | None
     job_id: str
     event_id: str
+
+
+# What an attempt sends: a request, a task to publish; or why not (a string: nowhere to
+# send; the secret unreadable: a failed attempt).
+Prepared = Request | HookCall | str | SecretUnreadable
 
 
 def _prepare(s: Session, claimed: Claim, cfg: Config) -> Request | HookCall | str:
@@ -207,27 +233,29 @@ def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _record(claimed: Claim, result: AttemptResult, notify: NotifyConfig) -> Delivered:
+def record_in(s: Session, sent: Sent, notify: NotifyConfig) -> Delivered:
+    """The attempt and the outcome it makes, in the caller's transaction."""
+    claimed, result = sent.claimed, sent.result
+    if result is None:
+        deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=sent.gone)
+        return Delivered(Outcome.EXHAUSTED)
     now = utcnow()
     done, values = _outcome(claimed, result, notify, now)
     subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
-    with transaction() as s:
-        # Settled first: its UPDATE locks the delivery, so a deletion waits for the
-        # attempt's row. Not settled: overtaken by a newer claim (the attempt is still
-        # recorded, the state is the newer claim's), or deleted with its subscription.
-        if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
-            return Delivered(Outcome.NOT_DUE)
-        deliveries.add_attempt(s, claimed, result, now)
-        if subscription_id is None:
-            return done
-        if result.succeeded:
-            subscriptions.note_success(s, subscription_id)
-        elif result.status_code == 410:
-            subscriptions.disable(
-                s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}"
-            )
-        else:
-            subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
+    # Settled first: its UPDATE locks the delivery, so a deletion waits for the attempt's
+    # row. Not settled: overtaken by a newer claim (the attempt is still recorded, the
+    # state is the newer claim's), or deleted with its subscription.
+    if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
+        return Delivered(Outcome.NOT_DUE)
+    deliveries.add_attempt(s, claimed, result, now)
+    if subscription_id is None:
+        return done
+    if result.succeeded:
+        subscriptions.note_success(s, subscription_id)
+    elif result.status_code == 410:
+        subscriptions.disable(s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}")
+    else:
+        subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
     return done
 
 
