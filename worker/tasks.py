@@ -46,7 +46,7 @@ from falbridge.worker.fal import RetryableError
 from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.notify import deliver, deliver_batch
 from falbridge.worker.storage import dispatch as storage_dispatch
-from falbridge.worker.storage import store
+from falbridge.worker.storage import store, store_batch
 from falbridge.worker.submit_batch import BatchReport, submit_batch
 
 log = logging.getLogger(__name__)
@@ -222,22 +222,28 @@ def store_files(self: Task, job_id: str, attempts_before: int = 0) -> str:
 
 @celery_app.task(name="falbridge.store_jobs_files")
 def store_jobs_files(job_ids: list[str]) -> dict[str, int]:
-    """The first run of store_files for each job one commit completed, side by side
-    (falbridge.worker.side_by_side); a job whose files need another run goes on by itself
-    as store_files."""
+    """The first run of store_files for each job one commit completed, in waves downloaded
+    side by side (falbridge.worker.storage.store_batch); a job whose files need another run
+    goes on by itself as store_files."""
     outcomes: Counter[str] = Counter()
     with outbox.dispatch_together():  # each job's files_stored event: one task for all
-        stored = side_by_side.run_each(list(job_ids), lambda job_id: _store(job_id, 0))
+        stored = store_batch.store_all(list(job_ids))
     for job_id, report in stored:
         outcomes[report.outcome.value if report is not None else "error"] += 1
-        if report is not None and report.outcome is store.StoreOutcome.RETRY:
+        if report is not None and _observed(job_id, report) is store.StoreOutcome.RETRY:
             enqueue(store_files, job_id, 1, countdown=_backoff(0, None))
     return dict(outcomes)
 
 
 def _store(job_id: str, retries: int) -> store.StoreReport:
-    """One run, counted and logged; retries: the runs made before it."""
+    """One run; retries: the runs made before it."""
     report = store.store_files(job_id, attempt=retries + 1, final=retries >= config.current().storage.retries)
+    _observed(job_id, report)
+    return report
+
+
+def _observed(job_id: str, report: store.StoreReport) -> store.StoreOutcome:
+    """The run counted and logged; its outcome."""
     if report.outcome is store.StoreOutcome.RETRY:
         observe.files_stored(report, final=False)
         log.info("store %s: retrying: %s", job_id, "; ".join(report.retry_reasons)[:500])
@@ -245,7 +251,7 @@ def _store(job_id: str, retries: int) -> store.StoreReport:
         stored, missing = report.stored, report.missing
         log.info("store %s: %s (%d stored, %d missing)", job_id, report.outcome, stored, missing)
         observe.files_stored(report, final=True)
-    return report
+    return report.outcome
 
 
 def _dispatch_stores(job_ids: Sequence[str]) -> None:

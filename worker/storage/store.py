@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.models.db import transaction
@@ -90,48 +91,87 @@ def store_files(job_id: uuid.UUID | str, *, attempt: int = 1, final: bool = Fals
     """Store every result file of the job not recorded yet; `final`: the last attempt,
     so a file that fails now is recorded missing whatever the reason."""
     job_uuid = parse_uuid(job_id)
-    with transaction() as s:
-        endpoint_id = endpoint_of(s, job_uuid) if job_uuid else None
-        # No status check: only a completion writes result files, and a job never leaves
-        # completed, so any other job has no file below.
-        if job_uuid is None or endpoint_id is None:
-            return StoreReport(StoreOutcome.NOTHING_TO_STORE)
-        if not config.current().storage.stores(endpoint_id):
-            return StoreReport(StoreOutcome.NOT_CONFIGURED)
-        files = [FileToStore(f.path, f.url, f.file_name) for f in unrecorded(s, job_uuid)]
-    if not files:
+    if job_uuid is None:
         return StoreReport(StoreOutcome.NOTHING_TO_STORE)
+    with transaction() as s:
+        found = files_to_store(s, job_uuid)
+    if isinstance(found, StoreReport):
+        return found
     report = StoreReport(StoreOutcome.DONE)
-    for f in files:
-        _store_one(job_uuid, f, attempt, final, report)
-    if report.retry_reasons:
-        report.outcome = StoreOutcome.RETRY
-    return report
+    for f in found:
+        fetched = fetch(job_uuid, f)
+        row = outcome_row(fetched, attempt, final, report)
+        if row is not None:
+            settle(fetched, _record(job_uuid, row), report)
+    return finish(report)
 
 
-def _store_one(job_id: uuid.UUID, f: FileToStore, attempt: int, final: bool, report: StoreReport) -> None:
-    base = {"path": f.path, "fal_url": f.url, "file_name": f.file_name, "attempts": attempt}
+def files_to_store(s: Session, job_id: uuid.UUID) -> list[FileToStore] | StoreReport:
+    """The job's files not recorded yet; or, when there is nothing to do, the report."""
+    endpoint_id = endpoint_of(s, job_id)
+    # No status check: only a completion writes result files, and a job never leaves
+    # completed, so any other job has no file below.
+    if endpoint_id is None:
+        return StoreReport(StoreOutcome.NOTHING_TO_STORE)
+    if not config.current().storage.stores(endpoint_id):
+        return StoreReport(StoreOutcome.NOT_CONFIGURED)
+    files = [FileToStore(f.path, f.url, f.file_name) for f in unrecorded(s, job_id)]
+    return files or StoreReport(StoreOutcome.NOTHING_TO_STORE)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One file's download into the backend: what was stored, or why not."""
+
+    job_id: uuid.UUID
+    file: FileToStore
+    backend: backends.Backend
+    key: str
+    values: dict[str, Any] | Gone | Transient
+
+
+def fetch(job_id: uuid.UUID, f: FileToStore) -> Fetched:
+    """The file downloaded into the backend, with no transaction open."""
     backend = backends.configured()
     key = backends.object_key(job_id, f.path, f.file_name)
     try:
-        values = _download(backend, key, f.url)
-    except Gone as exc:
-        report.failures += 1
-        report.missing += _record(job_id, {**base, "status": "missing", "reason": str(exc)})
-        return
-    except Transient as exc:
-        report.failures += 1
-        if not final:
-            report.retry_reasons.append(f"{f.path}: {exc}")
-            return
-        reason = f"{exc} (after {attempt} attempts)"
-        report.missing += _record(job_id, {**base, "status": "missing", "reason": reason})
-        return
-    if _record(job_id, {**base, **values, "status": "stored", "storage_key": key}):
+        return Fetched(job_id, f, backend, key, _download(backend, key, f.url))
+    except (Gone, Transient) as exc:
+        return Fetched(job_id, f, backend, key, exc)
+
+
+def outcome_row(fetched: Fetched, attempt: int, final: bool, report: StoreReport) -> dict[str, Any] | None:
+    """The stored-file record the download calls for; None: none yet (it may pass: the
+    reason is kept for the retry)."""
+    f, values = fetched.file, fetched.values
+    base = {"path": f.path, "fal_url": f.url, "file_name": f.file_name, "attempts": attempt}
+    if isinstance(values, dict):
+        return {**base, **values, "status": "stored", "storage_key": fetched.key}
+    report.failures += 1
+    if isinstance(values, Gone):
+        return {**base, "status": "missing", "reason": str(values)}
+    if not final:
+        report.retry_reasons.append(f"{f.path}: {values}")
+        return None
+    return {**base, "status": "missing", "reason": f"{values} (after {attempt} attempts)"}
+
+
+def settle(fetched: Fetched, mine: bool, report: StoreReport) -> None:
+    """Count the record made; a copy another run recorded first is deleted."""
+    values = fetched.values
+    if not isinstance(values, dict):
+        report.missing += mine
+    elif mine:
         report.stored += 1
         report.bytes += values["size"]
     else:
-        _lost_race(backend, key, job_id, f.path, values["sha256"], report)
+        _lost_race(fetched.backend, fetched.key, fetched.job_id, fetched.file.path, values["sha256"], report)
+
+
+def finish(report: StoreReport) -> StoreReport:
+    if report.retry_reasons:
+        report.outcome = StoreOutcome.RETRY
+    return report
 
 
 def _download(backend: backends.Backend, key: str, url: str) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""Storing the files of the jobs one commit completed, in waves: each wave's files looked
+up in one transaction, downloaded side by side, and recorded in one transaction (each
+file by the single-job rules of falbridge.worker.storage.store: the job locked, the
+record inserted once, the files_stored event with the last); two transactions a wave
+instead of two or more a job.
+
+Only a first run goes this way (attempt 1); a job with a file to try again goes on by
+itself (falbridge.worker.tasks.store_files). When recording a wave fails, its files are
+recorded one job at a time, so one bad row leaves the others recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from falbridge import config
+from falbridge.models.db import transaction
+from falbridge.models.jobs import parse_uuid
+from falbridge.models.stored_files import record
+from falbridge.worker import side_by_side
+from falbridge.worker.storage.store import (
+    Fetched,
+    FileToStore,
+    StoreOutcome,
+    StoreReport,
+    fetch,
+    files_to_store,
+    finish,
+    outcome_row,
+    settle,
+)
+
+log = logging.getLogger(__name__)
+
+
+def store_all(job_ids: Sequence[str]) -> list[tuple[str, StoreReport | None]]:
+    """The first run for each job, in order; None where it raised (the sweeper stores the
+    job's files once FALBRIDGE_STORE_GRACE_S has passed)."""
+    final = config.current().storage.retries == 0
+    done: list[tuple[str, StoreReport | None]] = []
+    for wave in side_by_side.chunks(job_ids, side_by_side.PARALLEL):
+        done.extend(_wave(wave, final))
+    return done
+
+
+def _wave(job_ids: list[str], final: bool) -> list[tuple[str, StoreReport | None]]:
+    ids = {job_id: parse_uuid(job_id) for job_id in job_ids}
+    with transaction() as s:
+        found = {
+            job_id: files_to_store(s, job_uuid) if job_uuid else StoreReport(StoreOutcome.NOTHING_TO_STORE)
+            for job_id, job_uuid in ids.items()
+        }
+    work: list[tuple[uuid.UUID, FileToStore]] = []
+    for job_id, files in found.items():
+        job_uuid = ids[job_id]
+        if isinstance(files, list) and job_uuid is not None:
+            work.extend((job_uuid, f) for f in files)
+    fetched = side_by_side.run_each(work, lambda item: fetch(*item))
+    reports = {job_uuid: StoreReport(StoreOutcome.DONE) for job_uuid, _ in work}
+    rows = [
+        (done, outcome_row(done, 1, final, reports[done.job_id])) for _, done in fetched if done is not None
+    ]
+    recorded = _record_all([(done, row) for done, row in rows if row is not None])
+    failed = {job_uuid for (job_uuid, _), done in fetched if done is None}
+    for done, row in rows:
+        if row is None:
+            continue
+        if done.key in recorded:
+            settle(done, recorded[done.key], reports[done.job_id])
+        else:  # not recorded: its job is the sweeper's
+            failed.add(done.job_id)
+
+    def result(job_id: str) -> StoreReport | None:
+        files, job_uuid = found[job_id], ids[job_id]
+        if isinstance(files, StoreReport):
+            return files
+        return None if job_uuid is None or job_uuid in failed else finish(reports[job_uuid])
+
+    return [(job_id, result(job_id)) for job_id in job_ids]
+
+
+def _record_all(rows: list[tuple[Fetched, dict[str, object]]]) -> dict[str, bool]:
+    """Whether each record (by object key) was made by this run; in job id order, the
+    order every recorder locks jobs in."""
+    ordered = sorted(rows, key=lambda pair: (pair[0].job_id, pair[0].file.path))
+    try:
+        with transaction() as s:
+            return {done.key: record(s, done.job_id, row).mine for done, row in ordered}
+    except Exception as exc:
+        log.warning("store: recording a wave of %d files failed (%s); one at a time", len(rows), exc)
+    recorded: dict[str, bool] = {}
+    for done, row in ordered:
+        try:
+            with transaction() as s:
+                recorded[done.key] = record(s, done.job_id, row).mine
+        except Exception as exc:
+            log.error("store %s %s: not recorded (%s)", done.job_id, done.file.path, exc)
+    return recorded
