@@ -28,7 +28,7 @@ log.addFilter(outage_log.BrokerOutageFilter())
 DEFAULT_PRIORITY = 6
 URGENT_PRIORITY = 0
 URGENT_TASKS = ("falbridge.reconcile", "falbridge.poll_job", "falbridge.fetch_result")
-celery_app = Celery("falbridge", include=["falbridge.worker.tasks"])
+celery_app = Celery("falbridge", include=["falbridge.worker.tasks", "falbridge.worker.scheduled"])
 celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

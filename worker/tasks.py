@@ -30,14 +30,11 @@ from falbridge.worker import (
     cancel,
     fetch,
     inbox_wakeup,
-    inline,
     observe,
     poll,
-    purge,
     side_by_side,
     submit,
     submit_wakeup,
-    sweep,
 )
 from falbridge.worker.apply import drain
 from falbridge.worker.apply.delivery import apply_delivery
@@ -52,10 +49,6 @@ from falbridge.worker.submit_batch import BatchReport, submit_batch
 log = logging.getLogger(__name__)
 
 FETCH_AND_CANCEL_RETRIES = 10
-# The sweeper runs these itself rather than enqueueing them: applying a delivery has no
-# "re-driven" mark, so a re-drive waiting in a backlog would be enqueued again by every
-# sweep; and failing a job is one small transaction.
-SWEEP_RUNS_INLINE = frozenset({Work.APPLY_DELIVERY, Work.FAIL_OUTCOME_UNKNOWN})
 
 
 _backoff = submit.retry_delay
@@ -271,50 +264,7 @@ transitions.committed.set_dispatcher(_after_transitions)
 submit_wakeup.set_enqueuer(lambda countdown: enqueue(submit_pending, countdown=countdown))
 
 
-@celery_app.task(name="falbridge.reconcile")
-def reconcile() -> dict[str, Any]:
-    """The sweeper, every FALBRIDGE_RECONCILE_INTERVAL_S (`falbridge beat`)."""
-    report = sweep_now()
-    return {**report.counts(), "errors": report.errors}
-
-
-@celery_app.task(name="falbridge.purge")
-def purge_old_jobs() -> dict[str, Any]:
-    """The scheduled purge (FALBRIDGE_PURGE_OLDER_THAN; off while empty), every
-    FALBRIDGE_PURGE_INTERVAL_S."""
-    report = purge_now()
-    return {} if report is None else {**report.rows, "files_deleted": report.files_deleted}
-
-
-def purge_now() -> purge.PurgeReport | None:
-    settings = config.current().purge
-    age = settings.age()
-    if age is None:
-        return None
-    report = purge.purge(age, compact=settings.compact, batch_size=settings.batch)
-    if report.jobs:
-        log.info("purge: %s", report.line())
-    return report
-
-
-def sweep_now() -> sweep.SweepReport:
-    """One sweep: what it finds is enqueued, but for the work the sweep runs itself."""
-    report = sweep.sweep(_enqueue_or_run, config.current().sweep)
-    if report.total():
-        log.info("reconcile: %s", report)
-    return report
-
-
-def _enqueue_or_run(work: FollowUp) -> None:
-    if work.work is Work.SUBMIT_PENDING:
-        submit_wakeup.request_drain()
-    elif work.work in SWEEP_RUNS_INLINE:
-        inline.run(work)
-    else:
-        enqueue(_TASKS[work.work], work.target)
-
-
-_TASKS: dict[Work, Task] = {
+TASK_FOR: dict[Work, Task] = {
     Work.SUBMIT: submit_job,
     Work.SUBMIT_PENDING: submit_pending,
     Work.RESUBMIT: resubmit_job,
@@ -335,4 +285,4 @@ def enqueue_follow_ups(follow_ups: Iterable[FollowUp]) -> None:
             continue
         by_number = work.work in (Work.APPLY_DELIVERY, Work.DELIVER)
         target: object = int(work.target) if by_number else work.target
-        enqueue(_TASKS[work.work], target)
+        enqueue(TASK_FOR[work.work], target)

@@ -14,8 +14,8 @@ from falbridge.demo import run_demo
 from falbridge.models.migrate import current_revision, upgrade
 from falbridge.worker import broker, embedded_beat, inline, metrics
 from falbridge.worker.celery_app import ensure_broker
+from falbridge.worker.scheduled import purge_now, sweep_now
 from falbridge.worker.sweep import sweep
-from falbridge.worker.tasks import purge_now, sweep_now
 
 if TYPE_CHECKING:
     from celery import Celery

@@ -200,7 +200,7 @@ def test_a_job_a_worker_holds_is_left_for_the_next_run_not_waited_for(db_url, ba
 
 def test_the_schedule_is_off_until_an_age_is_set(db_url, backend, monkeypatch):
     from falbridge.worker.celery_app import _from_config
-    from falbridge.worker.tasks import purge_now
+    from falbridge.worker.scheduled import purge_now
 
     _history(backend)
     assert "purge" not in _from_config()["beat_schedule"]
