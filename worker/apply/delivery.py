@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from falbridge.models.db import transaction
 from falbridge.models.inbox import Claimed, Processed, claim_one, record_processed
-from falbridge.models.jobs import lock_job, lock_job_by_request_id, parse_uuid, transition
+from falbridge.models.jobs import (
+    lock_job,
+    lock_job_by_request_id,
+    lock_jobs_by_request_id,
+    parse_uuid,
+    transition,
+)
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, utcnow
 from falbridge.worker import followup
@@ -59,15 +66,36 @@ def apply_delivery(delivery_id: int) -> Applied:
 def apply_claimed(s: Session, delivery: Claimed) -> tuple[Applied, Processed]:
     """Apply a delivery its caller has claimed (and will mark processed, in the same
     transaction, with what this returns)."""
+    return _apply(s, delivery, _parsed(delivery), {})
+
+
+def apply_batch(s: Session, claimed: Sequence[Claimed]) -> list[tuple[Applied, Processed]]:
+    """apply_claimed for each delivery, in order, the jobs their callbacks name locked
+    first in one statement (in id order, as the submit recorder locks them) instead of one
+    lock and one flush of the last delivery's writes per delivery."""
+    parsed = [(delivery, _parsed(delivery)) for delivery in claimed]
+    named = {callback.request_id for _, callback in parsed if isinstance(callback, Callback)}
+    locked = {job.request_id: job for job in lock_jobs_by_request_id(s, named) if job.request_id}
+    return [_apply(s, delivery, callback, locked) for delivery, callback in parsed]
+
+
+def _parsed(delivery: Claimed) -> Callback | CallbackFormatError:
     try:
-        callback = parse_callback(delivery.body)
+        return parse_callback(delivery.body)
     except CallbackFormatError as exc:
-        return _done(delivery, DeliveryOutcome.UNPARSEABLE, error=str(exc))
+        return exc
+
+
+def _apply(
+    s: Session, delivery: Claimed, callback: Callback | CallbackFormatError, locked: dict[str, Job]
+) -> tuple[Applied, Processed]:
+    if isinstance(callback, CallbackFormatError):
+        return _done(delivery, DeliveryOutcome.UNPARSEABLE, error=str(callback))
     # Found and locked in one statement, before writing anything that references it: the
     # foreign-key check of the delivery's job_id takes a share lock on the job row, and two
     # processes each holding that share lock while asking for FOR UPDATE deadlock (seen
     # on PostgreSQL).
-    job = _find_job(s, delivery, callback)
+    job = locked.get(callback.request_id) or _find_job(s, delivery, callback)
     if job is None:
         return _done(delivery, DeliveryOutcome.UNKNOWN_JOB, error=_why_unknown(delivery))
     if job.request_id is None:

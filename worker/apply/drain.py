@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from falbridge.models.db import transaction
 from falbridge.models.inbox import claim_unapplied, record_processed
-from falbridge.worker.apply.delivery import DeliveryOutcome, apply_claimed, apply_delivery
+from falbridge.worker.apply.delivery import DeliveryOutcome, apply_batch, apply_delivery
 from falbridge.worker.followup import FollowUp
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _apply_batch(batch_size: int, drained: Drained) -> int:
         with transaction() as s:
             claimed = claim_unapplied(s, batch_size, drained.passed_over)
             ids = [delivery.id for delivery in claimed]
-            results = [apply_claimed(s, delivery) for delivery in claimed]
+            results = apply_batch(s, claimed)
             record_processed(s, [processed for _, processed in results])
     except Exception as exc:  # one bad row must not hold back the batch
         log.warning("drain: a batch of %d failed (%s); applying them one by one", len(ids), exc)

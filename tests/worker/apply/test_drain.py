@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select, text
@@ -13,10 +14,11 @@ from sqlalchemy import select, text
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.inbox import store_rejected, store_verified
-from falbridge.models.jobs import create_job
+from falbridge.models.jobs import create_job, lock_jobs_by_request_id
 from falbridge.models.tables import Job, JobEvent, WebhookDelivery
 from falbridge.worker.apply.drain import drain
 from falbridge.worker.followup import FollowUp, Work
+from falbridge.worker.webhook_url import webhook_url
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -112,6 +114,32 @@ def test_two_callbacks_for_one_job_in_one_batch_apply_once_and_count_twice():
         job = s.get(Job, job_id)
         assert (job.webhook_count, job.result) == (2, {"n": 1})
     assert _deliveries()[second].outcome == "duplicate"
+
+
+def test_a_job_bound_by_its_url_in_a_batch_is_found_by_request_id_later_in_the_same_batch():
+    """The batch's locks are taken before anything applies: the second callback's request
+    id is bound only by the first, so it is looked up after that binding (not missed)."""
+    with transaction() as s:
+        job = create_job(s, "fal-ai/evf-sam", {"n": 0})[0]
+        job.status = "submitted"  # fal's answer never recorded: no request id yet
+        job_id = job.id
+    query = parse_qs(urlsplit(webhook_url(job_id)).query)
+    headers = {"query_job_id": query["job"][0], "query_token": query["token"][0]}
+    with transaction() as s:
+        for n in (1, 2):
+            store_verified(s, request_id="req-late", body=_callback("req-late", n), headers=headers)
+    assert drain(batch_size=10, max_batches=1).outcomes == {"applied": 1, "duplicate": 1}
+    with transaction() as s:
+        job = s.get(Job, job_id)
+        assert (job.request_id, job.webhook_count, job.result) == ("req-late", 2, {"n": 1})
+
+
+def test_the_jobs_of_a_batch_are_locked_in_one_statement_in_id_order():
+    ids = _jobs(3)
+    with transaction() as s:
+        assert lock_jobs_by_request_id(s, []) == []
+        locked = lock_jobs_by_request_id(s, ["req-2", "req-0", "req-2", "unknown", "req-1"])
+        assert [job.id for job in locked] == sorted(ids)
 
 
 def test_a_callback_without_its_payload_asks_for_a_fetch_after_the_drain():
