@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Table, bindparam, inspect, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
@@ -166,14 +166,11 @@ def transition(
     # writer cannot be overwritten: the loser's UPDATE matches no row (and so writes no
     # event: one event per transition). updated_at comes from the database's clock and
     # back by RETURNING: it orders the changes feed; event_seq numbers the job's events.
+    names = tuple(sorted(values))
+    params = {f"new_{name}": value for name, value in values.items()}
     with session.no_autoflush:
         stamped = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == current.value)
-            .values({getattr(Job, name): value for name, value in values.items()})
-            .values(updated_at=db_now(), event_seq=Job.event_seq + 1)
-            .returning(Job.updated_at, Job.event_seq)
-            .execution_options(synchronize_session=False)
+            _transition_update(names), {"job_id": job.id, "from_status": current.value, **params}
         ).one_or_none()
     if stamped is None:
         return False
@@ -185,6 +182,22 @@ def transition(
 
 
 _COLUMN_KEYS = frozenset(attr.key for attr in inspect(Job).column_attrs)
+
+
+@functools.cache
+def _transition_update(names: tuple[str, ...]) -> ReturningUpdate[Any]:
+    """transition()'s UPDATE for the columns `names` (attribute keys), built once and run
+    with parameters: building it and its cache key for every transition cost more than
+    running it (bench/ profile)."""
+    columns = inspect(Job).columns
+    table = cast(Table, Job.__table__)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("job_id"), table.c.status == bindparam("from_status"))
+        .values({columns[name]: bindparam(f"new_{name}", type_=columns[name].type) for name in names})
+        .values(updated_at=db_now(), event_seq=table.c.event_seq + 1)
+        .returning(table.c.updated_at, table.c.event_seq)
+    )
 
 
 def add_event(
