@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from falbridge.config import Config
 from falbridge.devstack.services import PostgresCluster, find_pg_bin, free_port  # noqa: F401
@@ -66,3 +68,17 @@ def config_with(**variables: str):
     """This process's configuration with some variables set, read the way a process reads
     its environment (names as in docs/configuration.md)."""
     return Config.from_environ({**os.environ, **variables})
+
+
+@pytest.fixture
+def commits():
+    """One entry per transaction committed in this process (any session, any thread) while
+    the test runs: how many transactions a batch took."""
+    counted: list[int] = []
+
+    def count(session: Session) -> None:
+        counted.append(1)
+
+    event.listen(Session, "after_commit", count)
+    yield counted
+    event.remove(Session, "after_commit", count)

@@ -5,17 +5,12 @@ deliveries sending each once."""
 
 from __future__ import annotations
 
-import threading
-
-import pytest
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-
 from falbridge.models.states import JobStatus
 from falbridge.worker import side_by_side
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import Outcome
 from falbridge.worker.notify.deliver_batch import deliver_all
+from tests.plugins.waiting import run_at_once
 from tests.worker.notify.helpers import deliveries, move, new_job, verified
 
 JOBS = 2 * side_by_side.PARALLEL + 1  # two full waves and one of a single delivery
@@ -25,18 +20,6 @@ def _completed_jobs(count: int) -> list[int]:
     for _ in range(count):
         move(new_job().id, JobStatus.SUBMITTED, JobStatus.COMPLETED, result={"ok": True})
     return [d.id for d in deliveries()]
-
-
-@pytest.fixture
-def commits():
-    counted: list[int] = []
-
-    def count(session: Session) -> None:
-        counted.append(1)
-
-    event.listen(Session, "after_commit", count)
-    yield counted
-    event.remove(Session, "after_commit", count)
 
 
 def test_every_due_delivery_is_sent_once_and_recorded_two_transactions_a_wave(notifying, commits):
@@ -71,18 +54,7 @@ def test_deliveries_not_due_are_left_alone_and_a_failed_one_waits_for_its_retry(
 def test_two_batches_racing_for_the_same_deliveries_send_each_once(notifying):
     manage.create(notifying.url, ["job.completed"])
     ids = _completed_jobs(JOBS)
-    start = threading.Barrier(2, timeout=10)
-    outcomes: list[list[tuple[int, object]]] = []
-
-    def batch() -> None:
-        start.wait()
-        outcomes.append([(i, d.outcome if d else None) for i, d in deliver_all(ids)])
-
-    threads = [threading.Thread(target=batch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    outcomes = run_at_once(lambda: [(i, d.outcome if d else None) for i, d in deliver_all(ids)])
     delivered = [i for done in outcomes for i, outcome in done if outcome is Outcome.DELIVERED]
     assert sorted(delivered) == ids  # each by one batch; the other found it not due
     assert len(notifying.wait_for(JOBS)) == JOBS

@@ -4,7 +4,6 @@ HTTP, and both backends (a directory; moto's S3 server in its own process)."""
 from __future__ import annotations
 
 import hashlib
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.store import StoreOutcome, store_files
 from falbridge.worker.sweep import sweep
 from tests.plugins.storage import MotoServer, cdn_file, use_s3
+from tests.plugins.waiting import run_at_once
 from tests.worker.storage.helpers import (
     completed_job,
     count_records,
@@ -124,20 +124,9 @@ def test_a_result_with_200_files_is_stored_whole_with_one_event(sandbox, storage
 def test_two_concurrent_store_tasks_leave_one_record_per_file_and_one_event(sandbox, storage):
     output = {"images": [cdn_file(sandbox, png(2, 2), f"m{i}.png") for i in range(8)]}
     job_id = completed_job(output)
-    start = threading.Barrier(2)
-    reports = []
+    reports = run_at_once(lambda: store_files(job_id))
 
-    def run() -> None:
-        start.wait()
-        reports.append(store_files(job_id))
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-
-    assert len(reports) == 2 and sum(r.stored for r in reports) == 8
+    assert sum(r.stored for r in reports) == 8
     assert count_records(job_id) == 8 and len(files_stored_events(job_id)) == 1
     backend = backends.configured()
     for row in records(job_id):

@@ -4,35 +4,21 @@ wave, each job by the single-job rules, and two batches racing leaving one recor
 
 from __future__ import annotations
 
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from falbridge.worker import side_by_side
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.store import StoreOutcome
 from falbridge.worker.storage.store_batch import store_all
 from tests.plugins.storage import cdn_file
+from tests.plugins.waiting import run_at_once
 from tests.worker.storage.helpers import completed_job, count_records, files_stored_events, png, records
 from tests.worker.storage.test_store import _broken_storage
 
 pytestmark = pytest.mark.usefixtures("db_url")
-
-
-@pytest.fixture
-def commits():
-    counted: list[int] = []
-
-    def count(session: Session) -> None:
-        counted.append(1)
-
-    event.listen(Session, "after_commit", count)
-    yield counted
-    event.remove(Session, "after_commit", count)
 
 
 def test_every_jobs_files_are_stored_with_one_event_each_in_two_transactions_a_wave(
@@ -90,19 +76,7 @@ def test_two_batches_racing_leave_one_record_per_file_and_one_event_per_job(sand
         str(completed_job({"images": [cdn_file(sandbox, png(2, 2), f"m{i}.png") for i in range(3)]}))
         for _ in range(3)
     ]
-    start = threading.Barrier(2)
-    results: list[list] = []
-
-    def run() -> None:
-        start.wait()
-        results.append(store_all(jobs))
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert len(results) == 2
+    results = run_at_once(lambda: store_all(jobs))
     assert sum(r.stored for done in results for _, r in done if r) == 9
     backend = backends.configured()
     for job in jobs:
