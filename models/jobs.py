@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, inspect, select, update
+from sqlalchemy import Table, bindparam, inspect, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
@@ -121,16 +121,16 @@ def lock_job_by_request_id(session: Session, request_id: str) -> Job | None:
     )
 
 
-def lock_jobs_by_request_id(session: Session, request_ids: Iterable[str]) -> list[Job]:
-    """The jobs bound to these request ids, locked as `lock_job` locks one, in id order
-    (one order for every locker of several jobs); one statement."""
-    wanted = sorted(set(request_ids))
-    if not wanted:
+def lock_jobs(session: Session, request_ids: Iterable[str], job_ids: Iterable[uuid.UUID] = ()) -> list[Job]:
+    """The jobs bound to these request ids and those with these ids, locked as `lock_job`
+    locks one, in id order (one order for every locker of several jobs): one statement."""
+    by_request, by_id = sorted(set(request_ids)), sorted(set(job_ids))
+    if not by_request and not by_id:
         return []
     return list(
         session.scalars(
             select(Job)
-            .where(Job.request_id.in_(wanted))
+            .where(or_(Job.request_id.in_(by_request), Job.id.in_(by_id)))
             .order_by(Job.id)
             .with_for_update()
             .execution_options(populate_existing=True)

@@ -55,6 +55,9 @@ _backoff = submit.retry_delay
 # A drain hands its worker back after this long (asking for the next drain if work
 # remains), so a backlog never keeps callbacks and fetches waiting behind it.
 DRAIN_BUDGET_S = 5.0
+# After a batch failed (the database away, a deadlock three times over), the next drain
+# waits this long rather than hammering whatever failed.
+FAILED_BATCH_WAIT_S = 1.0
 
 
 @celery_app.task(name="falbridge.submit_job")
@@ -73,7 +76,14 @@ def submit_pending() -> str:
     submit_wakeup.drain_started()
     started, batches, claimed = time.monotonic(), 0, 0
     while True:
-        report = _after_batch(submit_batch(), ask_for_more=False)
+        try:
+            report = _after_batch(submit_batch(), ask_for_more=False)
+        except Exception:
+            # One failed batch (its jobs stay leased: the lease rules decide them) must not
+            # end the drain for every job behind it: the next drain goes on with those.
+            log.exception("submit drain: a batch failed; asking for the next drain")
+            submit_wakeup.request_drain(countdown=FAILED_BATCH_WAIT_S)
+            break
         batches, claimed = batches + 1, claimed + report.claimed
         if not report.full or report.held:
             break

@@ -7,9 +7,12 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 
+from falbridge.models.db import transaction
+from falbridge.models.jobs import create_job
 from falbridge.models.transitions import Transition
-from falbridge.worker import submit_wakeup
+from falbridge.worker import submit_wakeup, tasks
 
 ASKERS = 16
 
@@ -63,3 +66,45 @@ def test_only_an_ended_job_wakes_the_submitter_and_only_under_a_cap(drains, monk
     assert drains == []
     submit_wakeup.after_transitions([_move("in_progress", "failed")])
     assert drains == [None]
+
+
+@pytest.fixture
+def refuse_submitted(db_url):
+    """A trigger that makes the database refuse to record any job as submitted: a batch
+    whose answers cannot be recorded, whatever the reason in production."""
+    postgres = db_url.startswith("postgresql")
+    with transaction() as s:
+        if postgres:
+            s.execute(
+                text(
+                    "CREATE FUNCTION refuse_submitted() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                )
+            )
+            s.execute(
+                text(
+                    "CREATE TRIGGER refuse_submitted BEFORE UPDATE ON jobs FOR EACH ROW "
+                    "WHEN (NEW.status = 'submitted') EXECUTE FUNCTION refuse_submitted()"
+                )
+            )
+        else:
+            s.execute(
+                text(
+                    "CREATE TRIGGER refuse_submitted BEFORE UPDATE ON jobs "
+                    "WHEN NEW.status = 'submitted' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+    yield
+    with transaction() as s:
+        s.execute(text("DROP TRIGGER IF EXISTS refuse_submitted" + (" ON jobs" if postgres else "")))
+        if postgres:
+            s.execute(text("DROP FUNCTION IF EXISTS refuse_submitted()"))
+
+
+def test_a_drain_whose_batch_fails_asks_for_the_next_drain_instead_of_raising(drains, refuse_submitted):
+    """The jobs behind a failed batch are not stranded until the sweeper: the drain ends
+    asking for the next one (after a pause), as it does when its time is up."""
+    with transaction() as s:
+        create_job(s, "fal-ai/some/model", {"n": 1})
+    assert tasks.submit_pending() == "0 claimed"
+    assert drains == [tasks.FAILED_BATCH_WAIT_S]

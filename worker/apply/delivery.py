@@ -17,7 +17,7 @@ from falbridge.models.inbox import Claimed, Processed, claim_one, record_process
 from falbridge.models.jobs import (
     lock_job,
     lock_job_by_request_id,
-    lock_jobs_by_request_id,
+    lock_jobs,
     parse_uuid,
     transition,
 )
@@ -66,17 +66,41 @@ def apply_delivery(delivery_id: int) -> Applied:
 def apply_claimed(s: Session, delivery: Claimed) -> tuple[Applied, Processed]:
     """Apply a delivery its caller has claimed (and will mark processed, in the same
     transaction, with what this returns)."""
-    return _apply(s, delivery, _parsed(delivery), {})
+    return _apply(s, delivery, _parsed(delivery), None)
 
 
 def apply_batch(s: Session, claimed: Sequence[Claimed]) -> list[tuple[Applied, Processed]]:
-    """apply_claimed for each delivery, in order, the jobs their callbacks name locked
-    first in one statement (in id order, as the submit recorder locks them) instead of one
-    lock and one flush of the last delivery's writes per delivery."""
+    """apply_claimed for each delivery, in order, every job the batch may touch (by its
+    callback's request id, or by the job id its URL proves) locked first in one statement,
+    in id order as the submit recorder locks them: no lock taken later out of that order
+    (a deadlock with the recorder when fal called back before its answer was recorded),
+    and no locking query, nor flush of the last delivery's writes, per delivery."""
     parsed = [(delivery, _parsed(delivery)) for delivery in claimed]
     named = {callback.request_id for _, callback in parsed if isinstance(callback, Callback)}
-    locked = {job.request_id: job for job in lock_jobs_by_request_id(s, named) if job.request_id}
+    proven = {job_id for job_id in map(_proven_job, claimed) if job_id is not None}
+    locked = Locked(lock_jobs(s, named, proven))
     return [_apply(s, delivery, callback, locked) for delivery, callback in parsed]
+
+
+class Locked:
+    """A batch's jobs, locked up front, found as _find_job finds one."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self._by_request = {job.request_id: job for job in jobs if job.request_id}
+        self._by_id = {job.id: job for job in jobs}
+
+    def find(self, delivery: Claimed, callback: Callback) -> Job | None:
+        job = self._by_request.get(callback.request_id)
+        if job is not None:
+            return job
+        proven = _proven_job(delivery)
+        return self._by_id.get(proven) if proven is not None else None
+
+
+def _proven_job(delivery: Claimed) -> uuid.UUID | None:
+    """The job id the delivery's URL names, if its token proves we made that URL."""
+    claimed, token = _url_claim(delivery)
+    return claimed if claimed is not None and proves(claimed, token) else None
 
 
 def _parsed(delivery: Claimed) -> Callback | CallbackFormatError:
@@ -87,7 +111,7 @@ def _parsed(delivery: Claimed) -> Callback | CallbackFormatError:
 
 
 def _apply(
-    s: Session, delivery: Claimed, callback: Callback | CallbackFormatError, locked: dict[str, Job]
+    s: Session, delivery: Claimed, callback: Callback | CallbackFormatError, locked: Locked | None
 ) -> tuple[Applied, Processed]:
     if isinstance(callback, CallbackFormatError):
         return _done(delivery, DeliveryOutcome.UNPARSEABLE, error=str(callback))
@@ -95,7 +119,8 @@ def _apply(
     # foreign-key check of the delivery's job_id takes a share lock on the job row, and two
     # processes each holding that share lock while asking for FOR UPDATE deadlock (seen
     # on PostgreSQL).
-    job = locked.get(callback.request_id) or _find_job(s, delivery, callback)
+    found = locked.find(delivery, callback) if locked is not None else None
+    job = found or _find_job(s, delivery, callback)
     if job is None:
         return _done(delivery, DeliveryOutcome.UNKNOWN_JOB, error=_why_unknown(delivery))
     if job.request_id is None:
@@ -168,8 +193,8 @@ def _find_job(s: Session, delivery: Claimed, callback: Callback) -> Job | None:
     # Not bound yet: the callback beat the submit response, or the submit's outcome is
     # unknown. The job id in our URL says which job it is, if the URL's token proves we
     # made that URL; the request-id check in apply_claimed keeps a bound job safe.
-    claimed, token = _url_claim(delivery)
-    return lock_job(s, claimed) if claimed is not None and proves(claimed, token) else None
+    proven = _proven_job(delivery)
+    return lock_job(s, proven) if proven is not None else None
 
 
 def _url_claim(delivery: Claimed) -> tuple[uuid.UUID | None, str | None]:

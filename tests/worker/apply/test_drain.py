@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.inbox import store_rejected, store_verified
-from falbridge.models.jobs import create_job, lock_jobs_by_request_id
+from falbridge.models.jobs import create_job, lock_jobs
 from falbridge.models.tables import Job, JobEvent, WebhookDelivery
 from falbridge.worker.apply.drain import drain
 from falbridge.worker.followup import FollowUp, Work
@@ -137,8 +137,8 @@ def test_a_job_bound_by_its_url_in_a_batch_is_found_by_request_id_later_in_the_s
 def test_the_jobs_of_a_batch_are_locked_in_one_statement_in_id_order():
     ids = _jobs(3)
     with transaction() as s:
-        assert lock_jobs_by_request_id(s, []) == []
-        locked = lock_jobs_by_request_id(s, ["req-2", "req-0", "req-2", "unknown", "req-1"])
+        assert lock_jobs(s, []) == []
+        locked = lock_jobs(s, ["req-2", "req-0", "req-2", "unknown", "req-1"])
         assert [job.id for job in locked] == sorted(ids)
 
 
