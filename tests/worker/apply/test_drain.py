@@ -9,10 +9,10 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from falbridge import config
-from falbridge.models.db import transaction
+from falbridge.models.db import get_engine, transaction
 from falbridge.models.inbox import store_rejected, store_verified
 from falbridge.models.jobs import create_job, lock_jobs
 from falbridge.models.tables import Job, JobEvent, WebhookDelivery
@@ -132,6 +132,34 @@ def test_a_job_bound_by_its_url_in_a_batch_is_found_by_request_id_later_in_the_s
     with transaction() as s:
         job = s.get(Job, job_id)
         assert (job.request_id, job.webhook_count, job.result) == ("req-late", 2, {"n": 1})
+
+
+def test_a_batch_reads_its_jobs_with_one_statement_those_its_urls_prove_included():
+    """No locking query per delivery: the batch's jobs, bound or proven by their URLs,
+    are read (and on PostgreSQL locked) once, up front."""
+    _jobs(3)
+    with transaction() as s:
+        unbound = create_job(s, "fal-ai/evf-sam", {"n": 9})[0]
+        unbound.status = "submitted"  # fal's answer never recorded: found by its URL
+        unbound_id = unbound.id
+    query = parse_qs(urlsplit(webhook_url(unbound_id)).query)
+    headers = {"query_job_id": query["job"][0], "query_token": query["token"][0]}
+    _store(_callback("req-0"), _callback("req-1"), _callback("req-2"))
+    with transaction() as s:
+        store_verified(s, request_id="req-9", body=_callback("req-9"), headers=headers)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert drain(batch_size=10, max_batches=1).outcomes == {"applied": 4}
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    reads = [sql for sql in statements if sql.startswith("SELECT") and " FROM jobs" in sql]
+    assert len(reads) == 1, reads
 
 
 def test_the_jobs_of_a_batch_are_locked_in_one_statement_in_id_order():
