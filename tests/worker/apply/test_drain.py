@@ -116,15 +116,21 @@ def test_two_callbacks_for_one_job_in_one_batch_apply_once_and_count_twice():
     assert _deliveries()[second].outcome == "duplicate"
 
 
+def _unbound_job() -> tuple[uuid.UUID, dict[str, str]]:
+    """A submitted job whose fal answer was never recorded (no request id yet), and the
+    headers the receiver keeps from its webhook URL (the job id and the token proving it)."""
+    with transaction() as s:
+        job = create_job(s, "fal-ai/evf-sam", {"n": 0})[0]
+        job.status = "submitted"
+        job_id = job.id
+    query = parse_qs(urlsplit(webhook_url(job_id)).query)
+    return job_id, {"query_job_id": query["job"][0], "query_token": query["token"][0]}
+
+
 def test_a_job_bound_by_its_url_in_a_batch_is_found_by_request_id_later_in_the_same_batch():
     """The batch's locks are taken before anything applies: the second callback's request
     id is bound only by the first, so it is looked up after that binding (not missed)."""
-    with transaction() as s:
-        job = create_job(s, "fal-ai/evf-sam", {"n": 0})[0]
-        job.status = "submitted"  # fal's answer never recorded: no request id yet
-        job_id = job.id
-    query = parse_qs(urlsplit(webhook_url(job_id)).query)
-    headers = {"query_job_id": query["job"][0], "query_token": query["token"][0]}
+    job_id, headers = _unbound_job()
     with transaction() as s:
         for n in (1, 2):
             store_verified(s, request_id="req-late", body=_callback("req-late", n), headers=headers)
@@ -138,12 +144,7 @@ def test_a_batch_reads_its_jobs_with_one_statement_those_its_urls_prove_included
     """No locking query per delivery: the batch's jobs, bound or proven by their URLs,
     are read (and on PostgreSQL locked) once, up front."""
     _jobs(3)
-    with transaction() as s:
-        unbound = create_job(s, "fal-ai/evf-sam", {"n": 9})[0]
-        unbound.status = "submitted"  # fal's answer never recorded: found by its URL
-        unbound_id = unbound.id
-    query = parse_qs(urlsplit(webhook_url(unbound_id)).query)
-    headers = {"query_job_id": query["job"][0], "query_token": query["token"][0]}
+    _, headers = _unbound_job()
     _store(_callback("req-0"), _callback("req-1"), _callback("req-2"))
     with transaction() as s:
         store_verified(s, request_id="req-9", body=_callback("req-9"), headers=headers)
