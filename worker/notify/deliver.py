@@ -75,22 +75,25 @@ class Request:
 
 def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
     """One attempt, counted and (delivered or exhausted) logged."""
-    done, claimed, job_id = _attempt(delivery_id, cfg or config.current())
-    if claimed is not None and done.outcome is not Outcome.NOT_DUE:
-        observe.outgoing_attempt(done.outcome.value, delivery_id, claimed.event_id, job_id)
-    return done
-
-
-def _attempt(delivery_id: int, cfg: Config) -> tuple[Delivered, Claim | None, str | None]:
+    cfg = cfg or config.current()
     # The claim and the reading of its message share a transaction, committed before
     # anything is sent.
     with transaction() as s:
         claimed = claim_and_prepare(s, delivery_id, cfg)
     if claimed is None:
-        return Delivered(Outcome.NOT_DUE), None, None
+        return Delivered(Outcome.NOT_DUE)
     sent = send_prepared(claimed, cfg)
     with transaction() as s:
-        return record_in(s, sent, cfg.notify), claimed[0], sent.job_id
+        done = record_in(s, sent, cfg.notify)
+    observed(sent, done)
+    return done
+
+
+def observed(sent: Sent, done: Delivered) -> None:
+    """Count and log an attempt that settled its delivery (not one a newer claim overtook)."""
+    if done.outcome is not Outcome.NOT_DUE:
+        claim = sent.claimed
+        observe.outgoing_attempt(done.outcome.value, claim.delivery_id, claim.event_id, sent.job_id)
 
 
 def claim_and_prepare(s: Session, delivery_id: int, cfg: Config) -> tuple[Claim, Prepared] | None:

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from falbridge import config
 from falbridge.config import Config, NotifyConfig
 from falbridge.models.db import transaction
-from falbridge.worker import observe, side_by_side
+from falbridge.worker import side_by_side
 from falbridge.worker.notify.deliver import (
     Delivered,
     Outcome,
     Sent,
     claim_and_prepare,
+    observed,
     record_in,
     send_prepared,
 )
@@ -44,12 +45,12 @@ def _wave(delivery_ids: list[int], cfg: Config) -> list[tuple[int, Delivered | N
         claimed = [(i, claim_and_prepare(s, i, cfg)) for i in delivery_ids]
     to_send = [prepared for _, prepared in claimed if prepared is not None]
     sent = [done for _, done in side_by_side.run_each(to_send, lambda p: send_prepared(p, cfg))]
-    recorded = _record_all([attempt for attempt in sent if attempt is not None], cfg.notify)
-    for attempt in sent:
-        outcome = recorded.get(attempt.claimed.delivery_id) if attempt is not None else None
-        if attempt is not None and outcome is not None and outcome.outcome is not Outcome.NOT_DUE:
-            claim = attempt.claimed
-            observe.outgoing_attempt(outcome.outcome.value, claim.delivery_id, claim.event_id, attempt.job_id)
+    made = [attempt for attempt in sent if attempt is not None]
+    recorded = _record_all(made, cfg.notify)
+    for attempt in made:
+        done = recorded.get(attempt.claimed.delivery_id)
+        if done is not None:
+            observed(attempt, done)
     return [
         (i, Delivered(Outcome.NOT_DUE) if prepared is None else recorded.get(i)) for i, prepared in claimed
     ]
