@@ -77,23 +77,25 @@ def apply_batch(s: Session, claimed: Sequence[Claimed]) -> list[tuple[Applied, P
     and no locking query, nor flush of the last delivery's writes, per delivery."""
     parsed = [(delivery, _parsed(delivery)) for delivery in claimed]
     named = {callback.request_id for _, callback in parsed if isinstance(callback, Callback)}
-    proven = {job_id for job_id in map(_proven_job, claimed) if job_id is not None}
-    locked = Locked(lock_jobs(s, named, proven))
+    proven = {delivery.id: job_id for delivery in claimed if (job_id := _proven_job(delivery)) is not None}
+    locked = Locked(lock_jobs(s, named, proven.values()), proven)
     return [_apply(s, delivery, callback, locked) for delivery, callback in parsed]
 
 
 class Locked:
-    """A batch's jobs, locked up front, found as _find_job finds one."""
+    """A batch's jobs, locked up front, found as _find_job finds one; `proven`: the job id
+    each delivery's URL proves (by delivery id), checked once for the batch."""
 
-    def __init__(self, jobs: Sequence[Job]) -> None:
+    def __init__(self, jobs: Sequence[Job], proven: dict[int, uuid.UUID]) -> None:
         self._by_request = {job.request_id: job for job in jobs if job.request_id}
         self._by_id = {job.id: job for job in jobs}
+        self._proven = proven
 
     def find(self, delivery: Claimed, callback: Callback) -> Job | None:
         job = self._by_request.get(callback.request_id)
         if job is not None:
             return job
-        proven = _proven_job(delivery)
+        proven = self._proven.get(delivery.id)
         return self._by_id.get(proven) if proven is not None else None
 
 
