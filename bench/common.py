@@ -104,12 +104,33 @@ def cpu_busy(seconds: float = 2.0) -> float:
     return (busy1 - busy0) / max(1, total1 - total0)
 
 
+def _parent_of(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # The command name (field 2) may hold spaces; the parent's pid follows its closing ")".
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _started_by_us(pid: int) -> bool:
+    """Whether pid is this process, its parent, or one of its descendants (the pipeline's
+    own subscriber is a chaos_subscriber.py process, not another benchmark)."""
+    if pid == os.getppid():
+        return True
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == os.getpid():
+            return True
+        pid, seen = _parent_of(pid), seen + 1
+    return False
+
+
 def other_benchmarks() -> list[str]:
     """Command lines of benchmark runs that are not ours (chaos runs, other bench scripts)."""
-    mine = {os.getpid(), os.getppid()}
     found = []
     for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit() or int(pid_dir.name) in mine:
+        if not pid_dir.name.isdigit() or _started_by_us(int(pid_dir.name)):
             continue
         try:
             cmd = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

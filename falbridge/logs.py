@@ -52,9 +52,22 @@ def use_format(logger: logging.Logger, log_format: str) -> None:
         handler.setFormatter(formatter(log_format))
 
 
+# httpx logs each request's URL at INFO: a fal submit's carries the webhook URL and its
+# token, a subscriber's URL may carry the user's own; and a line per request was a tenth
+# of the worker's logging. Our own lines say what was sent, without query strings.
+_HTTP_CLIENT_LOGGERS = ("httpx", "httpcore")
+
+
+def quiet_http_clients() -> None:
+    """In our own processes only (never on import: a user's app keeps its levels)."""
+    for name in _HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure(log_format: str, level: int = logging.INFO) -> None:
     """The root logger of a process nothing else set up (gunicorn's workers): one handler
     on stderr in `log_format`."""
+    quiet_http_clients()
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)

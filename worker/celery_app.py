@@ -103,6 +103,7 @@ def ensure_broker() -> Celery:
 @after_setup_logger.connect
 def _one_line_per_outage(logger: logging.Logger, **_: object) -> None:
     outage_log.install(logger)
+    logs.quiet_http_clients()
     logs.use_format(logger, config.current().observability.log_format)
 
 

@@ -17,6 +17,7 @@ import uuid
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+import falbridge
 from falbridge.worker import celery_app as celery_module
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.tasks import poll_job, process_delivery
@@ -90,6 +91,10 @@ def test_a_real_worker_sends_task_events_with_ids_only(pipeline_env, db_url, tmp
             )
             received = events.of_type("task-received")
             metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+            # A submit: the worker POSTs to fal with the webhook URL, whose token must not
+            # reach the log (httpx logs every request's URL at INFO).
+            submitted = falbridge.submit("fal-ai/some/model", {"prompt": "x"})
+            poll_until(lambda: falbridge.get(submitted.id).request_id, bool, timeout=60)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
@@ -108,5 +113,7 @@ def test_a_real_worker_sends_task_events_with_ids_only(pipeline_env, db_url, tmp
     assert samples[("falbridge_metrics_database_up", ())] == 1, metrics
     assert samples[("falbridge_jobs", ("pending",))] == 0
     assert ("falbridge_inbox_backlog", ()) in samples
-    lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
+    log_text = log_path.read_text()
+    lines = [line for line in log_text.splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line)["level"] for line in lines)
+    assert "fal_webhook" not in log_text and "token=" not in log_text and "token%3D" not in log_text
