@@ -21,7 +21,7 @@ from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
 from falbridge.webhooks.app import create_app
 from falbridge.worker import celery_app as celery_module
-from falbridge.worker import inbox_wakeup
+from falbridge.worker import inbox_wakeup, submit_wakeup
 from falbridge.worker.celery_app import ensure_broker
 from falbridge.worker.fal import client as fal_client
 from falbridge.worker.fal.upload import close_storage_client
@@ -169,9 +169,10 @@ def pipeline(db_url, sandbox, receiver_server, celery_worker):
     # Nor does the purge reach what the worker holds for later: a drain an earlier test
     # asked for on a countdown (a failed batch's retry) would send this test's pending jobs.
     _drop_scheduled(celery_worker)
-    # A drain task purged with the rest leaves its wake-up flag behind, which would hold
-    # back this test's first wake-up until it expires.
+    # A drain task purged or revoked with the rest leaves its wake-up flag behind, which
+    # would hold back this test's first wake-up until it expires (a new job stays pending).
     inbox_wakeup.release_wake()
+    submit_wakeup.drain_started()
     _consuming(celery_worker, True)
     yield Pipeline(sandbox=sandbox, receiver_url=receiver_server.url, worker=celery_worker)
     # Let in-flight deliveries and tasks finish before the next test empties the tables.
