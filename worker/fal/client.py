@@ -39,10 +39,10 @@ from falbridge.worker.fal.settings import (
     origin_of,
 )
 from falbridge.worker.fal.wire import (
+    LoggableTarget,
     checked_webhook_url,
     json_object,
     json_or_none,
-    loggable_target,
     parse_submission,
 )
 
@@ -202,7 +202,7 @@ class QueueClient:
         request_id: str | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        where = loggable_target(url, kwargs.get("params"))
+        where = LoggableTarget(url, kwargs.get("params"))
         started = time.monotonic()
         try:
             response = self._http.request(method, url, **kwargs)

@@ -48,12 +48,20 @@ def checked_webhook_url(webhook_url: str) -> str:
     return webhook_url
 
 
-def loggable_target(url: str, params: Mapping[str, str] | None) -> str:
-    # Query strings can carry tokens (a webhook URL often does); keep only the path and
-    # the webhook's host.
-    path = httpx.URL(url).path
-    webhook = (params or {}).get("fal_webhook")
-    return f"{path} (webhook host {httpx.URL(webhook).host})" if webhook else path
+class LoggableTarget:
+    """A request's path and its webhook's host, for a log line: query strings can carry
+    tokens (a webhook URL often does). Worked out when a line is written, not before:
+    parsing two URLs for every submit cost more than the submit's own bookkeeping, and
+    these lines are debug ones."""
+
+    def __init__(self, url: str, params: Mapping[str, str] | None) -> None:
+        self._url = url
+        self._params = params
+
+    def __str__(self) -> str:
+        path = httpx.URL(self._url).path
+        webhook = (self._params or {}).get("fal_webhook")
+        return f"{path} (webhook host {httpx.URL(webhook).host})" if webhook else path
 
 
 def json_object(data: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
