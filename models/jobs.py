@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
+from falbridge.models import event_writes
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.input_copies import reference
@@ -241,8 +242,8 @@ def add_event(
         detail=detail,
         at=utcnow(),
     )
-    session.add(event)
-    fan_out(session, event, job)  # the outbox: its deliveries, in this same transaction
+    # The outbox: its deliveries, written with it in this same transaction.
+    event_writes.add(session, event, fan_out(session, event, job))
     move = Transition(
         job.id,
         job.endpoint_id,

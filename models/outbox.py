@@ -26,14 +26,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, inspect, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.models.after_commit import AfterCommit
 from falbridge.models.event_message import EventView
 from falbridge.models.states import TERMINAL, EventSource, JobStatus
-from falbridge.models.tables import EventDelivery, Job, JobEvent, Subscription, utcnow
+from falbridge.models.tables import Job, JobEvent, Subscription, utcnow
 
 STATUS_CHANGED = "job.status_changed"
 FILES_STORED = "job.files_stored"
@@ -60,21 +60,17 @@ def wants(events: Iterable[str], type_: str) -> bool:
     return type_ in listed or (STATUS_CHANGED in listed and type_ != FILES_STORED)
 
 
-def fan_out(session: Session, event: JobEvent, job: Job) -> list[EventDelivery]:
-    """The event's deliveries, one per enabled subscription that wants it, and for a
-    terminal event one per callback of the job's own (its notify_url, its on_complete
-    task); dispatched after the commit."""
+def fan_out(session: Session, event: JobEvent, job: Job) -> list[dict[str, Any]]:
+    """The rows of the event's deliveries (all but their event_id), one per enabled
+    subscription that wants it, and for a terminal event one per callback of the job's
+    own (its notify_url, its on_complete task); falbridge.models.event_writes writes them
+    with the event, and they are dispatched after the commit."""
     type_ = type_of(event)
     now = utcnow()
-    added = [
-        new_delivery(event, sub_id, now) for sub_id, events in _subscriptions(session) if wants(events, type_)
-    ]
+    rows = [delivery_row(sub_id, now) for sub_id, events in _subscriptions(session) if wants(events, type_)]
     if type_ in TERMINAL_TYPES:
-        added += [new_delivery(event, None, now, target) for target in job_targets(job)]
-    if added:
-        session.add_all(added)
-        _new_deliveries.add(session, added)
-    return added
+        rows += [delivery_row(None, now, target) for target in job_targets(job)]
+    return rows
 
 
 def _subscriptions(session: Session) -> list[tuple[Any, list[str]]]:
@@ -116,21 +112,19 @@ def job_targets(job: Job) -> list[str]:
     ]
 
 
-def new_delivery(
-    event: JobEvent, subscription_id: Any, now: datetime, target: str = "subscription"
-) -> EventDelivery:
-    return EventDelivery(
-        event=event,
-        subscription_id=subscription_id,
-        target=target,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
+def delivery_row(subscription_id: Any, now: datetime, target: str = "subscription") -> dict[str, Any]:
+    """A new delivery's columns but its id and event_id: pending, due now."""
+    return {
+        "subscription_id": subscription_id,
+        "target": target,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
         # Handed to the broker after the commit: the sweeper leaves it to its task for
         # FALBRIDGE_DELIVERY_GRACE_S, and re-drives it after that if the task was lost.
-        redrive_after=now + timedelta(seconds=redrive_grace_s()),
-        created_at=now,
-    )
+        "redrive_after": now + timedelta(seconds=redrive_grace_s()),
+        "created_at": now,
+    }
 
 
 def redrive_grace_s() -> float:
@@ -153,13 +147,4 @@ def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:
     return _new_deliveries.set_dispatcher(dispatcher)
 
 
-def _id(delivery: EventDelivery | int) -> int:
-    if isinstance(delivery, int):
-        return delivery
-    # The identity, not the attribute: it reads nothing, even from an expired object.
-    identity = inspect(delivery).identity
-    assert identity is not None, "a delivery dispatched before it was written"
-    return int(identity[0])
-
-
-_new_deliveries: AfterCommit[EventDelivery | int, int] = AfterCommit("falbridge.outbox.new_deliveries", _id)
+_new_deliveries: AfterCommit[int, int] = AfterCommit("falbridge.outbox.new_deliveries", int)

@@ -1,0 +1,101 @@
+"""A job's events and their deliveries written with Core: one at a time, at once (what the
+transaction reads next sees them); a held batch's, all together in two INSERTs as it
+ends; the deliveries dispatched after the commit, never for a batch rolled back."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, func, select
+
+from falbridge.models import event_writes, outbox
+from falbridge.models.db import get_engine, transaction
+from falbridge.models.jobs import lock_job, transition
+from falbridge.models.states import EventSource, JobStatus
+from falbridge.models.tables import EventDelivery, JobEvent
+from falbridge.worker.notify import manage
+from tests.worker.notify.helpers import new_job
+
+
+@pytest.fixture
+def dispatched(notifying):
+    """The delivery ids handed to the dispatcher, as the worker's would be."""
+    handed: list[int] = []
+    previous = outbox.set_dispatcher(handed.extend)
+    yield handed
+    outbox.set_dispatcher(previous)
+
+
+def _inserts() -> tuple[list[str], object]:
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            statements.append(statement.split("(")[0].split()[-1].strip('"'))
+
+    return statements, seen
+
+
+def _submit_all(job_ids) -> None:
+    for job_id in job_ids:
+        with transaction() as s:
+            job = lock_job(s, job_id)
+            transition(s, job, JobStatus.SUBMITTED, EventSource.SUBMIT, request_id=f"r-{job_id}")
+
+
+def test_a_held_batch_writes_its_events_and_deliveries_in_two_inserts(notifying, dispatched, db_url):
+    manage.create(notifying.url, ["job.completed"])
+    manage.create(notifying.url, ["job.status_changed"])
+    job_ids = [new_job(callbacks={"notify_url": f"{notifying.url}/own"}).id for _ in range(5)]
+    _submit_all(job_ids)
+    dispatched.clear()
+    inserts, seen = _inserts()
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with transaction() as s, event_writes.held(s):
+            for job_id in job_ids:
+                transition(s, lock_job(s, job_id), JobStatus.COMPLETED, EventSource.WEBHOOK, result={})
+            assert not dispatched
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    if db_url.startswith("postgresql"):
+        assert inserts == ["job_events", "event_deliveries"]
+    else:  # SQLite cannot say which id each row of one INSERT got: SQLAlchemy sends a row each
+        assert inserts == ["job_events"] * 5 + ["event_deliveries"] * 15
+    with transaction() as s:
+        done = s.scalars(select(JobEvent).where(JobEvent.to_status == "completed")).all()
+        assert sorted(e.job_id for e in done) == sorted(job_ids) and {e.seq for e in done} == {3}
+        rows = s.execute(
+            select(EventDelivery.id, EventDelivery.event_id, EventDelivery.target).where(
+                EventDelivery.event_id.in_([e.id for e in done])
+            )
+        ).all()
+    # Each completed event: both subscriptions and the job's own notify_url.
+    expected = ["subscription", "subscription", "notify_url"] * 5
+    assert sorted(target for _, _, target in rows) == sorted(expected)
+    assert sorted(dispatched) == sorted(row.id for row in rows)
+
+
+def test_one_event_at_a_time_is_written_at_once_and_read_back_in_its_transaction(notifying, dispatched):
+    manage.create(notifying.url, ["job.status_changed"])
+    job = new_job()
+    assert job.events[0].id is not None  # the new job's answer shows its first event whole
+    with transaction() as s:
+        transition(s, lock_job(s, job.id), JobStatus.SUBMITTED, EventSource.SUBMIT, request_id="r-1")
+        seen = s.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id))
+        delivered = s.scalar(select(func.count()).select_from(EventDelivery))
+        assert (seen, delivered) == (2, 2)
+        assert len(dispatched) == 1  # the creation's delivery; this one waits for the commit
+    assert len(dispatched) == 2
+
+
+def test_a_held_batch_that_fails_writes_and_dispatches_nothing(notifying, dispatched):
+    manage.create(notifying.url, ["job.status_changed"])
+    [job_id] = [new_job().id]
+    dispatched.clear()
+    with pytest.raises(RuntimeError), transaction() as s, event_writes.held(s):
+        transition(s, lock_job(s, job_id), JobStatus.SUBMITTED, EventSource.SUBMIT, request_id="r-1")
+        raise RuntimeError("the batch fails")
+    with transaction() as s:
+        assert s.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id)) == 1
+    assert dispatched == []
