@@ -6,41 +6,84 @@ records a wave's files the same way."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Row, Table, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from falbridge.models.record_files import Recorded, files_stored_for, record_files, tally
 from falbridge.models.tables import Job, ResultFile, StoredFile
 
-__all__ = ["Recorded", "endpoint_of", "files_stored", "record", "recorded", "stored_for", "unrecorded"]
+__all__ = [
+    "Recorded",
+    "Unrecorded",
+    "files_stored",
+    "record",
+    "recorded",
+    "stored_for",
+    "unrecorded",
+    "unrecorded_of",
+]
 
 
-def endpoint_of(session: Session, job_id: uuid.UUID) -> str | None:
-    """The job's endpoint (whether its files are stored depends on it); None: no such job."""
-    return session.scalar(_ENDPOINT_OF, {"job_id": job_id})
+# A row of _UNRECORDED: job_id, endpoint_id, path, url, file_name.
+FileRow = Row[Any, Any, Any, Any, Any]
 
 
-def unrecorded(session: Session, job_id: uuid.UUID) -> list[Row[Any]]:
-    """The job's result files (job_id, path, url, file_name) with no stored-file record
-    yet, in result order."""
-    return list(session.execute(_UNRECORDED, {"job_id": job_id}))
+@dataclass(frozen=True)
+class Unrecorded:
+    """A job's endpoint (whether its files are stored depends on it) and its result files
+    (rows with job_id, path, url, file_name) with no stored-file record yet, in result
+    order."""
+
+    endpoint_id: str
+    files: list[FileRow]
+
+
+def unrecorded_of(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Unrecorded]:
+    """Each of the jobs that exists, with what is left to store of it: one statement for
+    all of them (a wave of the storing task looks up several jobs at once)."""
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    found: dict[uuid.UUID, Unrecorded] = {}
+    for row in session.execute(_UNRECORDED, {"job_ids": ids}):
+        left = found.setdefault(row.job_id, Unrecorded(row.endpoint_id, []))
+        if row.path is not None:  # None: the outer join's row of a job with nothing left
+            left.files.append(row)
+    return found
+
+
+def unrecorded(session: Session, job_id: uuid.UUID) -> list[FileRow]:
+    """The job's result files with no stored-file record yet, in result order."""
+    found = unrecorded_of(session, [job_id]).get(job_id)
+    return [] if found is None else found.files
 
 
 # Built once, executed with parameters: read on every run of the storing task.
 _stored_table = cast(Table, StoredFile.__table__)
-_stored, _files = _stored_table.c, cast(Table, ResultFile.__table__).c
+_stored = _stored_table.c
+_files_table = cast(Table, ResultFile.__table__)
+_files = _files_table.c
 _jobs_table = cast(Table, Job.__table__)
 _jobs = _jobs_table.c
-_ENDPOINT_OF = select(_jobs.endpoint_id).where(_jobs.id == bindparam("job_id"))
+# Every job asked for, once with each unrecorded file, or once with none (an outer join:
+# a job with nothing left still has its endpoint read, to tell "not configured").
 _UNRECORDED = (
-    select(_files.job_id, _files.path, _files.url, _files.file_name)
-    .where(
-        _files.job_id == bindparam("job_id"),
-        _files.path.not_in(select(_stored.path).where(_stored.job_id == bindparam("job_id"))),
+    select(_jobs.id.label("job_id"), _jobs.endpoint_id, _files.path, _files.url, _files.file_name)
+    .select_from(
+        _jobs_table.outerjoin(
+            _files_table,
+            and_(
+                _files.job_id == _jobs.id,
+                ~exists().where(_stored.job_id == _files.job_id, _stored.path == _files.path),
+            ),
+        )
     )
-    .order_by(_files.id)
+    .where(_jobs.id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(_jobs.id, _files.id)
 )
 
 

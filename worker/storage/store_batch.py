@@ -1,9 +1,9 @@
 """Storing the files of the jobs one commit completed, in waves: each wave's files looked
-up in one transaction, downloaded side by side, and recorded in one transaction by the
-single-job rules of falbridge.worker.storage.store (the job locked, the record inserted
-once, the files_stored event with the job's last) but with a fixed number of statements
-however many files and jobs (falbridge.models.record_files); two transactions a wave
-instead of two or more a job.
+up in one transaction (one statement), downloaded side by side, and recorded in one
+transaction by the single-job rules of falbridge.worker.storage.store (the job locked,
+the record inserted once, the files_stored event with the job's last) but with a fixed
+number of statements however many files and jobs (falbridge.models.record_files); two
+transactions a wave instead of two or more a job.
 
 Only a first run goes this way (attempt 1); a job with a file to try again goes on by
 itself (falbridge.worker.tasks.store_files). When recording a wave fails, its files are
@@ -30,7 +30,7 @@ from falbridge.worker.storage.store import (
     StoreOutcome,
     StoreReport,
     fetch,
-    files_to_store,
+    files_to_store_of,
     finish,
     outcome_row,
     settle,
@@ -52,10 +52,11 @@ def store_all(job_ids: Sequence[str]) -> list[tuple[str, StoreReport | None]]:
 def _wave(job_ids: list[str], final: bool) -> list[tuple[str, StoreReport | None]]:
     ids = {job_id: parse_uuid(job_id) for job_id in job_ids}
     with transaction() as s:
-        found = {
-            job_id: files_to_store(s, job_uuid) if job_uuid else StoreReport(StoreOutcome.NOTHING_TO_STORE)
-            for job_id, job_uuid in ids.items()
-        }
+        looked_up = files_to_store_of(s, [job_uuid for job_uuid in ids.values() if job_uuid is not None])
+    found = {
+        job_id: looked_up[job_uuid] if job_uuid else StoreReport(StoreOutcome.NOTHING_TO_STORE)
+        for job_id, job_uuid in ids.items()
+    }
     work: list[tuple[uuid.UUID, FileToStore]] = []
     for job_id, files in found.items():
         job_uuid = ids[job_id]
