@@ -10,9 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
-from falbridge.models.db import get_engine
+from falbridge.models.db import get_engine, transaction
 from falbridge.worker import side_by_side
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.store import StoreOutcome
@@ -138,3 +138,61 @@ def test_a_wave_sends_the_same_statements_for_four_jobs_of_three_files_as_for_on
     ]
     for job in wave:
         assert count_records(uuid.UUID(job)) == 3 and len(files_stored_events(uuid.UUID(job))) == 1
+
+
+@pytest.fixture
+def refuse_records_of(db_url):
+    """A trigger that makes the database refuse the record of any file whose URL ends with
+    a name: a row that cannot be written, whatever the reason in production. Dropped after
+    the test: the database outlives it."""
+    postgresql = db_url.startswith("postgresql")
+
+    def refuse(name: str) -> None:
+        when = f"NEW.fal_url LIKE '%/{name}'"
+        with transaction() as s:
+            if postgresql:
+                s.execute(
+                    text(
+                        "CREATE FUNCTION refuse_record() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                    )
+                )
+                s.execute(
+                    text(
+                        "CREATE TRIGGER refuse_record BEFORE INSERT ON stored_files FOR EACH ROW "
+                        f"WHEN ({when}) EXECUTE FUNCTION refuse_record()"
+                    )
+                )
+            else:
+                s.execute(
+                    text(
+                        "CREATE TRIGGER refuse_record BEFORE INSERT ON stored_files "
+                        f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                    )
+                )
+
+    yield refuse
+    with transaction() as s:
+        s.execute(text("DROP TRIGGER IF EXISTS refuse_record" + (" ON stored_files" if postgresql else "")))
+        if postgresql:
+            s.execute(text("DROP FUNCTION IF EXISTS refuse_record()"))
+
+
+def test_a_record_that_cannot_be_written_spoils_neither_the_other_jobs_nor_its_jobs_other_files(
+    sandbox, storage, refuse_records_of
+):
+    """The wave's transaction fails, then its job's: the other job is recorded with its
+    event, the refused file's job keeps its other file and waits for the sweeper."""
+    fine = str(completed_job({"image": cdn_file(sandbox, png())}))
+    spoilt = str(
+        completed_job({"images": [cdn_file(sandbox, png(), "kept.png"), cdn_file(sandbox, png(), "bad.png")]})
+    )
+    refuse_records_of("bad.png")
+
+    done = dict(store_all([fine, spoilt]))
+
+    assert done[fine] is not None and (done[fine].stored, done[fine].outcome) == (1, StoreOutcome.DONE)
+    assert done[spoilt] is None  # the sweeper stores it again
+    assert count_records(uuid.UUID(fine)) == 1 and len(files_stored_events(uuid.UUID(fine))) == 1
+    [kept] = records(uuid.UUID(spoilt))
+    assert kept.fal_url.endswith("/kept.png") and files_stored_events(uuid.UUID(spoilt)) == []
