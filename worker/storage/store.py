@@ -20,7 +20,7 @@ import enum
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import parse_uuid
-from falbridge.models.stored_files import endpoint_of, record, recorded, unrecorded
+from falbridge.models.stored_files import Unrecorded, record, recorded, unrecorded_of
 from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, Unresolvable, fetch_stream
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.sniff import HEAD_BYTES, media_type, sniff
@@ -108,14 +108,25 @@ def store_files(job_id: uuid.UUID | str, *, attempt: int = 1, final: bool = Fals
 
 def files_to_store(s: Session, job_id: uuid.UUID) -> list[FileToStore] | StoreReport:
     """The job's files not recorded yet; or, when there is nothing to do, the report."""
-    endpoint_id = endpoint_of(s, job_id)
+    return files_to_store_of(s, [job_id])[job_id]
+
+
+def files_to_store_of(
+    s: Session, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[FileToStore] | StoreReport]:
+    """`files_to_store` of each job, with one statement for all of them."""
+    found = unrecorded_of(s, job_ids)
+    return {job_id: _left_to_store(found.get(job_id)) for job_id in job_ids}
+
+
+def _left_to_store(found: Unrecorded | None) -> list[FileToStore] | StoreReport:
     # No status check: only a completion writes result files, and a job never leaves
     # completed, so any other job has no file below.
-    if endpoint_id is None:
+    if found is None:  # no such job
         return StoreReport(StoreOutcome.NOTHING_TO_STORE)
-    if not config.current().storage.stores(endpoint_id):
+    if not config.current().storage.stores(found.endpoint_id):
         return StoreReport(StoreOutcome.NOT_CONFIGURED)
-    files = [FileToStore(f.path, f.url, f.file_name) for f in unrecorded(s, job_id)]
+    files = [FileToStore(f.path, f.url, f.file_name) for f in found.files]
     return files or StoreReport(StoreOutcome.NOTHING_TO_STORE)
 
 

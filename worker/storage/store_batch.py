@@ -1,12 +1,14 @@
 """Storing the files of the jobs one commit completed, in waves: each wave's files looked
-up in one transaction, downloaded side by side, and recorded in one transaction (each
-file by the single-job rules of falbridge.worker.storage.store: the job locked, the
-record inserted once, the files_stored event with the last); two transactions a wave
-instead of two or more a job.
+up in one transaction (one statement), downloaded side by side, and recorded in one
+transaction by the single-job rules of falbridge.worker.storage.store (the job locked,
+the record inserted once, the files_stored event with the job's last) but with a fixed
+number of statements however many files and jobs (falbridge.models.record_files); two
+transactions a wave instead of two or more a job.
 
 Only a first run goes this way (attempt 1); a job with a file to try again goes on by
 itself (falbridge.worker.tasks.store_files). When recording a wave fails, its files are
-recorded one job at a time, so one bad row leaves the others recorded.
+recorded one job at a time (and a job's that fails one file at a time), so one bad row
+leaves the others recorded.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy.orm import Session
+
 from falbridge import config
 from falbridge.models.db import transaction
 from falbridge.models.jobs import parse_uuid
-from falbridge.models.stored_files import record
+from falbridge.models.record_files import record_files
 from falbridge.worker import side_by_side
 from falbridge.worker.storage.store import (
     Fetched,
@@ -26,7 +30,7 @@ from falbridge.worker.storage.store import (
     StoreOutcome,
     StoreReport,
     fetch,
-    files_to_store,
+    files_to_store_of,
     finish,
     outcome_row,
     settle,
@@ -48,10 +52,11 @@ def store_all(job_ids: Sequence[str]) -> list[tuple[str, StoreReport | None]]:
 def _wave(job_ids: list[str], final: bool) -> list[tuple[str, StoreReport | None]]:
     ids = {job_id: parse_uuid(job_id) for job_id in job_ids}
     with transaction() as s:
-        found = {
-            job_id: files_to_store(s, job_uuid) if job_uuid else StoreReport(StoreOutcome.NOTHING_TO_STORE)
-            for job_id, job_uuid in ids.items()
-        }
+        looked_up = files_to_store_of(s, [job_uuid for job_uuid in ids.values() if job_uuid is not None])
+    found = {
+        job_id: looked_up[job_uuid] if job_uuid else StoreReport(StoreOutcome.NOTHING_TO_STORE)
+        for job_id, job_uuid in ids.items()
+    }
     work: list[tuple[uuid.UUID, FileToStore]] = []
     for job_id, files in found.items():
         job_uuid = ids[job_id]
@@ -82,19 +87,33 @@ def _wave(job_ids: list[str], final: bool) -> list[tuple[str, StoreReport | None
 
 
 def _record_all(rows: list[tuple[Fetched, dict[str, object]]]) -> dict[str, bool]:
-    """Whether each record (by object key) was made by this run; in job id order, the
-    order every recorder locks jobs in."""
-    ordered = sorted(rows, key=lambda pair: (pair[0].job_id, pair[0].file.path))
+    """Whether each record (by object key) was made by this run: the wave's in one
+    transaction of a fixed number of statements (models.record_files). When that fails,
+    one job at a time, and within a job that fails, one file at a time: one bad row
+    leaves the others recorded."""
     try:
         with transaction() as s:
-            return {done.key: record(s, done.job_id, row).mine for done, row in ordered}
+            return _record_in(s, rows)
     except Exception as exc:
-        log.warning("store: recording a wave of %d files failed (%s); one at a time", len(rows), exc)
+        log.warning("store: recording a wave of %d files failed (%s); one job at a time", len(rows), exc)
     recorded: dict[str, bool] = {}
-    for done, row in ordered:
+    for job_id in sorted({done.job_id for done, _ in rows}):
+        own = [(done, row) for done, row in rows if done.job_id == job_id]
         try:
             with transaction() as s:
-                recorded[done.key] = record(s, done.job_id, row).mine
+                recorded.update(_record_in(s, own))
+            continue
         except Exception as exc:
-            log.error("store %s %s: not recorded (%s)", done.job_id, done.file.path, exc)
+            log.warning("store %s: recording its %d files failed (%s); one at a time", job_id, len(own), exc)
+        for done, row in own:
+            try:
+                with transaction() as s:
+                    recorded.update(_record_in(s, [(done, row)]))
+            except Exception as exc:
+                log.error("store %s %s: not recorded (%s)", done.job_id, done.file.path, exc)
     return recorded
+
+
+def _record_in(s: Session, rows: list[tuple[Fetched, dict[str, object]]]) -> dict[str, bool]:
+    made = record_files(s, [(done.job_id, row) for done, row in rows])
+    return {done.key: answer.mine for (done, _), answer in zip(rows, made, strict=True)}

@@ -1,14 +1,18 @@
 """The files of a commit's jobs stored in waves (worker/storage/store_batch.py), against
 real rows, the sandbox's CDN over HTTP and both backends: in order, two transactions a
-wave, each job by the single-job rules, and two batches racing leaving one record a file."""
+wave, each job by the single-job rules, two batches racing leaving one record a file, and
+the statements a wave sends, as many for four jobs as for one."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, text
 
+from falbridge.models.db import get_engine, transaction
 from falbridge.worker import side_by_side
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.store import StoreOutcome
@@ -86,3 +90,109 @@ def test_two_batches_racing_leave_one_record_per_file_and_one_event_per_job(sand
         if storage.kind == "local":  # the loser's copies were deleted
             root = Path(storage.url.removeprefix("file://"))
             assert len(list((root / "jobs" / job).iterdir())) == 3
+
+
+def _statements_storing(jobs: list[str]) -> list[str]:
+    """The statements storing `jobs` (one wave) sends, as the engine sees them."""
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(" ".join(statement.split())[:60])
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        done = store_all(jobs)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert all(report is not None and report.stored for _, report in done)
+    return sent
+
+
+def test_a_wave_sends_the_same_statements_for_four_jobs_of_three_files_as_for_one_file(
+    sandbox, storage, db_url
+):
+    """Looked up with one statement, recorded with a fixed few (falbridge.models.record_files):
+    nothing is sent per job or per file. (SQLite: the ORM's flush inserts the events one at
+    a time, as SQLite does not promise RETURNING's order; there, each INSERT once a job.)"""
+    single = str(completed_job({"image": cdn_file(sandbox, png(2, 2))}))
+    wave = [
+        str(completed_job({"images": [cdn_file(sandbox, png(3, n + 1), f"w{n}.png") for n in range(3)]}))
+        for _ in range(side_by_side.PARALLEL)
+    ]
+
+    one_file = _statements_storing([single])
+    four_jobs = _statements_storing(wave)
+
+    if db_url.startswith("sqlite"):
+        four_jobs = [sql for sql, _ in itertools.groupby(four_jobs)]
+    assert four_jobs == one_file
+    assert [sql.split()[0] for sql in one_file if not sql.startswith("BEGIN")] == [
+        "SELECT",  # the wave's files to store
+        "SELECT",  # its jobs locked
+        "INSERT",  # the records
+        "SELECT",  # the tallies
+        "UPDATE",  # the completed jobs stamped
+        "SELECT",  # the subscriptions their events go to (read once a transaction)
+        "INSERT",  # the events
+    ]
+    for job in wave:
+        assert count_records(uuid.UUID(job)) == 3 and len(files_stored_events(uuid.UUID(job))) == 1
+
+
+@pytest.fixture
+def refuse_records_of(db_url):
+    """A trigger that makes the database refuse the record of any file whose URL ends with
+    a name: a row that cannot be written, whatever the reason in production. Dropped after
+    the test: the database outlives it."""
+    postgresql = db_url.startswith("postgresql")
+
+    def refuse(name: str) -> None:
+        when = f"NEW.fal_url LIKE '%/{name}'"
+        with transaction() as s:
+            if postgresql:
+                s.execute(
+                    text(
+                        "CREATE FUNCTION refuse_record() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                    )
+                )
+                s.execute(
+                    text(
+                        "CREATE TRIGGER refuse_record BEFORE INSERT ON stored_files FOR EACH ROW "
+                        f"WHEN ({when}) EXECUTE FUNCTION refuse_record()"
+                    )
+                )
+            else:
+                s.execute(
+                    text(
+                        "CREATE TRIGGER refuse_record BEFORE INSERT ON stored_files "
+                        f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                    )
+                )
+
+    yield refuse
+    with transaction() as s:
+        s.execute(text("DROP TRIGGER IF EXISTS refuse_record" + (" ON stored_files" if postgresql else "")))
+        if postgresql:
+            s.execute(text("DROP FUNCTION IF EXISTS refuse_record()"))
+
+
+def test_a_record_that_cannot_be_written_spoils_neither_the_other_jobs_nor_its_jobs_other_files(
+    sandbox, storage, refuse_records_of
+):
+    """The wave's transaction fails, then its job's: the other job is recorded with its
+    event, the refused file's job keeps its other file and waits for the sweeper."""
+    fine = str(completed_job({"image": cdn_file(sandbox, png())}))
+    spoilt = str(
+        completed_job({"images": [cdn_file(sandbox, png(), "kept.png"), cdn_file(sandbox, png(), "bad.png")]})
+    )
+    refuse_records_of("bad.png")
+
+    done = dict(store_all([fine, spoilt]))
+
+    assert done[fine] is not None and (done[fine].stored, done[fine].outcome) == (1, StoreOutcome.DONE)
+    assert done[spoilt] is None  # the sweeper stores it again
+    assert count_records(uuid.UUID(fine)) == 1 and len(files_stored_events(uuid.UUID(fine))) == 1
+    [kept] = records(uuid.UUID(spoilt))
+    assert kept.fal_url.endswith("/kept.png") and files_stored_events(uuid.UUID(spoilt)) == []
