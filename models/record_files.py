@@ -18,12 +18,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, ScalarSelect, Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Row, ScalarSelect, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from falbridge.models import event_writes
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.jobs import add_event
@@ -127,14 +128,17 @@ def files_stored_for(session: Session, jobs: Sequence[Job], tallies: dict[uuid.U
     if not jobs:
         return
     stamped = {row.id: row for row in session.execute(_STAMP, {"job_ids": [job.id for job in jobs]})}
-    for job in jobs:
-        stamp = stamped[job.id]
-        set_committed_value(job, "updated_at", stamp.updated_at)
-        set_committed_value(job, "event_seq", stamp.event_seq)
-        status = JobStatus(job.status)
-        counts = tallies[job.id]
-        detail = {"stored": counts.stored, "missing": counts.missing}
-        add_event(session, job, stamp.event_seq, status, status, EventSource.STORE, detail)
+    with event_writes.held(session):  # the wave's events and deliveries: two INSERTs
+        for job in jobs:
+            _files_stored(session, job, stamped[job.id], tallies[job.id])
+
+
+def _files_stored(session: Session, job: Job, stamp: Row[Any], counts: Tally) -> None:
+    set_committed_value(job, "updated_at", stamp.updated_at)
+    set_committed_value(job, "event_seq", stamp.event_seq)
+    status = JobStatus(job.status)
+    detail = {"stored": counts.stored, "missing": counts.missing}
+    add_event(session, job, stamp.event_seq, status, status, EventSource.STORE, detail)
 
 
 # Built once, executed with parameters: run for every wave of the storing task.

@@ -170,9 +170,9 @@ def _statements(rows: list[Row]) -> list[str]:
 
 def test_a_wave_sends_the_same_statements_for_four_jobs_of_three_files_as_for_one_file(db_url):
     """Locked, inserted, counted and stamped once for the wave, the jobs' events and their
-    deliveries written by one flush: nothing is sent per job or per file. (SQLite: the
-    ORM's flush inserts a row whose id it needs one at a time, as SQLite does not promise
-    RETURNING's order; there, the same statements, each INSERT repeated once a job.)"""
+    deliveries written together (models.event_writes): nothing is sent per job or per
+    file. (SQLite: a row whose id is needed is inserted one at a time, as SQLite does not
+    promise RETURNING's order; there, the same statements, each INSERT repeated once a job.)"""
     with transaction() as s:
         s.add(
             Subscription(
