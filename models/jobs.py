@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
-from falbridge.models import event_writes
+from falbridge.models import transition_writes
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.input_copies import reference
 from falbridge.models.outbox import fan_out
 from falbridge.models.states import EventSource, JobStatus, can_transition
-from falbridge.models.tables import Job, JobEvent, ResultFile, utcnow
+from falbridge.models.tables import Job, JobEvent, utcnow
 from falbridge.models.transitions import Transition, committed
 
 
@@ -243,7 +243,7 @@ def add_event(
         at=utcnow(),
     )
     # The outbox: its deliveries, written with it in this same transaction.
-    event_writes.add(session, event, fan_out(session, event, job))
+    transition_writes.add_event(session, event, fan_out(session, event, job))
     move = Transition(
         job.id,
         job.endpoint_id,
@@ -265,15 +265,16 @@ def input_files_of(job: Job) -> list[dict[str, Any]]:
     return list(files) if isinstance(files, list) else []
 
 
+_NO_FILE_FIELDS = dict.fromkeys(("content_type", "file_name", "file_size", "width", "height"))
+
+
 def add_result_files(session: Session, job_id: uuid.UUID, files: Iterable[dict[str, Any]]) -> int:
-    count = 0
-    for f in files:
-        session.add(ResultFile(job_id=job_id, **f))
-        count += 1
-    # Written by the transaction's next flush (at the latest its commit), together with
-    # everything else it changed; (job_id, path) is unique either way. Added only by the
-    # transition that completes the job, whose updated_at stamps them for the feed.
-    return count
+    # Every row with every column, so that rows of many jobs go in one INSERT.
+    rows = [{**_NO_FILE_FIELDS, **f, "job_id": job_id} for f in files]
+    # Added only by the transition that completes the job, whose updated_at stamps them
+    # for the feed; (job_id, path) is unique.
+    transition_writes.add_result_files(session, rows)
+    return len(rows)
 
 
 def parse_uuid(value: uuid.UUID | str) -> uuid.UUID | None:

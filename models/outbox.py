@@ -63,7 +63,7 @@ def wants(events: Iterable[str], type_: str) -> bool:
 def fan_out(session: Session, event: JobEvent, job: Job) -> list[dict[str, Any]]:
     """The rows of the event's deliveries (all but their event_id), one per enabled
     subscription that wants it, and for a terminal event one per callback of the job's
-    own (its notify_url, its on_complete task); falbridge.models.event_writes writes them
+    own (its notify_url, its on_complete task); falbridge.models.transition_writes writes them
     with the event, and they are dispatched after the commit."""
     type_ = type_of(event)
     now = utcnow()

@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from falbridge.models import event_writes
+from falbridge.models import transition_writes
 from falbridge.models.clock import db_now
 from falbridge.models.db import insert_unless_taken
 from falbridge.models.jobs import add_event
@@ -128,7 +128,7 @@ def files_stored_for(session: Session, jobs: Sequence[Job], tallies: dict[uuid.U
     if not jobs:
         return
     stamped = {row.id: row for row in session.execute(_STAMP, {"job_ids": [job.id for job in jobs]})}
-    with event_writes.held(session):  # the wave's events and deliveries: two INSERTs
+    with transition_writes.held(session):  # the wave's events and deliveries: two INSERTs
         for job in jobs:
             _files_stored(session, job, stamped[job.id], tallies[job.id])
 

@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from falbridge import config
-from falbridge.models import event_writes
+from falbridge.models import transition_writes
 from falbridge.models.db import transaction
 from falbridge.models.states import JobStatus
 from falbridge.models.tables import Job, utcnow
@@ -110,7 +110,7 @@ def _record_answers(answers: list[tuple[Claim, Answer]], report: BatchReport) ->
     kept = len(report.follow_ups), len(report.retries)
     for attempt in range(1, RECORD_ATTEMPTS + 1):
         try:
-            with transaction() as s, event_writes.held(s):  # two INSERTs, not two an event
+            with transaction() as s, transition_writes.held(s):  # two INSERTs, not two an event
                 _record(s, answers, report)
             return
         except OperationalError as exc:

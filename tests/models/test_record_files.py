@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, event, func, select
 
+from falbridge.models import outbox
 from falbridge.models.db import get_engine, transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.record_files import Recorded, record_files
@@ -168,9 +169,18 @@ def _statements(rows: list[Row]) -> list[str]:
     return sent
 
 
-def test_a_wave_sends_the_same_statements_for_four_jobs_of_three_files_as_for_one_file(db_url):
+@pytest.fixture
+def no_dispatch():
+    """The deliveries stay in the database: no publish to a broker this test did not set
+    up (one started here would leave the app pointing at it for the pipeline's worker)."""
+    previous = outbox.set_dispatcher(None)
+    yield
+    outbox.set_dispatcher(previous)
+
+
+def test_a_wave_sends_the_same_statements_for_four_jobs_of_three_files_as_for_one_file(db_url, no_dispatch):
     """Locked, inserted, counted and stamped once for the wave, the jobs' events and their
-    deliveries written together (models.event_writes): nothing is sent per job or per
+    deliveries written together (models.transition_writes): nothing is sent per job or per
     file. (SQLite: a row whose id is needed is inserted one at a time, as SQLite does not
     promise RETURNING's order; there, the same statements, each INSERT repeated once a job.)"""
     with transaction() as s:

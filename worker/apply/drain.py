@@ -18,7 +18,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from falbridge.models import event_writes
+from falbridge.models import transition_writes
 from falbridge.models.db import transaction
 from falbridge.models.inbox import claim_unapplied, record_processed
 from falbridge.worker.apply.delivery import DeliveryOutcome, apply_batch, apply_delivery
@@ -61,7 +61,7 @@ def _apply_batch(batch_size: int, drained: Drained) -> int:
         with transaction() as s:
             claimed = claim_unapplied(s, batch_size, drained.passed_over)
             ids = [delivery.id for delivery in claimed]
-            with event_writes.held(s):  # the batch's events: two INSERTs, not two each
+            with transition_writes.held(s):  # the batch's events: two INSERTs, not two each
                 results = apply_batch(s, claimed)
             record_processed(s, [processed for _, processed in results])
     except Exception as exc:  # one bad row must not hold back the batch

@@ -1,17 +1,18 @@
-"""A job's events and their deliveries written with Core: one at a time, at once (what the
-transaction reads next sees them); a held batch's, all together in two INSERTs as it
-ends; the deliveries dispatched after the commit, never for a batch rolled back."""
+"""What a transition writes besides its job's row, with Core: an event and its deliveries
+one at a time, at once (what the transaction reads next sees them); a held batch's events,
+deliveries and result files all together, an INSERT a table, as it ends; the deliveries
+dispatched after the commit, never for a batch rolled back."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import event, func, select
 
-from falbridge.models import event_writes, outbox
+from falbridge.models import outbox, transition_writes
 from falbridge.models.db import get_engine, transaction
-from falbridge.models.jobs import lock_job, transition
+from falbridge.models.jobs import add_result_files, lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
-from falbridge.models.tables import EventDelivery, JobEvent
+from falbridge.models.tables import EventDelivery, JobEvent, ResultFile
 from falbridge.worker.notify import manage
 from tests.worker.notify.helpers import new_job
 
@@ -52,16 +53,21 @@ def test_a_held_batch_writes_its_events_and_deliveries_in_two_inserts(notifying,
     engine = get_engine()
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        with transaction() as s, event_writes.held(s):
+        with transaction() as s, transition_writes.held(s):
             for job_id in job_ids:
                 transition(s, lock_job(s, job_id), JobStatus.COMPLETED, EventSource.WEBHOOK, result={})
+                files = [
+                    {"path": "image", "url": "https://cdn.test/m.png", "width": 8},
+                    {"path": "b", "url": "u"},
+                ]
+                assert add_result_files(s, job_id, files) == 2
             assert not dispatched
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     if db_url.startswith("postgresql"):
-        assert inserts == ["job_events", "event_deliveries"]
+        assert inserts == ["job_events", "event_deliveries", "result_files"]
     else:  # SQLite cannot say which id each row of one INSERT got: SQLAlchemy sends a row each
-        assert inserts == ["job_events"] * 5 + ["event_deliveries"] * 15
+        assert inserts == ["job_events"] * 5 + ["event_deliveries"] * 15 + ["result_files"]
     with transaction() as s:
         done = s.scalars(select(JobEvent).where(JobEvent.to_status == "completed")).all()
         assert sorted(e.job_id for e in done) == sorted(job_ids) and {e.seq for e in done} == {3}
@@ -74,6 +80,9 @@ def test_a_held_batch_writes_its_events_and_deliveries_in_two_inserts(notifying,
     expected = ["subscription", "subscription", "notify_url"] * 5
     assert sorted(target for _, _, target in rows) == sorted(expected)
     assert sorted(dispatched) == sorted(row.id for row in rows)
+    with transaction() as s:
+        found = s.execute(select(ResultFile.job_id, ResultFile.path, ResultFile.width)).all()
+    assert sorted(found) == sorted((j, p, w) for j in job_ids for p, w in (("image", 8), ("b", None)))
 
 
 def test_one_event_at_a_time_is_written_at_once_and_read_back_in_its_transaction(notifying, dispatched):
@@ -93,7 +102,7 @@ def test_a_held_batch_that_fails_writes_and_dispatches_nothing(notifying, dispat
     manage.create(notifying.url, ["job.status_changed"])
     [job_id] = [new_job().id]
     dispatched.clear()
-    with pytest.raises(RuntimeError), transaction() as s, event_writes.held(s):
+    with pytest.raises(RuntimeError), transaction() as s, transition_writes.held(s):
         transition(s, lock_job(s, job_id), JobStatus.SUBMITTED, EventSource.SUBMIT, request_id="r-1")
         raise RuntimeError("the batch fails")
     with transaction() as s:
