@@ -111,8 +111,14 @@ def exists(session: Session, delivery_id: int) -> bool:
 
 def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:
     """The attempt's row, of a delivery known to exist."""
-    session.execute(
-        _ADD_ATTEMPT,
+    add_attempts(session, [(claimed, result)], at)
+
+
+def add_attempts(session: Session, made: Sequence[tuple[Claim, AttemptResult]], at: datetime) -> None:
+    """The attempts' rows, of deliveries known to exist: one INSERT, executed for many."""
+    if not made:
+        return
+    rows = [
         {
             "delivery_id": claimed.delivery_id,
             "at": at,
@@ -120,8 +126,10 @@ def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: dat
             "latency_ms": result.latency_ms,
             "response_head": result.response_head,
             "error": result.error,
-        },
-    )
+        }
+        for claimed, result in made
+    ]
+    session.execute(_ADD_ATTEMPT, rows)
 
 
 _ADD_ATTEMPT = insert(cast(Table, DeliveryAttempt.__table__))

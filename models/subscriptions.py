@@ -147,7 +147,10 @@ _SIGNING_VIEWS: Select[Any] = select(
 ).where(_subscriptions.id.in_(bindparam("subscription_ids", expanding=True)))
 _NOTE_SUCCESS = (
     update(_table)
-    .where(_subscriptions.id == bindparam("subscription_id"), _subscriptions.failing_since.is_not(None))
+    .where(
+        _subscriptions.id.in_(bindparam("subscription_ids", expanding=True)),
+        _subscriptions.failing_since.is_not(None),
+    )
     .values(failing_since=None)
 )
 
@@ -175,7 +178,14 @@ def signing_secrets(cfg: Config, subscription: Subscription | Row[Any], now: dat
 
 
 def note_success(session: Session, subscription_id: uuid.UUID) -> None:
-    session.execute(_NOTE_SUCCESS, {"subscription_id": subscription_id})
+    note_successes(session, [subscription_id])
+
+
+def note_successes(session: Session, subscription_ids: Iterable[uuid.UUID]) -> None:
+    """End these subscriptions' runs of failures: one UPDATE for a wave's successes."""
+    wanted = sorted(set(subscription_ids))
+    if wanted:
+        session.execute(_NOTE_SUCCESS, {"subscription_ids": wanted})
 
 
 def note_failure(session: Session, subscription_id: uuid.UUID, now: datetime, disable_after_s: float) -> None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import enum
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -174,28 +176,63 @@ def _ms(started: float) -> int:
 
 def record_in(s: Session, sent: Sent, notify: NotifyConfig) -> Delivered:
     """The attempt and the outcome it makes, in the caller's transaction."""
-    claimed, result = sent.claimed, sent.result
-    if result is None:
-        deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=sent.gone)
-        return Delivered(Outcome.EXHAUSTED)
+    return record_all_in(s, [sent], notify)[sent.claimed.delivery_id]
+
+
+def record_all_in(s: Session, sent: Sequence[Sent], notify: NotifyConfig) -> dict[int, Delivered]:
+    """A wave's attempts and the outcomes they make, by delivery id, in the caller's
+    transaction: a settling UPDATE each, then the attempts' rows in one INSERT and the
+    subscriptions' health (their successes in one UPDATE)."""
     now = utcnow()
-    done, values = _outcome(claimed, result, notify, now)
-    subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
-    # Settled first: its UPDATE locks the delivery, so a deletion waits for the attempt's
-    # row. Not settled: overtaken by a newer claim (the attempt is still recorded, the
-    # state is the newer claim's), or deleted with its subscription.
-    if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
-        return Delivered(Outcome.NOT_DUE)
-    deliveries.add_attempt(s, claimed, result, now)
-    if subscription_id is None:
-        return done
-    if result.succeeded:
-        subscriptions.note_success(s, subscription_id)
-    elif result.status_code == 410:
-        subscriptions.disable(s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}")
-    else:
-        subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
+    done: dict[int, Delivered] = {}
+    made: list[tuple[Claim, AttemptResult]] = []
+    health: list[tuple[uuid.UUID, AttemptResult]] = []
+    for attempt in sent:
+        claimed, result = attempt.claimed, attempt.result
+        if result is None:
+            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=attempt.gone)
+            done[claimed.delivery_id] = Delivered(Outcome.EXHAUSTED)
+            continue
+        outcome, values = _outcome(claimed, result, notify, now)
+        # Settled first: its UPDATE locks the delivery, so a deletion waits for the
+        # attempt's row. Not settled: overtaken by a newer claim (the attempt is still
+        # recorded, the state is the newer claim's), or deleted with its subscription.
+        if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
+            done[claimed.delivery_id] = Delivered(Outcome.NOT_DUE)
+            continue
+        done[claimed.delivery_id] = outcome
+        made.append((claimed, result))
+        if claimed.subscription_id is not None:  # None: a job's own callback, no health to keep
+            health.append((claimed.subscription_id, result))
+    deliveries.add_attempts(s, made, now)
+    _keep_health(s, health, notify, now)
     return done
+
+
+def _keep_health(
+    s: Session, results: list[tuple[uuid.UUID, AttemptResult]], notify: NotifyConfig, now: datetime
+) -> None:
+    """Each subscription's health after its attempts, in their order: a subscription that
+    only succeeded ends its run of failures (one UPDATE for all of them); one that
+    failed gets its results one by one, as each would have been recorded alone (a
+    success after a failure ends the run the failure began)."""
+    by_subscription: dict[uuid.UUID, list[AttemptResult]] = {}
+    for subscription_id, result in results:
+        by_subscription.setdefault(subscription_id, []).append(result)
+    succeeded = [i for i, made in by_subscription.items() if all(r.succeeded for r in made)]
+    subscriptions.note_successes(s, succeeded)
+    for subscription_id, made in by_subscription.items():
+        if subscription_id in succeeded:
+            continue
+        for result in made:
+            if result.succeeded:
+                subscriptions.note_success(s, subscription_id)
+            elif result.status_code == 410:
+                subscriptions.disable(
+                    s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}"
+                )
+            else:
+                subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
 
 
 def _outcome(

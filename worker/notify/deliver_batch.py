@@ -23,6 +23,7 @@ from falbridge.worker.notify.deliver import (
     Outcome,
     Sent,
     observed,
+    record_all_in,
     record_in,
     send_prepared,
 )
@@ -60,7 +61,7 @@ def _wave(delivery_ids: list[int], cfg: Config) -> list[tuple[int, Delivered | N
 def _record_all(sent: list[Sent], notify: NotifyConfig) -> dict[int, Delivered]:
     try:
         with transaction() as s:
-            return {attempt.claimed.delivery_id: record_in(s, attempt, notify) for attempt in sent}
+            return record_all_in(s, sent, notify)
     except Exception as exc:
         log.warning("deliver: recording a wave of %d failed (%s); one at a time", len(sent), exc)
     recorded: dict[int, Delivered] = {}
