@@ -1,7 +1,8 @@
 """Delivering the events one commit made, in waves: each wave's deliveries claimed and
 their messages read in one transaction (and a fixed number of statements:
 falbridge.worker.notify.prepare), sent side by side, and their attempts recorded in one
-transaction; two transactions a wave instead of two a delivery.
+transaction (a settling UPDATE each, the attempts' rows in one INSERT, the successes'
+subscriptions in one UPDATE); two transactions a wave instead of two a delivery.
 
 A wave is as many deliveries as are sent at once (falbridge.worker.side_by_side.PARALLEL),
 so each claim's lease covers one attempt, as a delivery's own task's does

@@ -246,3 +246,14 @@ def test_a_wave_claims_and_reads_in_the_same_statements_whatever_its_size(notify
     assert len({*four}) == 4 and len(everyone) > 4
     assert wave_of_four == all_at_once == ["UPDATE", *["SELECT"] * 6]
     assert notify_alone == subscription_alone == ["UPDATE", *["SELECT"] * 5]
+
+
+def test_a_delivery_named_twice_in_a_wave_is_claimed_and_sent_once(notifying):
+    manage.create(notifying.url, ["job.completed"])
+    complete(new_job().id)
+    [only] = [d.id for d in deliveries()]
+    with transaction() as s:
+        [(first, claimed), (second, again)] = claim_and_prepare_all(
+            s, [only, only], falbridge.config.current()
+        )
+    assert first == second == only and claimed is not None and again is None
