@@ -55,36 +55,52 @@ class AttemptResult:
 
 _table = cast(Table, EventDelivery.__table__)
 _deliveries = _table.c
-# Built once, executed with parameters (one claim and one settle per attempt): Core
-# columns, so no ORM compile step either.
+# Built once, executed with parameters (one claim per wave, one settle per attempt): Core
+# columns, so no ORM compile step either. The ids are an expanding parameter: the
+# statement is compiled once and rendered for each number of ids.
 _CLAIM = (
     update(_table)
     .where(
-        _deliveries.id == bindparam("delivery_id"),
+        _deliveries.id.in_(bindparam("delivery_ids", expanding=True)),
         or_(
             and_(_deliveries.status == "pending", _deliveries.next_attempt_at <= bindparam("due_by")),
             and_(_deliveries.status == "in_flight", _deliveries.lease_until < bindparam("now")),
         ),
     )
     .values(status="in_flight", lease_until=bindparam("new_lease"), attempts=_deliveries.attempts + 1)
-    .returning(_deliveries.attempts, _deliveries.event_id, _deliveries.subscription_id, _deliveries.target)
+    .returning(
+        _deliveries.id,
+        _deliveries.attempts,
+        _deliveries.event_id,
+        _deliveries.subscription_id,
+        _deliveries.target,
+    )
 )
 
 
-def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
+def claim_all(session: Session, delivery_ids: Sequence[int], lease_s: float) -> dict[int, Claim]:
+    """The deliveries of `delivery_ids` this session won, by id, in one statement. Each
+    row is claimed as `claim` claims one: the condition is re-checked on the row when a
+    concurrent claim held it, so of two claimers one wins and the other gets nothing."""
+    if not delivery_ids:
+        return {}
     now = utcnow()
-    row = session.execute(
+    rows = session.execute(
         _CLAIM,
         {
-            "delivery_id": delivery_id,
+            "delivery_ids": list(delivery_ids),
             "due_by": now + timedelta(seconds=CLAIM_EARLY_S),
             "now": now,
             "new_lease": now + timedelta(seconds=lease_s),
         },
-    ).one_or_none()
-    if row is None:
-        return None
-    return Claim(delivery_id, row.attempts, row.event_id, row.subscription_id, row.target)
+    ).all()
+    return {
+        row.id: Claim(row.id, row.attempts, row.event_id, row.subscription_id, row.target) for row in rows
+    }
+
+
+def claim(session: Session, delivery_id: int, lease_s: float) -> Claim | None:
+    return claim_all(session, [delivery_id], lease_s).get(delivery_id)
 
 
 def exists(session: Session, delivery_id: int) -> bool:
@@ -95,8 +111,14 @@ def exists(session: Session, delivery_id: int) -> bool:
 
 def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:
     """The attempt's row, of a delivery known to exist."""
-    session.execute(
-        _ADD_ATTEMPT,
+    add_attempts(session, [(claimed, result)], at)
+
+
+def add_attempts(session: Session, made: Sequence[tuple[Claim, AttemptResult]], at: datetime) -> None:
+    """The attempts' rows, of deliveries known to exist: one INSERT, executed for many."""
+    if not made:
+        return
+    rows = [
         {
             "delivery_id": claimed.delivery_id,
             "at": at,
@@ -104,8 +126,10 @@ def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: dat
             "latency_ms": result.latency_ms,
             "response_head": result.response_head,
             "error": result.error,
-        },
-    )
+        }
+        for claimed, result in made
+    ]
+    session.execute(_ADD_ATTEMPT, rows)
 
 
 _ADD_ATTEMPT = insert(cast(Table, DeliveryAttempt.__table__))

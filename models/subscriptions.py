@@ -135,8 +135,8 @@ def rotate(session: Session, cfg: Config, subscription: Subscription) -> str:
 
 _table = cast(Table, Subscription.__table__)
 _subscriptions = _table.c
-# Built once, executed with parameters: read on every delivery attempt.
-_SIGNING_VIEW: Select[Any] = select(
+# Built once, executed with parameters: read for every wave of delivery attempts.
+_SIGNING_VIEWS: Select[Any] = select(
     _subscriptions.id,
     _subscriptions.url,
     _subscriptions.enabled,
@@ -144,18 +144,25 @@ _SIGNING_VIEW: Select[Any] = select(
     _subscriptions.secret_encrypted,
     _subscriptions.previous_secret_encrypted,
     _subscriptions.previous_secret_expires_at,
-).where(_subscriptions.id == bindparam("subscription_id"))
+).where(_subscriptions.id.in_(bindparam("subscription_ids", expanding=True)))
 _NOTE_SUCCESS = (
     update(_table)
-    .where(_subscriptions.id == bindparam("subscription_id"), _subscriptions.failing_since.is_not(None))
+    .where(
+        _subscriptions.id.in_(bindparam("subscription_ids", expanding=True)),
+        _subscriptions.failing_since.is_not(None),
+    )
     .values(failing_since=None)
 )
 
 
-def signing_view(session: Session, subscription_id: uuid.UUID) -> Row[Any] | None:
-    """What a delivery attempt reads of its subscription (Core: once per attempt): where
-    to send, whether to, and the secrets to sign with, still encrypted."""
-    return session.execute(_SIGNING_VIEW, {"subscription_id": subscription_id}).first()
+def signing_views(session: Session, subscription_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
+    """What a wave of delivery attempts reads of its subscriptions, by id (Core, one
+    statement): where to send, whether to, and the secrets to sign with, still
+    encrypted. A subscription missing is deleted."""
+    wanted = sorted(set(subscription_ids))
+    if not wanted:
+        return {}
+    return {row.id: row for row in session.execute(_SIGNING_VIEWS, {"subscription_ids": wanted})}
 
 
 def signing_secrets(cfg: Config, subscription: Subscription | Row[Any], now: datetime) -> list[str]:
@@ -171,7 +178,14 @@ def signing_secrets(cfg: Config, subscription: Subscription | Row[Any], now: dat
 
 
 def note_success(session: Session, subscription_id: uuid.UUID) -> None:
-    session.execute(_NOTE_SUCCESS, {"subscription_id": subscription_id})
+    note_successes(session, [subscription_id])
+
+
+def note_successes(session: Session, subscription_ids: Iterable[uuid.UUID]) -> None:
+    """End these subscriptions' runs of failures: one UPDATE for a wave's successes."""
+    wanted = sorted(set(subscription_ids))
+    if wanted:
+        session.execute(_NOTE_SUCCESS, {"subscription_ids": wanted})
 
 
 def note_failure(session: Session, subscription_id: uuid.UUID, now: datetime, disable_after_s: float) -> None:

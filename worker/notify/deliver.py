@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import enum
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,8 +36,8 @@ from sqlalchemy.orm import Session
 
 from falbridge import config
 from falbridge.config import Config, NotifyConfig
-from falbridge.models import deployment_secrets, event_message, subscriptions
 from falbridge.models import event_deliveries as deliveries
+from falbridge.models import subscriptions
 from falbridge.models.db import transaction
 from falbridge.models.event_deliveries import AttemptResult, Claim
 from falbridge.models.outbox import redrive_grace_s
@@ -43,8 +45,9 @@ from falbridge.models.secrets import SecretUnreadable
 from falbridge.models.tables import utcnow
 from falbridge.worker import observe
 from falbridge.worker.download.safe_get import default_tls, pinned
-from falbridge.worker.notify import hook, payload, schedule, sign
+from falbridge.worker.notify import hook, schedule
 from falbridge.worker.notify.address import AddressRefused, check
+from falbridge.worker.notify.prepare import HookCall, Prepared, Request, claim_and_prepare_all
 
 HEAD_BYTES = 1024
 # A retry due this soon is sent back to the broker with a countdown; later ones wait in
@@ -63,14 +66,6 @@ class Outcome(enum.StrEnum):
 class Delivered:
     outcome: Outcome
     retry_in_s: float | None = None  # RETRYING soon: when to enqueue it again
-
-
-@dataclass(frozen=True)
-class Request:
-    url: str
-    body: bytes
-    headers: dict[str, str]
-    job_id: str | None = None  # for the log line of its outcome
 
 
 def deliver(delivery_id: int, cfg: Config | None = None) -> Delivered:
@@ -97,14 +92,10 @@ def observed(sent: Sent, done: Delivered) -> None:
 
 
 def claim_and_prepare(s: Session, delivery_id: int, cfg: Config) -> tuple[Claim, Prepared] | None:
-    """The delivery claimed (None: not due, or another worker has it) and what to send."""
-    claimed = deliveries.claim(s, delivery_id, lease_s(cfg.notify))
-    if claimed is None:
-        return None
-    try:
-        return claimed, _prepare(s, claimed, cfg)
-    except SecretUnreadable as exc:  # FALBRIDGE_SECRET_KEY changed: a failed attempt, retried
-        return claimed, exc
+    """The delivery claimed (None: not due, or another worker has it) and what to send:
+    a wave of one (falbridge.worker.notify.prepare)."""
+    [(_, prepared)] = claim_and_prepare_all(s, [delivery_id], cfg)
+    return prepared
 
 
 @dataclass(frozen=True)
@@ -127,59 +118,6 @@ def send_prepared(prepared: tuple[Claim, Prepared], cfg: Config) -> Sent:
     if isinstance(request, HookCall):
         return Sent(claimed, hook.send(request.task_name, request.queue, request.job_id, request.event_id))
     return Sent(claimed, send(request, cfg.notify), job_id=request.job_id)
-
-
-def lease_s(notify: NotifyConfig) -> float:
-    # Longer than an attempt can take (connect, send, the first bytes of the answer).
-    return 3 * notify.timeout_s + 30.0
-
-
-@dataclass(frozen=True)
-class HookCall:
-    task_name: str
-    queue: str | None
-    job_id: str
-    event_id: str
-
-
-# What an attempt sends: a request, a task to publish; or why not (a string: nowhere to
-# send; the secret unreadable: a failed attempt).
-Prepared = Request | HookCall | str | SecretUnreadable
-
-
-def _prepare(s: Session, claimed: Claim, cfg: Config) -> Request | HookCall | str:
-    now = utcnow()
-    found = event_message.event_of_job(s, claimed.event_id)
-    if found is None:
-        return "event deleted"
-    job = found.job
-    message_id = payload.message_id(claimed.event_id)
-    if claimed.target == "on_complete":
-        if not job.on_complete:
-            return "the job has no on_complete task"
-        return HookCall(job.on_complete, job.on_complete_queue, str(job.id), message_id)
-    target = _target(s, cfg, claimed, job.notify_url, now)
-    if isinstance(target, str):
-        return target
-    url, secrets = target
-    body = payload.body(s, found)
-    return Request(url, body, sign.headers(message_id, int(now.timestamp()), body, secrets), str(job.id))
-
-
-def _target(
-    s: Session, cfg: Config, claimed: Claim, notify_url: str | None, now: datetime
-) -> tuple[str, list[str]] | str:
-    """Where to POST and the secrets to sign with; a string says why nowhere."""
-    if claimed.subscription_id is None:  # the job's notify_url, under the deployment's secret
-        if not notify_url:
-            return "the job has no notify_url"
-        return notify_url, deployment_secrets.signing_secrets(s, cfg, deployment_secrets.NOTIFY, now)
-    subscription = subscriptions.signing_view(s, claimed.subscription_id)
-    if subscription is None:
-        return "subscription deleted"
-    if not subscription.enabled:
-        return f"subscription disabled: {subscription.disabled_reason or 'by a user'}"
-    return subscription.url, subscriptions.signing_secrets(cfg, subscription, now)
 
 
 def send(request: Request, notify: NotifyConfig) -> AttemptResult:
@@ -238,28 +176,63 @@ def _ms(started: float) -> int:
 
 def record_in(s: Session, sent: Sent, notify: NotifyConfig) -> Delivered:
     """The attempt and the outcome it makes, in the caller's transaction."""
-    claimed, result = sent.claimed, sent.result
-    if result is None:
-        deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=sent.gone)
-        return Delivered(Outcome.EXHAUSTED)
+    return record_all_in(s, [sent], notify)[sent.claimed.delivery_id]
+
+
+def record_all_in(s: Session, sent: Sequence[Sent], notify: NotifyConfig) -> dict[int, Delivered]:
+    """A wave's attempts and the outcomes they make, by delivery id, in the caller's
+    transaction: a settling UPDATE each, then the attempts' rows in one INSERT and the
+    subscriptions' health (their successes in one UPDATE)."""
     now = utcnow()
-    done, values = _outcome(claimed, result, notify, now)
-    subscription_id = claimed.subscription_id  # None: a job's own callback, no health to keep
-    # Settled first: its UPDATE locks the delivery, so a deletion waits for the attempt's
-    # row. Not settled: overtaken by a newer claim (the attempt is still recorded, the
-    # state is the newer claim's), or deleted with its subscription.
-    if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
-        return Delivered(Outcome.NOT_DUE)
-    deliveries.add_attempt(s, claimed, result, now)
-    if subscription_id is None:
-        return done
-    if result.succeeded:
-        subscriptions.note_success(s, subscription_id)
-    elif result.status_code == 410:
-        subscriptions.disable(s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}")
-    else:
-        subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
+    done: dict[int, Delivered] = {}
+    made: list[tuple[Claim, AttemptResult]] = []
+    health: list[tuple[uuid.UUID, AttemptResult]] = []
+    for attempt in sent:
+        claimed, result = attempt.claimed, attempt.result
+        if result is None:
+            deliveries.settle(s, claimed, status="exhausted", next_attempt_at=None, last_error=attempt.gone)
+            done[claimed.delivery_id] = Delivered(Outcome.EXHAUSTED)
+            continue
+        outcome, values = _outcome(claimed, result, notify, now)
+        # Settled first: its UPDATE locks the delivery, so a deletion waits for the
+        # attempt's row. Not settled: overtaken by a newer claim (the attempt is still
+        # recorded, the state is the newer claim's), or deleted with its subscription.
+        if not deliveries.settle(s, claimed, **values) and not deliveries.exists(s, claimed.delivery_id):
+            done[claimed.delivery_id] = Delivered(Outcome.NOT_DUE)
+            continue
+        done[claimed.delivery_id] = outcome
+        made.append((claimed, result))
+        if claimed.subscription_id is not None:  # None: a job's own callback, no health to keep
+            health.append((claimed.subscription_id, result))
+    deliveries.add_attempts(s, made, now)
+    _keep_health(s, health, notify, now)
     return done
+
+
+def _keep_health(
+    s: Session, results: list[tuple[uuid.UUID, AttemptResult]], notify: NotifyConfig, now: datetime
+) -> None:
+    """Each subscription's health after its attempts, in their order: a subscription that
+    only succeeded ends its run of failures (one UPDATE for all of them); one that
+    failed gets its results one by one, as each would have been recorded alone (a
+    success after a failure ends the run the failure began)."""
+    by_subscription: dict[uuid.UUID, list[AttemptResult]] = {}
+    for subscription_id, result in results:
+        by_subscription.setdefault(subscription_id, []).append(result)
+    succeeded = [i for i, made in by_subscription.items() if all(r.succeeded for r in made)]
+    subscriptions.note_successes(s, succeeded)
+    for subscription_id, made in by_subscription.items():
+        if subscription_id in succeeded:
+            continue
+        for result in made:
+            if result.succeeded:
+                subscriptions.note_success(s, subscription_id)
+            elif result.status_code == 410:
+                subscriptions.disable(
+                    s, subscription_id, f"the subscriber answered 410 Gone at {now.isoformat()}"
+                )
+            else:
+                subscriptions.note_failure(s, subscription_id, now, notify.disable_after_s)
 
 
 def _outcome(

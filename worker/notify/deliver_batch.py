@@ -1,6 +1,8 @@
 """Delivering the events one commit made, in waves: each wave's deliveries claimed and
-their messages read in one transaction, sent side by side, and their attempts recorded in
-one transaction; two transactions a wave instead of two a delivery.
+their messages read in one transaction (and a fixed number of statements:
+falbridge.worker.notify.prepare), sent side by side, and their attempts recorded in one
+transaction (a settling UPDATE each, the attempts' rows in one INSERT, the successes'
+subscriptions in one UPDATE); two transactions a wave instead of two a delivery.
 
 A wave is as many deliveries as are sent at once (falbridge.worker.side_by_side.PARALLEL),
 so each claim's lease covers one attempt, as a delivery's own task's does
@@ -21,11 +23,12 @@ from falbridge.worker.notify.deliver import (
     Delivered,
     Outcome,
     Sent,
-    claim_and_prepare,
     observed,
+    record_all_in,
     record_in,
     send_prepared,
 )
+from falbridge.worker.notify.prepare import claim_and_prepare_all
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def deliver_all(delivery_ids: Sequence[int], cfg: Config | None = None) -> list[
 
 def _wave(delivery_ids: list[int], cfg: Config) -> list[tuple[int, Delivered | None]]:
     with transaction() as s:
-        claimed = [(i, claim_and_prepare(s, i, cfg)) for i in delivery_ids]
+        claimed = claim_and_prepare_all(s, delivery_ids, cfg)
     to_send = [prepared for _, prepared in claimed if prepared is not None]
     sent = [done for _, done in side_by_side.run_each(to_send, lambda p: send_prepared(p, cfg))]
     made = [attempt for attempt in sent if attempt is not None]
@@ -59,7 +62,7 @@ def _wave(delivery_ids: list[int], cfg: Config) -> list[tuple[int, Delivered | N
 def _record_all(sent: list[Sent], notify: NotifyConfig) -> dict[int, Delivered]:
     try:
         with transaction() as s:
-            return {attempt.claimed.delivery_id: record_in(s, attempt, notify) for attempt in sent}
+            return record_all_in(s, sent, notify)
     except Exception as exc:
         log.warning("deliver: recording a wave of %d failed (%s); one at a time", len(sent), exc)
     recorded: dict[int, Delivered] = {}

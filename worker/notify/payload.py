@@ -6,7 +6,7 @@ subscriber orders a job's events by it) and `event`, the transition this event i
 terminal event's job never changes again, so its body is the same on every attempt.
 
 Read with Core (falbridge.models.event_message), never the ORM job: one message per
-delivery attempt.
+delivery attempt, and a wave's messages read together.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from falbridge.models.event_message import EventOfJob, parts_up_to
+from falbridge.models.event_message import EventOfJob, JobParts, parts_up_to
 from falbridge.models.outbox import type_of
 from falbridge.models.serialize import event_dict, file_dict, iso, job_outputs, job_summary
 
@@ -27,8 +27,14 @@ def message_id(event_id: int) -> str:
 
 
 def body(session: Session, found: EventOfJob) -> bytes:
+    """The message of one event, its job's parts read now."""
+    return body_of(found, parts_up_to(session, found.job.id, found.event.seq))
+
+
+def body_of(found: EventOfJob, parts: JobParts) -> bytes:
+    """The message of one event from its job's parts as read already (a wave reads its
+    jobs' parts together: falbridge.models.event_message.parts_of_jobs)."""
     event, job = found.event, found.job
-    parts = parts_up_to(session, job.id, event.seq)
     files = [file_dict(f, stored) for f, stored in parts.files]
     data: dict[str, Any] = {
         **job_summary(job),

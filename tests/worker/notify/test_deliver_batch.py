@@ -5,10 +5,19 @@ deliveries sending each once."""
 
 from __future__ import annotations
 
+import uuid
+
+from sqlalchemy import event, update
+
+import falbridge
+from falbridge.models import event_deliveries
+from falbridge.models.db import transaction
+from falbridge.models.event_deliveries import AttemptResult, Claim
 from falbridge.models.states import JobStatus
+from falbridge.models.tables import EventDelivery, Subscription, utcnow
 from falbridge.worker import side_by_side
 from falbridge.worker.notify import manage
-from falbridge.worker.notify.deliver import Outcome
+from falbridge.worker.notify.deliver import Outcome, Sent, record_all_in
 from falbridge.worker.notify.deliver_batch import deliver_all
 from tests.plugins.waiting import run_at_once
 from tests.worker.notify.helpers import deliveries, move, new_job, verified
@@ -59,3 +68,93 @@ def test_two_batches_racing_for_the_same_deliveries_send_each_once(notifying):
     assert sorted(delivered) == ids  # each by one batch; the other found it not due
     assert len(notifying.wait_for(JOBS)) == JOBS
     assert {(d.status, d.attempts) for d in deliveries()} == {("delivered", 1)}
+
+
+def test_a_wave_is_recorded_with_a_settling_update_each_one_insert_and_one_health_update(notifying, engine):
+    manage.create(notifying.url, ["job.completed"])
+    manage.create(notifying.url + "/two", ["job.completed"])
+    ids = _completed_jobs(side_by_side.PARALLEL // 2)
+    assert len(ids) == side_by_side.PARALLEL
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not statement.startswith("BEGIN"):
+            seen.append(" ".join(statement.split()[:3]))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        done = deliver_all(ids)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert {d.outcome for _, d in done} == {Outcome.DELIVERED}
+    # The claims, then what they send: the events, the subscriptions, the files, the
+    # histories (no file, so no stored copy to read).
+    reading = ["UPDATE event_deliveries SET", *["SELECT"] * 4]
+    recording = [
+        *["UPDATE event_deliveries SET"] * len(ids),  # each settled if its claim is still the latest
+        "INSERT INTO delivery_attempts",
+        "UPDATE subscriptions SET",
+    ]
+    assert [sql if not sql.startswith("SELECT") else "SELECT" for sql in seen] == reading + recording
+
+
+def _claimed(ids: list[int]) -> list[Claim]:
+    with transaction() as s:
+        claimed = event_deliveries.claim_all(s, ids, 60.0)
+    return [claimed[i] for i in ids]
+
+
+def _failing_since(subscription_id) -> object:
+    with transaction() as s:
+        return s.get(Subscription, subscription_id).failing_since
+
+
+def test_each_subscriptions_health_follows_its_attempts_in_the_order_of_the_wave(notifying, engine):
+    """Recorded together as they would be one at a time: a success after a failure ends
+    the run of failures, a failure after a success begins one."""
+    made = [manage.create(f"{notifying.url}/{n}", ["job.completed"]) for n in range(3)]
+    [mended, broken, fine] = [uuid.UUID(m["id"]) for m in made]
+    with transaction() as s:
+        s.execute(update(Subscription).where(Subscription.id == fine).values(failing_since=utcnow()))
+    _completed_jobs(2)
+    by = {sub: [d.id for d in deliveries(subscription_id=sub)] for sub in (mended, broken, fine)}
+    ok, failed = AttemptResult(200, 1), AttemptResult(500, 1, error="HTTP 500")
+    results = {mended: (failed, ok), broken: (ok, failed), fine: (ok, ok)}
+    sent = [
+        Sent(claim, results[sub][n])
+        for n in range(2)
+        for sub in (mended, broken, fine)
+        for claim in _claimed([by[sub][n]])
+    ]
+    with transaction() as s:
+        done = record_all_in(s, sent, falbridge.config.current().notify)
+    assert sorted(d.outcome for d in done.values()) == sorted(
+        [Outcome.DELIVERED] * 4 + [Outcome.RETRYING] * 2
+    )
+    assert _failing_since(mended) is None and _failing_since(fine) is None
+    assert _failing_since(broken) is not None
+    assert all(len(d["attempt_log"]) == 1 for d in manage.delivery_log())
+
+
+def test_an_overtaken_claim_records_its_attempt_and_a_deleted_delivery_nothing(notifying):
+    made = manage.create(notifying.url, ["job.completed"])
+    kept = manage.create(notifying.url + "/kept", ["job.completed"])
+    _completed_jobs(2)
+    [overtaken, newer] = [d.id for d in deliveries(subscription_id=uuid.UUID(kept["id"]))]
+    [first, _] = _claimed([overtaken, newer])
+    with transaction() as s:  # its lease ran out and another worker claimed it again
+        s.execute(update(EventDelivery).where(EventDelivery.id == overtaken).values(lease_until=utcnow()))
+    [again] = _claimed([overtaken])
+    gone = _claimed([d.id for d in deliveries(subscription_id=uuid.UUID(made["id"]))])
+    assert manage.delete(made["id"])
+    ok = AttemptResult(200, 1)
+    with transaction() as s:
+        done = record_all_in(
+            s, [Sent(first, ok), *(Sent(c, ok) for c in gone)], falbridge.config.current().notify
+        )
+    assert done[overtaken].outcome is Outcome.DELIVERED  # its attempt was made and went through
+    assert all(done[c.delivery_id].outcome is Outcome.NOT_DUE for c in gone)
+    [row] = deliveries(id=overtaken)
+    assert (row.status, row.attempts) == ("in_flight", again.attempt)  # the newer claim's to settle
+    [logged] = [d for d in manage.delivery_log() if d["id"] == overtaken]
+    assert len(logged["attempt_log"]) == 1

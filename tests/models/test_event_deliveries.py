@@ -1,0 +1,72 @@
+"""Claiming outgoing deliveries (models/event_deliveries.py), on every database: a wave's
+claims in one statement, each due delivery claimed once, the ones not due or held by
+another claim left alone, exactly as one claim at a time leaves them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from falbridge.models import event_deliveries
+from falbridge.models.db import transaction
+from falbridge.models.tables import EventDelivery, utcnow
+from falbridge.worker.notify import manage
+from tests.worker.notify.helpers import complete, deliveries, new_job
+
+LEASE_S = 60.0
+
+
+def _deliveries(notifying, jobs: int) -> list[int]:
+    manage.create(notifying.url, ["job.completed"])
+    for _ in range(jobs):
+        complete(new_job().id)
+    return [d.id for d in deliveries()]
+
+
+def _not_due_until(delivery_id: int, seconds: float) -> None:
+    with transaction() as s:
+        s.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id == delivery_id)
+            .values(next_attempt_at=utcnow() + timedelta(seconds=seconds))
+        )
+
+
+def test_a_waves_due_deliveries_are_claimed_at_once_and_the_others_left_alone(notifying):
+    due, later, taken, delivered = _deliveries(notifying, 4)
+    _not_due_until(later, 3600)
+    with transaction() as s:
+        assert event_deliveries.claim(s, taken, LEASE_S) is not None  # another worker's
+        assert event_deliveries.claim(s, delivered, LEASE_S) is not None
+    with transaction() as s:  # and one its worker delivered
+        s.execute(update(EventDelivery).where(EventDelivery.id == delivered).values(status="delivered"))
+    with transaction() as s:
+        claimed = event_deliveries.claim_all(s, [due, later, taken, delivered, 10**9], LEASE_S)
+    assert list(claimed) == [due]
+    by_id = {d.id: d for d in deliveries()}
+    assert (claimed[due].attempt, claimed[due].event_id) == (1, by_id[due].event_id)
+    assert by_id[due].status == "in_flight" and by_id[due].attempts == 1
+    assert (by_id[later].status, by_id[later].attempts) == ("pending", 0)
+    assert by_id[taken].attempts == 1  # not claimed twice
+
+
+def test_a_claim_returns_what_the_attempt_needs_and_counts_the_attempt(notifying):
+    [only] = _deliveries(notifying, 1)
+    [row] = deliveries()
+    with transaction() as s:
+        [claim] = event_deliveries.claim_all(s, [only], LEASE_S).values()
+    assert (claim.delivery_id, claim.attempt, claim.event_id) == (only, 1, row.event_id)
+    assert (claim.subscription_id, claim.target) == (row.subscription_id, row.target)
+    with transaction() as s:
+        assert event_deliveries.claim_all(s, [only], LEASE_S) == {}  # in flight, its lease running
+        assert event_deliveries.claim_all(s, [], LEASE_S) == {}
+
+
+def test_an_expired_lease_is_claimed_again_as_the_next_attempt(notifying):
+    [only] = _deliveries(notifying, 1)
+    with transaction() as s:
+        assert event_deliveries.claim(s, only, -1.0) is not None  # a lease already over
+    with transaction() as s:
+        [claim] = event_deliveries.claim_all(s, [only], LEASE_S).values()
+    assert claim.attempt == 2
