@@ -13,14 +13,15 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, func, select
 
 from falbridge.models import outbox
-from falbridge.models.db import get_engine, transaction
+from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
 from falbridge.models.record_files import Recorded, record_files
 from falbridge.models.stored_files import record
 from falbridge.models.tables import EventDelivery, Job, JobEvent, ResultFile, StoredFile, Subscription
+from tests.plugins.db import statements_sent
 from tests.plugins.waiting import run_at_once
 
 pytestmark = pytest.mark.usefixtures("db_url")
@@ -155,18 +156,9 @@ def _at_once(*waves: list[Row]) -> list[tuple[Row, Recorded]]:
 
 def _statements(rows: list[Row]) -> list[str]:
     """The statements recording `rows` in one transaction sends, as the engine sees them."""
-    sent: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        sent.append(" ".join(statement.split())[:60])
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent() as sent:
         _wave(rows)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    return sent
+    return [sql[:60] for sql in sent]
 
 
 @pytest.fixture

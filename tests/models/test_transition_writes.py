@@ -6,14 +6,15 @@ dispatched after the commit, never for a batch rolled back."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from falbridge.models import outbox, transition_writes
-from falbridge.models.db import get_engine, transaction
+from falbridge.models.db import transaction
 from falbridge.models.jobs import add_result_files, lock_job, transition
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import EventDelivery, JobEvent, ResultFile
 from falbridge.worker.notify import manage
+from tests.plugins.db import statements_sent
 from tests.worker.notify.helpers import new_job
 
 
@@ -24,16 +25,6 @@ def dispatched(notifying):
     previous = outbox.set_dispatcher(handed.extend)
     yield handed
     outbox.set_dispatcher(previous)
-
-
-def _inserts() -> tuple[list[str], object]:
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
-            statements.append(statement.split("(")[0].split()[-1].strip('"'))
-
-    return statements, seen
 
 
 def _submit_all(job_ids) -> None:
@@ -49,21 +40,13 @@ def test_a_held_batch_writes_its_events_and_deliveries_in_two_inserts(notifying,
     job_ids = [new_job(callbacks={"notify_url": f"{notifying.url}/own"}).id for _ in range(5)]
     _submit_all(job_ids)
     dispatched.clear()
-    inserts, seen = _inserts()
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with transaction() as s, transition_writes.held(s):
-            for job_id in job_ids:
-                transition(s, lock_job(s, job_id), JobStatus.COMPLETED, EventSource.WEBHOOK, result={})
-                files = [
-                    {"path": "image", "url": "https://cdn.test/m.png", "width": 8},
-                    {"path": "b", "url": "u"},
-                ]
-                assert add_result_files(s, job_id, files) == 2
-            assert not dispatched
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    with statements_sent() as sent, transaction() as s, transition_writes.held(s):
+        for job_id in job_ids:
+            transition(s, lock_job(s, job_id), JobStatus.COMPLETED, EventSource.WEBHOOK, result={})
+            files = [{"path": "image", "url": "https://cdn.test/m", "width": 8}, {"path": "b", "url": "u"}]
+            assert add_result_files(s, job_id, files) == 2
+        assert not dispatched
+    inserts = [sql.split()[2].strip('"') for sql in sent if sql.startswith("INSERT")]
     if db_url.startswith("postgresql"):
         assert inserts == ["job_events", "event_deliveries", "result_files"]
     else:  # SQLite cannot say which id each row of one INSERT got: SQLAlchemy sends a row each

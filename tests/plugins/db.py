@@ -4,8 +4,10 @@ PostgreSQL cluster too. Schemas are built by running the Alembic migrations."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,21 @@ def commits():
     event.listen(Session, "after_commit", count)
     yield counted
     event.remove(Session, "after_commit", count)
+
+
+@contextlib.contextmanager
+def statements_sent() -> Iterator[list[str]]:
+    """The statements this process sends to the database meanwhile, as the engine sees
+    them (whitespace folded; BEGIN left out): how many a batch costs, whatever its size."""
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not statement.startswith("BEGIN"):
+            sent.append(" ".join(statement.split()))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)

@@ -9,16 +9,17 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from falbridge import config
-from falbridge.models.db import get_engine, transaction
+from falbridge.models.db import transaction
 from falbridge.models.inbox import store_rejected, store_verified
 from falbridge.models.jobs import create_job, lock_jobs
 from falbridge.models.tables import Job, JobEvent, WebhookDelivery
 from falbridge.worker.apply.drain import drain
 from falbridge.worker.followup import FollowUp, Work
 from falbridge.worker.webhook_url import webhook_url
+from tests.plugins.db import statements_sent
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -148,17 +149,8 @@ def test_a_batch_reads_its_jobs_with_one_statement_those_its_urls_prove_included
     _store(_callback("req-0"), _callback("req-1"), _callback("req-2"))
     with transaction() as s:
         store_verified(s, request_id="req-9", body=_callback("req-9"), headers=headers)
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent() as statements:
         assert drain(batch_size=10, max_batches=1).outcomes == {"applied": 4}
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     reads = [sql for sql in statements if sql.startswith("SELECT") and " FROM jobs" in sql]
     assert len(reads) == 1, reads
 

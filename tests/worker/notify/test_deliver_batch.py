@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 import falbridge
 from falbridge.models import event_deliveries
@@ -19,6 +19,7 @@ from falbridge.worker import side_by_side
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import Outcome, Sent, record_all_in
 from falbridge.worker.notify.deliver_batch import deliver_all
+from tests.plugins.db import statements_sent
 from tests.plugins.waiting import run_at_once
 from tests.worker.notify.helpers import deliveries, move, new_job, verified
 
@@ -75,17 +76,9 @@ def test_a_wave_is_recorded_with_a_settling_update_each_one_insert_and_one_healt
     manage.create(notifying.url + "/two", ["job.completed"])
     ids = _completed_jobs(side_by_side.PARALLEL // 2)
     assert len(ids) == side_by_side.PARALLEL
-    seen: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany) -> None:
-        if not statement.startswith("BEGIN"):
-            seen.append(" ".join(statement.split()[:3]))
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with statements_sent() as sent:
         done = deliver_all(ids)
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
+    seen = [" ".join(sql.split()[:3]) for sql in sent]
     assert {d.outcome for _, d in done} == {Outcome.DELIVERED}
     # The claims, then what they send: the events, the subscriptions, the files, the
     # histories (no file, so no stored copy to read).

@@ -9,14 +9,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Table, create_engine, delete, event, select, update
+from sqlalchemy import Table, create_engine, delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from standardwebhooks.webhooks import Webhook
 
 import falbridge
 from falbridge.models import deployment_secrets
-from falbridge.models.db import get_engine, transaction
+from falbridge.models.db import transaction
 from falbridge.models.jobs import get_job
 from falbridge.models.serialize import job_detail
 from falbridge.models.states import JobStatus
@@ -24,6 +24,7 @@ from falbridge.models.tables import EventDelivery, Job, JobEvent, ResultFile, St
 from falbridge.worker.notify import manage
 from falbridge.worker.notify.deliver import claim_and_prepare
 from falbridge.worker.notify.prepare import HookCall, Request, claim_and_prepare_all
+from tests.plugins.db import statements_sent
 from tests.worker.notify.helpers import complete, deliveries, move, new_job
 
 
@@ -198,23 +199,6 @@ def _job_of(event_id: int) -> uuid.UUID:
         return s.scalars(select(JobEvent.job_id).where(JobEvent.id == event_id)).one()
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """The statements sent at the engine meanwhile (the transaction's BEGIN left out)."""
-    seen: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany) -> None:
-        if not statement.startswith("BEGIN"):
-            seen.append(statement.split()[0])
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-
-
 def test_a_wave_claims_and_reads_in_the_same_statements_whatever_its_size(notifying):
     """Four deliveries of four jobs (with files) to two subscriptions and to a job's
     notify_url, and every delivery of those jobs at once, cost what one costs: one
@@ -238,10 +222,10 @@ def test_a_wave_claims_and_reads_in_the_same_statements_whatever_its_size(notify
     everyone = [d.id for d in deliveries()]
     counted = []
     for wave in (with_notify, four, one, everyone):
-        with _statements() as seen, _rolled_back() as s:
+        with statements_sent() as seen, _rolled_back() as s:
             prepared = claim_and_prepare_all(s, wave, cfg)
         assert all(p is not None and isinstance(p[1], Request) for _, p in prepared)
-        counted.append(seen)
+        counted.append([sql.split()[0] for sql in seen])
     notify_alone, wave_of_four, subscription_alone, all_at_once = counted
     assert len({*four}) == 4 and len(everyone) > 4
     assert wave_of_four == all_at_once == ["UPDATE", *["SELECT"] * 6]

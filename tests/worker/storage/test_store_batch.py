@@ -10,13 +10,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
-from falbridge.models.db import get_engine, transaction
+from falbridge.models.db import transaction
 from falbridge.worker import side_by_side
 from falbridge.worker.storage import backend as backends
 from falbridge.worker.storage.store import StoreOutcome
 from falbridge.worker.storage.store_batch import store_all
+from tests.plugins.db import statements_sent
 from tests.plugins.storage import cdn_file
 from tests.plugins.waiting import run_at_once
 from tests.worker.storage.helpers import completed_job, count_records, files_stored_events, png, records
@@ -94,19 +95,10 @@ def test_two_batches_racing_leave_one_record_per_file_and_one_event_per_job(sand
 
 def _statements_storing(jobs: list[str]) -> list[str]:
     """The statements storing `jobs` (one wave) sends, as the engine sees them."""
-    sent: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        sent.append(" ".join(statement.split())[:60])
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent() as sent:
         done = store_all(jobs)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert all(report is not None and report.stored for _, report in done)
-    return sent
+    return [sql[:60] for sql in sent]
 
 
 def test_a_wave_sends_the_same_statements_for_four_jobs_of_three_files_as_for_one_file(
