@@ -120,8 +120,16 @@ def test_invalid_input_fails_before_anything_is_sent(queue_client, sandbox):
         queue_client.submit(EVF_SAM, {**EVF_INPUT, "blur_mask": 4})
     with pytest.raises(ValueError, match="endpoint id"):
         queue_client.submit("fal-ai/../evf-sam", EVF_INPUT)
-    with pytest.raises(ValueError, match="webhook_url"):
-        queue_client.submit(EVF_SAM, EVF_INPUT, webhook_url="/relative/hook")
+    for webhook in (
+        "/relative/hook",
+        "ftp://h/x",
+        "https:///path",
+        "http://[::1",
+        "http://a b/",
+        "http://h/\n",
+    ):
+        with pytest.raises(ValueError, match="webhook_url"):
+            queue_client.submit(EVF_SAM, EVF_INPUT, webhook_url=webhook)
     assert sandbox.ground_truth() == {"requests": [], "rejected_submits": []}
 
 
