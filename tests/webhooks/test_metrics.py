@@ -76,22 +76,29 @@ def test_a_pipeline_run_moves_the_counters(pipeline):
     jobs = pipeline.wait_terminal(*(r.json()["id"] for r in created), timeout=60)
     assert [j.status for j in jobs] == ["completed", "completed"]
 
-    def moved(samples: dict) -> bool:
-        return all(
-            value(samples, name, **labels) - value(before, name, **labels) >= 1
-            for name, labels in (
-                ("falbridge_jobs_submitted_total", {"endpoint": "fal-ai/evf-sam"}),
-                ("falbridge_jobs_submitted_total", {"endpoint": "other"}),  # not an allowed label
-                ("falbridge_jobs_terminal_total", {"endpoint": "fal-ai/evf-sam", "status": "completed"}),
-                ("falbridge_jobs_terminal_total", {"endpoint": "other", "status": "completed"}),
-                ("falbridge_job_duration_seconds_count", {"endpoint": "other", "status": "completed"}),
-                ("falbridge_fal_submit_duration_seconds_count", {"endpoint": "fal-ai/evf-sam"}),
-                ("falbridge_webhook_deliveries_total", {"outcome": "stored"}),
-                ("falbridge_webhook_verification_duration_seconds_count", {}),
-            )
-        )
+    watched = (
+        ("falbridge_jobs_submitted_total", {"endpoint": "fal-ai/evf-sam"}),
+        ("falbridge_jobs_submitted_total", {"endpoint": "other"}),  # not an allowed label
+        ("falbridge_jobs_terminal_total", {"endpoint": "fal-ai/evf-sam", "status": "completed"}),
+        ("falbridge_jobs_terminal_total", {"endpoint": "other", "status": "completed"}),
+        ("falbridge_job_duration_seconds_count", {"endpoint": "other", "status": "completed"}),
+        ("falbridge_fal_submit_duration_seconds_count", {"endpoint": "fal-ai/evf-sam"}),
+        ("falbridge_webhook_deliveries_total", {"outcome": "stored"}),
+        ("falbridge_webhook_verification_duration_seconds_count", {}),
+    )
 
-    after = poll_until(lambda: scrape(url, API_HEADERS), moved, timeout=20, describe=lambda s: str(s)[:3000])
+    def moves(samples: dict) -> dict[str, float]:
+        return {
+            f"{name}{labels}": value(samples, name, **labels) - value(before, name, **labels)
+            for name, labels in watched
+        }
+
+    after = poll_until(
+        lambda: scrape(url, API_HEADERS),
+        lambda samples: all(moved >= 1 for moved in moves(samples).values()),
+        timeout=20,
+        describe=lambda samples: f"moved by: {moves(samples)}",  # the ones still at 0 are the story
+    )
     # Counts by status come from the database at scrape time.
     assert value(after, "falbridge_jobs", status="completed") == 2
     assert value(after, "falbridge_jobs", status="pending") == 0
