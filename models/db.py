@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from falbridge import config
 from falbridge.config import normalize_database_url
@@ -98,6 +99,17 @@ def insert_unless_taken(dialect: str, target: Table | type[Any], *key_columns: C
     if dialect == "sqlite":
         return sqlite.insert(target).on_conflict_do_nothing(index_elements=list(key_columns))
     raise NotImplementedError(f"INSERT ... ON CONFLICT is not available on {dialect} here")
+
+
+def unset_columns(table: Table, *given: str) -> dict[str, Any]:
+    """The columns of `table` but its primary key and `given`, each with what the ORM
+    would write when a row leaves it out (its scalar default, else NULL): spread under
+    each row of a multi-row INSERT, whose rows must all name the same columns."""
+    return {
+        column.name: column.default.arg if isinstance(column.default, ScalarElementColumnDefault) else None
+        for column in table.columns
+        if not column.primary_key and column.name not in given
+    }
 
 
 def dispose_all() -> None:

@@ -265,12 +265,8 @@ def input_files_of(job: Job) -> list[dict[str, Any]]:
     return list(files) if isinstance(files, list) else []
 
 
-_NO_FILE_FIELDS = dict.fromkeys(("content_type", "file_name", "file_size", "width", "height"))
-
-
 def add_result_files(session: Session, job_id: uuid.UUID, files: Iterable[dict[str, Any]]) -> int:
-    # Every row with every column, so that rows of many jobs go in one INSERT.
-    rows = [{**_NO_FILE_FIELDS, **f, "job_id": job_id} for f in files]
+    rows = [{**f, "job_id": job_id} for f in files]
     # Added only by the transition that completes the job, whose updated_at stamps them
     # for the feed; (job_id, path) is unique.
     transition_writes.add_result_files(session, rows)

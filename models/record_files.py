@@ -1,8 +1,8 @@
 """Recording stored-file outcomes, any number of files of any number of jobs, with a fixed
 number of statements: the jobs locked (one statement), the records inserted unless taken
 (one), the jobs' outcomes counted (one), and for each job whose last file this made, its
-files_stored event (one stamp for all of them, then each event and its deliveries, written
-by the commit's flush).
+files_stored event (one stamp for all of them, then the events and their deliveries
+written together: models.transition_writes).
 
 The rules are those of one file at a time: one recorder at a time per job (its row
 locked, in id order, the order every locker of several jobs takes), a record made once
@@ -22,11 +22,10 @@ from sqlalchemy import ColumnElement, Row, ScalarSelect, Table, bindparam, func,
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from falbridge.models import transition_writes
 from falbridge.models.clock import db_now
-from falbridge.models.db import insert_unless_taken
+from falbridge.models.db import insert_unless_taken, unset_columns
 from falbridge.models.jobs import add_event
 from falbridge.models.states import EventSource, JobStatus
 from falbridge.models.tables import Job, ResultFile, StoredFile, utcnow
@@ -149,11 +148,7 @@ _jobs = _jobs_table.c
 _JOB_IDS: BindParameter[Any] = bindparam("job_ids", expanding=True)
 
 # The columns a record may leave out, as the ORM would write them.
-_UNSET: dict[str, Any] = {
-    column.name: column.default.arg if isinstance(column.default, ScalarElementColumnDefault) else None
-    for column in _stored_table.columns
-    if column.name not in ("id", "job_id", "path", "fal_url", "status", "stored_at")
-}
+_UNSET = unset_columns(_stored_table, "job_id", "path", "fal_url", "status", "stored_at")
 _INSERT = {
     dialect: insert_unless_taken(dialect, _stored_table, _stored.job_id, _stored.path).returning(
         _stored.job_id, _stored.path

@@ -26,6 +26,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from falbridge.models.db import unset_columns
 from falbridge.models.outbox import dispatch_after_commit
 from falbridge.models.tables import EventDelivery, JobEvent, ResultFile
 
@@ -36,7 +37,9 @@ _deliveries = cast(Table, EventDelivery.__table__)
 # Built once; each returns the new ids in the order of its rows.
 _INSERT_EVENTS = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
 _INSERT_DELIVERIES = insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True)
-_INSERT_RESULT_FILES = insert(cast(Table, ResultFile.__table__))
+_result_files = cast(Table, ResultFile.__table__)
+_INSERT_RESULT_FILES = insert(_result_files)
+_RESULT_FILE_UNSET = unset_columns(_result_files, "job_id", "path", "url")
 _EVENT_KEYS = ("job_id", "seq", "at", "source", "from_status", "to_status", "detail")
 
 # An event and its deliveries' rows (every column but event_id and id).
@@ -59,13 +62,14 @@ def add_event(session: Session, event: JobEvent, deliveries: list[dict[str, Any]
 
 
 def add_result_files(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Write a completed job's result files (ResultFile's columns but the id, the same
-    keys in every row) now, or hold them for the batch."""
+    """Write a completed job's result files (ResultFile's columns but the id; those left
+    out NULL) now, or hold them for the batch."""
+    full = [{**_RESULT_FILE_UNSET, **row} for row in rows]
     held_here = _held_here(session)
     if held_here is not None:
-        held_here.result_files += rows
-    elif rows:
-        session.execute(_INSERT_RESULT_FILES, rows)
+        held_here.result_files += full
+    elif full:
+        session.execute(_INSERT_RESULT_FILES, full)
 
 
 @contextlib.contextmanager
