@@ -109,11 +109,6 @@ def exists(session: Session, delivery_id: int) -> bool:
     return found is not None
 
 
-def add_attempt(session: Session, claimed: Claim, result: AttemptResult, at: datetime) -> None:
-    """The attempt's row, of a delivery known to exist."""
-    add_attempts(session, [(claimed, result)], at)
-
-
 def add_attempts(session: Session, made: Sequence[tuple[Claim, AttemptResult]], at: datetime) -> None:
     """The attempts' rows, of deliveries known to exist: one INSERT, executed for many."""
     if not made:

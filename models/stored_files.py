@@ -23,7 +23,6 @@ __all__ = [
     "record",
     "recorded",
     "stored_for",
-    "unrecorded",
     "unrecorded_of",
 ]
 
@@ -54,12 +53,6 @@ def unrecorded_of(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[uuid.U
         if row.path is not None:  # None: the outer join's row of a job with nothing left
             left.files.append(row)
     return found
-
-
-def unrecorded(session: Session, job_id: uuid.UUID) -> list[FileRow]:
-    """The job's result files with no stored-file record yet, in result order."""
-    found = unrecorded_of(session, [job_id]).get(job_id)
-    return [] if found is None else found.files
 
 
 # Built once, executed with parameters: read on every run of the storing task.

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from falbridge.models.db import transaction
 from falbridge.models.jobs import create_job
-from falbridge.models.stored_files import Recorded, record, recorded, stored_for, unrecorded
+from falbridge.models.stored_files import Recorded, record, recorded, stored_for, unrecorded_of
 from falbridge.models.tables import Job, JobEvent, ResultFile
 
 pytestmark = pytest.mark.usefixtures("db_url")
@@ -66,8 +66,8 @@ def _three_jobs() -> Jobs:
 def test_unrecorded_and_recorded_keep_to_one_job_and_path():
     jobs = _three_jobs()
     with transaction() as s:
-        assert [(f.job_id, f.path) for f in unrecorded(s, jobs.mid)] == [(jobs.mid, "b")]
-        assert [f.path for f in unrecorded(s, jobs.low)] == ["a"]
+        assert [(f.job_id, f.path) for f in unrecorded_of(s, [jobs.mid])[jobs.mid].files] == [(jobs.mid, "b")]
+        assert [f.path for f in unrecorded_of(s, [jobs.low])[jobs.low].files] == ["a"]
         found = recorded(s, jobs.mid, "c")
         assert found is not None and (found.job_id, found.path, found.status) == (jobs.mid, "c", "missing")
         found = recorded(s, jobs.mid, "a")
