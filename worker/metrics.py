@@ -47,7 +47,10 @@ _VERIFY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1
 class Metrics:
     jobs_submitted: Counter = field(
         default_factory=lambda: Counter(
-            "falbridge_jobs_submitted", "Jobs fal accepted (moved to submitted)", ["endpoint"], registry=None
+            "falbridge_jobs_submitted",
+            "Jobs fal accepted (counted when a job first shows a fal request id)",
+            ["endpoint"],
+            registry=None,
         )
     )
     jobs_terminal: Counter = field(

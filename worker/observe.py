@@ -46,13 +46,26 @@ def _job_transitions(moves: Sequence[transitions.Transition]) -> None:
         if counted is None or move.from_status == move.to_status:
             continue
         endpoint = metrics.endpoint(move.endpoint_id)
-        if move.to_status == JobStatus.SUBMITTED:
+        if _accepted_by_fal(move):
             counted.jobs_submitted.labels(endpoint).inc()
-        elif JobStatus(move.to_status) in TERMINAL:
+        if JobStatus(move.to_status) in TERMINAL:
             counted.jobs_terminal.labels(endpoint, move.to_status).inc()
             if move.created_at is not None:
                 took = max(0.0, (move.at - move.created_at).total_seconds())
                 counted.job_duration.labels(endpoint, move.to_status).observe(took)
+
+
+def _accepted_by_fal(move: transitions.Transition) -> bool:
+    """The move that first shows fal holds the job: usually pending -> submitted, but a
+    callback that beats the submit's answer takes it from pending straight to its end, and
+    that job was submitted all the same. A job refused or failed before fal answered has
+    no request id."""
+    before_fal = move.from_status is None or JobStatus(move.from_status).rank < JobStatus.SUBMITTED.rank
+    return (
+        before_fal
+        and move.request_id is not None
+        and JobStatus(move.to_status).rank >= JobStatus.SUBMITTED.rank
+    )
 
 
 transitions.committed.set_dispatcher(job_transitions)

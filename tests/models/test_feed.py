@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text, update
 
+from falbridge.models.clock import db_now
 from falbridge.models.db import transaction
 from falbridge.models.feed import changed_since, jobs_page
 from falbridge.models.jobs import add_result_files, create_job, get_job, lock_job, transition
@@ -41,6 +42,13 @@ def _stamps(engine, job_id: uuid.UUID) -> tuple:
         return s.execute(select(Job.updated_at, Job.touched_at).where(Job.id == job_id)).one()
 
 
+def _once_the_clock_passes(engine, stamp) -> None:
+    """Wait until the database's clock reads later than `stamp`: SQLite's moves by the
+    millisecond, and two quick writes may share one, which says nothing of what moved."""
+    with transaction(engine) as s:
+        poll_until(lambda: s.scalar(select(db_now())), lambda now: now > stamp)
+
+
 def _feed(engine, cursor=None, after=LONG_AGO, limit=50, settle_s=0.0, filters=EVERYTHING):
     with transaction(engine) as s:
         rows, next_cursor = changed_since(
@@ -52,6 +60,7 @@ def _feed(engine, cursor=None, after=LONG_AGO, limit=50, settle_s=0.0, filters=E
 def test_updated_at_moves_with_what_a_consumer_sees_and_nothing_else(engine):
     [job_id] = _new_jobs(engine, 1)
     created, touched = _stamps(engine, job_id)
+    _once_the_clock_passes(engine, max(created, touched))
     with transaction(engine) as s:  # a submit lease, a webhook counted, a poll recorded
         job = lock_job(s, job_id)
         job.submit_lease_until = utcnow() + timedelta(seconds=60)
@@ -60,8 +69,10 @@ def test_updated_at_moves_with_what_a_consumer_sees_and_nothing_else(engine):
         s.execute(update(Job).where(Job.id == job_id).values(last_polled_at=utcnow(), poll_attempts=1))
     updated, touched_after = _stamps(engine, job_id)
     assert updated == created and touched_after > touched  # the sweeper saw activity; the feed nothing
+    _once_the_clock_passes(engine, touched_after)
     _move(engine, job_id, JobStatus.SUBMITTED, request_id="r-1")
     submitted, _ = _stamps(engine, job_id)
+    _once_the_clock_passes(engine, submitted)
     with transaction(engine) as s:
         assert transition(s, lock_job(s, job_id), JobStatus.COMPLETED, EventSource.WEBHOOK, result={"k": 1})
         add_result_files(s, job_id, [{"path": "image", "url": "https://x/y.png"}])

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from falbridge import config
+from falbridge.models.states import EventSource, JobStatus
 from falbridge.webhooks.app import create_app
 from tests.plugins.pipeline import API_HEADERS, ServerThread
 from tests.plugins.waiting import poll_until
@@ -189,16 +190,16 @@ def test_a_job_whose_files_are_stored_is_counted_terminal_once(db_url):
     # scrape counted every EVF-SAM and Florence job completed twice.
     from falbridge.models.db import transaction
     from falbridge.models.jobs import create_job, lock_job, transition
-    from falbridge.models.states import EventSource, JobStatus
     from falbridge.models.stored_files import files_stored
 
     labels = {"endpoint": "fal-ai/evf-sam", "status": "completed"}
     before = _counted()
     with transaction() as s:
         job, _ = create_job(s, "fal-ai/evf-sam", {"prompt": "cat"})
-    for status in (JobStatus.SUBMITTED, JobStatus.COMPLETED):
-        with transaction() as s:
-            assert transition(s, lock_job(s, job.id), status, EventSource.WEBHOOK)
+    with transaction() as s:
+        assert transition(s, lock_job(s, job.id), JobStatus.SUBMITTED, EventSource.SUBMIT, request_id="r-1")
+    with transaction() as s:
+        assert transition(s, lock_job(s, job.id), JobStatus.COMPLETED, EventSource.WEBHOOK)
     with transaction() as s:
         files_stored(s, lock_job(s, job.id))
 
@@ -210,4 +211,47 @@ def test_a_job_whose_files_are_stored_is_counted_terminal_once(db_url):
         value(after, "falbridge_jobs_submitted_total", **submitted)
         - value(before, "falbridge_jobs_submitted_total", **submitted)
         == 1
+    )
+
+
+@pytest.mark.parametrize("first", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.IN_PROGRESS])
+def test_a_job_fal_answered_by_callback_first_is_counted_submitted_once(db_url, first):
+    # fal's callback can be applied before the submit's answer is recorded: the job goes
+    # from pending past submitted, with the callback's request id. A pipeline run counted
+    # its end and not its submit.
+    from falbridge.models.db import transaction
+    from falbridge.models.jobs import create_job, lock_job, transition
+
+    submitted = {"endpoint": "other"}
+    before = _counted()
+    with transaction() as s:
+        job, _ = create_job(s, "fal-ai/some/model", {"n": 1})
+    with transaction() as s:
+        assert transition(s, lock_job(s, job.id), first, EventSource.WEBHOOK, request_id="r-early")
+    with transaction() as s:  # the answer, late: fills in ids, moves nothing
+        assert not transition(s, lock_job(s, job.id), JobStatus.SUBMITTED, EventSource.SUBMIT)
+    after = _counted()
+    assert (
+        value(after, "falbridge_jobs_submitted_total", **submitted)
+        - value(before, "falbridge_jobs_submitted_total", **submitted)
+        == 1
+    )
+
+
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELLED])
+def test_a_job_that_never_reached_fal_is_not_counted_submitted(db_url, status):
+    # Refused by fal's 4xx, failed as outcome unknown, or cancelled while pending: no
+    # request id, never accepted.
+    from falbridge.models.db import transaction
+    from falbridge.models.jobs import create_job, lock_job, transition
+
+    submitted = {"endpoint": "other"}
+    before = _counted()
+    with transaction() as s:
+        job, _ = create_job(s, "fal-ai/some/model", {"n": 1})
+    with transaction() as s:
+        assert transition(s, lock_job(s, job.id), status, EventSource.SUBMIT)
+    after = _counted()
+    assert value(after, "falbridge_jobs_submitted_total", **submitted) == value(
+        before, "falbridge_jobs_submitted_total", **submitted
     )
