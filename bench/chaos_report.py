@@ -12,6 +12,9 @@ maps to the set of requests fal accepted for it. A job is a MISMATCH when:
         CANCELLED;
   3. fal accepted no request for it, and it is anything but failed with a submit-side
      reason (SUBMIT_SIDE_ERRORS): a job fal never ran can't be completed;
+     except (UNKNOWABLE, allowed and counted) a job failed `submit_outcome_unknown` with no
+     request id whose every request had its submit response lost by the sandbox and no
+     callback our receiver accepted: fal told falbridge nothing it could act on;
   4. it was created more than once (two jobs with one external_id), or a sandbox request
      names a job id we have no row for (counted as `orphan_requests`).
 
@@ -66,6 +69,7 @@ class Report:
     duplicate_rows: list[dict[str, Any]] = field(default_factory=list)
     orphan_requests: int = 0
     result_expired: int = 0
+    unknowable: int = 0  # fal accepted them, and neither an answer nor a callback said so
     large_dropped: int = 0  # jobs whose large result's callback the sandbox dropped
     large_dropped_stored: int = 0  # of those, completed with every file stored
     # Each large result without a callback: fal's completion and expiry against our polls.
@@ -174,14 +178,16 @@ def build_report(engine, truth: dict[str, Any], expected_jobs: int) -> Report:
                 durations.append((job.completed_at - job.created_at).total_seconds())
         mine = by_job.get(job_id, [])
         retention_problem = _judge_retention(report, job, mine, stored.get(job.id, 0))
-        problem = _judge(job, mine) or retention_problem
-        if problem:
+        if _unknowable(job, mine):
+            report.unknowable += 1
+        elif problem := _judge(job, mine) or retention_problem:
             report.mismatches.append(
                 {
                     "job": job_id,
                     "status": job.status,
+                    "error_type": job.error_type,
                     "problem": problem,
-                    "requests": [r["request_id"] for r in mine],
+                    "requests": [_what_fal_did(r) for r in mine],
                 }
             )
         if len(mine) > 1:
@@ -272,6 +278,34 @@ def _judge(job, requests: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _unknowable(job, requests: list[dict[str, Any]]) -> bool:
+    return (
+        bool(requests)
+        and job.status == "failed"
+        and job.error_type == "submit_outcome_unknown"
+        and job.request_id is None
+        and all(r.get("submit_response_lost") for r in requests)
+        and not any(_accepted(d) for r in requests for d in r.get("deliveries") or [])
+    )
+
+
+def _accepted(delivery: dict[str, Any]) -> bool:
+    status = delivery.get("http_status")
+    return isinstance(status, int) and 200 <= status < 300
+
+
+def _what_fal_did(request: dict[str, Any]) -> dict[str, Any]:
+    """A mismatched job's request as the sandbox saw it: enough to tell a falbridge bug
+    from a case fal's faults made unknowable."""
+    return {
+        "request_id": request["request_id"],
+        "outcome": request.get("outcome"),
+        "faults": request.get("faults", []),
+        "submit_response_lost": request.get("submit_response_lost"),
+        "callbacks": [d.get("http_status") for d in request.get("deliveries") or []],
+    }
+
+
 def _double_cause(job, reason: str) -> str:
     if job.resubmitted_at is None:
         return "unexplained"
@@ -305,6 +339,7 @@ def summary_lines(
         f"mismatches={len(report.mismatches)} double_submissions={len(report.doubles)}"
         + (f" ({causes})" if causes else "")
         + f" duplicate_result_rows={len(report.duplicate_rows)} result_expired={report.result_expired}"
+        f" unknowable={report.unknowable}"
         f" p50={p50} p99={p99} kills={kills} "
         f"redis_restarts={redis_restarts} receiver_restarts={receiver_restarts} "
         f"elapsed={elapsed_s:.0f}s db={database}",

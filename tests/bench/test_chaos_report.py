@@ -242,3 +242,61 @@ def test_a_clean_event_run_passes_and_the_summary_says_so(db_url):
         events=events,
     )
     assert again[-1].startswith("chaos: FAIL")
+
+
+def _lost(request: dict, *callbacks: int) -> dict:
+    return {
+        **request,
+        "submit_response_lost": True,
+        "faults": ["submit_response_lost", "drop"] if not callbacks else ["submit_response_lost"],
+        "deliveries": [{"http_status": status} for status in callbacks],
+    }
+
+
+def test_a_job_fal_told_nothing_about_is_unknowable_and_nothing_less_is(db_url):
+    """Every answer lost and no callback taken: falbridge had nothing to act on, and
+    failing it as submit_outcome_unknown is the policy. Any one piece of knowledge it had
+    (an answer, a callback our receiver took, a request id) makes it a mismatch again."""
+    unknown = {"status": "failed", "error_type": "submit_outcome_unknown", "request_id": None}
+    unknowable = _job(1, **unknown, resubmitted_at=utcnow())  # two requests: resubmitted
+    answered = _job(2, **unknown, resubmitted_at=utcnow())
+    called_back = _job(3, **unknown)
+    refused_callbacks = _job(4, **unknown)
+    truth = {
+        "requests": [
+            _lost(_request(unknowable, "r-1a", "OK", {"image": IMAGE})),
+            _lost(_request(unknowable, "r-1b", "OK", {"image": IMAGE})),
+            _lost(_request(answered, "r-2a", "OK", {"image": IMAGE})),
+            {**_request(answered, "r-2b", "OK", {"image": IMAGE}), "submit_response_lost": False},
+            _lost(_request(called_back, "r-3", "OK", {"image": IMAGE}), 503, 200),
+            # The receiver was down for each attempt: still nothing it was told.
+            _lost(_request(refused_callbacks, "r-4", "OK", {"image": IMAGE}), 503, 502),
+        ]
+    }
+
+    report = build_report(get_engine(db_url), truth, expected_jobs=4)
+
+    assert report.unknowable == 2
+    mismatched = {m["job"]: m for m in report.mismatches}
+    assert set(mismatched) == {answered, called_back}
+    assert mismatched[called_back]["requests"] == [
+        {
+            "request_id": "r-3",
+            "outcome": "OK",
+            "faults": ["submit_response_lost"],
+            "submit_response_lost": True,
+            "callbacks": [503, 200],
+        }
+    ]
+    assert (
+        "unknowable=2"
+        in summary_lines(
+            report,
+            kills=0,
+            redis_restarts=0,
+            receiver_restarts=0,
+            elapsed_s=1,
+            database="sqlite",
+            run_dir="x",
+        )[0]
+    )
