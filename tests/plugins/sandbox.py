@@ -136,6 +136,7 @@ class ReceivedRequest:
     body: bytes
     received_at: float
     answered: int  # the status code the sink replied with
+    peer: tuple[str, int] | None = None  # the sender's address and port (one per connection)
 
     def json(self) -> Any:
         return json.loads(self.body)

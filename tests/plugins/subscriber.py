@@ -91,7 +91,15 @@ class Subscriber(Recorder):
             answer = self._script.pop(0) if self._script else Answer()
             headers = {key.lower(): value for key, value in handler.headers.items()}
             self._received.append(
-                ReceivedRequest(handler.command, handler.path, headers, body, time.time(), answer.status)
+                ReceivedRequest(
+                    handler.command,
+                    handler.path,
+                    headers,
+                    body,
+                    time.time(),
+                    answer.status,
+                    handler.client_address[:2],
+                )
             )
             self._cond.notify_all()
         return answer

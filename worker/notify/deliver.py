@@ -44,9 +44,10 @@ from falbridge.models.outbox import redrive_grace_s
 from falbridge.models.secrets import SecretUnreadable
 from falbridge.models.tables import utcnow
 from falbridge.worker import observe
-from falbridge.worker.download.safe_get import default_tls, pinned
+from falbridge.worker.download.safe_get import pinned
 from falbridge.worker.notify import hook, schedule
 from falbridge.worker.notify.address import AddressRefused, check
+from falbridge.worker.notify.connections import client_for
 from falbridge.worker.notify.prepare import HookCall, Prepared, Request, claim_and_prepare_all
 
 HEAD_BYTES = 1024
@@ -126,12 +127,10 @@ def send(request: Request, notify: NotifyConfig) -> AttemptResult:
     try:
         parts, address = check(request.url, notify.networks())
         target, host, tls_name = pinned(parts, address)
-        with (
-            _client(notify) as client,
-            client.stream(
-                "POST", target, content=request.body, headers={**request.headers, **host}, extensions=tls_name
-            ) as response,
-        ):
+        client = client_for(target, tls_name.get("sni_hostname", ""), notify.timeout_s)
+        with client.stream(
+            "POST", target, content=request.body, headers={**request.headers, **host}, extensions=tls_name
+        ) as response:
             head = _head(response)
             waited = schedule.retry_after(response.status_code, response.headers.get("retry-after"), utcnow())
             return AttemptResult(response.status_code, _ms(started), head, _error_of(response), waited)
@@ -139,16 +138,6 @@ def send(request: Request, notify: NotifyConfig) -> AttemptResult:
         return AttemptResult(None, _ms(started), error=f"refused: {exc}")
     except httpx.HTTPError as exc:
         return AttemptResult(None, _ms(started), error=f"{type(exc).__name__}: {exc}"[:1000])
-
-
-def _client(notify: NotifyConfig) -> httpx.Client:
-    return httpx.Client(
-        timeout=httpx.Timeout(notify.timeout_s),
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_keepalive_connections=0),
-        verify=default_tls(),  # the CA bundle loaded once per process, not per POST
-    )
 
 
 def _head(response: httpx.Response) -> str:
