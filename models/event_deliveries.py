@@ -58,8 +58,12 @@ _deliveries = _table.c
 # Built once, executed with parameters (one claim per wave, one settle per attempt): Core
 # columns, so no ORM compile step either. The ids are an expanding parameter: the
 # statement is compiled once and rendered for each number of ids.
-_CLAIM = (
-    update(_table)
+# The rows are locked in id order, skipping those another claimer holds (PostgreSQL; SQLite
+# serialises writers): two waves with ids in common, a sweeper's re-drive racing a
+# dispatch, each take what the other does not hold instead of locking in plan order
+# and deadlocking.
+_CLAIMABLE = (
+    select(_deliveries.id)
     .where(
         _deliveries.id.in_(bindparam("delivery_ids", expanding=True)),
         or_(
@@ -67,6 +71,12 @@ _CLAIM = (
             and_(_deliveries.status == "in_flight", _deliveries.lease_until < bindparam("now")),
         ),
     )
+    .order_by(_deliveries.id)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_table)
+    .where(_deliveries.id.in_(_CLAIMABLE.scalar_subquery()))
     .values(status="in_flight", lease_until=bindparam("new_lease"), attempts=_deliveries.attempts + 1)
     .returning(
         _deliveries.id,
@@ -79,9 +89,9 @@ _CLAIM = (
 
 
 def claim_all(session: Session, delivery_ids: Sequence[int], lease_s: float) -> dict[int, Claim]:
-    """The deliveries of `delivery_ids` this session won, by id, in one statement. Each
-    row is claimed as `claim` claims one: the condition is re-checked on the row when a
-    concurrent claim held it, so of two claimers one wins and the other gets nothing."""
+    """The deliveries of `delivery_ids` this session won, by id, in one statement. A row
+    another claimer holds is skipped, and a row it claimed and committed no longer meets
+    the condition, so of two claimers one wins and the other gets nothing."""
     if not delivery_ids:
         return {}
     now = utcnow()

@@ -4,14 +4,17 @@ another claim left alone, exactly as one claim at a time leaves them."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import text, update
 
 from falbridge.models import event_deliveries
 from falbridge.models.db import transaction
 from falbridge.models.tables import EventDelivery, utcnow
 from falbridge.worker.notify import manage
+from tests.plugins.waiting import run_at_once
 from tests.worker.notify.helpers import complete, deliveries, new_job
 
 LEASE_S = 60.0
@@ -70,3 +73,33 @@ def test_an_expired_lease_is_claimed_again_as_the_next_attempt(notifying):
     with transaction() as s:
         [claim] = event_deliveries.claim_all(s, [only], LEASE_S).values()
     assert claim.attempt == 2
+
+
+def test_a_delivery_another_claim_holds_is_skipped_not_waited_for(notifying, engine):
+    # A sweeper's re-drive racing a dispatch: the wave takes what nobody holds at once.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers")
+    held, free = _deliveries(notifying, 2)
+    with transaction() as holder:
+        assert list(event_deliveries.claim_all(holder, [held], LEASE_S)) == [held]
+        with transaction() as s:  # while the holder's transaction is open
+            s.execute(text("SET LOCAL lock_timeout = '5s'"))  # waiting would fail the test
+            assert list(event_deliveries.claim_all(s, [held, free], LEASE_S)) == [free]
+    assert {d.id: d.attempts for d in deliveries()} == {held: 1, free: 1}
+
+
+def test_waves_racing_over_the_same_deliveries_claim_each_once(notifying):
+    ids = _deliveries(notifying, 6)
+    orders = [ids, ids[::-1], ids[1::2] + ids[::2], ids[::2] + ids[1::2]]
+    next_order = iter(orders)
+    lock = threading.Lock()
+
+    def claim() -> list[int]:
+        with lock:
+            order = next(next_order)
+        with transaction() as s:
+            return list(event_deliveries.claim_all(s, order, LEASE_S))
+
+    won = run_at_once(claim, times=len(orders))
+    assert sorted(i for claimed in won for i in claimed) == sorted(ids)
+    assert {d.attempts for d in deliveries()} == {1}
