@@ -25,7 +25,6 @@ egress filtering at the network edge is the complete answer.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import socket
 import ssl
@@ -37,6 +36,7 @@ from typing import Any
 import httpx
 
 from falbridge import config
+from falbridge.worker.download.connections import client_for
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_REDIRECTS = 3
@@ -149,40 +149,26 @@ class Fetched:
             yield chunk
 
 
-@functools.cache
-def default_tls() -> ssl.SSLContext:
-    """The system's trust store as one context per process: building it (the CA bundle
-    loaded) costs about 20 ms of CPU, more than the rest of a small file's download.
-    trust_env=False, as the clients using it: SSL_CERT_FILE/SSL_CERT_DIR are not read."""
-    return httpx.create_ssl_context(trust_env=False)
-
-
 @contextmanager
 def fetch_stream(url: str, policy: FetchPolicy | None = None) -> Iterator[Fetched]:
     """GET a URL under the policy, its body left to stream: nothing is held in memory but
     the chunk being read. Raises FetchRefused or httpx errors (HTTPStatusError for a 4xx/5xx)."""
     policy = policy or FetchPolicy.configured()
-    with httpx.Client(
-        timeout=policy.timeout,
-        verify=default_tls() if policy.verify is True else policy.verify,
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_keepalive_connections=0),
-    ) as client:
-        for _hop in range(MAX_REDIRECTS + 1):
-            address, parts = check_url(url, policy), httpx.URL(url)
-            target, host, tls_name = pinned(parts, address)
-            with client.stream("GET", target, headers=host, extensions=tls_name) as response:
-                if response.is_redirect:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise FetchRefused("redirect without a Location")
-                    url = str(parts.join(location))
-                    continue
-                response.raise_for_status()
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-                    raise FetchRefused(f"{declared} bytes is over the {policy.max_bytes}-byte limit")
-                yield Fetched(response, policy.max_bytes)
-                return
-        raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
+    for _hop in range(MAX_REDIRECTS + 1):
+        address, parts = check_url(url, policy), httpx.URL(url)
+        target, host, tls_name = pinned(parts, address)
+        client = client_for(target, tls_name.get("sni_hostname", ""), policy.timeout, policy.verify)
+        with client.stream("GET", target, headers=host, extensions=tls_name) as response:
+            if response.is_redirect:
+                location = response.headers.get("location")
+                if not location:
+                    raise FetchRefused("redirect without a Location")
+                url = str(parts.join(location))
+                continue
+            response.raise_for_status()
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+                raise FetchRefused(f"{declared} bytes is over the {policy.max_bytes}-byte limit")
+            yield Fetched(response, policy.max_bytes)
+            return
+    raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")

@@ -44,10 +44,10 @@ from falbridge.models.outbox import redrive_grace_s
 from falbridge.models.secrets import SecretUnreadable
 from falbridge.models.tables import utcnow
 from falbridge.worker import observe
+from falbridge.worker.download.connections import client_for
 from falbridge.worker.download.safe_get import pinned
 from falbridge.worker.notify import hook, schedule
 from falbridge.worker.notify.address import AddressRefused, check
-from falbridge.worker.notify.connections import client_for
 from falbridge.worker.notify.prepare import HookCall, Prepared, Request, claim_and_prepare_all
 
 HEAD_BYTES = 1024
@@ -127,7 +127,7 @@ def send(request: Request, notify: NotifyConfig) -> AttemptResult:
     try:
         parts, address = check(request.url, notify.networks())
         target, host, tls_name = pinned(parts, address)
-        client = client_for(target, tls_name.get("sni_hostname", ""), notify.timeout_s)
+        client = client_for(target, tls_name.get("sni_hostname", ""), httpx.Timeout(notify.timeout_s))
         with client.stream(
             "POST", target, content=request.body, headers={**request.headers, **host}, extensions=tls_name
         ) as response:

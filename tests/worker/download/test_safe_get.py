@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, check_url, default_tls, fetch_bytes
+from falbridge.worker.download.connections import default_tls
+from falbridge.worker.download.safe_get import FetchPolicy, FetchRefused, check_url, fetch_bytes
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
 STRICT = FetchPolicy(allow_private=False)
@@ -295,6 +296,15 @@ def test_https_is_pinned_and_verified_against_the_host_name(origins, rebinding_d
     body, _ = fetch_bytes(f"https://files.test:{server.port}/f", policy)
     assert body == b"secure" and server.sni == ["files.test"] and internal.sni == []
     assert server.hosts == [f"files.test:{server.port}"]
+
+
+def test_downloads_from_one_host_share_a_kept_alive_connection(origins, rebinding_dns, tls):
+    server = origins("127.0.0.1", "secure", tls=tls.server(["files.test"]))
+    rebinding_dns.answers["files.test"] = ["127.0.0.1"]
+    policy = FetchPolicy(allow_private=True, verify=tls.client)
+    for _ in range(3):
+        assert fetch_bytes(f"https://files.test:{server.port}/f", policy)[0] == b"secure"
+    assert len(server.hosts) == 3 and server.sni == ["files.test"]  # one handshake
 
 
 def test_https_with_a_certificate_for_another_name_fails(origins, rebinding_dns, tls):
