@@ -204,7 +204,7 @@ def _drain_noops(stack: BenchStack, count: int) -> tuple[float, float]:
     celery_app.conf.broker_url = stack.redis_url
     client = redis.Redis.from_url(stack.redis_url)
     try:
-        if not celery_app.control.cancel_consumer("falbridge", reply=True, timeout=5):
+        if not celery_app.control.cancel_consumer("falbridge", reply=True, timeout=5, limit=1):
             raise RuntimeError("the no-op worker did not answer cancel_consumer")
         with celery_app.producer_or_acquire() as producer:
             t0 = time.monotonic()
@@ -212,7 +212,7 @@ def _drain_noops(stack: BenchStack, count: int) -> tuple[float, float]:
                 noop.apply_async(producer=producer)
             publish_s = time.monotonic() - t0
         t1 = time.monotonic()
-        if not celery_app.control.add_consumer("falbridge", reply=True, timeout=5):
+        if not celery_app.control.add_consumer("falbridge", reply=True, timeout=5, limit=1):
             raise RuntimeError("the no-op worker did not answer add_consumer")
         while _queued(client) or client.hlen("unacked"):
             time.sleep(0.005)
