@@ -140,7 +140,7 @@ def test_evf_sam_reports_every_invalid_field(sandbox, client, webhook_sink):
 @pytest.mark.parametrize(
     "image_url, error_type",
     [
-        (closed_port_url("/missing.png"), "file_download_error"),
+        ("closed-port", "file_download_error"),  # a URL nobody listens on, made when the test runs
         ("data:image/png;base64,@@not-base64@@", "file_download_error"),
         ("ftp://example.invalid/a.png", "file_download_error"),
         (data_uri(b"just some text", "text/plain"), "image_load_error"),
@@ -148,6 +148,8 @@ def test_evf_sam_reports_every_invalid_field(sandbox, client, webhook_sink):
     ],
 )
 def test_bad_input_images_fail_with_422(sandbox, client, webhook_sink, image_url, error_type):
+    if image_url == "closed-port":
+        image_url = closed_port_url("/missing.png")
     submitted, hook = _run(sandbox, client, EVF_SAM, {"prompt": "x", "image_url": image_url}, webhook_sink)
 
     assert hook["status"] == "ERROR" and hook["error"] == "Invalid status code: 422"

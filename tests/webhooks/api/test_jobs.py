@@ -25,6 +25,8 @@ from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN
 
 EVF = "fal-ai/evf-sam"
 CAT = {"prompt": "cat", "image_url": "https://example.com/cat.png"}
+# No job has it (fixed, not drawn at collection: parallel test processes must collect the same ids).
+UNKNOWN_JOB_ID = "1d9e535a-7a7e-4ca4-a2ae-ad5cae31f516"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -256,7 +258,7 @@ def test_detail_of_existing_job(client):
     assert body["id"] == str(job.id) and body["files"] == [] and len(body["events"]) == 1
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("job_id", [UNKNOWN_JOB_ID, "not-a-uuid"])
 def test_detail_of_unknown_job_is_404(client, job_id):
     error_of(client.get(f"/api/jobs/{job_id}"), 404, "not_found")
 
@@ -348,7 +350,7 @@ def _b64(raw: str) -> str:
     [
         "garbage",
         _b64('["2024-05-01T12:00:00+00:00", 5]'),
-        _b64(f'["2024-05-01T12:00:00", "{uuid.uuid4()}"]'),
+        _b64(f'["2024-05-01T12:00:00", "{UNKNOWN_JOB_ID}"]'),
         _b64("{}"),
     ],
 )
@@ -399,7 +401,7 @@ def test_cancel_a_pending_job_then_again(client):
     assert error["details"] == {"status": "cancelled"}
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("job_id", [UNKNOWN_JOB_ID, "not-a-uuid"])
 def test_cancel_unknown_job_is_404(client, job_id):
     error_of(client.post(f"/api/jobs/{job_id}/cancel"), 404, "not_found")
 

@@ -33,7 +33,7 @@ from falbridge.worker.fal.upload import close_storage_client
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_SECRET_KEY, ServerThread
 from tests.plugins.sandbox import TEST_FAL_KEY
 
-MAX_EXAMPLES = 50
+MAX_EXAMPLES = 25
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ def _run(tmp_path: Path, required: str | None) -> subprocess.CompletedProcess[st
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nmarkers =\n    browser: in Chromium\naddopts = --strict-markers\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # No plugin autoload: the inner run needs none, and loading them all is most of its time.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     env.pop("FALBRIDGE_REQUIRE_BROWSER", None)
     if required is not None:
         env["FALBRIDGE_REQUIRE_BROWSER"] = required
