@@ -30,6 +30,7 @@ from falbridge.models.serialize import event_dict, job_detail, job_summary
 from falbridge.webhooks.api.schemas import JOB_DETAIL, JOB_EVENT, JOB_SUMMARY, RESULT_FILE
 from falbridge.webhooks.app import create_app
 from falbridge.worker.fal.upload import close_storage_client
+from tests.plugins.db import BACKENDS
 from tests.plugins.pipeline import API_HEADERS, TEST_API_TOKEN, TEST_SECRET_KEY, ServerThread
 from tests.plugins.sandbox import TEST_FAL_KEY
 
@@ -159,8 +160,11 @@ def run_schemathesis(base_url: str, seed: int) -> tuple[list[str], Counter]:
 
 
 # Fifteen operations (the jobs' and the subscriptions'), each through every phase: past
-# the suite's default two minutes on a loaded machine.
+# the suite's default two minutes on a loaded machine. On one database, PostgreSQL when it
+# is installed: it refuses text SQLite stores (a NUL character), so it is where a generated
+# value is likelier to reach a 500; test_fuzz_api fuzzes the bodies on both.
 @pytest.mark.timeout(420)
+@pytest.mark.parametrize("migrated_db", [BACKENDS[-1]], indirect=True)
 def test_schemathesis_finds_nothing(live):
     seed = random.randrange(2**32)
     problems, statuses = run_schemathesis(live.url, seed)

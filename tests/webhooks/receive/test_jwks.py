@@ -365,11 +365,11 @@ def test_an_unexpected_error_in_a_fetch_is_a_failed_fetch_that_says_why(caplog):
 
 def test_a_fetch_in_flight_does_not_keep_the_process_alive(hanging_jwks):
     """The fetch runs in a daemon thread: a worker shutting down is not held for the fetch
-    timeout by a JWKS that never answers. (keys() waits up to 5 s, so the request has
-    reached the JWKS when the process ends.)"""
+    timeout by a JWKS that never answers. (keys() waits up to 2 s, so the request has
+    reached the JWKS on loopback when the process ends.)"""
     code = (
         "from falbridge.webhooks.receive.jwks import JwksCache, JwksUnavailable\n"
-        f"cache = JwksCache({hanging_jwks.url!r}, wait_s=5, fetch_timeout_s=120)\n"
+        f"cache = JwksCache({hanging_jwks.url!r}, wait_s=2, fetch_timeout_s=120)\n"
         "try:\n    cache.keys()\nexcept JwksUnavailable:\n    pass\n"
     )
     done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True)
