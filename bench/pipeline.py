@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,7 @@ from bench.pipeline_units import (
     storage_env,
     unaccounted,
 )
+from falbridge import config
 from falbridge.models.db import get_engine
 from falbridge.worker.celery_app import celery_app
 
@@ -198,7 +200,10 @@ def _drain_noops(stack: BenchStack, count: int) -> tuple[float, float]:
     unacknowledged). Publishing from one Python process is about as slow as the worker,
     so it is kept out of the clock. Returns (tasks per second, publishes per second)."""
 
-    # Imported here: importing it resolves the broker, which must be this stack's Redis.
+    # Imported here: importing it resolves the broker from REDIS_URL, which must be this
+    # stack's Redis (unset, it would start the embedded one under ./var and leave it running).
+    os.environ["REDIS_URL"] = stack.redis_url
+    config.use(None)
     from bench.noop_task import noop
 
     celery_app.conf.broker_url = stack.redis_url
