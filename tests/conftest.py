@@ -18,6 +18,11 @@ from tests.plugins.subscriber import *  # noqa: F403
 # The test process's metric files (set up once per process, by whatever counts first):
 # out of the working directory's var/.
 os.environ.setdefault("FALBRIDGE_METRICS_DIR", tempfile.mkdtemp(prefix="falbridge-metrics-"))
+# And its var dir (the default SQLite file, stored files, the embedded Redis) out of the
+# checkout's var/, which is the developer's own (`make demo`'s): code that reads the
+# configuration outside a test's own settings, from a thread or a later test, found none and
+# wrote there.
+os.environ.setdefault("FALBRIDGE_VAR_DIR", tempfile.mkdtemp(prefix="falbridge-var-"))
 # Under a role of its own: the `falbridge serve` and `falbridge worker` processes tests start
 # inherit that directory and, as in production, empty their role's files when they start,
 # which took this process's with them (its later counts went to unlinked files, so a
