@@ -366,10 +366,7 @@ BAD_QUERIES = [
     ("cursor=%00", "invalid_request"),
     ("cursor=" + _b64(nested(100_000)), "invalid_request"),  # over 512 characters
     ("cursor=" + _b64(nested(190)), "invalid_cursor"),
-    (
-        "cursor=" + _b64(json.dumps(["0001-01-01T00:00:00+05:00", "1d9e535a-7a7e-4ca4-a2ae-ad5cae31f516"])),
-        "invalid_cursor",
-    ),
+    ("cursor=" + _b64(json.dumps(["0001-01-01T00:00:00+05:00", SOME_UUID])), "invalid_cursor"),
     ("cursor=" + _b64(b"\xff\xfe\x00"), "invalid_cursor"),
     ("cursor=" + _b64(json.dumps([1, 2, 3])), "invalid_cursor"),
     ("cursor=%F0%9F%98%80", "invalid_cursor"),
