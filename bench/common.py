@@ -196,6 +196,14 @@ def serve_defaults() -> dict[str, int]:
     return {p.name: p.default for p in serve.params if p.name in ("workers", "threads")}
 
 
+def set_consuming(app, queue: str, on: bool, who: str = "the worker") -> None:
+    """Tell the benchmark's one worker to start (on) or stop consuming `queue`, and wait
+    for its answer: limit=1 returns with it instead of after the broadcast's whole timeout."""
+    switch = app.control.add_consumer if on else app.control.cancel_consumer
+    if not switch(queue, reply=True, timeout=5, limit=1):
+        raise RuntimeError(f"{who} did not answer {switch.__name__}")
+
+
 class BenchStack(LocalStack):
     """A LocalStack on a durable PostgreSQL, plus the baselines and CPU accounting."""
 

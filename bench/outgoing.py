@@ -57,6 +57,7 @@ from bench.common import (
     log,
     main_wrapper,
     run_dir_for,
+    set_consuming,
     wait_http,
     wait_quiet,
 )
@@ -274,14 +275,12 @@ def _deliver_all(stack: BenchStack, engine, delivery_ids: list[int], timeout_s: 
     """Queue a deliver_event task per delivery while the worker is told not to consume,
     then let it consume; seconds from then to the last `delivered_at`."""
     celery_app.conf.broker_url = stack.redis_url
-    if not celery_app.control.cancel_consumer(QUEUE, reply=True, timeout=5, limit=1):
-        raise RuntimeError("the worker did not answer cancel_consumer")
+    set_consuming(celery_app, QUEUE, on=False)
     with celery_app.producer_or_acquire() as producer:
         for delivery_id in delivery_ids:
             celery_app.send_task(DELIVER_TASK, args=[delivery_id], producer=producer)
     start_wall = time.time()
-    if not celery_app.control.add_consumer(QUEUE, reply=True, timeout=5, limit=1):
-        raise RuntimeError("the worker did not answer add_consumer")
+    set_consuming(celery_app, QUEUE, on=True)
     deadline = time.monotonic() + timeout_s
     while _count_delivered(engine, delivery_ids) < len(delivery_ids) and time.monotonic() < deadline:
         time.sleep(0.1)

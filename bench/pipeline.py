@@ -59,6 +59,7 @@ from bench.common import (
     main_wrapper,
     run_dir_for,
     run_wrk,
+    set_consuming,
     wait_quiet,
     write_requests,
 )
@@ -209,16 +210,14 @@ def _drain_noops(stack: BenchStack, count: int) -> tuple[float, float]:
     celery_app.conf.broker_url = stack.redis_url
     client = redis.Redis.from_url(stack.redis_url)
     try:
-        if not celery_app.control.cancel_consumer("falbridge", reply=True, timeout=5, limit=1):
-            raise RuntimeError("the no-op worker did not answer cancel_consumer")
+        set_consuming(celery_app, "falbridge", on=False, who="the no-op worker")
         with celery_app.producer_or_acquire() as producer:
             t0 = time.monotonic()
             for _ in range(count):
                 noop.apply_async(producer=producer)
             publish_s = time.monotonic() - t0
         t1 = time.monotonic()
-        if not celery_app.control.add_consumer("falbridge", reply=True, timeout=5, limit=1):
-            raise RuntimeError("the no-op worker did not answer add_consumer")
+        set_consuming(celery_app, "falbridge", on=True, who="the no-op worker")
         while _queued(client) or client.hlen("unacked"):
             time.sleep(0.005)
         t2 = time.monotonic()
